@@ -1,0 +1,19 @@
+# The two commands README leads with. Both create what they need (.venv, pinned installs).
+.PHONY: run test lint bootstrap
+
+PY := .venv/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+bootstrap:
+	@bash scripts/bootstrap
+
+run: bootstrap
+	$(PY) -m signaling --host $(HOST) --port $(PORT)
+
+lint: bootstrap
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+
+test: lint
+	$(PY) -m pytest

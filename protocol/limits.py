@@ -1,0 +1,30 @@
+"""Hard limits of the protocol, shared by the server, the agents and the browser peer."""
+
+from __future__ import annotations
+
+from typing import Final
+
+MAX_TEXT_CHARS: Final = 4000
+"""Most Unicode code points in a message text (in JavaScript: `[...text].length`)."""
+
+MAX_TEXT_BYTES: Final = 12_000
+"""Most UTF-8 bytes in a message text."""
+
+MAX_FRAME_BYTES: Final = 16_384
+"""Most UTF-8 bytes in one serialised JSON frame; browsers need frames well under 16 KiB."""
+
+MAX_SAFE_INTEGER: Final = 2**53 - 1
+"""Largest integer JavaScript represents exactly, so every peer reads the same number."""
+
+MAX_SEQ: Final = MAX_SAFE_INTEGER
+MAX_LAMPORT: Final = MAX_SAFE_INTEGER
+MAX_TS: Final = MAX_SAFE_INTEGER
+
+MAX_USERNAME_CHARS: Final = 32
+MAX_ROOM_CHARS: Final = 64
+
+MAX_BATCH: Final = 100
+"""Most envelopes in one sync batch or upload batch."""
+
+MAX_VECTOR_DEVICES: Final = 10_000
+"""Most devices a version vector from the network may name."""

@@ -1,0 +1,117 @@
+"""The Gibberish signaling and history server (Flask + Flask-SocketIO + SQLAlchemy)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException
+
+from . import config as config_module
+from .errors import ApiError
+from .extensions import csrf, db, limiter, migrate, socketio
+from .ratelimit import EventLimits
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_REQUEST_BYTES = 64 * 1024
+# Largest Socket.IO/Engine.IO message: a batch of MAX_BATCH envelopes of 16 KiB each would be
+# 1.6 MB; uploads are paced in batches well under that, and anything bigger is refused.
+MAX_SOCKET_MESSAGE_BYTES = 1024 * 1024
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app. Configuration comes from the environment; `test_config` overrides it."""
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("INSTANCE_PATH") or None,
+        instance_relative_config=True,
+        static_folder=str(ROOT / "static"),
+        template_folder=str(ROOT / "templates"),
+    )
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SERVER_ID=uuid.uuid4().hex,
+        RATELIMIT_HEADERS_ENABLED=True,
+    )
+    app.config.update(config_module.from_environment(app.instance_path))
+    if test_config:
+        app.config.update(test_config)
+    storage = app.config["REDIS_URL"] or "memory://"
+    app.config.setdefault("RATELIMIT_STORAGE_URI", storage)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    csrf.init_app(app)
+    limiter.init_app(app)
+    app.extensions["gibberish_event_limits"] = EventLimits(storage, {
+        "signal": app.config["RATELIMIT_SIGNAL"],
+        "publish": app.config["RATELIMIT_PUBLISH"],
+        "join": app.config["RATELIMIT_JOIN"],
+    })
+    socketio.init_app(
+        app,
+        async_mode="threading",
+        message_queue=app.config["REDIS_URL"],
+        cors_allowed_origins=app.config["CORS_ORIGINS"],
+        max_http_buffer_size=MAX_SOCKET_MESSAGE_BYTES,
+        logger=False,
+        engineio_logger=False,
+    )
+
+    from . import api, events, health, pages  # noqa: F401  (events registers handlers)
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(health.bp)
+    _register_error_handlers(app)
+    logging.getLogger("gibberish").setLevel(logging.INFO)
+    return app
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> ResponseReturnValue:
+        return jsonify(exc.body()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
+        code = exc.code or 500
+        names = {413: "too_large", 429: "rate_limited", 404: "not_found", 405: "bad_method",
+                 400: "bad_request"}
+        message = exc.description or exc.name
+        if code == 413:
+            message = f"request larger than {MAX_REQUEST_BYTES} bytes"
+        if code == 429:
+            message = f"too many requests: the limit is {exc.description}; try again later"
+        if _wants_json():
+            body = {"error": {"code": names.get(code, "http_error"), "message": message}}
+            return jsonify(body), code
+        return render_template("error.html", code=code, message=message), code
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    """WAL and a busy timeout let the threaded server write from several threads; a process
+    killed mid-write leaves the database intact (the last committed transaction survives)."""
+    module = type(dbapi_connection).__module__
+    if module.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()

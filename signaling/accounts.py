@@ -1,0 +1,134 @@
+"""Accounts: password hashing (argon2), bearer tokens, and device keys registered to a user."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from protocol import InvalidName, b64decode, b64encode, device_id_for, normalize_username
+
+from .errors import ApiError
+from .extensions import db
+from .models import Device, User
+
+TOKEN_MAX_AGE = 30 * 24 * 3600
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+
+_hasher = PasswordHasher()
+# Verified against when the user does not exist, so a wrong user name costs as much time
+# as a wrong password and does not reveal which names are taken.
+_DUMMY_HASH = _hasher.hash("not a real password")
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="gibberish-api-token")
+
+
+def clean_username(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ApiError(400, "invalid_name", "username must be a string")
+    try:
+        return normalize_username(raw)
+    except InvalidName as exc:
+        raise ApiError(400, "invalid_name", str(exc)) from exc
+
+
+def clean_password(raw: object) -> str:
+    if not isinstance(raw, str) or not MIN_PASSWORD <= len(raw) <= MAX_PASSWORD:
+        raise ApiError(
+            400, "invalid_password",
+            f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters",
+        )
+    return raw
+
+
+def register(username: object, password: object) -> User:
+    """Create an account; the name is normalised (NFKC, case-folded) and must be free."""
+    name = clean_username(username)
+    secret = clean_password(password)
+    user = User(username=name, password_hash=_hasher.hash(secret))
+    db.session.add(user)
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise ApiError(409, "name_taken", f"the name {name!r} is already taken") from exc
+    return user
+
+
+def authenticate(username: object, password: object) -> User:
+    """The user whose password matches, or an ApiError that does not say which part was wrong."""
+    wrong = ApiError(401, "bad_credentials", "wrong user name or password")
+    if not isinstance(password, str) or len(password) > MAX_PASSWORD:
+        raise wrong
+    try:
+        name = clean_username(username)
+    except ApiError:
+        raise wrong from None
+    user = db.session.scalar(select(User).where(User.username == name))
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        raise wrong from None
+    if user is None:
+        raise wrong
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+        db.session.commit()
+    return user
+
+
+def issue_token(user: User) -> str:
+    return _serializer().dumps({"u": user.id, "e": user.token_epoch})
+
+
+def user_for_token(token: object) -> User | None:
+    """The user a bearer token was issued to, or None if it is malformed, expired or revoked."""
+    if not isinstance(token, str) or len(token) > 512:
+        return None
+    try:
+        data: Any = _serializer().loads(token, max_age=TOKEN_MAX_AGE)
+    except (BadSignature, SignatureExpired):
+        return None
+    if not isinstance(data, dict):
+        return None
+    user = db.session.get(User, data.get("u"))
+    if user is None or user.token_epoch != data.get("e"):
+        return None
+    return user
+
+
+def register_device(user: User, public_key: object, label: object = "") -> Device:
+    """Register a device's Ed25519 public key to `user`; registering it again is a no-op, and a
+    key already registered to someone else is refused."""
+    if not isinstance(public_key, str):
+        raise ApiError(400, "invalid_key", "public_key must be a base64url string")
+    try:
+        raw = b64decode(public_key)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ApiError(400, "invalid_key", "public_key must be a 32-byte Ed25519 key, base64url")
+    if not isinstance(label, str) or len(label) > 64:
+        raise ApiError(400, "invalid_label", "label must be a string of at most 64 characters")
+    device_id = device_id_for(raw)
+    existing = db.session.get(Device, device_id)
+    if existing is not None:
+        if existing.user_id != user.id:
+            raise ApiError(409, "key_taken", "this device key belongs to another account")
+        return existing
+    device = Device(id=device_id, user_id=user.id, public_key=b64encode(raw), label=label)
+    db.session.add(device)
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise ApiError(409, "key_taken", "this device key is already registered") from exc
+    return device

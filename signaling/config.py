@@ -1,0 +1,90 @@
+"""Server configuration read from the environment, with defaults that are safe on one machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+DEFAULT_RATE_LIMITS = {
+    "RATELIMIT_LOGIN": "10 per minute",
+    "RATELIMIT_REGISTER": "5 per minute",
+    "RATELIMIT_SIGNAL": "200 per 10 seconds",
+    "RATELIMIT_PUBLISH": "2000 per 10 seconds",
+    "RATELIMIT_JOIN": "30 per minute",
+}
+
+
+class ConfigError(ValueError):
+    """A setting in the environment cannot be used; the message names the variable."""
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the `postgres://` spelling some PaaS hand out and select the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def parse_ice_servers(raw: str | None) -> list[dict[str, Any]]:
+    """Parse `ICE_SERVERS` (a JSON list of RTCIceServer dicts). The default is no server at all:
+    a public STUN default would send packets off this machine."""
+    if not raw:
+        return []
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"ICE_SERVERS is not valid JSON: {exc}") from exc
+    if not isinstance(value, list):
+        raise ConfigError("ICE_SERVERS must be a JSON list of {urls, username?, credential?}")
+    for server in value:
+        if not isinstance(server, dict) or "urls" not in server:
+            raise ConfigError("each ICE_SERVERS entry needs a 'urls' field")
+        urls = server["urls"] if isinstance(server["urls"], list) else [server["urls"]]
+        if not all(isinstance(u, str) and u.split(":", 1)[0] in ("stun", "turn", "turns")
+                   for u in urls):
+            raise ConfigError("ICE_SERVERS urls must start with stun:, turn: or turns:")
+    return value
+
+
+def parse_cors_origins(raw: str | None) -> list[str] | str | None:
+    """`CORS_ORIGINS`: unset means same origin only, `*` means any, else a comma-separated list."""
+    if not raw:
+        return None
+    if raw.strip() == "*":
+        return "*"
+    return [o.strip() for o in raw.split(",") if o.strip()]
+
+
+def instance_secret_key(instance_path: str) -> str:
+    """A development secret kept in the instance folder (mode 0600), so tokens survive restarts
+    without anyone configuring `SECRET_KEY`. Production sets `SECRET_KEY` instead."""
+    path = Path(instance_path) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key
+
+
+def from_environment(instance_path: str) -> dict[str, Any]:
+    """Build the app configuration from environment variables."""
+    env = os.environ
+    db_default = "sqlite:///" + str(Path(instance_path) / "gibberish.sqlite3")
+    config: dict[str, Any] = {
+        "SECRET_KEY": env.get("SECRET_KEY") or instance_secret_key(instance_path),
+        "SQLALCHEMY_DATABASE_URI": normalize_database_url(env.get("DATABASE_URL", db_default)),
+        "REDIS_URL": env.get("REDIS_URL") or None,
+        "ICE_SERVERS": parse_ice_servers(env.get("ICE_SERVERS")),
+        "CORS_ORIGINS": parse_cors_origins(env.get("CORS_ORIGINS")),
+        "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "0") == "1",
+    }
+    for name, default in DEFAULT_RATE_LIMITS.items():
+        config[name] = env.get(name, default)
+    return config

@@ -1,0 +1,269 @@
+"""Socket.IO events: sign-in on connect, join/leave with presence, signal relay, log uploads.
+
+Every handler answers through the acknowledgement: `{"ok": True, …}` or
+`{"ok": False, "error": {"code", "message"}}`. Refusals are logged and never disconnect."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import current_app, request
+from flask_socketio import ConnectionRefusedError, emit, join_room, leave_room
+from pydantic import ValidationError
+from sqlalchemy import delete, select
+
+from protocol import Envelope, ProtocolError
+
+from . import accounts, store
+from .errors import ApiError, error_body
+from .extensions import db, socketio
+from .models import Device, Presence, Room, User
+from .ratelimit import EventLimits
+from .schemas import JoinRequest, LeaveRequest, PublishRequest, SignalRequest, first_error
+
+log = logging.getLogger("gibberish.signaling")
+
+# sid -> user id, for the connections this process holds (a sid lives on one process).
+_connections: dict[str, int] = {}
+
+
+def channel(room: str) -> str:
+    """The Socket.IO room that carries a chat room's notices."""
+    return f"room:{room}"
+
+
+def peer_dict(p: Presence) -> dict[str, Any]:
+    return {"user": p.user.username, "device": p.device_id,
+            "public_key": p.device.public_key, "rendezvous": p.rendezvous}
+
+
+def _refuse(status: int, code: str, message: str) -> ApiError:
+    return ApiError(status, code, message)
+
+
+def current_user() -> User:
+    user_id = _connections.get(request.sid)  # type: ignore[attr-defined]
+    user = db.session.get(User, user_id) if user_id is not None else None
+    if user is None:
+        raise _refuse(401, "unauthorized", "this connection is not signed in")
+    return user
+
+
+def _limits() -> EventLimits:
+    limits: EventLimits = current_app.extensions["gibberish_event_limits"]
+    return limits
+
+
+def rate_limited(name: str, user: User, cost: int = 1) -> None:
+    if not _limits().allow(name, str(user.id), cost):
+        raise _refuse(429, "rate_limited",
+                      f"too many {name} requests: the limit is {_limits().describe(name)}")
+
+
+def acked(event: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
+    """Turn a handler's refusals into `{"ok": False, "error": …}` acks, and log them."""
+
+    def decorate(handler: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        @wraps(handler)
+        def wrapped(data: Any = None) -> dict[str, Any]:
+            sid = request.sid  # type: ignore[attr-defined]
+            try:
+                return {"ok": True, **handler(data)}
+            except ValidationError as exc:
+                err: Exception = ApiError(400, "invalid_request", first_error(exc))
+            except (ApiError, ProtocolError) as exc:
+                err = exc
+            except Exception:
+                db.session.rollback()
+                log.exception("%s from %s failed", event, sid)
+                return {"ok": False, **error_body(RuntimeError())}
+            db.session.rollback()
+            log.warning("%s refused for %s (user %s): %s", event, sid,
+                        _connections.get(sid), err)
+            return {"ok": False, **error_body(err)}
+
+        socketio.on_event(event, wrapped)
+        return wrapped
+
+    return decorate
+
+
+@socketio.on("connect")  # type: ignore[untyped-decorator]
+def on_connect(auth: Any = None) -> None:
+    token = auth.get("token") if isinstance(auth, dict) else None
+    if token is None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        token = value.strip() if scheme.lower() == "bearer" else None
+    user = accounts.user_for_token(token)
+    if user is None:
+        log.warning("socket connection refused from %s: no valid token", request.remote_addr)
+        raise ConnectionRefusedError("unauthorized: a valid bearer token is required")
+    _connections[request.sid] = user.id  # type: ignore[attr-defined]
+
+
+@socketio.on("disconnect")  # type: ignore[untyped-decorator]
+def on_disconnect(reason: Any = None) -> None:
+    sid = request.sid  # type: ignore[attr-defined]
+    _connections.pop(sid, None)
+    rows = db.session.scalars(select(Presence).where(Presence.sid == sid)).all()
+    gone = [(db.session.get(Room, p.room_id), p.device_id, p.user.username) for p in rows]
+    for p in rows:
+        db.session.delete(p)
+    db.session.commit()
+    for room, device, user in gone:
+        if room is not None:
+            emit("peer_left", {"room": room.name, "device": device, "user": user},
+                 to=channel(room.name))
+
+
+@acked("join")
+def on_join(data: Any) -> dict[str, Any]:
+    """Enter a room with one of the user's devices; answers with the roster of the others."""
+    user = current_user()
+    rate_limited("join", user)
+    req = JoinRequest.model_validate(data)
+    device = db.session.get(Device, req.device)
+    if device is None or device.user_id != user.id:
+        raise _refuse(403, "unknown_device",
+                      "this device key is not registered to your account; POST /api/devices")
+    room = store.get_or_create_room(req.room)
+    store.ensure_membership(room, user)
+    sid = request.sid  # type: ignore[attr-defined]
+    # A device that reconnects replaces its stale entry (the old connection may be half dead).
+    db.session.execute(delete(Presence).where(
+        Presence.room_id == room.id, Presence.device_id == device.id))
+    me = Presence(room_id=room.id, user_id=user.id, device_id=device.id, sid=sid,
+                  server_id=current_app.config["SERVER_ID"], rendezvous=req.rendezvous)
+    db.session.add(me)
+    db.session.commit()
+    others = db.session.scalars(
+        select(Presence).where(Presence.room_id == room.id, Presence.id != me.id)
+        .order_by(Presence.joined_at, Presence.id)
+    ).all()
+    join_room(channel(room.name))
+    emit("peer_joined", {"room": room.name, "peer": peer_dict(me)},
+         to=channel(room.name), include_self=False)
+    return {
+        "room": room.name,
+        "you": peer_dict(me),
+        "peers": [peer_dict(p) for p in others],
+        "ice_servers": current_app.config["ICE_SERVERS"],
+        "cursor": store.latest_cursor(room),
+    }
+
+
+@acked("leave")
+def on_leave(data: Any) -> dict[str, Any]:
+    user = current_user()
+    req = LeaveRequest.model_validate(data)
+    room = store.get_room(req.room)
+    sid = request.sid  # type: ignore[attr-defined]
+    if room is not None:
+        rows = db.session.scalars(select(Presence).where(
+            Presence.room_id == room.id, Presence.sid == sid)).all()
+        for p in rows:
+            db.session.delete(p)
+            emit("peer_left", {"room": room.name, "device": p.device_id, "user": user.username},
+                 to=channel(room.name), include_self=False)
+        db.session.commit()
+    leave_room(channel(req.room))
+    return {"room": req.room}
+
+
+@acked("signal")
+def on_signal(data: Any) -> dict[str, Any]:
+    """Forward an offer, answer or candidate to one device of a room both ends are in."""
+    user = current_user()
+    rate_limited("signal", user)
+    req = SignalRequest.model_validate(data)
+    room = store.get_room(req.room)
+    sid = request.sid  # type: ignore[attr-defined]
+    sender = None if room is None else db.session.scalar(select(Presence).where(
+        Presence.room_id == room.id, Presence.sid == sid))
+    if room is None or sender is None:
+        raise _refuse(403, "not_in_room", f"join room {req.room!r} before signalling in it")
+    target = db.session.scalar(select(Presence).where(
+        Presence.room_id == room.id, Presence.device_id == req.to))
+    if target is None:
+        raise _refuse(404, "no_such_peer", f"device {req.to} is not in room {req.room!r}")
+    emit("signal", {
+        "room": room.name, "from": {"user": user.username, "device": sender.device_id},
+        "kind": req.kind, "payload": req.payload,
+    }, to=target.sid)
+    return {}
+
+
+def _verified(raw: dict[str, Any], uploader: User) -> tuple[Room, Envelope]:
+    """Parse, check the author's key and verify one uploaded envelope."""
+    env = Envelope.from_dict(raw)
+    room = store.get_room(env.room)
+    if room is None or not store.is_member(room, uploader):
+        raise _refuse(403, "not_in_room", f"join room {env.room!r} before uploading to it")
+    device = db.session.get(Device, env.device)
+    if device is None or device.user.username != env.author:
+        raise _refuse(403, "unknown_author",
+                      f"device {env.device} is not a registered key of {env.author!r}")
+    env.verify(device.public_key)
+    return room, env
+
+
+@acked("publish")
+def on_publish(data: Any) -> dict[str, Any]:
+    """Store signed envelopes in the room log, idempotently, and acknowledge each with its
+    server cursor. Any member may upload a message it holds on behalf of its author: the
+    signature, checked against the author's registered key, makes that safe."""
+    user = current_user()
+    req = PublishRequest.model_validate(data)
+    try:
+        raws = req.items()
+    except ValueError as exc:
+        raise _refuse(400, "invalid_request", str(exc)) from exc
+    rate_limited("publish", user, cost=max(1, len(raws)))
+    results: list[dict[str, Any] | None] = [None] * len(raws)
+    by_room: dict[int, tuple[Room, list[tuple[int, Envelope]]]] = {}
+    for i, raw in enumerate(raws):
+        try:
+            room, env = _verified(raw, user)
+        except (ApiError, ProtocolError) as exc:
+            log.warning("upload refused from %s: %s", user.username, exc)
+            results[i] = {"ok": False, "id": _raw_id(raw), **error_body(exc)}
+            continue
+        by_room.setdefault(room.id, (room, []))[1].append((i, env))
+    for room, items in by_room.values():
+        outcomes = store.store_envelopes(room, [env for _, env in items])
+        fresh: list[dict[str, Any]] = []
+        for (i, env), outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, store.Stored):
+                results[i] = {"ok": True, "id": outcome.id, "cursor": outcome.cursor,
+                              "duplicate": outcome.duplicate}
+                if not outcome.duplicate:
+                    fresh.append({"id": outcome.id, "cursor": outcome.cursor})
+            else:
+                log.warning("upload conflict from %s: %s", user.username, outcome)
+                results[i] = {"ok": False, "id": env.id, **error_body(outcome)}
+        if fresh:
+            emit("stored", {"room": room.name, "messages": fresh}, to=channel(room.name))
+    if req.envelope is not None:
+        single = results[0]
+        assert single is not None
+        if not single["ok"]:
+            raise _AckError(single)
+        return {k: v for k, v in single.items() if k != "ok"}
+    return {"results": results}
+
+
+class _AckError(ApiError):
+    """A single-envelope upload refused: its result is the ack."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        err = result["error"]
+        super().__init__(400, err["code"], err["message"])
+
+
+def _raw_id(raw: dict[str, Any]) -> str | None:
+    device, seq = raw.get("device"), raw.get("seq")
+    return f"{device}:{seq}" if isinstance(device, str) and isinstance(seq, int) else None

@@ -1,0 +1,194 @@
+"""Fixtures that run the real server (`python -m signaling`) in a subprocess on a free port,
+with a fresh SQLite database, and drive it with real HTTP and python-socketio clients."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import socketio
+
+from protocol import DeviceKey, Envelope
+from tests.helpers import ROOT, poll, read_line_matching, stop_process
+
+PASSWORD = "correct horse battery staple"
+SHARED_SERVER_LIMITS = {
+    "RATELIMIT_REGISTER": "100000 per minute",
+    "RATELIMIT_LOGIN": "100000 per minute",
+}
+
+
+@dataclass
+class ServerProcess:
+    """A running `python -m signaling`; stopped by pid when the fixture ends."""
+
+    proc: subprocess.Popen[str]
+    url: str
+    database_url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(workdir: Path, extra_env: dict[str, str] | None = None) -> ServerProcess:
+    workdir.mkdir(parents=True, exist_ok=True)
+    database_url = f"sqlite:///{workdir / 'server.sqlite3'}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "INSTANCE_PATH": str(workdir / "instance"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("REDIS_URL", None)
+    env.update(extra_env or {})
+    log_path = workdir / "server.log"
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "signaling", "--host", "127.0.0.1", "--port", "0"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log_file, text=True,
+        )
+    try:
+        line = read_line_matching(proc, "listening on", timeout=60)
+    except AssertionError:
+        stop_process(proc)
+        raise AssertionError("server did not start:\n" + log_path.read_text()) from None
+    url = line.strip().rsplit(" ", 1)[-1].rstrip("/")
+    return ServerProcess(proc, url, database_url, log_path)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for the tests that need no special settings (each uses its own names).
+
+    Sign-in limits count per address, and every test signs in from 127.0.0.1, so they are
+    raised here; test_limits.py checks the limits on a server of its own."""
+    running = start_server(tmp_path_factory.mktemp("server"), SHARED_SERVER_LIMITS)
+    yield running
+    stop_process(running.proc)
+
+
+@dataclass
+class Account:
+    """A registered user with a bearer token and one registered device key."""
+
+    username: str
+    token: str
+    key: DeviceKey
+    server_url: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.server_url + path, headers=self.headers, timeout=10, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.post(self.server_url + path, headers=self.headers, timeout=10, **kwargs)
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def register_account(url: str, prefix: str = "user") -> Account:
+    name = unique_name(prefix)
+    reply = requests.post(f"{url}/api/register", json={"username": name, "password": PASSWORD},
+                          timeout=10)
+    assert reply.status_code == 201, reply.text
+    key = DeviceKey.generate()
+    account = Account(name, reply.json()["token"], key, url)
+    added = account.post("/api/devices", json={"public_key": key.public_key_b64})
+    assert added.status_code == 201, added.text
+    return account
+
+
+@dataclass
+class Peer:
+    """A real python-socketio client signed in as `account`, recording the events it gets."""
+
+    account: Account
+    client: socketio.Client
+    events: list[tuple[str, Any]] = field(default_factory=list)
+
+    def call(self, event: str, data: Any, timeout: float = 10) -> Any:
+        return self.client.call(event, data, timeout=timeout)
+
+    def join(self, room: str, rendezvous: str | None = None) -> Any:
+        data: dict[str, Any] = {"room": room, "device": self.account.key.device_id}
+        if rendezvous is not None:
+            data["rendezvous"] = rendezvous
+        return self.call("join", data)
+
+    def received(self, event: str) -> list[Any]:
+        return [data for name, data in list(self.events) if name == event]
+
+    def wait_for(self, event: str, predicate: Callable[[Any], bool] = lambda _: True,
+                 timeout: float = 10) -> Any:
+        return poll(lambda: next((d for d in self.received(event) if predicate(d)), None),
+                    timeout=timeout, message=f"{event} at {self.account.username}")
+
+
+def connect_peer(account: Account) -> Peer:
+    client = socketio.Client(reconnection=False)
+    peer = Peer(account, client)
+    for name in ("peer_joined", "peer_left", "signal", "stored"):
+        client.on(name, lambda data, name=name: peer.events.append((name, data)))
+    client.connect(account.server_url, auth={"token": account.token}, transports=["websocket"],
+                   wait_timeout=10)
+    return peer
+
+
+@pytest.fixture
+def accounts(server: ServerProcess) -> Callable[[str], Account]:
+    return lambda prefix="user": register_account(server.url, prefix)
+
+
+@pytest.fixture
+def peers() -> Iterator[Callable[[Account], Peer]]:
+    """Connect peers; every one is disconnected when the test ends."""
+    made: list[Peer] = []
+
+    def make(account: Account) -> Peer:
+        peer = connect_peer(account)
+        made.append(peer)
+        return peer
+
+    yield make
+    for peer in made:
+        peer.client.disconnect()
+
+
+def signed_envelope(account: Account, room: str, seq: int, *, lamport: int | None = None,
+                    text: str | None = None, key: DeviceKey | None = None,
+                    author: str | None = None) -> dict[str, Any]:
+    """The wire form of an envelope signed by `key` (the account's device key by default),
+    authored by the account unless `author` says otherwise; lamport defaults to seq."""
+    return Envelope.create(
+        key or account.key, room=room, author=author or account.username, seq=seq,
+        lamport=seq if lamport is None else lamport, ts=1_700_000_000_000 + seq,
+        text=f"message {seq}" if text is None else text,
+    ).to_dict()
+
+
+def stored_count(server: ServerProcess, room: str) -> int:
+    """How many rows the server's SQLite file holds for `room`, read straight from the file."""
+    path = server.database_url.removeprefix("sqlite:///")
+    with closing(sqlite3.connect(path, timeout=10)) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM messages JOIN rooms ON rooms.id = messages.room_id"
+            " WHERE rooms.name = ?", (room,),
+        ).fetchone()
+    return int(row[0])
