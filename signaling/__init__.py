@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -84,6 +84,14 @@ def _wants_json() -> bool:
 
 
 def _register_error_handlers(app: Flask) -> None:
+    @app.before_request
+    def refuse_oversized_bodies() -> None:
+        # Flask enforces MAX_CONTENT_LENGTH only when a view reads the body; refuse up front so
+        # every oversized request gets the same 413 whatever its content type.
+        length = request.content_length
+        if length is not None and length > MAX_REQUEST_BYTES:
+            abort(413)
+
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> ResponseReturnValue:
         return jsonify(exc.body()), exc.status

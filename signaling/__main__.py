@@ -6,12 +6,27 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 from flask_migrate import upgrade
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from . import create_app
 from .presence import clear_presence
+
+
+class RequestHandler(WSGIRequestHandler):
+    """Werkzeug's handler, but a connection whose WebSocket session has ended is closed.
+
+    simple-websocket ends a session on Werkzeug by raising ConnectionError; Werkzeug then reads
+    the socket as a keep-alive HTTP connection and blocks on the client's last WebSocket frames
+    (logging them as a bad request), so the client's close handshake stalls until it gives up.
+    """
+
+    def connection_dropped(self, error: BaseException,
+                           environ: dict[str, Any] | None = None) -> None:
+        self.close_connection = True
+        super().connection_dropped(error, environ)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         clear_presence(app)
     # Werkzeug's threaded server, as socketio.run uses in threading mode; made here so that
     # --port 0 can pick a free port and print it (tests and scripts read this line).
-    server = make_server(args.host, args.port, app, threaded=True)
+    server = make_server(args.host, args.port, app, threaded=True,
+                         request_handler=RequestHandler)
     print(f"Gibberish server listening on http://{args.host}:{server.server_port}/", flush=True)
     try:
         server.serve_forever()

@@ -18,6 +18,7 @@ from . import accounts, store
 from .errors import ApiError
 from .extensions import csrf, db, limiter
 from .models import Device, Membership, User
+from .ratelimit import sign_in_key, sign_in_per_address, sign_in_per_name
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)
@@ -75,12 +76,6 @@ def clamp_int(name: str, default: int, low: int, high: int) -> int:
     return max(low, min(high, value))
 
 
-def _login_key() -> str:
-    data = request.get_json(silent=True)
-    name = data.get("username") if isinstance(data, dict) else None
-    return f"{request.remote_addr}|{name if isinstance(name, str) else ''}"[:200]
-
-
 @bp.post("/register")
 @limiter.limit(lambda: current_app.config["RATELIMIT_REGISTER"])
 def register() -> ResponseReturnValue:
@@ -90,7 +85,8 @@ def register() -> ResponseReturnValue:
 
 
 @bp.post("/login")
-@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], key_func=_login_key)
+@limiter.limit(sign_in_per_name, key_func=sign_in_key)
+@limiter.limit(sign_in_per_address)
 def login() -> ResponseReturnValue:
     data = json_body()
     user = accounts.authenticate(data.get("username"), data.get("password"))

@@ -10,6 +10,7 @@ from typing import Any
 
 DEFAULT_RATE_LIMITS = {
     "RATELIMIT_LOGIN": "10 per minute",
+    "RATELIMIT_LOGIN_ADDRESS": "100 per minute",
     "RATELIMIT_REGISTER": "5 per minute",
     "RATELIMIT_SIGNAL": "200 per 10 seconds",
     "RATELIMIT_PUBLISH": "2000 per 10 seconds",

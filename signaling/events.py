@@ -133,6 +133,10 @@ def on_join(data: Any) -> dict[str, Any]:
     room = store.get_or_create_room(req.room)
     store.ensure_membership(room, user)
     sid = request.sid  # type: ignore[attr-defined]
+    # Enter the Socket.IO room before our presence becomes visible: of two devices joining at
+    # once, the later one reads the earlier in the roster, and the earlier one (already
+    # listening) gets the later one's peer_joined. The other order loses one of them.
+    join_room(channel(room.name))
     # A device that reconnects replaces its stale entry (the old connection may be half dead).
     db.session.execute(delete(Presence).where(
         Presence.room_id == room.id, Presence.device_id == device.id))
@@ -144,7 +148,6 @@ def on_join(data: Any) -> dict[str, Any]:
         select(Presence).where(Presence.room_id == room.id, Presence.id != me.id)
         .order_by(Presence.joined_at, Presence.id)
     ).all()
-    join_room(channel(room.name))
     emit("peer_joined", {"room": room.name, "peer": peer_dict(me)},
          to=channel(room.name), include_self=False)
     return {
@@ -191,7 +194,9 @@ def on_signal(data: Any) -> dict[str, Any]:
     if target is None:
         raise _refuse(404, "no_such_peer", f"device {req.to} is not in room {req.room!r}")
     emit("signal", {
-        "room": room.name, "from": {"user": user.username, "device": sender.device_id},
+        "room": room.name,
+        "from": {"user": user.username, "device": sender.device_id,
+                 "public_key": sender.device.public_key},
         "kind": req.kind, "payload": req.payload,
     }, to=target.sid)
     return {}

@@ -26,11 +26,13 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from protocol import InvalidName, normalize_room
+from protocol.paging import order_token, parse_order_token
 
 from . import accounts, store
 from .errors import ApiError
 from .extensions import db, limiter
 from .models import Membership, Room, User
+from .ratelimit import sign_in_key, sign_in_per_address, sign_in_per_name
 
 bp = Blueprint("pages", __name__)
 
@@ -84,7 +86,8 @@ def index() -> ResponseReturnValue:
 
 
 @bp.post("/login")
-@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"])
+@limiter.limit(sign_in_per_name, key_func=sign_in_key)
+@limiter.limit(sign_in_per_address)
 def login() -> ResponseReturnValue:
     try:
         user = accounts.authenticate(request.form.get("username"), request.form.get("password"))
@@ -124,20 +127,6 @@ def go_to_room() -> ResponseReturnValue:
     return redirect(url_for("pages.history", room=name))
 
 
-def _order_key(raw: str | None) -> tuple[int, str, int] | None:
-    """Parse a page token `lamport.device.seq`; junk is treated as no token."""
-    if not raw:
-        return None
-    parts = raw.split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit() or len(parts[1]) > 32:
-        return None
-    return int(parts[0]), parts[1], int(parts[2])
-
-
-def _token(key: tuple[int, str, int]) -> str:
-    return f"{key[0]}.{key[1]}.{key[2]}"
-
-
 @bp.get("/rooms/<room>/history")
 @login_required
 def history(room: str) -> ResponseReturnValue:
@@ -151,14 +140,14 @@ def history(room: str) -> ResponseReturnValue:
         return redirect(target + ("?" + query_string if query_string else ""))
     found = store.get_room(name)
     query = request.args.get("q", "")[:200]
-    before = _order_key(request.args.get("before"))
-    after = _order_key(request.args.get("after"))
+    before = parse_order_token(request.args.get("before"))
+    after = parse_order_token(request.args.get("after"))
     rows, more = ([], False) if found is None else store.page_in_display_order(
         found, before=before, after=None if before else after, limit=HISTORY_PAGE, query=query)
     older = newer = None
     if rows:
-        first = _token((rows[0].lamport, rows[0].device_id, rows[0].seq))
-        last = _token((rows[-1].lamport, rows[-1].device_id, rows[-1].seq))
+        first = order_token((rows[0].lamport, rows[0].device_id, rows[0].seq))
+        last = order_token((rows[-1].lamport, rows[-1].device_id, rows[-1].seq))
         if before is None and after is not None:  # paging forward, toward the newest
             older, newer = first, (last if more else None)
         else:  # the newest page, or paging back toward the oldest

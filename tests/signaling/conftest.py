@@ -3,13 +3,14 @@ with a fresh SQLite database, and drive it with real HTTP and python-socketio cl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import socket
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ PASSWORD = "correct horse battery staple"
 SHARED_SERVER_LIMITS = {
     "RATELIMIT_REGISTER": "100000 per minute",
     "RATELIMIT_LOGIN": "100000 per minute",
+    "RATELIMIT_LOGIN_ADDRESS": "100000 per minute",
 }
 
 
@@ -171,6 +173,16 @@ def peers() -> Iterator[Callable[[Account], Peer]]:
         peer.client.disconnect()
 
 
+def drop_peer(peer: Peer) -> None:
+    """Cut a peer's connection without a goodbye, as when its network vanishes: the socket
+    is shut down under the client, so the server sees the connection die, not a disconnect."""
+    sock = getattr(getattr(peer.client.eio, "ws", None), "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    peer.client.disconnect()
+
+
 def signed_envelope(account: Account, room: str, seq: int, *, lamport: int | None = None,
                     text: str | None = None, key: DeviceKey | None = None,
                     author: str | None = None) -> dict[str, Any]:
@@ -186,7 +198,7 @@ def signed_envelope(account: Account, room: str, seq: int, *, lamport: int | Non
 def stored_count(server: ServerProcess, room: str) -> int:
     """How many rows the server's SQLite file holds for `room`, read straight from the file."""
     path = server.database_url.removeprefix("sqlite:///")
-    with closing(sqlite3.connect(path, timeout=10)) as conn:
+    with contextlib.closing(sqlite3.connect(path, timeout=10)) as conn:
         row = conn.execute(
             "SELECT count(*) FROM messages JOIN rooms ON rooms.id = messages.room_id"
             " WHERE rooms.name = ?", (room,),
