@@ -1,5 +1,5 @@
 # The two commands README leads with. Both create what they need (.venv, pinned installs).
-.PHONY: run test lint bootstrap
+.PHONY: run server test lint bootstrap
 
 PY := .venv/bin/python
 HOST ?= 127.0.0.1
@@ -9,6 +9,9 @@ bootstrap:
 	@bash scripts/bootstrap
 
 run: bootstrap
+	$(PY) -m peer_agent.demo --port $(PORT)
+
+server: bootstrap
 	$(PY) -m signaling --host $(HOST) --port $(PORT)
 
 lint: bootstrap

@@ -1,0 +1,79 @@
+"""`python -m peer_agent`: run one user's peer agent and serve their chat UI on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from .agent import Agent, AgentConfig
+from .ice import pin_ice_hosts
+from .signaling_client import SignInError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m peer_agent",
+        description="Join a Gibberish room: a WebRTC data channel to every peer, a local log, "
+                    "and the chat UI at http://127.0.0.1:PORT/. The password comes from "
+                    "GIBBERISH_PASSWORD or a prompt.",
+    )
+    parser.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:5000")
+    parser.add_argument("--user", required=True, help="your user name")
+    parser.add_argument("--room", required=True, help="the room to join")
+    parser.add_argument("--ui-port", type=int, default=0,
+                        help="port of the chat UI on 127.0.0.1 (default: a free one, printed)")
+    parser.add_argument("--data-dir", type=Path, required=True,
+                        help="where the device key, the session and the local log live")
+    parser.add_argument("--register", action="store_true",
+                        help="create the account first if the name is free")
+    parser.add_argument("--ice-host", action="append", metavar="ADDR",
+                        help="use only this address for ICE (repeatable); e.g. 127.0.0.1 to keep "
+                             "all WebRTC traffic on loopback. Default: every real interface")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    return parser.parse_args(argv)
+
+
+async def run(args: argparse.Namespace, password: str | None) -> None:
+    pin_ice_hosts(args.ice_host)
+    agent = Agent(AgentConfig(
+        server_url=args.server, username=args.user, room=args.room, data_dir=args.data_dir,
+        password=password, register=args.register, ui_port=args.ui_port,
+        ice_hosts=args.ice_host,
+    ))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await agent.start()
+        print(f"Gibberish agent UI on {agent.ui.url}", flush=True)
+        await stop.wait()
+    finally:
+        await agent.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    logging.getLogger("aiortc").setLevel(logging.WARNING)
+    password = os.environ.get("GIBBERISH_PASSWORD")
+    if password is None and not (args.data_dir / "session.json").exists():
+        password = getpass.getpass(f"Password for {args.user}: ")
+    try:
+        asyncio.run(run(args, password))
+    except SignInError as exc:
+        print(f"cannot sign in: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,456 @@
+"""The agent: wires the server link, the mesh, the local log, the outbox and the UI together.
+
+Rules it keeps: a message is stored locally before it is shown or sent; every received
+envelope is verified against a key the server vouched for before it is stored, shown or
+passed on; the server is told about every message it lacks, by whoever holds it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from protocol import (
+    MAX_BATCH,
+    DeviceKey,
+    Envelope,
+    ProtocolError,
+    VersionVector,
+    encode_frame,
+    parse_frame,
+)
+from protocol.paging import order_token, parse_order_token
+from protocol.sync import (
+    BatchFrame,
+    KeysFrame,
+    MsgFrame,
+    VectorFrame,
+    batches_for,
+    keys_frames_for,
+    parse_sync_frame,
+)
+
+from .log import LocalLog
+from .mesh import LinkState, Mesh, PeerInfo
+from .outbox import Outbox
+from .signaling_client import Credentials, SignalingClient, SignInError
+from .ui import ChatUI, UIError
+
+log = logging.getLogger("gibberish.agent")
+
+KEY_FILE = "device.key"
+SESSION_FILE = "session.json"
+LOG_FILE = "log.sqlite3"
+
+
+@dataclass
+class AgentConfig:
+    server_url: str
+    username: str
+    room: str
+    data_dir: Path
+    password: str | None = None
+    register: bool = False
+    ui_host: str = "127.0.0.1"
+    ui_port: int = 0
+    ice_hosts: list[str] | None = None
+
+
+@dataclass
+class Delivery:
+    """Which peers acknowledged a message, and whether the server stored it."""
+
+    peers: set[str] = field(default_factory=set)
+    server: bool = False
+
+
+def load_or_create_key(data_dir: Path) -> DeviceKey:
+    """The device key, made on first start and kept in the data dir with mode 0600."""
+    path = data_dir / KEY_FILE
+    if path.exists():
+        return DeviceKey.from_private_bytes(path.read_bytes())
+    key = DeviceKey.generate()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes())
+    return key
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class Agent:
+    """One user's device in one room."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.key = load_or_create_key(config.data_dir)
+        self.room = config.room
+        self.user = config.username
+        self.store = LocalLog(config.data_dir / LOG_FILE)
+        self.roster: dict[str, PeerInfo] = {}
+        self.delivery: dict[str, Delivery] = {}
+        self.refused: Counter[str] = Counter()
+        self.client = SignalingClient(
+            config.server_url, self.room, self.key,
+            on_joined=self._on_joined, on_peer_joined=self._on_peer_joined,
+            on_peer_left=self._on_peer_left, on_signal=self._on_signal,
+            on_stored=self._on_stored, on_link=self._on_server_link,
+        )
+        self.mesh: Mesh | None = None
+        self.outbox = Outbox(self.store, self.client, self.room, on_uploaded=self._on_uploaded)
+        self.ui = ChatUI(self, config.ui_host, config.ui_port)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._key_refresh: asyncio.Task[None] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._sign_in()
+        self.mesh = Mesh(
+            key=self.key, user=self.user, room=self.room, send_signal=self._send_signal,
+            on_frame=self._on_frame, on_link=self._on_peer_link, ice_servers=[],
+        )
+        await self.ui.start()
+        self.outbox.start()
+        self.client.start()
+        log.info("%s's agent for #%s: UI on %s", self.user, self.room, self.ui.url)
+
+    async def _sign_in(self) -> None:
+        session_path = self.config.data_dir / SESSION_FILE
+        cached = json.loads(session_path.read_text()) if session_path.exists() else None
+        password = self.config.password
+        if password is not None:
+            try:
+                self.user = await self.client.sign_in(
+                    Credentials(self.config.username, password), register=self.config.register)
+                _write_private(session_path, json.dumps({
+                    "server": self.config.server_url, "token": self.client.token,
+                    "username": self.user}))
+                return
+            except SignInError:
+                raise
+            except OSError as exc:  # the server is unreachable: fall back to the kept token
+                if cached is None:
+                    raise SignInError(f"cannot reach the server to sign in: {exc}") from exc
+                log.warning("server unreachable (%s); using the session kept from last time", exc)
+        if cached is None:
+            raise SignInError("no password given and no session kept in the data dir")
+        self.client.use_token(cached["token"], cached["username"])
+        self.user = cached["username"]
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self.outbox.close()
+        await self.client.close()
+        if self.mesh is not None:
+            await self.mesh.close()
+        await self.ui.close()
+        self.store.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the server -------------------------------------------------------------------------
+
+    async def _send_signal(self, to: str, kind: str, payload: dict[str, Any]) -> None:
+        await self.client.signal(to, kind, payload)
+
+    def _on_server_link(self, up: bool) -> None:
+        if up:
+            self.outbox.wake()
+        self._push_state()
+
+    async def _on_joined(self, reply: dict[str, Any]) -> None:
+        assert self.mesh is not None
+        self.mesh.ice_servers = list(reply.get("ice_servers") or [])
+        # The server's roster is who is present now; a peer whose data channel is still open
+        # stays even if the server (just restarted) does not list it yet.
+        links = self.mesh.links
+        self.roster = {d: p for d, p in self.roster.items()
+                       if d in links and links[d].state == LinkState.CONNECTED}
+        for peer in reply.get("peers", []):
+            self._add_to_roster(peer)
+        self.mesh.update_roster(self.roster.values())
+        self._push_state()
+        await self._refresh_keys()
+        await self._catch_up_from_server()
+
+    def _add_to_roster(self, peer: dict[str, Any]) -> None:
+        info = PeerInfo(user=peer["user"], device=peer["device"], public_key=peer["public_key"])
+        if info.device == self.key.device_id:
+            return
+        self.roster[info.device] = info
+        self.store.remember_key(info.device, info.user, info.public_key, "server")
+
+    async def _on_peer_joined(self, data: dict[str, Any]) -> None:
+        assert self.mesh is not None
+        self._add_to_roster(data["peer"])
+        self.mesh.update_roster(self.roster.values())
+        self._push_state()
+
+    async def _on_peer_left(self, data: dict[str, Any]) -> None:
+        assert self.mesh is not None
+        self.roster.pop(data["device"], None)
+        self.mesh.peer_left(data["device"])
+        self._push_state()
+
+    async def _on_signal(self, data: dict[str, Any]) -> None:
+        assert self.mesh is not None
+        sender = data.get("from") or {}
+        if sender.get("device") not in self.roster and sender.get("public_key"):
+            # An offer can overtake the peer_joined that announces its sender; the server
+            # vouches for the sender's key in the signal itself.
+            self._add_to_roster(sender)
+            self.mesh.update_roster(self.roster.values())
+        await self.mesh.handle_signal(sender.get("user", ""), sender.get("device", ""),
+                                      str(data.get("kind")), data.get("payload") or {})
+
+    async def _on_stored(self, data: dict[str, Any]) -> None:
+        ids = {m["id"]: int(m["cursor"]) for m in data.get("messages", [])
+               if isinstance(m, dict) and "id" in m and "cursor" in m}
+        self.store.mark_known_by_server(self.room, ids)
+        self._on_uploaded(ids)
+
+    def _on_uploaded(self, ids: dict[str, int]) -> None:
+        for message_id in ids:
+            self.delivery.setdefault(message_id, Delivery()).server = True
+            self._push_delivery(message_id)
+        self._push_state()
+
+    async def _refresh_keys(self) -> None:
+        try:
+            for device in await self.client.room_keys():
+                self.store.remember_key(device["id"], device["user"], device["public_key"],
+                                        "server")
+        except (SignInError, OSError) as exc:
+            log.info("could not refresh the room's keys: %s", exc)
+
+    async def _catch_up_from_server(self) -> None:
+        """Read the server's history after the last cursor seen, verified like any message."""
+        after = self.store.server_cursor(self.room)
+        while True:
+            try:
+                rows, last = await self.client.history(after)
+            except (SignInError, OSError) as exc:
+                log.info("history catch-up stopped: %s", exc)
+                return
+            envelopes: list[Envelope] = []
+            cursors: dict[str, int] = {}
+            for row in rows:
+                raw = {k: row[k] for k in ("room", "author", "device", "seq", "lamport", "ts",
+                                          "text", "sig")}
+                env = self._verified(raw, "server")
+                if env is not None:
+                    envelopes.append(env)
+                    cursors[env.id] = int(row["cursor"])
+            for env in self.store.add_many(envelopes, "server"):
+                self._announce(env)
+            self.store.mark_known_by_server(self.room, cursors)
+            self.store.set_server_cursor(self.room, last)
+            if not rows or last == after:
+                return
+            after = last
+
+    # -- peers ------------------------------------------------------------------------------
+
+    def _on_peer_link(self, peer: PeerInfo, state: LinkState) -> None:
+        if state == LinkState.CONNECTED and self.mesh is not None:
+            self._send_to(peer.device, VectorFrame(self.store.vector(self.room)))
+            self._send_keys(peer.device)
+        self._push_state()
+
+    def _send_to(self, device: str, frame: Any) -> None:
+        if self.mesh is not None:
+            self.mesh.send(device, frame.encode())
+
+    def _send_keys(self, device: str) -> None:
+        if self.mesh is not None:
+            for frame in keys_frames_for(self.store.known_keys()):
+                self.mesh.send(device, frame)
+
+    def _on_frame(self, peer: PeerInfo, text: str) -> None:
+        try:
+            raw = parse_frame(text)
+            if isinstance(raw, dict) and raw.get("t") == "ack":
+                self._on_ack(peer, raw)
+                return
+            frame = parse_sync_frame(text)
+        except ProtocolError as exc:
+            self._refuse(peer, str(exc))
+            return
+        if isinstance(frame, MsgFrame):
+            self._receive([frame.env], peer, live=True)
+        elif isinstance(frame, BatchFrame):
+            self._receive(frame.envs, peer, live=False)
+        elif isinstance(frame, VectorFrame):
+            self._send_missing(peer.device, frame.vector)
+        elif isinstance(frame, KeysFrame):
+            for k in frame.devices:
+                if self.store.key_for(k.id) is None:
+                    self.store.remember_key(k.id, k.user, k.public_key, f"peer:{peer.device}")
+
+    def _refuse(self, peer: PeerInfo, reason: str) -> None:
+        self.refused[reason.split(":", 1)[0]] += 1
+        log.warning("refused a frame from %s (%s): %s", peer.user, peer.device, reason)
+
+    def _on_ack(self, peer: PeerInfo, raw: dict[str, Any]) -> None:
+        ids = raw.get("ids")
+        if not isinstance(ids, list):
+            return
+        for message_id in ids[:200]:
+            if isinstance(message_id, str) and message_id in self.delivery:
+                self.delivery[message_id].peers.add(peer.device)
+                self._push_delivery(message_id)
+
+    def _verified(self, raw: Any, origin: str) -> Envelope | None:
+        try:
+            env = raw if isinstance(raw, Envelope) else Envelope.from_dict(raw)
+            if env.room != self.room:
+                raise ProtocolError(f"message for room {env.room!r}, not {self.room!r}")
+            known = self.store.key_for(env.device)
+            if known is None:
+                self._schedule_key_refresh()
+                raise ProtocolError(f"unknown device {env.device}; keys are being refreshed")
+            user, public_key = known
+            if user != env.author:
+                raise ProtocolError(f"device {env.device} belongs to {user!r}, not {env.author!r}")
+            env.verify(public_key)
+            return env
+        except ProtocolError as exc:
+            self.refused[type(exc).__name__] += 1
+            log.warning("refused a message from %s: %s", origin, exc)
+            return None
+
+    def _schedule_key_refresh(self) -> None:
+        if self._key_refresh is None or self._key_refresh.done():
+            self._key_refresh = asyncio.ensure_future(self._refresh_keys())
+
+    def _receive(self, envelopes: Sequence[Envelope], peer: PeerInfo, live: bool) -> None:
+        good = [e for e in (self._verified(e, f"peer {peer.user}") for e in envelopes) if e]
+        try:
+            fresh = self.store.add_many(good, f"peer:{peer.device}")
+        except ProtocolError as exc:
+            self._refuse(peer, str(exc))
+            return
+        if good:
+            self._send_to(peer.device, _Ack([e.id for e in good]))
+        for env in fresh:
+            self._announce(env)
+        if fresh:
+            self.outbox.wake()
+        if live and self.store.gaps(self.room):
+            # A gap: a message was missed; ask this peer for what we lack.
+            self._send_to(peer.device, VectorFrame(self.store.vector(self.room)))
+
+    def _send_missing(self, device: str, vector: VersionVector) -> None:
+        """Send a peer everything its vector says it lacks, walking the log in bounded
+        batches; the last batch says `more: false`."""
+        after: tuple[str, int] | None = None
+        while self.mesh is not None:
+            batch = self.store.missing_for(self.room, vector, limit=MAX_BATCH, after=after)
+            for frame in batches_for(batch, more_after=bool(batch)):
+                if not self.mesh.send(device, frame):
+                    return
+            if not batch:
+                return
+            after = (batch[-1].device, batch[-1].seq)
+
+    # -- the user ---------------------------------------------------------------------------
+
+    async def post_message(self, text: str) -> dict[str, Any]:
+        try:
+            env = self.store.author_message(self.key, self.room, self.user, text,
+                                            int(time.time() * 1000))
+        except ProtocolError as exc:
+            raise UIError(400, exc.code, str(exc)) from exc
+        self.delivery[env.id] = Delivery()
+        if self.mesh is not None:
+            self.mesh.broadcast(MsgFrame(env).encode())
+        self.outbox.wake()
+        message = self._message_dict(env)
+        self._spawn(self.ui.publish({"type": "message", "message": message}))
+        self._push_state()
+        return message
+
+    def _announce(self, env: Envelope) -> None:
+        self._spawn(self.ui.publish({"type": "message", "message": self._message_dict(env)}))
+
+    def _message_dict(self, env: Envelope) -> dict[str, Any]:
+        return {
+            "id": env.id, "author": env.author, "device": env.device, "seq": env.seq,
+            "lamport": env.lamport, "ts": env.ts, "text": env.text,
+            "mine": env.device == self.key.device_id,
+            "delivery": self._delivery_dict(env),
+        }
+
+    def _delivery_dict(self, env: Envelope) -> dict[str, Any] | None:
+        if env.device != self.key.device_id:
+            return None
+        d = self.delivery.get(env.id)
+        on_server = (d.server if d else False) or self.store.on_server(self.room, env.id)
+        reached = len(d.peers) if d else 0
+        return {"peers_reached": reached, "peers_total": len(self.roster), "server": on_server}
+
+    def _push_delivery(self, message_id: str) -> None:
+        env = self.store.get(self.room, message_id)
+        if env is not None and env.device == self.key.device_id:
+            self._spawn(self.ui.publish({"type": "delivery", "id": message_id,
+                                         "delivery": self._delivery_dict(env)}))
+
+    def _push_state(self) -> None:
+        self._spawn(self.ui.publish({"type": "state", "state": self.state()}))
+
+    def state(self) -> dict[str, Any]:
+        links = self.mesh.links if self.mesh is not None else {}
+        peers = []
+        for device, info in sorted(self.roster.items(), key=lambda kv: kv[1].user):
+            link = links.get(device)
+            peers.append({
+                "user": info.user, "device": device,
+                "state": link.state.value if link else LinkState.CONNECTING.value,
+                "rtt_ms": link.rtt_ms if link else None,
+            })
+        return {
+            "user": self.user, "device": self.key.device_id, "room": self.room,
+            "server": {"url": self.config.server_url, "connected": self.client.joined,
+                       "outbox": self.outbox.pending()},
+            "peers": peers,
+            "refused": dict(self.refused),
+        }
+
+    def messages_page(self, before: str | None, limit: int) -> dict[str, Any]:
+        key = parse_order_token(before)
+        if before and key is None:
+            raise UIError(400, "invalid_argument", "before must be a page token lamport.device.seq")
+        rows = self.store.page(self.room, key, limit + 1)
+        more = len(rows) > limit
+        rows = rows[-limit:]
+        older = order_token(rows[0].order_key) if more and rows else None
+        return {"messages": [self._message_dict(e) for e in rows], "older": older}
+
+
+@dataclass(frozen=True)
+class _Ack:
+    """A receipt: the ids a peer stored. Ephemeral, never logged."""
+
+    ids: list[str]
+
+    def encode(self) -> str:
+        return encode_frame({"t": "ack", "ids": self.ids})

@@ -1,0 +1,92 @@
+"""Uploads of the local log to the server: every message the server lacks, retried until it
+is acknowledged, across restarts and reconnects (the outbox lives in the local SQLite log)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from protocol import MAX_BATCH
+
+from .log import LocalLog
+from .signaling_client import SignalingClient
+
+log = logging.getLogger("gibberish.agent.outbox")
+
+# Refusals that a retry cannot fix: the message is dropped from the outbox (and logged).
+PERMANENT = {"invalid_envelope", "bad_signature", "unknown_author", "conflict"}
+
+
+class Outbox:
+    """Drains the log's outbox through `publish` whenever the server link is up."""
+
+    def __init__(self, store: LocalLog, client: SignalingClient, room: str, *,
+                 on_uploaded: Callable[[dict[str, int]], None], retry_interval: float = 2.0,
+                 ) -> None:
+        self._store = store
+        self._client = client
+        self._room = room
+        self._on_uploaded = on_uploaded
+        self._retry_interval = retry_interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox")
+
+    def wake(self) -> None:
+        """Something was added, or the server came back: try now rather than at the next tick."""
+        self._wake.set()
+
+    def pending(self) -> int:
+        return self._store.outbox_count(self._room)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self._retry_interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                while await self.flush_once():
+                    pass
+            except Exception:
+                log.exception("upload round failed; retrying later")
+
+    async def flush_once(self) -> bool:
+        """Upload one batch; True if it made progress and more may be waiting."""
+        if not self._client.joined:
+            return False
+        batch = await asyncio.to_thread(self._store.outbox_pending, self._room, MAX_BATCH)
+        if not batch:
+            return False
+        results = await self._client.publish(batch)
+        if results is None:
+            return False
+        stored: dict[str, int] = {}
+        dropped: list[str] = []
+        for env, result in zip(batch, results, strict=True):
+            if result.get("ok"):
+                stored[env.id] = int(result["cursor"])
+            elif result.get("error", {}).get("code") in PERMANENT:
+                log.warning("server refused %s for good: %s", env.id, result.get("error"))
+                dropped.append(env.id)
+            else:
+                log.info("server refused %s for now: %s", env.id, result.get("error"))
+        if stored:
+            await asyncio.to_thread(self._store.mark_uploaded, self._room, stored)
+            self._on_uploaded(stored)
+        if dropped:
+            await asyncio.to_thread(self._store.drop_from_outbox, self._room, dropped)
+        return bool(stored or dropped)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass

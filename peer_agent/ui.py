@@ -1,0 +1,154 @@
+"""The user's chat UI and the JSON API behind it, served by aiohttp on 127.0.0.1 only.
+
+Only same-origin requests are served: a request whose Host is not this agent's address (DNS
+rebinding) or whose Origin is another site (a page elsewhere posting into the chat) gets 403,
+and posting a message needs a JSON body, which a cross-site form cannot send."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiohttp import WSMsgType, web
+
+log = logging.getLogger("gibberish.agent.ui")
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+MAX_BODY = 64 * 1024
+
+
+class ChatBackend(Protocol):
+    """What the UI needs from the agent."""
+
+    def state(self) -> dict[str, Any]: ...
+    def messages_page(self, before: str | None, limit: int) -> dict[str, Any]: ...
+    async def post_message(self, text: str) -> dict[str, Any]: ...
+
+
+class UIError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+class ChatUI:
+    """The aiohttp application; `publish(event)` pushes a live event to every open page."""
+
+    def __init__(self, backend: ChatBackend, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.backend = backend
+        self.host = host
+        self.port = port
+        self._sockets: set[web.WebSocketResponse] = set()
+        self._runner: web.AppRunner | None = None
+        self.app = web.Application(middlewares=[self._same_origin, self._errors],
+                                   client_max_size=MAX_BODY)
+        self.app.add_routes([
+            web.get("/", self._index),
+            web.get("/api/state", self._state),
+            web.get("/api/messages", self._messages),
+            web.post("/api/messages", self._post_message),
+            web.get("/ws", self._ws),
+            web.static("/static", STATIC),
+        ])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    def _allowed_hosts(self) -> set[str]:
+        return {f"127.0.0.1:{self.port}", f"localhost:{self.port}", f"[::1]:{self.port}"}
+
+    @web.middleware
+    async def _same_origin(self, request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                           ) -> web.StreamResponse:
+        if request.host not in self._allowed_hosts():
+            log.warning("refused a request for host %r", request.host)
+            return _error(403, "bad_host", "this agent only answers on its own address")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.split("://", 1)[-1] not in self._allowed_hosts():
+            log.warning("refused a cross-origin request from %r to %s", origin, request.path)
+            return _error(403, "cross_origin", "requests from other sites are refused")
+        return await handler(request)
+
+    @web.middleware
+    async def _errors(self, request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                      ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except UIError as exc:
+            return _error(exc.status, exc.code, exc.message)
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "too_large", f"request larger than {MAX_BODY} bytes")
+
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "chat.html")
+
+    async def _state(self, request: web.Request) -> web.Response:
+        return web.json_response(self.backend.state())
+
+    async def _messages(self, request: web.Request) -> web.Response:
+        try:
+            limit = max(1, min(200, int(request.query.get("limit", "50"))))
+        except ValueError:
+            raise UIError(400, "invalid_argument", "limit must be an integer") from None
+        return web.json_response(self.backend.messages_page(request.query.get("before"), limit))
+
+    async def _post_message(self, request: web.Request) -> web.Response:
+        if request.content_type != "application/json":
+            raise UIError(415, "json_required", "send the message as a JSON body {\"text\": …}")
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            raise UIError(400, "invalid_json", "the body is not valid JSON") from None
+        text = body.get("text") if isinstance(body, dict) else None
+        if not isinstance(text, str):
+            raise UIError(400, "invalid_request", "the body must be {\"text\": \"…\"}")
+        message = await self.backend.post_message(text)
+        return web.json_response({"message": message}, status=201)
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(heartbeat=20)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        try:
+            await ws.send_json({"type": "state", "state": self.backend.state()})
+            async for msg in ws:
+                if msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self._sockets.discard(ws)
+        return ws
+
+    async def publish(self, event: dict[str, Any]) -> None:
+        """Send a live event (message, state, delivery) to every open page."""
+        data = json.dumps(event)
+        for ws in list(self._sockets):
+            try:
+                await ws.send_str(data)
+            except (ConnectionError, RuntimeError):
+                self._sockets.discard(ws)
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        if self.port == 0 and server is not None:
+            sockets = getattr(server, "sockets", None) or []
+            self.port = sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()

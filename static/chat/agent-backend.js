@@ -1,0 +1,55 @@
+// The backend of the chat UI when it is served by the user's own peer agent: the agent's
+// JSON API and its WebSocket of live events (same origin only).
+
+export class AgentBackend {
+  constructor(base = "") {
+    this.base = base;
+    this.listeners = [];
+    this.retry = 500;
+  }
+
+  async json(path, init) {
+    const reply = await fetch(this.base + path, init);
+    const body = await reply.json().catch(() => ({}));
+    if (!reply.ok) {
+      throw new Error(body.error ? body.error.message : `HTTP ${reply.status}`);
+    }
+    return body;
+  }
+
+  state() { return this.json("/api/state"); }
+
+  messages(before) {
+    const query = before ? `?before=${encodeURIComponent(before)}` : "";
+    return this.json("/api/messages" + query);
+  }
+
+  async send(text) {
+    const body = await this.json("/api/messages", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ text }),
+    });
+    return body.message;
+  }
+
+  subscribe(listener) {
+    this.listeners.push(listener);
+    if (this.listeners.length === 1) this.connect();
+  }
+
+  connect() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${scheme}//${location.host}/ws`);
+    ws.addEventListener("open", () => { this.retry = 500; });
+    ws.addEventListener("message", (e) => {
+      const event = JSON.parse(e.data);
+      for (const listener of this.listeners) listener(event);
+    });
+    ws.addEventListener("close", () => {
+      // The agent restarted or the page slept: reconnect, then refresh the state.
+      setTimeout(() => this.connect(), this.retry);
+      this.retry = Math.min(this.retry * 2, 5000);
+    });
+  }
+}

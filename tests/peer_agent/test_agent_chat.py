@@ -1,0 +1,87 @@
+"""Three real agents and a real server: the mesh forms, messages travel peer to peer, the log
+reaches the server, and the UI's API keeps to its own origin."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.helpers import poll
+from tests.peer_agent.agents import AgentProcess, start_agent, wait_connected
+from tests.signaling.conftest import ServerProcess, start_server, unique_name
+
+
+@pytest.fixture(scope="module")
+def room_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    running = start_server(tmp_path_factory.mktemp("agent-server"))
+    yield running
+    running.proc.terminate()
+    running.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def trio(room_server: ServerProcess,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AgentProcess]]:
+    room = unique_name("room")
+    base: Path = tmp_path_factory.mktemp("agents")
+    agents = []
+    try:
+        for name in ("alice", "bob", "carol"):
+            agents.append(start_agent(room_server.url, unique_name(name), room, base / name))
+        for agent in agents:
+            wait_connected(agent, peers=2)
+        yield agents
+    finally:
+        for agent in agents:
+            agent.stop()
+
+
+def test_three_agents_form_a_full_mesh(trio: list[AgentProcess]) -> None:
+    for agent in trio:
+        state = agent.state()
+        assert {p["state"] for p in state["peers"]} == {"connected"}
+        assert len(state["peers"]) == 2
+
+
+def test_a_message_reaches_every_peer_in_the_same_order(trio: list[AgentProcess]) -> None:
+    alice, bob, carol = trio
+    alice.send("one from alice")
+    bob.send("two from bob")
+    carol.send("three from carol")
+    wanted = {"one from alice", "two from bob", "three from carol"}
+    for agent in trio:
+        poll(lambda agent=agent: wanted <= set(agent.texts()), timeout=15,
+             message=f"messages at {agent.name}")
+    orders = [[m["id"] for m in agent.messages()] for agent in trio]
+    assert orders[0] == orders[1] == orders[2]
+
+
+def test_every_message_reaches_the_server_log(trio: list[AgentProcess],
+                                              room_server: ServerProcess) -> None:
+    alice = trio[0]
+    sent = alice.send("for the log")
+    poll(lambda: alice.state()["server"]["outbox"] == 0, timeout=15, message="outbox drained")
+    mine = next(m for m in alice.messages() if m["id"] == sent["id"])
+    assert mine["delivery"]["server"] is True
+    poll(lambda: next(m for m in alice.messages() if m["id"] == sent["id"])["delivery"]
+         ["peers_reached"] == 2, timeout=15, message="receipts from both peers")
+
+
+def test_the_ui_refuses_requests_from_other_origins(trio: list[AgentProcess]) -> None:
+    alice = trio[0]
+    reply = requests.post(alice.url + "/api/messages", json={"text": "forged"},
+                          headers={"Origin": "http://evil.example"}, timeout=10)
+    assert reply.status_code == 403
+    assert reply.json()["error"]["code"] == "cross_origin"
+    form = requests.post(alice.url + "/api/messages", data={"text": "form post"}, timeout=10)
+    assert form.status_code == 415
+    assert "forged" not in alice.texts() and "form post" not in alice.texts()
+
+
+def test_a_message_too_large_for_a_frame_is_refused_clearly(trio: list[AgentProcess]) -> None:
+    reply = requests.post(trio[0].url + "/api/messages", json={"text": "x" * 5000}, timeout=10)
+    assert reply.status_code == 400
+    assert "4000" in reply.json()["error"]["message"]

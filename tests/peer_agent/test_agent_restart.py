@@ -1,0 +1,96 @@
+"""An agent that stops and starts again: its seq never repeats, it rejoins the mesh, and it
+catches up on what was said while it was away."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import websocket
+
+from tests.helpers import poll
+from tests.peer_agent.agents import AgentProcess, start_agent, wait_connected
+from tests.signaling.conftest import ServerProcess, start_server, unique_name
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    running = start_server(tmp_path / "server")
+    yield running
+    running.proc.terminate()
+    running.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def launched() -> Iterator[list[AgentProcess]]:
+    agents: list[AgentProcess] = []
+    yield agents
+    for agent in agents:
+        agent.stop()
+
+
+def test_restarted_agent_keeps_its_seq_and_catches_up(
+        server: ServerProcess, tmp_path: Path, launched: list[AgentProcess]) -> None:
+    room, alice_name, bob_name = unique_name("room"), unique_name("alice"), unique_name("bob")
+    alice = start_agent(server.url, alice_name, room, tmp_path / "alice")
+    bob = start_agent(server.url, bob_name, room, tmp_path / "bob")
+    launched += [alice, bob]
+    wait_connected(alice, 1)
+    first = bob.send("before the restart")
+    bob.stop()
+    poll(lambda: all(p["state"] != "connected" for p in alice.state()["peers"]), timeout=20,
+         message="alice sees bob go")
+    alice.send("while bob was away")
+    poll(lambda: alice.state()["server"]["outbox"] == 0, timeout=15, message="alice's upload")
+
+    bob = start_agent(server.url, bob_name, room, tmp_path / "bob", register=False)
+    launched.append(bob)
+    wait_connected(bob, 1)
+    poll(lambda: "while bob was away" in bob.texts(), timeout=15, message="bob's catch-up")
+    second = bob.send("after the restart")
+    assert second["device"] == first["device"]
+    assert second["seq"] == first["seq"] + 1
+    poll(lambda: "after the restart" in alice.texts(), timeout=15, message="alice gets it")
+    assert [m["id"] for m in alice.messages()] == [m["id"] for m in bob.messages()]
+
+
+def test_ui_websocket_pushes_new_messages_live(
+        server: ServerProcess, tmp_path: Path, launched: list[AgentProcess]) -> None:
+    room = unique_name("room")
+    alice = start_agent(server.url, unique_name("alice"), room, tmp_path / "alice")
+    bob = start_agent(server.url, unique_name("bob"), room, tmp_path / "bob")
+    launched += [alice, bob]
+    wait_connected(bob, 1)
+    ws = websocket.create_connection(bob.url.replace("http", "ws") + "/ws", timeout=10)
+    try:
+        first = json.loads(ws.recv())
+        assert first["type"] == "state"
+        alice.send("live to bob")
+        while True:
+            event = json.loads(ws.recv())
+            if event["type"] == "message":
+                break
+        assert event["message"]["text"] == "live to bob"
+        assert event["message"]["author"] == alice.name
+    finally:
+        ws.close()
+
+
+def test_history_scrolls_back_page_by_page(
+        server: ServerProcess, tmp_path: Path, launched: list[AgentProcess]) -> None:
+    alice = start_agent(server.url, unique_name("alice"), unique_name("room"), tmp_path / "a")
+    launched.append(alice)
+    for i in range(25):
+        alice.send(f"message {i}")
+    seen: list[str] = []
+    before = None
+    while True:
+        params = {"limit": "10", **({"before": before} if before else {})}
+        page = alice.get("/api/messages", params=params)
+        seen = [m["text"] for m in page["messages"]] + seen
+        before = page["older"]
+        if before is None:
+            break
+    assert seen == [f"message {i}" for i in range(25)]

@@ -1,0 +1,541 @@
+"""The agent's local SQLite log: gapless seqs that survive restarts and threads, the outbox,
+the same merge rules as protocol.MessageLog, keyset paging, and a file that stays consistent
+when the process is killed mid-write. Every test uses a real SQLite file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from functools import cache
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peer_agent.log import LocalLog
+from protocol import (
+    Conflict,
+    DeviceKey,
+    Envelope,
+    InvalidEnvelope,
+    MessageLog,
+    VersionVector,
+    display_sorted,
+    vector_of,
+)
+from tests.helpers import ROOT, read_line_matching
+
+
+def fixed_key(name: str) -> DeviceKey:
+    return DeviceKey.from_private_bytes(hashlib.sha256(name.encode()).digest())
+
+
+KEYS = sorted((fixed_key(f"log device {n}") for n in range(3)), key=lambda k: k.device_id)
+ME, BOB, CAROL = KEYS
+AUTHORS = {ME.device_id: "alice", BOB.device_id: "bob", CAROL.device_id: "carol"}
+
+
+@cache
+def envelope(
+    key: DeviceKey, seq: int, lamport: int | None = None, text: str = "", room: str = "lobby"
+) -> Envelope:
+    """A signed envelope, cached: the equivalence property reuses the same few many times."""
+    return Envelope.create(
+        key,
+        room=room,
+        author=AUTHORS[key.device_id],
+        seq=seq,
+        lamport=seq if lamport is None else lamport,
+        ts=1_700_000_000_000 + seq,
+        text=text or f"message {seq}",
+    )
+
+
+def peer_origin(key: DeviceKey) -> str:
+    return f"peer:{key.device_id}"
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Iterator[LocalLog]:
+    with LocalLog(tmp_path / "log.sqlite3") as opened:
+        yield opened
+
+
+# --- own seqs -----------------------------------------------------------------------------------
+
+
+def test_authored_seqs_have_no_gaps_and_continue_after_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite3"
+    with LocalLog(path) as first:
+        sent = [first.author_message(ME, "lobby", "alice", f"hi {n}", n) for n in range(5)]
+    with LocalLog(path) as again:
+        sent += [again.author_message(ME, "lobby", "alice", f"hi {n}", n) for n in range(3)]
+        assert [env.seq for env in sent] == list(range(1, 9))
+        assert again.vector("lobby") == VersionVector({ME.device_id: 8})
+        assert [env.lamport for env in sent] == list(range(1, 9))
+        for env in sent:
+            env.verify(ME.public_key_b64)
+
+
+def test_each_room_has_its_own_seqs(log: LocalLog) -> None:
+    assert log.author_message(ME, "lobby", "alice", "a", 0).seq == 1
+    assert log.author_message(ME, "kitchen", "alice", "b", 0).seq == 1
+    assert log.author_message(ME, "lobby", "alice", "c", 0).seq == 2
+
+
+def test_an_invalid_message_uses_no_seq(log: LocalLog) -> None:
+    with pytest.raises(InvalidEnvelope, match="'text'"):
+        log.author_message(ME, "lobby", "alice", "   ", 0)
+    assert log.author_message(ME, "lobby", "alice", "fine", 0).seq == 1
+    assert log.count("lobby") == 1
+
+
+def test_a_seq_of_this_device_held_from_elsewhere_is_never_reused(log: LocalLog) -> None:
+    # Its own older messages came back from the server, e.g. after the log file was lost.
+    log.add_many([envelope(ME, 1), envelope(ME, 2)], "server")
+    assert log.author_message(ME, "lobby", "alice", "again", 0).seq == 3
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["one connection", "one per thread"])
+def test_concurrent_authors_never_reuse_a_seq(tmp_path: Path, shared: bool) -> None:
+    path = tmp_path / "log.sqlite3"
+    common = LocalLog(path)
+    logs = [common if shared else LocalLog(path) for _ in range(6)]
+    sent: list[Envelope] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(logs))
+
+    def author(log: LocalLog, n: int) -> None:
+        try:
+            start.wait()
+            for i in range(20):
+                sent.append(log.author_message(ME, "lobby", "alice", f"{n}/{i}", 0))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=author, args=(log, n)) for n, log in enumerate(logs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for log in {id(log): log for log in logs}.values():
+        log.close()
+
+    assert not errors
+    assert sorted(env.seq for env in sent) == list(range(1, 121))
+    # Each message saw every earlier one: lamport grows with seq.
+    by_seq = sorted(sent, key=lambda env: env.seq)
+    assert [env.lamport for env in by_seq] == list(range(1, 121))
+    with LocalLog(path) as reopened:
+        assert reopened.count("lobby") == 120
+        assert reopened.outbox_count("lobby") == 120
+
+
+# --- lamport, duplicates and conflicts ----------------------------------------------------------
+
+
+def test_new_message_lamport_is_one_past_the_highest_in_its_room(log: LocalLog) -> None:
+    log.add(envelope(BOB, 1, lamport=41), peer_origin(BOB))
+    log.add(envelope(CAROL, 1, lamport=7), peer_origin(CAROL))
+    log.add(envelope(BOB, 1, lamport=99, room="kitchen"), peer_origin(BOB))
+    assert log.max_lamport("lobby") == 41
+    assert log.author_message(ME, "lobby", "alice", "hi", 0).lamport == 42
+    assert log.max_lamport("elsewhere") == 0
+
+
+def test_the_same_envelope_is_stored_once(log: LocalLog) -> None:
+    env = envelope(BOB, 1)
+    assert log.add(env, peer_origin(BOB)) is True
+    assert log.add(Envelope.from_json(env.to_json()), peer_origin(CAROL)) is False
+    assert log.add_many([env, env], "server") == []
+    assert log.count("lobby") == 1
+    assert log.get("lobby", env.id) == env
+
+
+def test_a_different_envelope_under_a_held_id_conflicts_and_the_first_is_kept(
+    log: LocalLog,
+) -> None:
+    first = envelope(BOB, 1, text="first")
+    rival = envelope(BOB, 1, text="rival")
+    log.add(first, peer_origin(BOB))
+    with pytest.raises(Conflict, match="the first one is kept") as info:
+        log.add(rival, peer_origin(CAROL))
+    assert info.value.code == "conflict"
+    assert log.get("lobby", first.id) == first
+    assert log.conflicts == 1
+
+
+def test_add_many_skips_conflicts_and_returns_only_new_envelopes(log: LocalLog) -> None:
+    log.add(envelope(BOB, 2, text="first"), peer_origin(BOB))
+    batch = [envelope(BOB, 1), envelope(BOB, 2, text="rival"), envelope(BOB, 2, text="first"),
+             envelope(BOB, 3), envelope(BOB, 1)]
+    assert log.add_many(batch, peer_origin(CAROL)) == [envelope(BOB, 1), envelope(BOB, 3)]
+    assert log.conflicts == 1
+    assert log.get("lobby", envelope(BOB, 2).id) == envelope(BOB, 2, text="first")
+
+
+def test_rooms_do_not_share_ids(log: LocalLog) -> None:
+    assert log.add(envelope(BOB, 1, room="lobby"), peer_origin(BOB))
+    assert log.add(envelope(BOB, 1, text="other", room="kitchen"), peer_origin(BOB))
+    assert log.count("lobby") == log.count("kitchen") == 1
+
+
+def test_an_unknown_origin_is_refused(log: LocalLog) -> None:
+    with pytest.raises(ValueError, match="origin"):
+        log.add(envelope(BOB, 1), "peer:bob")
+
+
+def test_get_answers_none_for_unknown_or_malformed_ids(log: LocalLog) -> None:
+    log.add(envelope(BOB, 1), peer_origin(BOB))
+    assert log.get("lobby", f"{BOB.device_id}:2") is None
+    assert log.get("kitchen", f"{BOB.device_id}:1") is None
+    assert log.get("lobby", "nonsense") is None
+
+
+# --- gaps and vectors ---------------------------------------------------------------------------
+
+
+def test_vector_counts_contiguous_seqs_and_advances_when_a_gap_fills(log: LocalLog) -> None:
+    log.add_many([envelope(BOB, seq) for seq in (1, 2, 4, 5, 7)], peer_origin(BOB))
+    assert log.vector("lobby") == VersionVector({BOB.device_id: 2})
+    assert log.gaps("lobby") == {BOB.device_id: [3, 6]}
+    log.add(envelope(BOB, 3), peer_origin(BOB))
+    assert log.vector("lobby") == VersionVector({BOB.device_id: 5})
+    log.add(envelope(BOB, 6), peer_origin(BOB))
+    assert log.vector("lobby") == VersionVector({BOB.device_id: 7})
+    assert log.gaps("lobby") == {}
+
+
+def test_a_device_without_its_first_seq_counts_zero(log: LocalLog) -> None:
+    log.add(envelope(BOB, 3), peer_origin(BOB))
+    assert log.vector("lobby") == VersionVector()
+    assert log.gaps("lobby", limit=1) == {BOB.device_id: [1]}
+
+
+# --- the outbox and the server cursor -----------------------------------------------------------
+
+
+def test_authored_message_waits_in_the_outbox_until_uploaded(log: LocalLog) -> None:
+    env = log.author_message(ME, "lobby", "alice", "hello", 0)
+    assert log.outbox_pending("lobby") == [env]
+    assert not log.on_server("lobby", env.id)
+    log.mark_uploaded("lobby", {env.id: 17})
+    assert log.outbox_pending("lobby") == []
+    assert log.outbox_count("lobby") == 0
+    assert log.on_server("lobby", env.id)
+
+
+def test_messages_from_peers_enter_the_outbox_but_not_those_from_the_server(
+    log: LocalLog,
+) -> None:
+    from_peer = envelope(BOB, 1)
+    from_server = envelope(CAROL, 1)
+    log.add(from_peer, peer_origin(BOB))
+    log.add(from_server, "server")
+    assert log.outbox_pending("lobby") == [from_peer]
+    assert log.on_server("lobby", from_server.id)
+
+
+def test_a_message_the_server_already_stored_skips_the_outbox(log: LocalLog) -> None:
+    env = envelope(BOB, 1)
+    log.mark_known_by_server("lobby", {env.id: 5})
+    log.add(env, peer_origin(BOB))
+    assert log.outbox_count("lobby") == 0
+    assert log.on_server("lobby", env.id)
+
+
+def test_the_stored_event_takes_held_messages_out_of_the_outbox(log: LocalLog) -> None:
+    env = envelope(BOB, 1)
+    log.add(env, peer_origin(BOB))
+    log.mark_known_by_server("lobby", {env.id: 5})
+    assert log.outbox_count("lobby") == 0
+
+
+def test_a_held_message_that_arrives_from_the_server_leaves_the_outbox(log: LocalLog) -> None:
+    env = envelope(BOB, 1)
+    log.add(env, peer_origin(BOB))
+    assert log.add(env, "server") is False
+    assert log.outbox_count("lobby") == 0
+
+
+def test_outbox_is_served_oldest_first_in_bounded_batches(log: LocalLog) -> None:
+    log.add_many([envelope(BOB, seq, lamport=10 - seq) for seq in range(1, 6)], peer_origin(BOB))
+    mine = log.author_message(ME, "lobby", "alice", "late", 0)
+    pending = log.outbox_pending("lobby", limit=3)
+    assert [env.lamport for env in pending] == [5, 6, 7]
+    log.mark_uploaded("lobby", {env.id: n for n, env in enumerate(pending)})
+    assert log.outbox_pending("lobby") == [envelope(BOB, 2, 8), envelope(BOB, 1, 9), mine]
+
+
+def test_messages_refused_for_good_can_be_dropped_from_the_outbox(log: LocalLog) -> None:
+    env = envelope(BOB, 1)
+    log.add(env, peer_origin(BOB))
+    log.drop_from_outbox("lobby", [env.id])
+    assert log.outbox_count("lobby") == 0
+    assert log.get("lobby", env.id) == env
+
+
+def test_malformed_ids_are_refused_when_marking_uploads(log: LocalLog) -> None:
+    with pytest.raises(ValueError, match="not an envelope id"):
+        log.mark_uploaded("lobby", {"bob:1": 3})
+
+
+def test_server_cursor_starts_at_zero_and_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite3"
+    with LocalLog(path) as first:
+        assert first.server_cursor("lobby") == 0
+        first.set_server_cursor("lobby", 1234)
+    with LocalLog(path) as again:
+        assert again.server_cursor("lobby") == 1234
+        assert again.server_cursor("kitchen") == 0
+
+
+# --- device keys --------------------------------------------------------------------------------
+
+
+def test_device_keys_are_remembered_across_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite3"
+    with LocalLog(path) as first:
+        assert first.remember_key(BOB.device_id, "bob", BOB.public_key_b64, "server")
+        assert not first.remember_key(BOB.device_id, "bob", BOB.public_key_b64, "server")
+    with LocalLog(path) as again:
+        assert again.key_for(BOB.device_id) == ("bob", BOB.public_key_b64)
+        assert again.key_for(CAROL.device_id) is None
+        assert [(k.id, k.user) for k in again.known_keys()] == [(BOB.device_id, "bob")]
+
+
+def test_a_peer_claim_never_replaces_what_the_server_said(log: LocalLog) -> None:
+    log.remember_key(BOB.device_id, "bob", BOB.public_key_b64, "server")
+    assert not log.remember_key(BOB.device_id, "mallory", BOB.public_key_b64, peer_origin(CAROL))
+    assert log.key_for(BOB.device_id) == ("bob", BOB.public_key_b64)
+
+
+def test_the_server_corrects_what_a_peer_claimed(log: LocalLog) -> None:
+    log.remember_key(BOB.device_id, "mallory", BOB.public_key_b64, peer_origin(CAROL))
+    assert log.remember_key(BOB.device_id, "bob", BOB.public_key_b64, "server")
+    assert log.key_for(BOB.device_id) == ("bob", BOB.public_key_b64)
+
+
+def test_a_key_of_another_device_is_refused(log: LocalLog) -> None:
+    with pytest.raises(InvalidEnvelope, match="belongs to device"):
+        log.remember_key(BOB.device_id, "bob", CAROL.public_key_b64, "server")
+    assert log.key_for(BOB.device_id) is None
+
+
+# --- the file -----------------------------------------------------------------------------------
+
+
+def test_the_file_uses_wal_and_records_its_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite3"
+    LocalLog(path).close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+    finally:
+        db.close()
+
+
+def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(RuntimeError, match="newer Gibberish"):
+        LocalLog(path)
+
+
+# --- paging -------------------------------------------------------------------------------------
+
+
+def test_paging_back_by_keyset_walks_the_whole_log_once(log: LocalLog) -> None:
+    rng = random.Random(7)
+    envs = [
+        envelope(key, seq, lamport=rng.randint(1, 40))  # many equal lamports: ties by device
+        for key in KEYS
+        for seq in range(1, 81)
+    ]
+    log.add_many(envs, "server")
+    log.add_many([envelope(BOB, 1, room="kitchen")], "server")
+
+    walked: list[Envelope] = []
+    before: tuple[int, str, int] | None = None
+    while page := log.page("lobby", before, limit=17):
+        assert len(page) <= 17
+        assert page == display_sorted(page)
+        walked = page + walked
+        before = page[0].order_key
+    assert walked == display_sorted(envs)
+    assert log.page("lobby", None, limit=5) == display_sorted(envs)[-5:]
+
+
+# --- the same rules as protocol.MessageLog ------------------------------------------------------
+
+ROOM_EXTRAS = [envelope(BOB, seq, room="kitchen") for seq in (1, 2, 5)]
+
+
+@st.composite
+def operations(draw: st.DrawFn) -> list[list[Envelope]]:
+    """Groups of envelopes to add, a group of one through `add`, others through `add_many`;
+    with duplicates, conflicts (a second text under an id) and gaps."""
+    groups = []
+    for _ in range(draw(st.integers(0, 8))):
+        group = []
+        for _ in range(draw(st.integers(1, 5))):
+            key = draw(st.sampled_from(KEYS))
+            seq = draw(st.integers(1, 7))
+            lamport = draw(st.integers(1, 6))
+            text = draw(st.sampled_from(["", "rival"]))
+            group.append(envelope(key, seq, lamport, text))
+        groups.append(group)
+    return groups
+
+
+def outcome(add: Callable[[Envelope], bool], env: Envelope) -> object:
+    """What adding `env` did: its result, or Conflict."""
+    try:
+        return add(env)
+    except Conflict:
+        return Conflict
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_local_log_follows_the_same_rules_as_message_log(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    groups = data.draw(operations())
+    model = MessageLog("lobby")
+    with LocalLog(tmp_path_factory.mktemp("equivalence") / "log.sqlite3") as log:
+        log.add_many(ROOM_EXTRAS, "server")
+
+        def log_add(env: Envelope) -> bool:
+            return log.add(env, "server")
+
+        for group in groups:
+            if len(group) == 1:
+                assert outcome(log_add, group[0]) == outcome(model.add, group[0])
+            else:
+                assert len(log.add_many(group, "server")) == model.merge(group)
+
+        assert log.count("lobby") == len(model)
+        assert log.max_lamport("lobby") == model.max_lamport
+        assert log.page("lobby", None, limit=1000) == model.ordered()
+        assert log.vector("lobby") == model.vector()
+        gap_limit = data.draw(st.integers(1, 4), label="gap limit")
+        assert log.gaps("lobby", gap_limit) == model.gaps(gap_limit)
+        for env in model.ordered():
+            assert log.get("lobby", env.id) == env
+
+        for _ in range(3):
+            peer = VersionVector(
+                {key.device_id: data.draw(st.integers(0, 8), label="peer seq") for key in KEYS}
+            )
+            limit = data.draw(st.integers(1, 12), label="limit")
+            after = data.draw(
+                st.none() | st.tuples(st.sampled_from([k.device_id for k in KEYS]),
+                                      st.integers(0, 8)),
+                label="after",
+            )
+            max_bytes = data.draw(st.none() | st.integers(100, 2000), label="max bytes")
+            assert log.missing_for(
+                "lobby", peer, limit, after=after, max_bytes=max_bytes
+            ) == model.missing_for(peer, limit, after=after, max_bytes=max_bytes)
+
+
+# --- a killed writer leaves a consistent file ---------------------------------------------------
+
+WRITER = """
+import hashlib, sys
+from peer_agent.log import LocalLog
+from protocol import DeviceKey, Envelope
+
+def key(name):
+    return DeviceKey.from_private_bytes(hashlib.sha256(name.encode()).digest())
+
+me, peer = key("writer"), key("peer")
+log = LocalLog(sys.argv[1])
+n = log.count("lobby")
+written = 0
+while True:
+    log.author_message(me, "lobby", "alice", f"message {n}", n)
+    seq = log.vector("lobby").get(peer.device_id) + 1
+    reply = Envelope.create(peer, room="lobby", author="bob", seq=seq, lamport=n + 1, ts=n,
+                            text="reply " * (n % 50 + 1))
+    log.add_many([reply], "peer:" + peer.device_id)
+    n += 1
+    written += 1
+    if written % 25 == 0:
+        log.mark_uploaded("lobby", {f"{me.device_id}:{log.vector('lobby').get(me.device_id)}": n})
+    if written == 40:
+        print("writing", flush=True)
+"""
+
+
+def check_consistent(path: Path) -> int:
+    """Assert the file's invariants hold; return how many messages it holds."""
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+        ids = db.execute("SELECT device, seq FROM messages WHERE room = 'lobby'").fetchall()
+        by_device: dict[str, list[int]] = {}
+        for device, seq in ids:
+            by_device.setdefault(device, []).append(seq)
+        for seqs in by_device.values():
+            assert sorted(seqs) == list(range(1, len(seqs) + 1)), "a stored seq is missing"
+        orphans = db.execute(
+            "SELECT COUNT(*) FROM outbox o LEFT JOIN messages m USING (room, device, seq) "
+            "WHERE m.seq IS NULL"
+        ).fetchone()
+        assert orphans == (0,), "an outbox entry has no message"
+        heads = dict(db.execute("SELECT device, contiguous FROM heads WHERE room = 'lobby'"))
+        assert VersionVector(heads) == vector_of(ids)
+        for device, next_seq in db.execute("SELECT device, next_seq FROM own_seq"):
+            assert next_seq == len(by_device[device]) + 1
+        return len(ids)
+    finally:
+        db.close()
+
+
+def test_a_writer_killed_mid_write_leaves_a_consistent_file(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite3"
+    held = 0
+    for round_ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            read_line_matching(proc, "writing", timeout=20)
+            time.sleep(0.05 + 0.07 * round_)
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            assert proc.stdout is not None and proc.stderr is not None
+            proc.stdout.close()
+            proc.stderr.close()
+        assert proc.returncode == -signal.SIGKILL
+        now = check_consistent(path)
+        assert now > held
+        held = now
+
+    with LocalLog(path) as log:
+        writer = fixed_key("writer")
+        mine = log.vector("lobby").get(writer.device_id)
+        env = log.author_message(writer, "lobby", "alice", "after the crash", 0)
+        assert env.seq == mine + 1
+        assert env.lamport == max(e.lamport for e in log.page("lobby", None, 3)[:-1]) + 1
