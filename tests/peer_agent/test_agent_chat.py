@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import poll
+from tests.helpers import poll, stop_process
 from tests.peer_agent.agents import AgentProcess, start_agent, wait_connected
 from tests.signaling.conftest import ServerProcess, start_server, unique_name
 
@@ -18,8 +18,7 @@ from tests.signaling.conftest import ServerProcess, start_server, unique_name
 def room_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     running = start_server(tmp_path_factory.mktemp("agent-server"))
     yield running
-    running.proc.terminate()
-    running.proc.wait(timeout=10)
+    stop_process(running.proc)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import websocket
 
-from tests.helpers import poll
+from tests.helpers import poll, stop_process
 from tests.peer_agent.agents import AgentProcess, start_agent, wait_connected
 from tests.signaling.conftest import ServerProcess, start_server, unique_name
 
@@ -19,8 +19,7 @@ from tests.signaling.conftest import ServerProcess, start_server, unique_name
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
     running = start_server(tmp_path / "server")
     yield running
-    running.proc.terminate()
-    running.proc.wait(timeout=10)
+    stop_process(running.proc)
 
 
 @pytest.fixture
@@ -94,3 +93,39 @@ def test_history_scrolls_back_page_by_page(
         if before is None:
             break
     assert seen == [f"message {i}" for i in range(25)]
+
+
+def test_messages_travel_peer_to_peer_while_the_server_is_stopped(
+        server: ServerProcess, tmp_path: Path, launched: list[AgentProcess]) -> None:
+    room = unique_name("room")
+    alice = start_agent(server.url, unique_name("alice"), room, tmp_path / "alice")
+    bob = start_agent(server.url, unique_name("bob"), room, tmp_path / "bob")
+    launched += [alice, bob]
+    wait_connected(alice, 1)
+    wait_connected(bob, 1)
+    server.proc.kill()
+    server.proc.wait(timeout=10)
+    poll(lambda: not alice.state()["server"]["connected"], timeout=20,
+         message="alice notices the server is gone")
+    alice.send("no server needed")
+    poll(lambda: "no server needed" in bob.texts(), timeout=15, message="bob gets it")
+    state = alice.state()
+    assert state["server"]["outbox"] == 1
+    assert [p["state"] for p in state["peers"]] == ["connected"]
+
+
+def test_a_late_joiner_receives_the_history(
+        server: ServerProcess, tmp_path: Path, launched: list[AgentProcess]) -> None:
+    room = unique_name("room")
+    alice = start_agent(server.url, unique_name("alice"), room, tmp_path / "alice")
+    bob = start_agent(server.url, unique_name("bob"), room, tmp_path / "bob")
+    launched += [alice, bob]
+    wait_connected(alice, 1)
+    for i in range(30):
+        (alice if i % 2 else bob).send(f"early {i}")
+    poll(lambda: len(bob.texts()) == 30, timeout=15, message="bob has all 30")
+    carol = start_agent(server.url, unique_name("carol"), room, tmp_path / "carol")
+    launched.append(carol)
+    wait_connected(carol, 2)
+    poll(lambda: len(carol.texts()) == 30, timeout=20, message="carol has the history")
+    assert [m["id"] for m in carol.messages()] == [m["id"] for m in alice.messages()]

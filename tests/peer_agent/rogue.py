@@ -1,0 +1,69 @@
+"""A peer that signs in and joins like any agent, then sends whatever frames a test chooses:
+forged, replayed or malformed. Built from the agent's real parts (SignalingClient, Mesh)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from peer_agent.mesh import LinkState, Mesh, PeerInfo
+from peer_agent.signaling_client import Credentials, SignalingClient
+from protocol import DeviceKey, Envelope
+
+PASSWORD = "rogue-password-123"
+
+
+class RoguePeer:
+    def __init__(self, server_url: str, room: str, name: str) -> None:
+        self.name = name
+        self.room = room
+        self.key = DeviceKey.generate()
+        self.roster: dict[str, PeerInfo] = {}
+        self.received: list[str] = []
+        self.client = SignalingClient(
+            server_url, room, self.key, on_joined=self._joined, on_peer_joined=self._peer_joined,
+            on_peer_left=lambda data: None, on_signal=self._signal, on_stored=lambda data: None,
+            on_link=lambda up: None)
+        self.mesh = Mesh(key=self.key, user=name, room=room, send_signal=self.client.signal,
+                         on_frame=lambda peer, text: self.received.append(text),
+                         on_link=lambda peer, state: None, ice_servers=[])
+        self.seq = 0
+
+    async def start(self) -> None:
+        await self.client.sign_in(Credentials(self.name, PASSWORD), register=True)
+        self.client.start()
+
+    def _add(self, peer: dict[str, Any]) -> None:
+        self.roster[peer["device"]] = PeerInfo(peer["user"], peer["device"], peer["public_key"])
+        self.mesh.update_roster(self.roster.values())
+
+    async def _joined(self, reply: dict[str, Any]) -> None:
+        for peer in reply["peers"]:
+            self._add(peer)
+
+    async def _peer_joined(self, data: dict[str, Any]) -> None:
+        self._add(data["peer"])
+
+    async def _signal(self, data: dict[str, Any]) -> None:
+        sender = data["from"]
+        if sender["device"] not in self.roster:
+            self._add(sender)
+        await self.mesh.handle_signal(sender["user"], sender["device"], data["kind"],
+                                      data["payload"])
+
+    def connected_to(self, device: str) -> bool:
+        link = self.mesh.links.get(device)
+        return link is not None and link.state == LinkState.CONNECTED
+
+    def envelope(self, text: str, author: str | None = None, lamport: int = 1) -> Envelope:
+        self.seq += 1
+        return Envelope.create(self.key, room=self.room, author=author or self.name,
+                               seq=self.seq, lamport=lamport, ts=1_700_000_000_000, text=text)
+
+    def send_raw(self, device: str, frame: Any) -> None:
+        text = frame if isinstance(frame, str) else json.dumps(frame)
+        assert self.mesh.send(device, text), "the channel is not open"
+
+    async def close(self) -> None:
+        await self.mesh.close()
+        await self.client.close()

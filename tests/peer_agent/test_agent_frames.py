@@ -1,0 +1,77 @@
+"""What an agent does with frames from a peer that misbehaves: forged, replayed and malformed
+frames are dropped and counted, and the channel stays open for the next good message."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import stop_process
+from tests.peer_agent.agents import AgentProcess, start_agent
+from tests.peer_agent.rogue import RoguePeer
+from tests.peer_agent.signal_bus import run, wait_until
+from tests.signaling.conftest import ServerProcess, start_server, unique_name
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    running = start_server(tmp_path / "server")
+    yield running
+    stop_process(running.proc)
+
+
+@pytest.fixture
+def alice(server: ServerProcess, tmp_path: Path) -> Iterator[AgentProcess]:
+    agent = start_agent(server.url, unique_name("alice"), unique_name("room"), tmp_path / "a")
+    yield agent
+    agent.stop()
+
+
+def _room_of(agent: AgentProcess) -> str:
+    return str(agent.state()["room"])
+
+
+def test_forged_replayed_and_malformed_frames_are_dropped_and_the_channel_stays_open(
+        server: ServerProcess, alice: AgentProcess) -> None:
+    alice_device = alice.state()["device"]
+
+    async def body() -> None:
+        rogue = RoguePeer(server.url, _room_of(alice), unique_name("rogue"))
+        await rogue.start()
+        try:
+            await wait_until(lambda: rogue.connected_to(alice_device), timeout=30,
+                             message="rogue's channel to alice")
+            good = rogue.envelope("a genuine message")
+            tampered = dict(rogue.envelope("signed text").to_dict(), text="altered text")
+            impostor = rogue.envelope("I am alice", author=alice.name)
+            for frame in (
+                {"t": "msg", "env": tampered},         # text changed after signing
+                {"t": "msg", "env": impostor.to_dict()},  # rogue's key, alice's name
+                "this is not JSON",
+                {"t": "no-such-frame"},
+                {"t": "msg", "env": {"room": "x"}},    # malformed envelope
+                {"t": "msg", "env": good.to_dict()},
+                {"t": "msg", "env": good.to_dict()},   # replayed
+            ):
+                rogue.send_raw(alice_device, frame)
+            later = rogue.envelope("still talking after all that")
+            rogue.send_raw(alice_device, {"t": "msg", "env": later.to_dict()})
+
+            def texts() -> list[str]:
+                return alice.texts()
+
+            await wait_until(lambda: "still talking after all that" in texts(), timeout=15,
+                             message="the good message after the bad ones")
+            seen = await asyncio.to_thread(texts)
+            assert seen.count("a genuine message") == 1
+            assert not {"altered text", "signed text", "I am alice"} & set(seen)
+            state = await asyncio.to_thread(alice.state)
+            assert sum(state["refused"].values()) >= 5
+            assert rogue.connected_to(alice_device)
+        finally:
+            await rogue.close()
+
+    run(body, timeout=60)
