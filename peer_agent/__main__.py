@@ -35,8 +35,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ice-host", action="append", metavar="ADDR",
                         help="use only this address for ICE (repeatable); e.g. 127.0.0.1 to keep "
                              "all WebRTC traffic on loopback. Default: every real interface")
+    parser.add_argument("--rendezvous-host", metavar="ADDR",
+                        help="address of the rendezvous listener, published in the room's "
+                             "roster so peers can reach this agent while the server is down "
+                             "(default: the first --ice-host, else 127.0.0.1)")
+    parser.add_argument("--rendezvous-port", type=int, default=0, metavar="N",
+                        help="port of the rendezvous listener (default: a free one, printed)")
+    parser.add_argument("--no-rendezvous", action="store_true",
+                        help="do not listen for rendezvous (peers cannot reach this agent "
+                             "while the server is down; it can still reach them)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     return parser.parse_args(argv)
+
+
+def rendezvous_host(args: argparse.Namespace) -> str | None:
+    """Where the rendezvous listens: as asked, else on the first address ICE is pinned to
+    (the one address peers are known to reach), else on loopback; None when turned off."""
+    if args.no_rendezvous:
+        return None
+    if args.rendezvous_host:
+        return str(args.rendezvous_host)
+    return str(args.ice_host[0]) if args.ice_host else "127.0.0.1"
 
 
 async def run(args: argparse.Namespace, password: str | None) -> None:
@@ -44,7 +63,8 @@ async def run(args: argparse.Namespace, password: str | None) -> None:
     agent = Agent(AgentConfig(
         server_url=args.server, username=args.user, room=args.room, data_dir=args.data_dir,
         password=password, register=args.register, ui_port=args.ui_port,
-        ice_hosts=args.ice_host,
+        ice_hosts=args.ice_host, rendezvous_host=rendezvous_host(args),
+        rendezvous_port=args.rendezvous_port,
     ))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -52,7 +72,11 @@ async def run(args: argparse.Namespace, password: str | None) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await agent.start()
+        # The UI line first: scripts read up to it (the rendezvous address is also in
+        # /api/state).
         print(f"Gibberish agent UI on {agent.ui.url}", flush=True)
+        if agent.rendezvous is not None:
+            print(f"Gibberish agent rendezvous on {agent.rendezvous.address}", flush=True)
         await stop.wait()
     finally:
         await agent.close()

@@ -2,7 +2,15 @@
 
 Rules it keeps: a message is stored locally before it is shown or sent; every received
 envelope is verified against a key the server vouched for before it is stored, shown or
-passed on; the server is told about every message it lacks, by whoever holds it."""
+passed on; the server is told about every message it lacks, by whoever holds it.
+
+Presence and liveness are different facts. The server's roster says who is connected to the
+server; a link's pings say whether a peer is alive. A peer the server says has left keeps its
+link while the link's data channel is open (only its server connection may have broken); once
+the link fails, a peer the server does not list is dropped. While the server is unreachable
+nothing is dropped: failed links keep retrying, their offers and answers relayed by peers
+(`relay.py`), and an agent with no live link knocks at a cached peer's rendezvous address
+(`rendezvous.py`) to get back into the mesh."""
 
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -17,16 +26,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from protocol import (
     MAX_BATCH,
     DeviceKey,
     Envelope,
     ProtocolError,
     VersionVector,
+    check_lamport_horizon,
     encode_frame,
     parse_frame,
 )
 from protocol.paging import order_token, parse_order_token
+from protocol.relay import Sender, SignalFrame, is_signal_frame, parse_signal_frame
+from protocol.rendezvous import is_address
 from protocol.sync import (
     BatchFrame,
     KeysFrame,
@@ -40,6 +54,9 @@ from protocol.sync import (
 from .log import LocalLog
 from .mesh import LinkState, Mesh, PeerInfo
 from .outbox import Outbox
+from .relay import SignalRelay
+from .rendezvous import Rendezvous
+from .roster import RosterCache
 from .signaling_client import Credentials, SignalingClient, SignInError
 from .ui import ChatUI, UIError
 
@@ -48,6 +65,16 @@ log = logging.getLogger("gibberish.agent")
 KEY_FILE = "device.key"
 SESSION_FILE = "session.json"
 LOG_FILE = "log.sqlite3"
+ROSTER_FILE = "peers.json"
+
+# With the server unreachable, a link down this long while other links work is dialled
+# directly at the peer's rendezvous address: no relay has reached it.
+DIRECT_DIAL_AFTER = 8.0
+# How long a restart with a kept session waits for the server to sign it in.
+SIGN_IN_TIMEOUT = 5.0
+# Rendezvous attempts while the server is unreachable: first after about half a second,
+# doubling to at most this, with jitter.
+DIAL_INTERVAL_MAX = 5.0
 
 
 @dataclass
@@ -61,6 +88,8 @@ class AgentConfig:
     ui_host: str = "127.0.0.1"
     ui_port: int = 0
     ice_hosts: list[str] | None = None
+    rendezvous_host: str | None = "127.0.0.1"
+    rendezvous_port: int = 0
 
 
 @dataclass
@@ -102,6 +131,8 @@ class Agent:
         self.user = config.username
         self.store = LocalLog(config.data_dir / LOG_FILE)
         self.roster: dict[str, PeerInfo] = {}
+        self.present: set[str] = set()
+        self.known = RosterCache(config.data_dir / ROSTER_FILE, self.room)
         self.delivery: dict[str, Delivery] = {}
         self.refused: Counter[str] = Counter()
         self.client = SignalingClient(
@@ -113,8 +144,15 @@ class Agent:
         self.mesh: Mesh | None = None
         self.outbox = Outbox(self.store, self.client, self.room, on_uploaded=self._on_uploaded)
         self.ui = ChatUI(self, config.ui_host, config.ui_port)
+        self.rendezvous: Rendezvous | None = None  # made once signed in (the name is known)
+        self.relay = SignalRelay(self.key.device_id, send_direct=self._send_direct,
+                                 neighbours=self._neighbours)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._key_refresh: asyncio.Task[None] | None = None
+        self._down_since: dict[str, float] = {}
+        # Devices whose last signal found no path at all: their offer went nowhere.
+        self._unrouted: set[str] = set()
+        self._hello_sent: dict[str, float] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -124,10 +162,25 @@ class Agent:
             key=self.key, user=self.user, room=self.room, send_signal=self._send_signal,
             on_frame=self._on_frame, on_link=self._on_peer_link, ice_servers=[],
         )
+        if self.config.rendezvous_host is not None:
+            self.rendezvous = Rendezvous(
+                key=self.key, user=self.user, room=self.room,
+                host=self.config.rendezvous_host, port=self.config.rendezvous_port,
+                vouched=self._vouched_peer, on_frame=self._on_path_frame,
+                on_session=self._on_rendezvous_session)
+            self.client.rendezvous = await self.rendezvous.start()
         await self.ui.start()
         self.outbox.start()
+        # The roster kept from last time: the mesh can form again while the server is down.
+        # The server's roster replaces it once the agent joins.
+        for known in self.known.peers():
+            if known.device != self.key.device_id:
+                self.roster[known.device] = known.info
+        self.mesh.update_roster(self.roster.values())
         self.client.start()
-        log.info("%s's agent for #%s: UI on %s", self.user, self.room, self.ui.url)
+        self._spawn(self._keep_in_reach())
+        log.info("%s's agent for #%s: UI on %s, rendezvous on %s", self.user, self.room,
+                 self.ui.url, self.rendezvous.address if self.rendezvous else "(none)")
 
     async def _sign_in(self) -> None:
         session_path = self.config.data_dir / SESSION_FILE
@@ -135,15 +188,20 @@ class Agent:
         password = self.config.password
         if password is not None:
             try:
-                self.user = await self.client.sign_in(
-                    Credentials(self.config.username, password), register=self.config.register)
+                # With a session kept from last time, a server that does not answer quickly
+                # (frozen, overloaded) is not waited for: the kept session will do.
+                async with asyncio.timeout(SIGN_IN_TIMEOUT if cached is not None else None):
+                    self.user = await self.client.sign_in(
+                        Credentials(self.config.username, password),
+                        register=self.config.register)
                 _write_private(session_path, json.dumps({
                     "server": self.config.server_url, "token": self.client.token,
                     "username": self.user}))
                 return
             except SignInError:
                 raise
-            except OSError as exc:  # the server is unreachable: fall back to the kept token
+            except (OSError, aiohttp.ClientError) as exc:
+                # The server is unreachable (or died mid-request): fall back to the kept token.
                 if cached is None:
                     raise SignInError(f"cannot reach the server to sign in: {exc}") from exc
                 log.warning("server unreachable (%s); using the session kept from last time", exc)
@@ -153,8 +211,12 @@ class Agent:
         self.user = cached["username"]
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.rendezvous is not None:
+            await self.rendezvous.close()
         await self.outbox.close()
         await self.client.close()
         if self.mesh is not None:
@@ -170,7 +232,15 @@ class Agent:
     # -- the server -------------------------------------------------------------------------
 
     async def _send_signal(self, to: str, kind: str, payload: dict[str, Any]) -> None:
-        await self.client.signal(to, kind, payload)
+        """Signal through the server; when it cannot (down, frozen, or `to` is not connected to
+        it), through the peers."""
+        if self.client.joined and await self.client.signal(to, kind, payload):
+            self._unrouted.discard(to)
+            return
+        if self.relay.send(to, kind, payload):
+            self._unrouted.discard(to)
+        else:
+            self._unrouted.add(to)
 
     def _on_server_link(self, up: bool) -> None:
         if up:
@@ -185,31 +255,68 @@ class Agent:
         links = self.mesh.links
         self.roster = {d: p for d, p in self.roster.items()
                        if d in links and links[d].state == LinkState.CONNECTED}
+        self.present = set()
         for peer in reply.get("peers", []):
-            self._add_to_roster(peer)
+            self._add_from_server(peer)
+        self.known.save()
         self.mesh.update_roster(self.roster.values())
+        for device in self.roster:
+            # Offers made before the join (from the cached roster, with no path) went nowhere.
+            self.mesh.nudge(device, force=device in self._unrouted)
         self._push_state()
         await self._refresh_keys()
         await self._catch_up_from_server()
 
-    def _add_to_roster(self, peer: dict[str, Any]) -> None:
+    def _add_from_server(self, peer: dict[str, Any]) -> PeerInfo | None:
+        """Take a roster entry from the server: the mesh links to it, its key is vouched for,
+        and the roster cache remembers it with its rendezvous address."""
         info = PeerInfo(user=peer["user"], device=peer["device"], public_key=peer["public_key"])
         if info.device == self.key.device_id:
-            return
+            return None
         self.roster[info.device] = info
+        self.present.add(info.device)
         self.store.remember_key(info.device, info.user, info.public_key, "server")
+        self.known.remember(info, peer.get("rendezvous"), int(time.time() * 1000))
+        return info
 
     async def _on_peer_joined(self, data: dict[str, Any]) -> None:
         assert self.mesh is not None
-        self._add_to_roster(data["peer"])
+        info = self._add_from_server(data["peer"])
+        self.known.save()
         self.mesh.update_roster(self.roster.values())
+        if info is not None:
+            # It may be a restart: offer now rather than when the retry backoff ends, and
+            # make sure an open link is not one to its previous process.
+            self.mesh.nudge(info.device)
+            self.mesh.probe(info.device)
         self._push_state()
 
     async def _on_peer_left(self, data: dict[str, Any]) -> None:
         assert self.mesh is not None
-        self.roster.pop(data["device"], None)
-        self.mesh.peer_left(data["device"])
+        device = data["device"]
+        self.present.discard(device)
+        link = self.mesh.links.get(device)
+        if link is not None and link.state == LinkState.CONNECTED:
+            # Only its server connection may be gone: the pings will tell if the peer is.
+            log.info("the server says %s left; its data channel is open, so it stays", device[:8])
+        else:
+            self._drop_peer(device)
         self._push_state()
+
+    def _drop_peer(self, device: str) -> None:
+        if self.mesh is not None:
+            self.roster.pop(device, None)
+            self._down_since.pop(device, None)
+            self.mesh.peer_left(device)
+
+    def _drop_if_gone(self, device: str) -> None:
+        """Drop a peer whose link failed if the server, reachable, does not list it."""
+        link = self.mesh.links.get(device) if self.mesh is not None else None
+        if (link is not None and link.state != LinkState.CONNECTED and self.client.joined
+                and device not in self.present):
+            log.info("link to %s failed and the server does not list it: dropped", device[:8])
+            self._drop_peer(device)
+            self._push_state()
 
     async def _on_signal(self, data: dict[str, Any]) -> None:
         assert self.mesh is not None
@@ -217,10 +324,133 @@ class Agent:
         if sender.get("device") not in self.roster and sender.get("public_key"):
             # An offer can overtake the peer_joined that announces its sender; the server
             # vouches for the sender's key in the signal itself.
-            self._add_to_roster(sender)
+            self._add_from_server(sender)
             self.mesh.update_roster(self.roster.values())
         await self.mesh.handle_signal(sender.get("user", ""), sender.get("device", ""),
                                       str(data.get("kind")), data.get("payload") or {})
+
+    # -- peers, without the server ----------------------------------------------------------
+
+    def _vouched_peer(self, device: str) -> PeerInfo | None:
+        vouched = self.store.vouched_key(device)
+        return None if vouched is None else PeerInfo(vouched[0], device, vouched[1])
+
+    def _send_direct(self, device: str, text: str) -> bool:
+        """Send a frame to a neighbour: its rendezvous session if any, else its data channel."""
+        if self.rendezvous is not None and self.rendezvous.send(device, text):
+            return True
+        return self.mesh is not None and self.mesh.send(device, text)
+
+    def _neighbours(self) -> list[str]:
+        """Devices with a direct path: a rendezvous session or an open data channel."""
+        devices = set(self.rendezvous.sessions) if self.rendezvous is not None else set()
+        if self.mesh is not None:
+            devices |= {d for d, link in self.mesh.links.items()
+                        if link.state == LinkState.CONNECTED}
+        return sorted(devices)
+
+    def _on_path_frame(self, via: PeerInfo, text: str) -> None:
+        """A frame from a rendezvous session: only relay frames travel there."""
+        try:
+            frame = parse_signal_frame(text)
+        except ProtocolError as exc:
+            self._refuse(via, str(exc))
+            return
+        self._on_relay_frame(via, frame)
+
+    def _on_relay_frame(self, via: PeerInfo, frame: SignalFrame) -> None:
+        mine = self.relay.receive(Sender(via.user, via.device), frame)
+        if mine is not None and mine.sender is not None:
+            self._spawn(self._on_relayed_signal(mine.sender, mine.kind, mine.payload))
+
+    async def _on_relayed_signal(self, sender: Sender, kind: str,
+                                 payload: dict[str, Any]) -> None:
+        """A signal that came through a peer (or a rendezvous session) rather than the server.
+
+        A sender the mesh does not know is taken in only if the server once vouched for its
+        key (it may have restarted while the server is down)."""
+        if self.mesh is None or sender.device == self.key.device_id:
+            return
+        if sender.device not in self.roster:
+            info = self._vouched_peer(sender.device)
+            if info is None or info.user != sender.user:
+                self.refused["unknown_sender"] += 1
+                log.warning("relayed %s from unknown device %s refused", kind, sender.device[:8])
+                return
+            self.roster[info.device] = info
+            self.mesh.update_roster(self.roster.values())
+            self._push_state()
+        if kind == "hello":
+            address = payload.get("rendezvous")
+            if isinstance(address, str) and self.known.set_address(sender.device, address):
+                self.known.save()
+            # It has no link to us: an offer of ours under way went to its previous process,
+            # and a link we think open leads there too.
+            self.mesh.nudge(sender.device, force=True)
+            self.mesh.probe(sender.device)
+            return
+        await self.mesh.handle_signal(sender.user, sender.device, kind, payload)
+
+    def _on_rendezvous_session(self, peer: PeerInfo, up: bool, address: str) -> None:
+        if up:
+            if address and is_address(address) and self.known.set_address(peer.device, address):
+                self.known.save()
+            self._on_new_path()
+        self._push_state()
+
+    def _on_new_path(self) -> None:
+        """A neighbour appeared while links are down: offer where this side offers, and say
+        hello where it waits for an offer, so the other side offers now."""
+        if self.mesh is None:
+            return
+        now = time.monotonic()
+        address = self.rendezvous.address if self.rendezvous is not None else None
+        for device, link in self.mesh.links.items():
+            if link.state == LinkState.CONNECTED:
+                continue
+            if link.offerer:
+                self.mesh.nudge(device, force=device in self._unrouted)
+            elif now - self._hello_sent.get(device, 0.0) > 1.0:
+                # "hello" is a relay-only kind: the server carries offers, answers and
+                # candidates, and announces arrivals itself (peer_joined).
+                self._hello_sent[device] = now
+                self.relay.send(device, "hello", {"rendezvous": address or ""})
+
+    async def _keep_in_reach(self) -> None:
+        """While the server is unreachable, keep a way into the mesh: an agent with no live
+        link and no rendezvous session dials the cached peers' rendezvous addresses until one
+        answers; a link that stays down while others work is dialled directly."""
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay * random.uniform(0.75, 1.25))
+            if self.client.joined or self.rendezvous is None or self.mesh is None:
+                delay = 0.5
+                continue
+            if await self._dial_someone():
+                delay = 0.5
+            else:
+                delay = min(DIAL_INTERVAL_MAX, delay * 2)
+
+    async def _dial_someone(self) -> bool:
+        assert self.rendezvous is not None and self.mesh is not None
+        sessions = self.rendezvous.sessions
+        links = self.mesh.links
+        if not sessions and all(link.state != LinkState.CONNECTED for link in links.values()):
+            for known in self.known.peers():
+                if known.device != self.key.device_id and known.rendezvous and (
+                        await self.rendezvous.dial(known.rendezvous, known.info)):
+                    return True
+            return False
+        now = time.monotonic()
+        for device, link in links.items():
+            peer = self.known.get(device)
+            if (link.state == LinkState.CONNECTED or device in sessions or peer is None
+                    or not peer.rendezvous
+                    or now - self._down_since.get(device, now) < DIRECT_DIAL_AFTER):
+                continue
+            if await self.rendezvous.dial(peer.rendezvous, peer.info):
+                return True
+        return False
 
     async def _on_stored(self, data: dict[str, Any]) -> None:
         ids = {m["id"]: int(m["cursor"]) for m in data.get("messages", [])
@@ -271,9 +501,18 @@ class Agent:
     # -- peers ------------------------------------------------------------------------------
 
     def _on_peer_link(self, peer: PeerInfo, state: LinkState) -> None:
-        if state == LinkState.CONNECTED and self.mesh is not None:
-            self._send_to(peer.device, VectorFrame(self.store.vector(self.room)))
-            self._send_keys(peer.device)
+        if state == LinkState.CONNECTED:
+            self._down_since.pop(peer.device, None)
+            if self.mesh is not None:
+                self._send_to(peer.device, VectorFrame(self.store.vector(self.room)))
+                self._send_keys(peer.device)
+                if not self.client.joined:
+                    self._on_new_path()
+        else:
+            self._down_since.setdefault(peer.device, time.monotonic())
+        if state == LinkState.FAILED:
+            # Not from inside the mesh's own callback: it is still updating the link.
+            asyncio.get_running_loop().call_soon(self._drop_if_gone, peer.device)
         self._push_state()
 
     def _send_to(self, device: str, frame: Any) -> None:
@@ -290,6 +529,10 @@ class Agent:
             raw = parse_frame(text)
             if isinstance(raw, dict) and raw.get("t") == "ack":
                 self._on_ack(peer, raw)
+                return
+            if is_signal_frame(raw):
+                assert isinstance(raw, dict)
+                self._on_relay_frame(peer, parse_signal_frame(raw))
                 return
             frame = parse_sync_frame(text)
         except ProtocolError as exc:
@@ -332,6 +575,7 @@ class Agent:
             if user != env.author:
                 raise ProtocolError(f"device {env.device} belongs to {user!r}, not {env.author!r}")
             env.verify(public_key)
+            check_lamport_horizon(env, int(time.time() * 1000))
             return env
         except ProtocolError as exc:
             self.refused[type(exc).__name__] += 1
@@ -426,12 +670,29 @@ class Agent:
                 "user": info.user, "device": device,
                 "state": link.state.value if link else LinkState.CONNECTING.value,
                 "rtt_ms": link.rtt_ms if link else None,
+                "on_server": device in self.present,
             })
+        # Devices of the room known from earlier rosters that are neither linked nor listed
+        # by the server now: gone, or not back yet.
+        offline = [{"user": k.user, "device": k.device}
+                   for k in sorted(self.known.peers(), key=lambda k: (k.user, k.device))
+                   if k.device not in self.roster and k.device != self.key.device_id]
+        if self.client.joined:
+            server_state = "connected"
+        else:
+            server_state = "down" if self.client.unreachable else "connecting"
         return {
             "user": self.user, "device": self.key.device_id, "room": self.room,
             "server": {"url": self.config.server_url, "connected": self.client.joined,
-                       "outbox": self.outbox.pending()},
+                       "state": server_state, "outbox": self.outbox.pending()},
+            "rendezvous": {
+                "address": self.rendezvous.address if self.rendezvous else None,
+                "sessions": sorted(self.rendezvous.sessions) if self.rendezvous else [],
+                "relayed": self.relay.forwarded,
+                "refused": self.rendezvous.refused if self.rendezvous else 0,
+            },
             "peers": peers,
+            "offline": offline,
             "refused": dict(self.refused),
         }
 

@@ -484,6 +484,18 @@ class LocalLog:
             ).fetchone()
         return None if row is None else (row[0], row[1])
 
+    def vouched_key(self, device: str) -> tuple[str, str] | None:
+        """The (user, public_key) of a device, only if the server (or this device itself)
+        vouched for it; a peer's claim does not count. Rendezvous and relayed signals from a
+        device unknown to the mesh are accepted only against such a key."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT user, public_key FROM keys WHERE device = ? AND source IN "
+                f"({', '.join('?' * len(AUTHORITATIVE_SOURCES))})",
+                (device, *sorted(AUTHORITATIVE_SOURCES)),
+            ).fetchone()
+        return None if row is None else (row[0], row[1])
+
     def known_keys(self) -> list[KnownDevice]:
         """Every cached device key, by device id, to share with peers (`keys_frames_for`)."""
         with self._lock:

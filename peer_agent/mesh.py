@@ -19,6 +19,14 @@ Rules it keeps:
   side with exponential backoff and jitter, each time with a fresh peer connection; the answering
   side accepts the new offer in place of the old connection. Leaving the roster closes a link for
   good.
+- Each offer carries `oid`, an id that grows with every offer a device makes (its clock in
+  microseconds, kept increasing), and the answer echoes it. The answering side ignores an offer
+  whose `oid` is not above the last one it accepted from that device, and the offering side
+  ignores an answer to an offer other than its latest: offers held up in a frozen server or
+  relayed by several peers arrive late or twice, and must not tear down a newer connection.
+  A payload without `oid` (an older peer) is always taken as new.
+- `nudge` makes the offering side offer at once, skipping its backoff: the agent calls it when
+  the peer reappears (the server announces it, or it says hello through a relay).
 - Every `ping_interval` each side sends `{"t":"ping","n":..,"at":..}` and answers pings with
   `{"t":"pong",..}`; these frames stay inside the mesh. They give `Link.rtt_ms`, and a link with no
   pong for `ping_timeout` counts as failed (a frozen peer).
@@ -29,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -59,6 +68,7 @@ from protocol import (
     parse_frame,
     verify_signature,
 )
+from protocol.limits import MAX_SAFE_INTEGER
 
 from .ice import pinned_ice_hosts
 
@@ -114,6 +124,8 @@ class Link:
     _watchdog: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+    _offer_oid: int | None = field(default=None, init=False, repr=False)
+    _accepted_oid: int | None = field(default=None, init=False, repr=False)
 
 
 SendSignal = Callable[[str, str, dict[str, Any]], Awaitable[None]]
@@ -194,6 +206,7 @@ class Mesh:
         self._closing_pcs: set[asyncio.Task[None]] = set()
         self._refused = 0
         self._closed = False
+        self._last_oid = 0
 
     @property
     def device(self) -> str:
@@ -250,6 +263,42 @@ class Mesh:
             if device not in self._roster:
                 self._roster[device] = peer
                 self._open_link(peer)
+
+    def nudge(self, device: str, *, force: bool = False) -> bool:
+        """Offer to `device` now if this side offers and the link is down, skipping the retry
+        backoff; True if an offer was started. An offer sent less than a second ago is left to
+        finish, unless `force` says it went nowhere (no path could carry it)."""
+        link = self._links.get(device)
+        if self._closed or link is None or not link.offerer or link.state is LinkState.CONNECTED:
+            return False
+        now = asyncio.get_running_loop().time()
+        if (not force and link.state is LinkState.CONNECTING
+                and now - link._attempt_started < 1.0):
+            return False
+        link._failures = 0
+        self._spawn(self._offer(link), link)
+        return True
+
+    def probe(self, device: str, timeout: float = 1.5) -> None:
+        """Check at once that an open link still answers: ping it, and fail it if no pong
+        comes within `timeout`. A peer that restarted leaves this side with a channel to
+        nowhere, which the regular pings would find only after `ping_timeout`."""
+        link = self._links.get(device)
+        if self._closed or link is None or link.state is not LinkState.CONNECTED:
+            return
+        if link._channel is not None:
+            self._spawn(self._probe(link, link._channel, timeout), link)
+
+    async def _probe(self, link: Link, channel: RTCDataChannel, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        link._ping_n += 1
+        link._ping_sent_at = sent
+        self._send_on(link, f'{{"t":"ping","n":{link._ping_n},"at":{sent:.6f}}}')
+        await asyncio.sleep(timeout)
+        if link._channel is channel and link._last_pong < sent:
+            self._fail(link, f"no pong within {timeout:g} s of a probe")
+            self.nudge(link.peer.device)
 
     def peer_left(self, device: str) -> None:
         """Close the link to `device` and forget it, with no retry, until the roster lists it."""
@@ -440,7 +489,9 @@ class Mesh:
             if link._pc is not pc:
                 return
             link._awaiting_answer = True
-            await self._signal(link, "offer", self._signed_description(pc, link))
+            link._offer_oid = self._next_oid()
+            await self._signal(link, "offer",
+                               self._signed_description(pc, link, link._offer_oid))
         except Exception as exc:
             if link._pc is pc:
                 self._fail(link, f"could not send an offer: {exc!r}")
@@ -450,7 +501,14 @@ class Mesh:
             raise SignalRefused(
                 f"offer from {_short(link.peer.device)}, which waits for our offer (offer rule)"
             )
+        oid = _oid(payload)
+        if oid is not None and link._accepted_oid is not None and oid <= link._accepted_oid:
+            log.info("offer %d from %s is older than one already taken (%d); ignored",
+                     oid, _short(link.peer.device), link._accepted_oid)
+            return
         sdp = self._verified_sdp(link, payload, "offer")
+        if oid is not None:
+            link._accepted_oid = oid
         self._drop_connection(link)
         self._set_state(link, LinkState.CONNECTING)
         pc = self._new_pc(link)
@@ -465,13 +523,18 @@ class Mesh:
         if link._pc is not pc:
             return
         try:
-            await self._signal(link, "answer", self._signed_description(pc, link))
+            await self._signal(link, "answer", self._signed_description(pc, link, oid))
         except Exception as exc:
             if link._pc is pc:
                 self._fail(link, f"could not send an answer: {exc!r}")
 
     async def _accept_answer(self, link: Link, payload: dict[str, Any]) -> None:
         pc = link._pc
+        oid = _oid(payload)
+        if oid is not None and (oid != link._offer_oid or not link._awaiting_answer):
+            log.info("answer from %s to offer %d, not to the offer pending; ignored",
+                     _short(link.peer.device), oid)
+            return
         if not link._awaiting_answer or pc is None:
             raise SignalRefused(f"answer from {_short(link.peer.device)} with no offer pending")
         sdp = self._verified_sdp(link, payload, "answer")
@@ -514,15 +577,26 @@ class Mesh:
         except Exception as exc:
             log.warning("candidate from %s not added: %r", _short(link.peer.device), exc)
 
-    def _signed_description(self, pc: RTCPeerConnection, link: Link) -> dict[str, Any]:
+    def _signed_description(self, pc: RTCPeerConnection, link: Link,
+                            oid: int | None) -> dict[str, Any]:
         description = pc.localDescription
         fingerprint = sdp_fingerprint(description.sdp)
         signed = fingerprint_signed_bytes(self._room, self._device, link.peer.device, fingerprint)
-        return {
+        payload: dict[str, Any] = {
             "sdp": description.sdp,
             "type": description.type,
             "fp_sig": b64encode(self._key.sign(signed)),
         }
+        if oid is not None:
+            payload["oid"] = oid
+        return payload
+
+    def _next_oid(self) -> int:
+        # Wall-clock microseconds, so ids keep growing across restarts of this device and stay
+        # below 2^53 for JavaScript peers; kept strictly increasing within the process whatever
+        # the clock does.
+        self._last_oid = max(time.time_ns() // 1000, self._last_oid + 1)
+        return self._last_oid
 
     def _verified_sdp(self, link: Link, payload: dict[str, Any], kind: str) -> str:
         sdp, fp_sig = payload.get("sdp"), payload.get("fp_sig")
@@ -675,6 +749,13 @@ def _check_frame_size(text: str) -> None:
         raise FrameTooLarge(
             f"frame is too large: at most {MAX_FRAME_BYTES} bytes allowed, got {size} or more"
         )
+
+
+def _oid(payload: dict[str, Any]) -> int | None:
+    oid = payload.get("oid")
+    if isinstance(oid, int) and not isinstance(oid, bool) and 0 < oid <= MAX_SAFE_INTEGER:
+        return oid
+    return None
 
 
 def _device_matches_key(peer: PeerInfo) -> bool:

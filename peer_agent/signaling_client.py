@@ -51,6 +51,9 @@ class SignalingClient:
         self.token: str | None = None
         self.username: str | None = None
         self.joined = False
+        # Set once a connection attempt failed or the link broke, cleared on joining: the UI
+        # tells "connecting" (first attempt under way) from "down".
+        self.unreachable = False
         self._handlers = {"peer_joined": on_peer_joined, "peer_left": on_peer_left,
                           "signal": on_signal, "stored": on_stored}
         self._on_joined = on_joined
@@ -139,11 +142,14 @@ class SignalingClient:
             if self.joined:
                 log.warning("server link lost (%s)", reason)
             self.joined = False
+            self.unreachable = True
             self._on_link(False)
 
         @sio.event  # type: ignore[untyped-decorator]
         async def connect_error(data: Any) -> None:
             log.info("server connection failed: %s", data)
+            self.unreachable = True
+            self._on_link(False)
 
         for name, handler in self._handlers.items():
             sio.on(name, self._dispatch(name, handler))
@@ -179,6 +185,7 @@ class SignalingClient:
             log.error("the server refused to join %s: %s", self.room, reply.get("error"))
             return
         self.joined = True
+        self.unreachable = False
         self._on_link(True)
         result = self._on_joined(reply)
         if result is not None:
@@ -194,7 +201,8 @@ class SignalingClient:
             await self._sio.connect(self.server_url, auth={"token": self.token},
                                     transports=["websocket"], wait_timeout=5, retry=True)
         except socketio.exceptions.ConnectionError as exc:
-            log.error("giving up connecting to the server: %s", exc)
+            if not self._closed:
+                log.error("giving up connecting to the server: %s", exc)
 
     async def signal(self, to: str, kind: str, payload: dict[str, Any]) -> bool:
         if not self.joined:

@@ -5,13 +5,20 @@ JSON frames, version vectors and the merge and display-order rules of a room's l
 """
 
 from .canonical import CHALLENGE_DOMAIN, ENVELOPE_DOMAIN, FINGERPRINT_DOMAIN, canonical_bytes
-from .envelope import Envelope, display_sorted, next_lamport
+from .envelope import (
+    Envelope,
+    check_lamport_horizon,
+    display_sorted,
+    lamport_horizon,
+    next_lamport,
+)
 from .errors import (
     BadSignature,
     Conflict,
     FrameTooLarge,
     InvalidEnvelope,
     InvalidName,
+    LamportAhead,
     ProtocolError,
 )
 from .frames import encode_frame, parse_frame
@@ -24,6 +31,7 @@ from .keys import (
     verify_signature,
 )
 from .limits import (
+    LAMPORT_LEAD_MS,
     MAX_BATCH,
     MAX_FRAME_BYTES,
     MAX_LAMPORT,
@@ -48,6 +56,7 @@ __all__ = [
     "CHALLENGE_DOMAIN",
     "ENVELOPE_DOMAIN",
     "FINGERPRINT_DOMAIN",
+    "LAMPORT_LEAD_MS",
     "MAX_BATCH",
     "MAX_FRAME_BYTES",
     "MAX_LAMPORT",
@@ -65,17 +74,20 @@ __all__ = [
     "FrameTooLarge",
     "InvalidEnvelope",
     "InvalidName",
+    "LamportAhead",
     "MessageLog",
     "ProtocolError",
     "VersionVector",
     "b64decode",
     "b64encode",
     "canonical_bytes",
+    "check_lamport_horizon",
     "device_id_for",
     "display_sorted",
     "encode_frame",
     "is_normalized_room",
     "is_normalized_username",
+    "lamport_horizon",
     "load_public_key",
     "next_lamport",
     "normalize_room",

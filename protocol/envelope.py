@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from .canonical import ENVELOPE_DOMAIN, canonical_bytes
-from .errors import BadSignature, InvalidEnvelope
+from .errors import BadSignature, InvalidEnvelope, LamportAhead
 from .frames import parse_frame
 from .keys import (
     SIGNATURE_BYTES,
@@ -20,7 +20,14 @@ from .keys import (
     load_public_key,
     verify_signature,
 )
-from .limits import MAX_LAMPORT, MAX_SEQ, MAX_TEXT_BYTES, MAX_TEXT_CHARS, MAX_TS
+from .limits import (
+    LAMPORT_LEAD_MS,
+    MAX_LAMPORT,
+    MAX_SEQ,
+    MAX_TEXT_BYTES,
+    MAX_TEXT_CHARS,
+    MAX_TS,
+)
 from .names import is_normalized_room, is_normalized_username
 
 FIELDS = ("room", "author", "device", "seq", "lamport", "ts", "text", "sig")
@@ -183,6 +190,35 @@ def next_lamport(seen_max: int) -> int:
     if isinstance(seen_max, bool) or not 0 <= seen_max < MAX_LAMPORT:
         raise ValueError(f"seen_max must be an integer from 0 to {MAX_LAMPORT - 1}")
     return seen_max + 1
+
+
+def lamport_horizon(now_ms: int) -> int:
+    """The highest Lamport time a receiver whose clock reads `now_ms` accepts: its clock in
+    milliseconds since the epoch plus LAMPORT_LEAD_MS, never above MAX_LAMPORT.
+
+    Lamport times of honest peers count messages, far below the clock in milliseconds, so the
+    horizon never touches them. It stops one validly signed envelope from pushing the room's
+    clock to MAX_LAMPORT, after which `next_lamport` could give nobody a time: the furthest an
+    envelope can push it is a day past now, and the clock reaches 2^53 ms in the year 287,396.
+    """
+    if isinstance(now_ms, bool) or not isinstance(now_ms, int):
+        raise TypeError("now_ms must be an integer number of milliseconds")
+    return min(MAX_LAMPORT, max(0, now_ms) + LAMPORT_LEAD_MS)
+
+
+def check_lamport_horizon(envelope: Envelope, now_ms: int) -> None:
+    """Raise LamportAhead if the envelope's Lamport time lies past `lamport_horizon(now_ms)`.
+
+    Every receiver (peer or server) applies it, with its own clock, before storing an envelope.
+    The refusal is not final: the horizon moves with the clock, so an envelope refused now is
+    accepted when anti-entropy offers it again later, and logs still converge.
+    """
+    horizon = lamport_horizon(now_ms)
+    if envelope.lamport > horizon:
+        raise LamportAhead(
+            f"envelope {envelope.id} has Lamport time {envelope.lamport}, past this receiver's "
+            f"horizon {horizon} (its clock in ms plus {LAMPORT_LEAD_MS}); refused for now"
+        )
 
 
 def _order_key(envelope: Envelope) -> tuple[int, str, int]:

@@ -46,3 +46,10 @@ class Conflict(ProtocolError):
     """Two envelopes share an id but differ in content; the first one stored wins."""
 
     code: ClassVar[str] = "conflict"
+
+
+class LamportAhead(ProtocolError):
+    """An envelope's Lamport time lies past the receiver's horizon (its clock in milliseconds
+    plus LAMPORT_LEAD_MS). Refused for now, not for good: the horizon moves with the clock."""
+
+    code: ClassVar[str] = "lamport_ahead"

@@ -20,6 +20,12 @@ MAX_SEQ: Final = MAX_SAFE_INTEGER
 MAX_LAMPORT: Final = MAX_SAFE_INTEGER
 MAX_TS: Final = MAX_SAFE_INTEGER
 
+LAMPORT_LEAD_MS: Final = 24 * 60 * 60 * 1000
+"""How far past the receiver's clock (milliseconds since the epoch) an envelope's Lamport time
+may lie. Honest Lamport times count messages and stay far below the clock in milliseconds, so
+the bound only stops one envelope from pushing the room's clock to MAX_LAMPORT (see
+`protocol.envelope.check_lamport_horizon`)."""
+
 MAX_USERNAME_CHARS: Final = 32
 MAX_ROOM_CHARS: Final = 64
 

@@ -6,6 +6,7 @@ Every handler answers through the acknowledgement: `{"ok": True, …}` or
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -15,11 +16,11 @@ from flask_socketio import ConnectionRefusedError, emit, join_room, leave_room
 from pydantic import ValidationError
 from sqlalchemy import delete, select
 
-from protocol import Envelope, ProtocolError
+from protocol import Envelope, ProtocolError, check_lamport_horizon
 
 from . import accounts, store
 from .errors import ApiError, error_body
-from .extensions import db, socketio
+from .extensions import db, rollback_quietly, socketio
 from .models import Device, Presence, Room, User
 from .ratelimit import EventLimits
 from .schemas import JoinRequest, LeaveRequest, PublishRequest, SignalRequest, first_error
@@ -77,10 +78,10 @@ def acked(event: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[...,
             except (ApiError, ProtocolError) as exc:
                 err = exc
             except Exception:
-                db.session.rollback()
+                rollback_quietly()
                 log.exception("%s from %s failed", event, sid)
                 return {"ok": False, **error_body(RuntimeError())}
-            db.session.rollback()
+            rollback_quietly()
             log.warning("%s refused for %s (user %s): %s", event, sid,
                         _connections.get(sid), err)
             return {"ok": False, **error_body(err)}
@@ -208,11 +209,13 @@ def _verified(raw: dict[str, Any], uploader: User) -> tuple[Room, Envelope]:
     room = store.get_room(env.room)
     if room is None or not store.is_member(room, uploader):
         raise _refuse(403, "not_in_room", f"join room {env.room!r} before uploading to it")
-    device = db.session.get(Device, env.device)
-    if device is None or device.user.username != env.author:
+    owner = store.device_owner(env.device)
+    if owner is None or owner.username != env.author:
         raise _refuse(403, "unknown_author",
                       f"device {env.device} is not a registered key of {env.author!r}")
-    env.verify(device.public_key)
+    env.verify(owner.public_key)
+    # A Lamport time far past the clock would leave nobody able to post after it.
+    check_lamport_horizon(env, int(time.time() * 1000))
     return room, env
 
 

@@ -1,0 +1,10 @@
+"""The recovery benchmark still runs end to end (tiny sizes, one trial; figures not checked)."""
+
+from bench.faults import main
+
+
+def test_faults_benchmark_runs_and_prints_every_recovery(capsys: object) -> None:
+    assert main(["--history", "10", "--missed", "5", "--trials", "1", "--no-write"]) == 0
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "server restart → converged log" in out
+    assert "caught up, server up" in out and "caught up, server down" in out

@@ -1,0 +1,71 @@
+"""The server is down and a peer restarts: it reaches a live peer at its rendezvous address,
+that peer relays its offers and answers to the others, and the full mesh forms again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import requests
+
+from peer_agent.mesh import PeerInfo
+from peer_agent.rendezvous import Rendezvous
+from protocol import DeviceKey
+from tests.faults.cluster import PASSWORD, Agent, Server, wait_mesh
+from tests.helpers import poll
+
+
+def test_restarted_peer_rejoins_the_full_mesh_through_rendezvous_while_the_server_is_down(
+        server: Server, agents: Callable[[str], Agent]) -> None:
+    alice, bob, carol = agents("alice"), agents("bob"), agents("carol")
+    wait_mesh([alice, bob, carol])
+    server.kill()
+    for agent in (alice, bob, carol):
+        poll(lambda agent=agent: not agent.state()["server"]["connected"], timeout=30,
+             message=f"{agent.name} sees the server gone")
+    bob.kill()
+    alice.send("said while bob was away")
+    bob.start()
+    wait_mesh([alice, bob, carol], timeout=90)
+    poll(lambda: "said while bob was away" in bob.texts(), timeout=30, message="bob catches up")
+    bob.send("bob is back")
+    for agent in (alice, carol):
+        poll(lambda agent=agent: "bob is back" in agent.texts(), timeout=30,
+             message=f"{agent.name} hears bob")
+    assert bob.state()["rendezvous"]["sessions"], "bob came back through a rendezvous session"
+    assert not bob.state()["server"]["connected"]
+
+
+def test_a_rendezvous_from_a_device_the_server_never_vouched_for_is_refused(
+        server: Server, agents: Callable[[str], Agent], room: str) -> None:
+    alice = agents("alice")
+    state = alice.state()
+    address = state["rendezvous"]["address"]
+    keys = requests.get(f"{server.url}/api/rooms/{room}/keys", timeout=10, headers={
+        "Authorization": f"Bearer {login(server, alice.name)}"}).json()["devices"]
+    alice_info = next(PeerInfo(k["user"], k["id"], k["public_key"]) for k in keys
+                      if k["id"] == state["device"])
+    stranger = DeviceKey.generate()
+
+    async def knock() -> bool:
+        rendezvous = Rendezvous(key=stranger, user="mallory", room=room, host="127.0.0.1",
+                                port=0, vouched=lambda device: None,
+                                on_frame=lambda peer, text: None,
+                                on_session=lambda peer, up, address: None)
+        await rendezvous.start()
+        try:
+            return await rendezvous.dial(address, alice_info)
+        finally:
+            await rendezvous.close()
+
+    assert asyncio.run(knock()) is False
+    poll(lambda: alice.state()["rendezvous"]["refused"] == 1, timeout=10,
+         message="alice counts the refusal")
+    assert alice.state()["rendezvous"]["sessions"] == []
+
+
+def login(server: Server, name: str) -> str:
+    reply = requests.post(server.url + "/api/login", json={"username": name,
+                                                          "password": PASSWORD}, timeout=10)
+    reply.raise_for_status()
+    return str(reply.json()["token"])
