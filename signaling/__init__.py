@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import socketio as socketio_module
 from flask import Flask, abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import event
@@ -16,7 +17,8 @@ from werkzeug.exceptions import HTTPException
 
 from . import config as config_module
 from .errors import ApiError
-from .extensions import csrf, db, limiter, migrate, socketio
+from .extensions import csrf, db, limiter, migrate, rollback_quietly, socketio
+from .message_queue import RedisQueue
 from .ratelimit import EventLimits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +26,8 @@ MAX_REQUEST_BYTES = 64 * 1024
 # Largest Socket.IO/Engine.IO message: a batch of MAX_BATCH envelopes of 16 KiB each would be
 # 1.6 MB; uploads are paced in batches well under that, and anything bigger is refused.
 MAX_SOCKET_MESSAGE_BYTES = 1024 * 1024
+# Rate-limit counters in Redis: a request waits at most a second for them, then falls back.
+REDIS_COUNTER_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1}
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -40,33 +44,50 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
         SERVER_ID=uuid.uuid4().hex,
         RATELIMIT_HEADERS_ENABLED=True,
     )
     app.config.update(config_module.from_environment(app.instance_path))
     if test_config:
         app.config.update(test_config)
-    storage = app.config["REDIS_URL"] or "memory://"
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", config_module.engine_options(
+        app.config["SQLALCHEMY_DATABASE_URI"], app.config["DATABASE_POOL_SIZE"]))
+    redis_url: str | None = app.config["REDIS_URL"]
+    prefix: str = app.config["REDIS_PREFIX"]
+    storage = redis_url or "memory://"
     app.config.setdefault("RATELIMIT_STORAGE_URI", storage)
+    # Sign-in limits keep counting in memory while Redis is down rather than refusing sign-in.
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", prefix)
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    if redis_url:
+        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", REDIS_COUNTER_OPTIONS)
 
     db.init_app(app)
+    # Runs before Flask-SQLAlchemy's own teardown (teardowns run in reverse order), so that a
+    # connection killed after the last statement cannot make the teardown raise: a Socket.IO
+    # acknowledgement is sent only after the teardown, and would be lost.
+    app.teardown_appcontext(lambda exc: rollback_quietly())
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
     limiter.init_app(app)
-    app.extensions["gibberish_event_limits"] = EventLimits(storage, {
+    app.extensions["gibberish_event_limits"] = EventLimits(storage, prefix, {
         "signal": app.config["RATELIMIT_SIGNAL"],
         "publish": app.config["RATELIMIT_PUBLISH"],
         "join": app.config["RATELIMIT_JOIN"],
     })
+    # The manager is always passed, so that an app made after one with Redis (the extension
+    # object is shared) does not inherit its queue.
+    manager: Any = socketio_module.Manager()
+    if redis_url:
+        manager = RedisQueue(redis_url, channel=f"{prefix}-socketio")
     socketio.init_app(
         app,
         async_mode="threading",
-        message_queue=app.config["REDIS_URL"],
         cors_allowed_origins=app.config["CORS_ORIGINS"],
         max_http_buffer_size=MAX_SOCKET_MESSAGE_BYTES,
         logger=False,
         engineio_logger=False,
+        client_manager=manager,
     )
 
     from . import api, events, health, pages  # noqa: F401  (events registers handlers)
@@ -100,7 +121,7 @@ def _register_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException) -> ResponseReturnValue:
         code = exc.code or 500
         names = {413: "too_large", 429: "rate_limited", 404: "not_found", 405: "bad_method",
-                 400: "bad_request"}
+                 400: "bad_request", 500: "internal"}
         message = exc.description or exc.name
         if code == 413:
             message = f"request larger than {MAX_REQUEST_BYTES} bytes"

@@ -12,7 +12,7 @@ from flask_migrate import upgrade
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from . import create_app
-from .presence import clear_presence
+from .presence import start_presence
 
 
 class RequestHandler(WSGIRequestHandler):
@@ -42,10 +42,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_app()
-    with app.app_context():
-        if not args.no_migrate:
+    if not args.no_migrate:
+        with app.app_context():
             upgrade()
-        clear_presence(app)
+    start_presence(app)
     # Werkzeug's threaded server, as socketio.run uses in threading mode; made here so that
     # --port 0 can pick a free port and print it (tests and scripts read this line).
     server = make_server(args.host, args.port, app, threaded=True,

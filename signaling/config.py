@@ -18,6 +18,11 @@ DEFAULT_RATE_LIMITS = {
 }
 
 
+DEFAULT_REDIS_PREFIX = "gibberish"
+DEFAULT_HEARTBEAT_SECONDS = 5.0
+DEFAULT_POOL_SIZE = 10
+
+
 class ConfigError(ValueError):
     """A setting in the environment cannot be used; the message names the variable."""
 
@@ -27,6 +32,40 @@ def normalize_database_url(url: str) -> str:
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def engine_options(url: str, pool_size: int) -> dict[str, Any]:
+    """SQLAlchemy engine options: every pooled connection is checked before use
+    (`pool_pre_ping`), so connections dropped by a database restart or by
+    `pg_terminate_backend` are replaced instead of failing a request; PostgreSQL connections
+    give up after 5 s instead of hanging on an unreachable host."""
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("postgresql"):
+        options.update(pool_size=pool_size, max_overflow=pool_size,
+                       connect_args={"connect_timeout": 5})
+    return options
+
+
+def positive_number(name: str, raw: str | None, default: float) -> float:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0")
+    return value
+
+
+def check_redis_url(url: str | None) -> str | None:
+    """`REDIS_URL` must name a Redis server (`redis://`, `rediss://` or `unix://`): any other
+    scheme would make Flask-SocketIO look for a different queue library."""
+    if not url:
+        return None
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
     return url
 
 
@@ -78,10 +117,18 @@ def from_environment(instance_path: str) -> dict[str, Any]:
     """Build the app configuration from environment variables."""
     env = os.environ
     db_default = "sqlite:///" + str(Path(instance_path) / "gibberish.sqlite3")
+    database_url = normalize_database_url(env.get("DATABASE_URL") or db_default)
+    pool_size = int(positive_number("DATABASE_POOL_SIZE", env.get("DATABASE_POOL_SIZE"),
+                                    DEFAULT_POOL_SIZE))
     config: dict[str, Any] = {
         "SECRET_KEY": env.get("SECRET_KEY") or instance_secret_key(instance_path),
-        "SQLALCHEMY_DATABASE_URI": normalize_database_url(env.get("DATABASE_URL", db_default)),
-        "REDIS_URL": env.get("REDIS_URL") or None,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "DATABASE_POOL_SIZE": pool_size,
+        "REDIS_URL": check_redis_url(env.get("REDIS_URL")),
+        "REDIS_PREFIX": env.get("REDIS_PREFIX") or DEFAULT_REDIS_PREFIX,
+        "PRESENCE_HEARTBEAT_SECONDS": positive_number(
+            "PRESENCE_HEARTBEAT_SECONDS", env.get("PRESENCE_HEARTBEAT_SECONDS"),
+            DEFAULT_HEARTBEAT_SECONDS),
         "ICE_SERVERS": parse_ice_servers(env.get("ICE_SERVERS")),
         "CORS_ORIGINS": parse_cors_origins(env.get("CORS_ORIGINS")),
         "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "0") == "1",

@@ -6,6 +6,7 @@ from flask_migrate import Migrate
 from flask_socketio import SocketIO
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -19,3 +20,13 @@ csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 # Threading mode with simple-websocket: see README ("Why not eventlet").
 socketio = SocketIO()
+
+
+def rollback_quietly() -> None:
+    """Roll back the session's transaction. When the connection died under it (the database
+    restarted, or `pg_terminate_backend`), the rollback fails too: the session then discards
+    the connection (the pool replaces it) instead of raising, so the caller can still answer."""
+    try:
+        db.session.rollback()
+    except SQLAlchemyError:
+        db.session().invalidate()

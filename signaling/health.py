@@ -7,7 +7,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .extensions import db, socketio
+from .extensions import db, rollback_quietly, socketio
 
 bp = Blueprint("health", __name__)
 
@@ -19,7 +19,7 @@ def healthz() -> ResponseReturnValue:
         db.session.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except SQLAlchemyError as exc:
-        db.session.rollback()
+        rollback_quietly()
         current_app.logger.warning("healthz: database unreachable: %s", exc)
         checks["database"] = "unreachable"
     if current_app.config.get("REDIS_URL"):

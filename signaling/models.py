@@ -94,8 +94,24 @@ class Presence(db.Model):  # type: ignore[name-defined,misc]
     rendezvous: Mapped[str | None] = mapped_column(String(128), nullable=True)
     joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    user: Mapped[User] = relationship()
-    device: Mapped[Device] = relationship()
+    # Loaded with the row: every roster lists each entry's user name and public key, and
+    # lazy loading would cost two queries per entry.
+    user: Mapped[User] = relationship(lazy="joined")
+    device: Mapped[Device] = relationship(lazy="joined")
+
+
+class ServerProcess(db.Model):  # type: ignore[name-defined,misc]
+    """A server process sharing the database, alive while its heartbeat is fresh.
+
+    Each process refreshes `heartbeat_ms` every few seconds (signaling/presence.py); a process
+    that stops refreshing it has died, and the others remove its presence entries. The time is
+    the database's clock on PostgreSQL, so processes on several machines agree on it."""
+
+    __tablename__ = "server_processes"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_ms: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
 class Message(db.Model):  # type: ignore[name-defined,misc]

@@ -1,8 +1,10 @@
-"""WSGI entry point for gunicorn (see Procfile): `gunicorn 'signaling.wsgi:app'`."""
+"""WSGI entry point for gunicorn (see Procfile): `gunicorn 'signaling.wsgi:app'`.
+
+Importing it starts this process's presence heartbeat (signaling/presence.py); migrations run
+separately (the Procfile's `release:` line), so a fresh database is not touched here."""
 
 from . import create_app
-from .presence import clear_presence
+from .presence import start_presence
 
 app = create_app()
-with app.app_context():
-    clear_presence(app)
+start_presence(app)

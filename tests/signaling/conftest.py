@@ -1,5 +1,8 @@
 """Fixtures that run the real server (`python -m signaling`) in a subprocess on a free port,
-with a fresh SQLite database, and drive it with real HTTP and python-socketio clients."""
+with a fresh database, and drive it with real HTTP and python-socketio clients.
+
+The suite runs twice, once per database (the `backend` fixture): on a SQLite file, and on a
+PostgreSQL database made for the run with a random name and dropped afterwards."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import contextlib
 import os
 import secrets
 import socket
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -18,9 +20,14 @@ from typing import Any
 import pytest
 import requests
 import socketio
+import sqlalchemy as sa
 
 from protocol import DeviceKey, Envelope
+from signaling.config import normalize_database_url
 from tests.helpers import ROOT, poll, read_line_matching, stop_process
+from tests.signaling.services import require_postgres, temporary_database
+
+BACKENDS = ("sqlite", "postgresql")
 
 PASSWORD = "correct horse battery staple"
 SHARED_SERVER_LIMITS = {
@@ -43,9 +50,33 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(workdir: Path, extra_env: dict[str, str] | None = None) -> ServerProcess:
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database the server under test uses: "sqlite" or "postgresql"."""
+    name: str = request.param
+    if name == "postgresql":
+        require_postgres()
+    return name
+
+
+@contextlib.contextmanager
+def database_for(backend: str, workdir: Path) -> Iterator[str]:
+    """A fresh database of `backend`: a SQLite file in `workdir`, or a PostgreSQL database
+    with a random name, dropped when the block ends."""
+    if backend == "sqlite":
+        workdir.mkdir(parents=True, exist_ok=True)
+        yield f"sqlite:///{workdir / 'server.sqlite3'}"
+    else:
+        with temporary_database() as url:
+            yield url
+
+
+def start_server(workdir: Path, extra_env: dict[str, str] | None = None,
+                 database_url: str | None = None) -> ServerProcess:
+    """Start `python -m signaling` on a free port; a SQLite file in `workdir` unless
+    `database_url` names another database."""
     workdir.mkdir(parents=True, exist_ok=True)
-    database_url = f"sqlite:///{workdir / 'server.sqlite3'}"
+    database_url = database_url or f"sqlite:///{workdir / 'server.sqlite3'}"
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -71,14 +102,17 @@ def start_server(workdir: Path, extra_env: dict[str, str] | None = None) -> Serv
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server for the tests that need no special settings (each uses its own names).
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server per database for the tests that need no special settings (each uses its
+    own names).
 
     Sign-in limits count per address, and every test signs in from 127.0.0.1, so they are
     raised here; test_limits.py checks the limits on a server of its own."""
-    running = start_server(tmp_path_factory.mktemp("server"), SHARED_SERVER_LIMITS)
-    yield running
-    stop_process(running.proc)
+    workdir = tmp_path_factory.mktemp(f"server-{backend}")
+    with database_for(backend, workdir) as url:
+        running = start_server(workdir, SHARED_SERVER_LIMITS, database_url=url)
+        yield running
+        stop_process(running.proc)
 
 
 @dataclass
@@ -195,12 +229,24 @@ def signed_envelope(account: Account, room: str, seq: int, *, lamport: int | Non
     ).to_dict()
 
 
+def database_engine(database_url: str) -> sa.Engine:
+    """An engine on the server's database that keeps no connection open between uses."""
+    return sa.create_engine(normalize_database_url(database_url), poolclass=sa.NullPool)
+
+
 def stored_count(server: ServerProcess, room: str) -> int:
-    """How many rows the server's SQLite file holds for `room`, read straight from the file."""
-    path = server.database_url.removeprefix("sqlite:///")
-    with contextlib.closing(sqlite3.connect(path, timeout=10)) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM messages JOIN rooms ON rooms.id = messages.room_id"
-            " WHERE rooms.name = ?", (room,),
-        ).fetchone()
-    return int(row[0])
+    """How many rows the server's database holds for `room`, read straight from it."""
+    return count_stored(server.database_url, room)
+
+
+def count_stored(database_url: str, room: str) -> int:
+    """How many rows the database at `database_url` holds for `room`."""
+    engine = database_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            count = conn.execute(sa.text(
+                "SELECT count(*) FROM messages JOIN rooms ON rooms.id = messages.room_id"
+                " WHERE rooms.name = :room"), {"room": room}).scalar_one()
+    finally:
+        engine.dispose()
+    return int(count)

@@ -18,6 +18,7 @@ from tests.signaling.conftest import (
     Peer,
     ServerProcess,
     connect_peer,
+    database_for,
     drop_peer,
     register_account,
     signed_envelope,
@@ -39,11 +40,14 @@ LOW_LIMITS = {
 
 
 @pytest.fixture(scope="module")
-def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def limited_server(backend: str,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server of its own with low limits, so that reaching them disturbs no other test."""
-    running = start_server(tmp_path_factory.mktemp("limited"), LOW_LIMITS)
-    yield running
-    stop_process(running.proc)
+    workdir = tmp_path_factory.mktemp(f"limited-{backend}")
+    with database_for(backend, workdir) as url:
+        running = start_server(workdir, LOW_LIMITS, database_url=url)
+        yield running
+        stop_process(running.proc)
 
 
 @pytest.fixture
@@ -172,13 +176,15 @@ def test_login_limit_of_one_name_leaves_other_names_alone(limited_server: Server
     assert api_login(limited_server, other.username, PASSWORD).status_code == 200
 
 
-def test_one_address_trying_many_names_is_limited_too(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "per-address", {"RATELIMIT_LOGIN_ADDRESS": "4 per minute"})
-    try:
-        codes = [api_login(server, unique_name("guess"), "wrong password").status_code
-                 for _ in range(5)]
-    finally:
-        stop_process(server.proc)
+def test_one_address_trying_many_names_is_limited_too(backend: str, tmp_path: Path) -> None:
+    with database_for(backend, tmp_path) as url:
+        server = start_server(tmp_path / "per-address",
+                              {"RATELIMIT_LOGIN_ADDRESS": "4 per minute"}, database_url=url)
+        try:
+            codes = [api_login(server, unique_name("guess"), "wrong password").status_code
+                     for _ in range(5)]
+        finally:
+            stop_process(server.proc)
     assert codes == [401, 401, 401, 401, 429]
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import secrets
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +13,12 @@ import requests
 import socketio
 import sqlalchemy as sa
 
-from tests.helpers import ROOT, read_line_matching, stop_process
-from tests.signaling.conftest import ServerProcess, register_account
+from tests.helpers import ROOT
+from tests.signaling.conftest import ServerProcess, database_engine, register_account
+from tests.signaling.services import run_release, start_gunicorn, temporary_database
 
-EXPECTED_TABLES = {"users", "devices", "rooms", "memberships", "presence", "messages"}
+EXPECTED_TABLES = {"users", "devices", "rooms", "memberships", "presence", "messages",
+                   "server_processes"}
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -69,27 +69,47 @@ def test_models_and_migrations_do_not_drift(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def _procfile() -> dict[str, str]:
-    lines = (ROOT / "Procfile").read_text().splitlines()
-    return dict(line.split(":", 1) for line in lines if line.strip())
+def test_migration_creates_the_schema_on_a_fresh_postgresql_database(tmp_path: Path) -> None:
+    with temporary_database() as url:
+        result = _flask_db(tmp_path, url, "upgrade")
+        assert result.returncode == 0, result.stderr
+        engine = database_engine(url)
+        try:
+            assert EXPECTED_TABLES <= set(sa.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+
+
+def test_models_and_migrations_do_not_drift_on_postgresql(tmp_path: Path) -> None:
+    with temporary_database() as url:
+        assert _flask_db(tmp_path, url, "upgrade").returncode == 0
+        check = _flask_db(tmp_path, url, "check")
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_migrations_downgrade_to_nothing_and_up_again_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'updown.sqlite3'}"
+    for step in ("upgrade", "downgrade base", "upgrade"):
+        result = _flask_db(tmp_path, url, *step.split())
+        assert result.returncode == 0, f"{step}: {result.stderr}"
+
+
+def test_migrations_downgrade_to_nothing_and_up_again_on_postgresql(tmp_path: Path) -> None:
+    with temporary_database() as url:
+        for step in ("upgrade", "downgrade base", "upgrade"):
+            result = _flask_db(tmp_path, url, *step.split())
+            assert result.returncode == 0, f"{step}: {result.stderr}"
 
 
 def test_procfile_runs_the_app_under_gunicorn_with_websockets(tmp_path: Path) -> None:
-    procfile = _procfile()
-    env = _env(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'paas.sqlite3'}", PORT="0")
-    release = subprocess.run(shlex.split(procfile["release"]), cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=120)
-    assert release.returncode == 0, release.stderr
-    command = shlex.split(procfile["web"].replace("$PORT", env["PORT"]))
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    env = _env(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'paas.sqlite3'}")
+    run_release(env)
+    web = start_gunicorn(env, tmp_path / "gunicorn.log")
     try:
-        port = _gunicorn_port(proc)
-        url = f"http://127.0.0.1:{port}"
-        assert requests.get(url + "/healthz", timeout=10).json()["async_mode"] == "threading"
-        account = register_account(url, "paas")
+        assert requests.get(web.url + "/healthz", timeout=10).json()["async_mode"] == "threading"
+        account = register_account(web.url, "paas")
         client = socketio.Client(reconnection=False)
-        client.connect(url, auth={"token": account.token}, transports=["websocket"],
+        client.connect(web.url, auth={"token": account.token}, transports=["websocket"],
                        wait_timeout=10)
         try:
             reply = client.call("join", {"room": "paas", "device": account.key.device_id},
@@ -98,12 +118,27 @@ def test_procfile_runs_the_app_under_gunicorn_with_websockets(tmp_path: Path) ->
         finally:
             client.disconnect()
     finally:
-        stop_process(proc)
+        web.stop()
 
 
-def _gunicorn_port(proc: subprocess.Popen[str]) -> int:
-    """gunicorn logs `Listening at: http://0.0.0.0:PORT` on stderr once it is bound."""
-    line = read_line_matching(proc, "Listening at:", timeout=60, stream=proc.stderr)
-    match = re.search(r"Listening at: http://[0-9.]+:(\d+)", line)
-    assert match, line
-    return int(match.group(1))
+def test_procfile_web_process_holds_150_websockets_and_still_answers_http(
+    tmp_path: Path,
+) -> None:
+    """In threading mode each WebSocket holds one of gunicorn's threads for its lifetime: with
+    100 threads the 101st client, and every HTTP request after it, would wait forever."""
+    env = _env(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'paas.sqlite3'}")
+    run_release(env)
+    web = start_gunicorn(env, tmp_path / "gunicorn.log")
+    clients: list[socketio.Client] = []
+    try:
+        account = register_account(web.url, "many")
+        for _ in range(150):
+            client = socketio.Client(reconnection=False)
+            client.connect(web.url, auth={"token": account.token}, transports=["websocket"],
+                           wait_timeout=10)
+            clients.append(client)
+        assert requests.get(web.url + "/healthz", timeout=10).status_code == 200
+    finally:
+        for client in clients:
+            client.disconnect()
+        web.stop()
