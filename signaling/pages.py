@@ -1,7 +1,9 @@
 """Server-rendered pages: sign-in and registration, the history browser, the browser peer.
 
 Pages use the session cookie (HttpOnly, SameSite=Lax) and CSRF tokens on every form; every
-piece of user text goes through Jinja's autoescaping."""
+piece of user text goes through Jinja's autoescaping, and a Content-Security-Policy lets a page
+run only the scripts served from `static/`. The browser peer trades its session for a bearer
+token (`POST /session/token`, CSRF-protected) to use the JSON API and Socket.IO as agents do."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from flask import (
     current_app,
     flash,
     g,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -24,6 +27,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from werkzeug.wrappers import Response
 
 from protocol import InvalidName, normalize_room
 from protocol.paging import order_token, parse_order_token
@@ -37,6 +41,25 @@ from .ratelimit import sign_in_key, sign_in_per_address, sign_in_per_name
 bp = Blueprint("pages", __name__)
 
 HISTORY_PAGE = 50
+
+# Scripts, styles and connections only from this origin; no inline script, no plugin, no
+# framing. Jinja's escaping is the first defence against markup in messages, this the second.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+@bp.after_request
+def page_headers(response: Response) -> Response:
+    """Every page gets the CSP above; a page showing a user's chat is never cached."""
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if g.get("page_user") is not None:
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
 
 
 @bp.before_app_request
@@ -82,7 +105,19 @@ def index() -> ResponseReturnValue:
             select(Room.name).join(Membership, Membership.room_id == Room.id)
             .where(Membership.user_id == g.page_user.id).order_by(Room.name)
         ).all())
-    return render_template("index.html", rooms=rooms, next=request.args.get("next", ""))
+    target = request.args.get("next", "")
+    return render_template("index.html", rooms=rooms, next=target, joining=_joining(target))
+
+
+def _joining(target: str) -> str | None:
+    """The room a sign-in leads to, when `next` is a browser peer page, to say so."""
+    parts = urlsplit(target).path.split("/")
+    if len(parts) == 3 and parts[0] == "" and parts[1] == "rooms":
+        try:
+            return normalize_room(parts[2])
+        except InvalidName:
+            return None
+    return None
 
 
 @bp.post("/login")
@@ -93,7 +128,9 @@ def login() -> ResponseReturnValue:
         user = accounts.authenticate(request.form.get("username"), request.form.get("password"))
     except ApiError as exc:
         flash(exc.message, "error")
-        return render_template("index.html", rooms=[], next=request.form.get("next", "")), 401
+        target = request.form.get("next", "")
+        return render_template("index.html", rooms=[], next=target,
+                               joining=_joining(target)), 401
     _start_session(user)
     return redirect(_safe_next(request.form.get("next")))
 
@@ -105,7 +142,9 @@ def register() -> ResponseReturnValue:
         user = accounts.register(request.form.get("username"), request.form.get("password"))
     except ApiError as exc:
         flash(exc.message, "error")
-        return render_template("index.html", rooms=[], next=request.form.get("next", "")), 400
+        target = request.form.get("next", "")
+        return render_template("index.html", rooms=[], next=target,
+                               joining=_joining(target)), 400
     _start_session(user)
     return redirect(_safe_next(request.form.get("next")))
 
@@ -124,7 +163,19 @@ def go_to_room() -> ResponseReturnValue:
     except InvalidName as exc:
         flash(str(exc), "error")
         return redirect(url_for("pages.index"))
-    return redirect(url_for("pages.history", room=name))
+    view = "pages.history" if request.form.get("view") == "history" else "pages.browser_peer"
+    return redirect(url_for(view, room=name))
+
+
+@bp.post("/session/token")
+def session_token() -> ResponseReturnValue:
+    """A bearer token for the signed-in page user, so the browser peer can use the JSON API
+    and Socket.IO like an agent. CSRF-protected (X-CSRFToken header), so another site cannot
+    obtain one through the user's cookie."""
+    if g.page_user is None:
+        return jsonify(error={"code": "unauthorized", "message": "sign in first"}), 401
+    return jsonify(user={"username": g.page_user.username},
+                   token=accounts.issue_token(g.page_user))
 
 
 @bp.get("/rooms/<room>/history")
@@ -161,10 +212,13 @@ def history(room: str) -> ResponseReturnValue:
 @bp.get("/rooms/<room>")
 @login_required
 def browser_peer(room: str) -> ResponseReturnValue:
+    """The browser peer: the chat UI in the page, joining the room with the browser's WebRTC."""
     try:
         name = normalize_room(room)
     except InvalidName:
         abort(404)
+    if name != room:
+        return redirect(url_for("pages.browser_peer", room=name))
     return render_template("room.html", room=name)
 
 

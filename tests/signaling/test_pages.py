@@ -255,6 +255,22 @@ def test_history_search_treats_percent_and_underscore_literally(
     assert shown_ids(underscore) == [(device, 3)]
 
 
+def test_history_search_treats_a_backslash_literally(
+    browser: Browser, accounts: Accounts, peers: Peers,
+) -> None:
+    alice = accounts("alice")
+    room = unique_name("room")
+    texts = [r"C:\temp\%", "C:temp", r"a\_b", "a_b"]
+    room_with(peers, alice, [signed_envelope(alice, room, i + 1, text=t)
+                             for i, t in enumerate(texts)])
+    signed_in(browser, alice)
+    device = alice.key.device_id
+    path = browser.get(f"/rooms/{room}/history", params={"q": "\\temp\\%"}).text
+    escape = browser.get(f"/rooms/{room}/history", params={"q": "\\_"}).text
+    assert shown_ids(path) == [(device, 1)]
+    assert shown_ids(escape) == [(device, 3)]
+
+
 def test_history_search_without_a_match_says_so(
     browser: Browser, accounts: Accounts, peers: Peers,
 ) -> None:

@@ -1,0 +1,318 @@
+// The browser peer's local storage, in IndexedDB (one database per user of this browser):
+// the device's Ed25519 key (non-extractable), the room's log with its outbox and server
+// cursor, and the device keys learnt. The JavaScript twin of peer_agent/log.py.
+
+import {
+  b64encode,
+  compareOrder,
+  createEnvelope,
+  deviceIdFor,
+  envelopeId,
+  isNormalizedName,
+  keyMatchesDevice,
+  MAX_USERNAME_CHARS,
+  sameEnvelope,
+} from "./protocol.js";
+
+const DB_VERSION = 1;
+// Sources a key can come from; the server's word (or this device's own) replaces a peer's.
+const AUTHORITATIVE = new Set(["self", "server"]);
+
+function done(request) {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+function committed(tx) {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error || new Error("IndexedDB transaction aborted"));
+  });
+}
+
+/** Open (and on first use create) the IndexedDB database of `user` in this browser. */
+export function openDatabase(user) {
+  const request = indexedDB.open(`gibberish:${user}`, DB_VERSION);
+  request.onupgradeneeded = () => {
+    const db = request.result;
+    db.createObjectStore("device");
+    const messages = db.createObjectStore("messages", { keyPath: ["room", "device", "seq"] });
+    messages.createIndex("room", "room");
+    db.createObjectStore("meta");
+    db.createObjectStore("keys", { keyPath: "device" });
+  };
+  return done(request);
+}
+
+/**
+ * This browser's device key for the database's user, made on first use: an Ed25519 key pair
+ * whose private half WebCrypto never lets out (non-extractable), kept in IndexedDB.
+ * Returns {privateKey, publicKey: base64url, device}.
+ */
+export async function loadOrCreateDeviceKey(db) {
+  const tx = db.transaction("device", "readonly");
+  const held = await done(tx.objectStore("device").get("key"));
+  if (held) return held;
+  if (!globalThis.crypto || !crypto.subtle) {
+    throw new Error("this page needs a secure context (HTTPS, or http://127.0.0.1) for WebCrypto");
+  }
+  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"]);
+  const raw = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+  const key = {
+    privateKey: pair.privateKey,
+    publicKey: b64encode(raw),
+    device: await deviceIdFor(raw),
+  };
+  const write = db.transaction("device", "readwrite");
+  // add(), not put(): of two tabs making a key at once, the first one stored wins.
+  write.objectStore("device").add(key, "key");
+  try {
+    await committed(write);
+    return key;
+  } catch {
+    const again = db.transaction("device", "readonly");
+    return done(again.objectStore("device").get("key"));
+  }
+}
+
+/**
+ * The room's log: every verified envelope held, in memory and in IndexedDB, with the outbox
+ * (what the server has not acknowledged) and per-device heads for the version vector.
+ * Call `load()` once before anything else.
+ */
+export class BrowserLog {
+  constructor(db, room) {
+    this.db = db;
+    this.room = room;
+    this.byId = new Map(); // id -> record {env, origin, onServer}
+    this.ordered = []; // records in display order
+    this.heads = new Map(); // device -> {seqs: Set, contiguous, highest}
+    this.keys = new Map(); // device -> {device, user, public_key, source}
+    this.serverKnown = new Map(); // id -> cursor, for ids the server holds that we lack
+    this.cursor = 0;
+    this.conflicts = 0;
+    this.writing = Promise.resolve();
+  }
+
+  async load() {
+    const tx = this.db.transaction(["messages", "meta", "keys"], "readonly");
+    const rows = await done(tx.objectStore("messages").index("room").getAll(this.room));
+    const keys = await done(tx.objectStore("keys").getAll());
+    this.cursor = (await done(tx.objectStore("meta").get(`${this.room}:cursor`))) || 0;
+    for (const row of rows) this.remember(row);
+    for (const k of keys) this.keys.set(k.device, k);
+  }
+
+  remember(record) {
+    const id = envelopeId(record.env);
+    this.byId.set(id, record);
+    // Messages nearly always arrive in order: search from the end.
+    let at = this.ordered.length;
+    while (at > 0 && compareOrder(this.ordered[at - 1].env, record.env) > 0) at--;
+    this.ordered.splice(at, 0, record);
+    let head = this.heads.get(record.env.device);
+    if (!head) {
+      head = { seqs: new Set(), contiguous: 0, highest: 0 };
+      this.heads.set(record.env.device, head);
+    }
+    head.seqs.add(record.env.seq);
+    head.highest = Math.max(head.highest, record.env.seq);
+    while (head.seqs.has(head.contiguous + 1)) head.contiguous++;
+  }
+
+  /** Serialise writes: each runs after the previous one committed. */
+  serial(work) {
+    const next = this.writing.then(work, work);
+    this.writing = next.catch(() => {});
+    return next;
+  }
+
+  get(id) {
+    const record = this.byId.get(id);
+    return record ? record.env : null;
+  }
+
+  maxLamport() {
+    return this.ordered.length ? this.ordered[this.ordered.length - 1].env.lamport : 0;
+  }
+
+  /**
+   * Store verified envelopes in one transaction; returns the new ones. A duplicate is
+   * skipped; a different envelope under a held id is a conflict: the first one is kept.
+   * `origin` is "self", "peer:<device>" or "server".
+   */
+  addMany(envs, origin) {
+    return this.serial(async () => {
+      const fresh = [];
+      const records = [];
+      for (const env of envs) {
+        const id = envelopeId(env);
+        const held = this.byId.get(id) || records.find((r) => envelopeId(r.env) === id);
+        if (held) {
+          if (!sameEnvelope(held.env, env)) this.conflicts++;
+          else if (origin === "server" && !held.onServer) await this.markOnServer({ [id]: 0 });
+          continue;
+        }
+        const known = this.serverKnown.has(id);
+        records.push({ room: this.room, device: env.device, seq: env.seq, env, origin,
+                       onServer: origin === "server" || known });
+        this.serverKnown.delete(id);
+      }
+      if (!records.length) return fresh;
+      const tx = this.db.transaction("messages", "readwrite");
+      for (const r of records) tx.objectStore("messages").put(r);
+      await committed(tx);
+      for (const r of records) {
+        this.remember(r);
+        fresh.push(r.env);
+      }
+      return fresh;
+    });
+  }
+
+  /**
+   * Sign and store a new message of this device: the next seq (never reused, even if one was
+   * fetched back from the server), lamport one past the room's highest. Stored before it is
+   * shown or sent.
+   */
+  author(key, author, text, ts) {
+    return this.serial(async () => {
+      const metaKey = `${this.room}:${key.device}:next_seq`;
+      const read = this.db.transaction("meta", "readonly");
+      const counted = (await done(read.objectStore("meta").get(metaKey))) || 1;
+      const head = this.heads.get(key.device);
+      const seq = Math.max(counted, (head ? head.highest : 0) + 1);
+      const env = await createEnvelope(key, {
+        room: this.room, author, seq, lamport: this.maxLamport() + 1, ts, text,
+      });
+      const record = { room: this.room, device: env.device, seq, env, origin: "self",
+                       onServer: false };
+      const tx = this.db.transaction(["messages", "meta"], "readwrite");
+      tx.objectStore("messages").put(record);
+      tx.objectStore("meta").put(seq + 1, metaKey);
+      await committed(tx);
+      this.remember(record);
+      return env;
+    });
+  }
+
+  /** The version vector: per device, the highest seq held with none missing below. */
+  vector() {
+    const vector = new Map();
+    for (const [device, head] of this.heads) if (head.contiguous) vector.set(device, head.contiguous);
+    return vector;
+  }
+
+  /** Whether some device's log has a hole (a seq held above a missing one). */
+  hasGaps() {
+    for (const head of this.heads.values()) if (head.highest > head.contiguous) return true;
+    return false;
+  }
+
+  /** Every envelope above the peer's vector, ordered by (device, seq). */
+  missingFor(vector) {
+    const out = [];
+    for (const record of this.byId.values()) {
+      if (record.env.seq > (vector.get(record.env.device) || 0)) out.push(record.env);
+    }
+    return out.sort((a, b) => (a.device < b.device ? -1 : a.device > b.device ? 1 : a.seq - b.seq));
+  }
+
+  /** Up to `limit` envelopes in display order before `before` (a {lamport, device, seq}). */
+  page(before, limit) {
+    let end = this.ordered.length;
+    if (before) {
+      end = 0;
+      while (end < this.ordered.length && compareOrder(this.ordered[end].env, before) < 0) end++;
+    }
+    const start = Math.max(0, end - limit);
+    return { envs: this.ordered.slice(start, end).map((r) => r.env), more: start > 0 };
+  }
+
+  /** Envelopes the server has not acknowledged (and did not send us), oldest first. */
+  outbox(limit = Infinity) {
+    const out = [];
+    for (const record of this.ordered) {
+      if (!record.onServer) {
+        out.push(record.env);
+        if (out.length >= limit) break;
+      }
+    }
+    return out;
+  }
+
+  outboxCount() {
+    let n = 0;
+    for (const record of this.byId.values()) if (!record.onServer) n++;
+    return n;
+  }
+
+  onServer(id) {
+    const record = this.byId.get(id);
+    return Boolean(record && record.onServer);
+  }
+
+  /** The server holds these ids (id -> cursor): they leave the outbox, or skip it later. */
+  markOnServer(ids) {
+    const changed = [];
+    for (const id of Object.keys(ids)) {
+      const record = this.byId.get(id);
+      if (!record) {
+        this.serverKnown.set(id, ids[id]);
+      } else if (!record.onServer) {
+        record.onServer = true;
+        changed.push(record);
+      }
+    }
+    if (!changed.length) return Promise.resolve();
+    const tx = this.db.transaction("messages", "readwrite");
+    for (const r of changed) tx.objectStore("messages").put(r);
+    return committed(tx);
+  }
+
+  /** Drop from the outbox what the server refused for good (the message stays in the log). */
+  dropFromOutbox(ids) {
+    return this.markOnServer(Object.fromEntries(ids.map((id) => [id, 0])));
+  }
+
+  async setCursor(cursor) {
+    this.cursor = cursor;
+    const tx = this.db.transaction("meta", "readwrite");
+    tx.objectStore("meta").put(cursor, `${this.room}:cursor`);
+    await committed(tx);
+  }
+
+  /**
+   * Cache a device's key and user; true if the cache changed. The key must be the device's.
+   * A key from the server (or this device) replaces any earlier entry; a peer's claim is kept
+   * only when nothing is known about the device.
+   */
+  async rememberKey(device, user, publicKey, source) {
+    if (!isNormalizedName(user, MAX_USERNAME_CHARS)) return false;
+    if (!(await keyMatchesDevice(publicKey, device))) return false;
+    const held = this.keys.get(device);
+    if (held) {
+      const same = held.user === user && held.public_key === publicKey && held.source === source;
+      if (same || !AUTHORITATIVE.has(source)) return false;
+    }
+    const entry = { device, user, public_key: publicKey, source };
+    this.keys.set(device, entry);
+    const tx = this.db.transaction("keys", "readwrite");
+    tx.objectStore("keys").put(entry);
+    await committed(tx);
+    return true;
+  }
+
+  keyFor(device) {
+    return this.keys.get(device) || null;
+  }
+
+  knownKeys() {
+    return [...this.keys.values()]
+      .sort((a, b) => (a.device < b.device ? -1 : 1))
+      .map((k) => ({ id: k.device, user: k.user, public_key: k.public_key }));
+  }
+}

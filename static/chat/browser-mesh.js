@@ -1,0 +1,512 @@
+// The browser peer's WebRTC mesh: one RTCPeerConnection and one ordered, reliable data
+// channel labelled "gibberish" per device of the room, Python agents and browsers alike.
+// It keeps the rules of peer_agent/mesh.py, so both kinds of peer interoperate:
+//
+// - Offer rule: of each pair of devices, the one with the smaller id offers; only it retries,
+//   with exponential backoff and jitter, each time with a fresh connection.
+// - Each offer or answer carries {sdp, type, fp_sig}: the sender's device-key signature of
+//   canonical_bytes(FINGERPRINT_DOMAIN, [room, sender, receiver, fingerprint]). The receiver
+//   checks it against the roster's key before it answers or accepts an answer, so a signaling
+//   server in the middle cannot put its own DTLS certificate in between.
+// - Browsers trickle candidates as {candidate, sdpMid, sdpMLineIndex}, always after the offer
+//   or answer they belong to (aiortc never trickles: its SDP is complete).
+// - Every 2 s each side pings ({"t":"ping","n","at"}) and answers pings with pongs; a link
+//   with no pong for 6 s counts as failed (a frozen peer).
+
+import {
+  BadSignature,
+  b64decode,
+  b64encode,
+  fingerprintSignedBytes,
+  JsonNumber,
+  MAX_FRAME_BYTES,
+  parseFrame,
+  ProtocolError,
+  sdpFingerprint,
+  sign,
+  utf8Size,
+  verifySignature,
+} from "./protocol.js";
+
+export const CHANNEL_LABEL = "gibberish";
+const CONTROL_FRAME_MAX_CHARS = 256;
+// Above this much queued data a sender waits before adding more (Chromium closes a channel
+// whose send buffer overflows).
+const HIGH_WATER = 1 << 20;
+
+export const LinkState = Object.freeze({
+  CONNECTING: "connecting",
+  CONNECTED: "connected",
+  FAILED: "failed",
+  CLOSED: "closed",
+});
+
+class Link {
+  constructor(peer, offerer) {
+    this.peer = peer;
+    this.offerer = offerer;
+    this.state = LinkState.CONNECTING;
+    this.rttMs = null;
+    this.connectMs = null;
+    this.pc = null;
+    this.channel = null;
+    this.awaitingAnswer = false;
+    this.descriptionSent = false;
+    this.localCandidates = [];
+    this.failures = 0;
+    this.timers = new Set();
+    this.pingN = 0;
+    this.pingSentAt = 0;
+    this.lastPong = 0;
+    this.attemptStarted = 0;
+    this.queue = Promise.resolve();
+  }
+}
+
+function short(device) {
+  return String(device).slice(0, 8);
+}
+
+/**
+ * Peer connections to every other device of one room, kept open and healed.
+ * `sendSignal(to, kind, payload)` goes through the server; `onFrame(peer, text)` gets every
+ * text frame that is not a ping or pong; `onLink(peer, state)` every link state change.
+ */
+export class Mesh {
+  constructor({ key, room, sendSignal, onFrame, onLink, iceServers = [], retryBase = 500,
+                retryMax = 15000, pingInterval = 2000, pingTimeout = 6000,
+                connectTimeout = 10000, log = console }) {
+    this.key = key;
+    this.device = key.device;
+    this.room = room;
+    this.sendSignal = sendSignal;
+    this.onFrame = onFrame;
+    this.onLink = onLink;
+    this.iceServers = iceServers;
+    this.retryBase = retryBase;
+    this.retryMax = retryMax;
+    this.pingInterval = pingInterval;
+    this.pingTimeout = pingTimeout;
+    this.connectTimeout = connectTimeout;
+    this.log = log;
+    this.roster = new Map();
+    this.links = new Map();
+    this.refused = 0;
+    this.closed = false;
+  }
+
+  /**
+   * Make the mesh match the room's roster ({user, device, public_key}, the caller checked each
+   * id against its key): link new devices, close removed ones, relink a changed one.
+   */
+  updateRoster(peers) {
+    if (this.closed) return;
+    const roster = new Map();
+    for (const peer of peers) if (peer.device !== this.device) roster.set(peer.device, peer);
+    for (const [device, known] of [...this.roster]) {
+      const now = roster.get(device);
+      if (!now || now.user !== known.user || now.public_key !== known.public_key) {
+        this.closeLink(device);
+      }
+    }
+    for (const [device, peer] of roster) {
+      if (!this.roster.has(device)) {
+        this.roster.set(device, peer);
+        this.openLink(peer);
+      }
+    }
+  }
+
+  /** Close the link to `device` and forget it until the roster lists it again. */
+  peerLeft(device) {
+    this.closeLink(device);
+  }
+
+  /**
+   * Act on a signal relayed by the server; refuse (and count) anything not to be trusted.
+   * Signals of one peer are handled one at a time, in the order they came.
+   */
+  handleSignal(fromUser, fromDevice, kind, payload) {
+    const link = this.links.get(fromDevice);
+    const peer = this.roster.get(fromDevice);
+    if (!link || !peer) {
+      this.refuse(null, `${kind} from device ${short(fromDevice)}, not in the roster`);
+      return Promise.resolve();
+    }
+    if (peer.user !== fromUser) {
+      this.refuse(link, `${kind} from ${fromUser} for a device the roster gives to ${peer.user}`);
+      return Promise.resolve();
+    }
+    const run = async () => {
+      if (this.closed || this.links.get(fromDevice) !== link) return;
+      try {
+        if (kind === "offer") await this.acceptOffer(link, payload);
+        else if (kind === "answer") await this.acceptAnswer(link, payload);
+        else if (kind === "candidate") await this.addCandidate(link, payload);
+        else throw new ProtocolError(`unknown signal kind ${String(kind).slice(0, 20)}`);
+      } catch (err) {
+        this.refuse(link, `${kind}: ${err.message}`);
+      }
+    };
+    link.queue = link.queue.then(run);
+    return link.queue;
+  }
+
+  /** Send a text frame to `device`; false if its channel is not open. */
+  send(device, text) {
+    this.checkSize(text);
+    const link = this.links.get(device);
+    return Boolean(link && this.sendOn(link, text));
+  }
+
+  /** Send a frame to every connected device; the devices it was sent to. */
+  broadcast(text) {
+    this.checkSize(text);
+    return [...this.links.values()].filter((l) => this.sendOn(l, text)).map((l) => l.peer.device);
+  }
+
+  /** Wait until `device`'s channel has room for more (or is gone); false if it is gone. */
+  async drained(device) {
+    const link = this.links.get(device);
+    const channel = link && link.channel;
+    if (!channel || channel.readyState !== "open") return false;
+    if (channel.bufferedAmount < HIGH_WATER) return true;
+    channel.bufferedAmountLowThreshold = HIGH_WATER / 4;
+    await new Promise((resolve) => {
+      const finish = () => {
+        channel.removeEventListener("bufferedamountlow", finish);
+        channel.removeEventListener("close", finish);
+        resolve();
+      };
+      channel.addEventListener("bufferedamountlow", finish);
+      channel.addEventListener("close", finish);
+    });
+    return channel.readyState === "open";
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    for (const device of [...this.links.keys()]) this.closeLink(device);
+    this.roster.clear();
+  }
+
+  checkSize(text) {
+    const size = text.length > MAX_FRAME_BYTES ? text.length : utf8Size(text);
+    if (size > MAX_FRAME_BYTES) {
+      throw new ProtocolError(`frame is too large: at most ${MAX_FRAME_BYTES} bytes allowed`);
+    }
+  }
+
+  // -- links ------------------------------------------------------------------------------
+
+  openLink(peer) {
+    const link = new Link(peer, this.device < peer.device);
+    this.links.set(peer.device, link);
+    this.notify(link);
+    if (link.offerer) this.offer(link);
+  }
+
+  closeLink(device) {
+    this.roster.delete(device);
+    const link = this.links.get(device);
+    if (!link) return;
+    this.links.delete(device);
+    this.dropConnection(link);
+    this.setState(link, LinkState.CLOSED);
+  }
+
+  fail(link, reason) {
+    if (this.closed || this.links.get(link.peer.device) !== link) return;
+    if (link.state === LinkState.FAILED && !link.pc) return;
+    this.log.info(`link to ${short(link.peer.device)} failed: ${reason}`);
+    this.dropConnection(link);
+    link.failures++;
+    this.setState(link, LinkState.FAILED);
+    if (link.offerer) {
+      const delay = Math.min(this.retryMax, this.retryBase * 2 ** Math.max(0, link.failures - 1));
+      this.later(link, () => {
+        if (this.links.get(link.peer.device) === link && link.state === LinkState.FAILED) {
+          this.offer(link);
+        }
+      }, delay + Math.random() * delay / 4);
+    }
+  }
+
+  later(link, fn, ms) {
+    const timer = setTimeout(() => { link.timers.delete(timer); fn(); }, ms);
+    link.timers.add(timer);
+    return timer;
+  }
+
+  dropConnection(link) {
+    for (const timer of link.timers) { clearTimeout(timer); clearInterval(timer); }
+    link.timers.clear();
+    const pc = link.pc;
+    link.pc = null;
+    link.channel = null;
+    link.awaitingAnswer = false;
+    link.descriptionSent = false;
+    link.localCandidates = [];
+    if (pc) {
+      try { pc.close(); } catch (err) { this.log.debug("closing a connection failed", err); }
+    }
+  }
+
+  setState(link, state) {
+    if (link.state === state) return;
+    link.state = state;
+    this.notify(link);
+  }
+
+  notify(link) {
+    try {
+      this.onLink(link.peer, link.state);
+    } catch (err) {
+      this.log.error("onLink callback failed", err);
+    }
+  }
+
+  refuse(link, reason) {
+    this.refused++;
+    this.log.warn(`signal refused: ${reason}`);
+    if (link && link.state !== LinkState.CONNECTED) this.fail(link, `refused a signal: ${reason}`);
+  }
+
+  // -- offer and answer -------------------------------------------------------------------
+
+  newConnection(link) {
+    // Only the servers the server hands out: never a public STUN default.
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    link.pc = pc;
+    link.attemptStarted = performance.now();
+    pc.addEventListener("connectionstatechange", () => {
+      if (link.pc === pc && (pc.connectionState === "failed" || pc.connectionState === "closed")) {
+        this.fail(link, `peer connection ${pc.connectionState}`);
+      }
+    });
+    pc.addEventListener("datachannel", (event) => {
+      if (link.pc !== pc) return;
+      if (event.channel.label !== CHANNEL_LABEL || link.channel) {
+        this.log.warn(`ignoring extra data channel from ${short(link.peer.device)}`);
+        return;
+      }
+      this.attachChannel(link, event.channel);
+    });
+    pc.addEventListener("icecandidate", (event) => {
+      const c = event.candidate;
+      if (link.pc !== pc || !c || !c.candidate) return;
+      const payload = { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex };
+      // A candidate must not overtake its offer or answer: the other side would drop it.
+      if (link.descriptionSent) this.signal(link, "candidate", payload);
+      else link.localCandidates.push(payload);
+    });
+    this.later(link, () => {
+      if (link.pc === pc && link.state === LinkState.CONNECTING) {
+        this.fail(link, `no open channel after ${this.connectTimeout / 1000} s`);
+      }
+    }, this.connectTimeout);
+    return pc;
+  }
+
+  async offer(link) {
+    this.dropConnection(link);
+    this.setState(link, LinkState.CONNECTING);
+    const pc = this.newConnection(link);
+    try {
+      this.attachChannel(link, pc.createDataChannel(CHANNEL_LABEL, { ordered: true }));
+      await pc.setLocalDescription(await pc.createOffer());
+      if (link.pc !== pc) return;
+      link.awaitingAnswer = true;
+      await this.sendDescription(link, pc, "offer");
+    } catch (err) {
+      if (link.pc === pc) this.fail(link, `could not send an offer: ${err.message}`);
+    }
+  }
+
+  async acceptOffer(link, payload) {
+    if (link.offerer) {
+      throw new ProtocolError(
+        `offer from ${short(link.peer.device)}, which waits for our offer (offer rule)`);
+    }
+    const sdp = await this.verifiedSdp(link, payload, "offer");
+    this.dropConnection(link);
+    this.setState(link, LinkState.CONNECTING);
+    const pc = this.newConnection(link);
+    try {
+      await pc.setRemoteDescription({ type: "offer", sdp });
+      await pc.setLocalDescription(await pc.createAnswer());
+    } catch (err) {
+      if (link.pc === pc) throw new ProtocolError(`offer is unusable: ${err.message}`);
+      return;
+    }
+    if (link.pc !== pc) return;
+    try {
+      await this.sendDescription(link, pc, "answer");
+    } catch (err) {
+      if (link.pc === pc) this.fail(link, `could not send an answer: ${err.message}`);
+    }
+  }
+
+  async acceptAnswer(link, payload) {
+    const pc = link.pc;
+    if (!link.awaitingAnswer || !pc) {
+      throw new ProtocolError(`answer from ${short(link.peer.device)} with no offer pending`);
+    }
+    const sdp = await this.verifiedSdp(link, payload, "answer");
+    link.awaitingAnswer = false;
+    try {
+      await pc.setRemoteDescription({ type: "answer", sdp });
+    } catch (err) {
+      if (link.pc === pc) throw new ProtocolError(`answer is unusable: ${err.message}`);
+    }
+  }
+
+  async addCandidate(link, payload) {
+    const pc = link.pc;
+    if (!pc || !pc.remoteDescription) return; // no negotiation under way: stale, ignored
+    const { candidate, sdpMid, sdpMLineIndex } = payload || {};
+    const indexOk = sdpMLineIndex === null || sdpMLineIndex === undefined
+      || (Number.isInteger(sdpMLineIndex) && sdpMLineIndex >= 0);
+    if (typeof candidate !== "string" || !indexOk
+        || (sdpMid !== null && sdpMid !== undefined && typeof sdpMid !== "string")
+        || (sdpMid == null && sdpMLineIndex == null)) {
+      this.log.warn(`malformed candidate from ${short(link.peer.device)}; ignored`);
+      return;
+    }
+    try {
+      await pc.addIceCandidate({ candidate, sdpMid, sdpMLineIndex });
+    } catch (err) {
+      this.log.warn(`candidate from ${short(link.peer.device)} not added: ${err.message}`);
+    }
+  }
+
+  async sendDescription(link, pc, kind) {
+    const description = pc.localDescription;
+    const fingerprint = sdpFingerprint(description.sdp);
+    const signed = fingerprintSignedBytes(this.room, this.device, link.peer.device, fingerprint);
+    const fpSig = b64encode(await sign(this.key.privateKey, signed));
+    if (link.pc !== pc) return;
+    await this.sendSignal(link.peer.device, kind,
+      { sdp: description.sdp, type: description.type, fp_sig: fpSig });
+    if (link.pc !== pc) return;
+    link.descriptionSent = true;
+    const held = link.localCandidates;
+    link.localCandidates = [];
+    for (const candidate of held) this.signal(link, "candidate", candidate);
+  }
+
+  signal(link, kind, payload) {
+    this.sendSignal(link.peer.device, kind, payload).catch((err) => {
+      this.log.warn(`${kind} to ${short(link.peer.device)} not sent: ${err.message}`);
+    });
+  }
+
+  async verifiedSdp(link, payload, kind) {
+    const { sdp, fp_sig: fpSig, type } = payload || {};
+    if (typeof sdp !== "string" || typeof fpSig !== "string" || type !== kind) {
+      throw new ProtocolError(`malformed ${kind} from ${short(link.peer.device)}`);
+    }
+    try {
+      const fingerprint = sdpFingerprint(sdp);
+      await verifySignature(link.peer.public_key, b64decode(fpSig),
+        fingerprintSignedBytes(this.room, link.peer.device, this.device, fingerprint));
+    } catch (err) {
+      throw new BadSignature(`${kind} from ${short(link.peer.device)} has no valid `
+        + `fingerprint signature: ${err.message}`);
+    }
+    return sdp;
+  }
+
+  // -- the data channel -------------------------------------------------------------------
+
+  attachChannel(link, channel) {
+    link.channel = channel;
+    channel.addEventListener("open", () => this.channelOpened(link, channel));
+    channel.addEventListener("close", () => {
+      if (link.channel === channel) this.fail(link, "data channel closed");
+    });
+    channel.addEventListener("message", (event) => {
+      if (link.channel === channel) this.received(link, event.data);
+    });
+    if (channel.readyState === "open") this.channelOpened(link, channel);
+  }
+
+  channelOpened(link, channel) {
+    if (link.channel !== channel || link.state === LinkState.CONNECTED) return;
+    const now = performance.now();
+    link.connectMs = now - link.attemptStarted;
+    link.failures = 0;
+    link.awaitingAnswer = false;
+    link.lastPong = now;
+    for (const timer of link.timers) clearTimeout(timer);
+    link.timers.clear();
+    const ping = () => {
+      if (link.channel !== channel) return;
+      if (performance.now() - link.lastPong > this.pingTimeout) {
+        this.fail(link, `no pong for ${this.pingTimeout / 1000} s`);
+        return;
+      }
+      link.pingN++;
+      link.pingSentAt = performance.now();
+      this.sendOn(link, `{"t":"ping","n":${link.pingN},"at":${(link.pingSentAt / 1000).toFixed(6)}}`);
+    };
+    link.timers.add(setInterval(ping, this.pingInterval));
+    this.log.info(`link to ${short(link.peer.device)} open in ${Math.round(link.connectMs)} ms`);
+    this.setState(link, LinkState.CONNECTED);
+    ping();
+  }
+
+  received(link, data) {
+    if (typeof data !== "string") return; // binary frames are not part of the protocol
+    if (data.length <= CONTROL_FRAME_MAX_CHARS && this.controlFrame(link, data)) return;
+    try {
+      this.onFrame(link.peer, data);
+    } catch (err) {
+      this.log.error("onFrame callback failed", err);
+    }
+  }
+
+  /** Handle a ping or pong; whether `text` was one. */
+  controlFrame(link, text) {
+    let frame;
+    try {
+      frame = parseFrame(text);
+    } catch {
+      return false;
+    }
+    if (typeof frame !== "object" || frame === null || (frame.t !== "ping" && frame.t !== "pong")) {
+      return false;
+    }
+    const { n, at } = frame;
+    if (!Number.isSafeInteger(n) || !(typeof at === "number" || at instanceof JsonNumber)) {
+      return true;
+    }
+    if (frame.t === "ping") {
+      // Echo `at` exactly as sent: the pinger matches it against its own clock.
+      const atText = at instanceof JsonNumber ? at.text : String(at);
+      this.sendOn(link, `{"t":"pong","n":${n},"at":${atText}}`);
+    } else if (n === link.pingN) {
+      const now = performance.now();
+      link.rttMs = now - link.pingSentAt;
+      link.lastPong = now;
+    } else if (n > 0 && n < link.pingN) {
+      link.lastPong = performance.now();
+    }
+    return true;
+  }
+
+  sendOn(link, text) {
+    const channel = link.channel;
+    if (link.state !== LinkState.CONNECTED || !channel || channel.readyState !== "open") {
+      return false;
+    }
+    try {
+      channel.send(text);
+      return true;
+    } catch (err) {
+      this.log.warn(`could not send to ${short(link.peer.device)}: ${err.message}`);
+      return false;
+    }
+  }
+}

@@ -1,0 +1,473 @@
+// The browser peer: in JavaScript, what peer_agent/agent.py does in Python. It wires the
+// server link, the mesh, the local log and the uploads together, and is the chat UI's backend
+// ({state(), messages(before), send(text), subscribe(onEvent)}, as the agent's JSON API is).
+//
+// Rules it keeps: a message is stored locally before it is shown or sent; every envelope
+// received (from a peer or the server) is checked, against a key the server or a peer
+// vouched for, before it is stored, shown or passed on; the server is told about every
+// message it lacks, by whoever holds it.
+
+import { BrowserLog, loadOrCreateDeviceKey, openDatabase } from "./browser-log.js";
+import { LinkState, Mesh } from "./browser-mesh.js";
+import { ServerLink } from "./browser-server.js";
+import {
+  batchesFor,
+  checkLamportHorizon,
+  envelopeFromObject,
+  envelopeId,
+  envelopeToObject,
+  encodeFrame,
+  keyMatchesDevice,
+  keysFramesFor,
+  MAX_BATCH,
+  msgFrame,
+  orderToken,
+  parseFrame,
+  parseOrderToken,
+  ProtocolError,
+  syncFrameFromObject,
+  vectorFrame,
+  verifyEnvelope,
+} from "./protocol.js";
+
+const PAGE = 50;
+const UPLOAD_RETRY_MS = 2000;
+// Upload batches stay well under the server's 1 MiB Socket.IO message limit.
+const UPLOAD_MAX_BYTES = 256 * 1024;
+// Refusals a retry cannot fix: the message leaves the outbox (peer_agent/outbox.py PERMANENT).
+const PERMANENT = new Set(["invalid_envelope", "bad_signature", "unknown_author", "conflict"]);
+
+export class BrowserPeer {
+  constructor({ room, csrfToken, log = console }) {
+    this.room = room;
+    this.log = log;
+    this.listeners = [];
+    this.roster = new Map(); // device -> {user, device, public_key}
+    this.delivery = new Map(); // own message id -> {peers: Set, server: bool}
+    this.refused = {};
+    this.peerQueues = new Map();
+    this.keyRefresh = null;
+    this.uploading = false;
+    this.server = new ServerLink({
+      room, csrfToken, log,
+      handlers: {
+        peer_joined: (data) => this.onPeerJoined(data),
+        peer_left: (data) => this.onPeerLeft(data),
+        signal: (data) => this.onSignal(data),
+        stored: (data) => this.onStored(data),
+      },
+      onJoined: (reply) => this.onJoined(reply),
+      onLink: () => { this.pushState(); if (this.server.joined) this.flushOutbox(); },
+    });
+  }
+
+  /** Sign in with the session, load the device key and the log, and connect. */
+  async start() {
+    this.user = await this.server.fetchToken();
+    this.db = await openDatabase(this.user);
+    this.key = await loadOrCreateDeviceKey(this.db);
+    this.store = new BrowserLog(this.db, this.room);
+    await this.store.load();
+    await this.server.registerDevice(this.key.publicKey, "browser");
+    await this.store.rememberKey(this.key.device, this.user, this.key.publicKey, "self");
+    this.mesh = new Mesh({
+      key: this.key, room: this.room, log: this.log,
+      sendSignal: (to, kind, payload) => this.server.signal(to, kind, payload),
+      onFrame: (peer, text) => this.onFrame(peer, text),
+      onLink: (peer, state) => this.onPeerLink(peer, state),
+    });
+    this.server.start(this.key.device);
+    setInterval(() => this.flushOutbox(), UPLOAD_RETRY_MS);
+  }
+
+  // -- the chat UI's backend ----------------------------------------------------------------
+
+  subscribe(listener) {
+    this.listeners.push(listener);
+  }
+
+  emit(event) {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.log.error("a UI listener failed", err);
+      }
+    }
+  }
+
+  async state() {
+    return this.currentState();
+  }
+
+  currentState() {
+    const peers = [...this.roster.values()]
+      .sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0))
+      .map((p) => {
+        const link = this.mesh ? this.mesh.links.get(p.device) : null;
+        return { user: p.user, device: p.device,
+                 state: link ? link.state : LinkState.CONNECTING,
+                 rtt_ms: link ? link.rttMs : null };
+      });
+    return {
+      user: this.user, device: this.key ? this.key.device : null, room: this.room,
+      server: {
+        url: location.origin, connected: this.server.joined,
+        state: this.server.joined ? "connected" : this.server.everJoined ? "down" : "connecting",
+        outbox: this.store ? this.store.outboxCount() : 0,
+      },
+      peers,
+      refused: { ...this.refused },
+    };
+  }
+
+  async messages(before) {
+    const key = parseOrderToken(before);
+    const { envs, more } = this.store.page(key, PAGE);
+    return {
+      messages: envs.map((e) => this.messageDict(e)),
+      older: more && envs.length ? orderToken(envs[0]) : null,
+    };
+  }
+
+  async send(text) {
+    let env;
+    try {
+      env = await this.store.author(this.key, this.user, text, Date.now());
+    } catch (err) {
+      if (err instanceof ProtocolError) throw new Error(err.message);
+      throw err;
+    }
+    this.delivery.set(envelopeId(env), { peers: new Set(), server: false });
+    this.mesh.broadcast(msgFrame(env));
+    this.flushOutbox();
+    const message = this.messageDict(env);
+    this.emit({ type: "message", message });
+    this.pushState();
+    return message;
+  }
+
+  messageDict(env) {
+    return {
+      id: envelopeId(env), author: env.author, device: env.device, seq: env.seq,
+      lamport: env.lamport, ts: env.ts, text: env.text,
+      mine: env.device === this.key.device,
+      delivery: this.deliveryDict(env),
+    };
+  }
+
+  deliveryDict(env) {
+    if (env.device !== this.key.device) return null;
+    const d = this.delivery.get(envelopeId(env));
+    return {
+      peers_reached: d ? d.peers.size : 0,
+      peers_total: this.roster.size,
+      server: Boolean(d && d.server) || this.store.onServer(envelopeId(env)),
+    };
+  }
+
+  pushState() {
+    this.emit({ type: "state", state: this.currentState() });
+  }
+
+  pushDelivery(id) {
+    const env = this.store.get(id);
+    if (env && env.device === this.key.device) {
+      this.emit({ type: "delivery", id, delivery: this.deliveryDict(env) });
+    }
+  }
+
+  announce(env) {
+    this.emit({ type: "message", message: this.messageDict(env) });
+  }
+
+  // -- the server ---------------------------------------------------------------------------
+
+  async onJoined(reply) {
+    this.mesh.iceServers = Array.isArray(reply.ice_servers) ? reply.ice_servers : [];
+    // A peer whose channel is still open stays even if the (just restarted) server does not
+    // list it yet.
+    for (const device of [...this.roster.keys()]) {
+      const link = this.mesh.links.get(device);
+      if (!link || link.state !== LinkState.CONNECTED) this.roster.delete(device);
+    }
+    for (const peer of reply.peers || []) await this.addToRoster(peer);
+    this.mesh.updateRoster(this.roster.values());
+    this.pushState();
+    await this.refreshKeys();
+    await this.catchUpFromServer();
+    this.flushOutbox();
+  }
+
+  async addToRoster(peer) {
+    if (!peer || peer.device === this.key.device) return false;
+    if (!(await keyMatchesDevice(peer.public_key, peer.device))) {
+      this.log.warn(`roster entry for ${peer.user} does not match its key; skipped`);
+      return false;
+    }
+    this.roster.set(peer.device, { user: peer.user, device: peer.device,
+                                   public_key: peer.public_key });
+    await this.store.rememberKey(peer.device, peer.user, peer.public_key, "server");
+    return true;
+  }
+
+  async onPeerJoined(data) {
+    if (await this.addToRoster(data.peer)) {
+      this.mesh.updateRoster(this.roster.values());
+      this.pushState();
+    }
+  }
+
+  onPeerLeft(data) {
+    this.roster.delete(data.device);
+    this.mesh.peerLeft(data.device);
+    this.pushState();
+  }
+
+  async onSignal(data) {
+    const sender = data.from || {};
+    // An offer can overtake the peer_joined that announces its sender; the server vouches
+    // for the sender's key in the signal itself.
+    if (!this.roster.has(sender.device) && sender.public_key) {
+      if (await this.addToRoster(sender)) this.mesh.updateRoster(this.roster.values());
+    }
+    await this.mesh.handleSignal(String(sender.user || ""), String(sender.device || ""),
+      String(data.kind), data.payload || {});
+  }
+
+  async onStored(data) {
+    const ids = {};
+    for (const m of data.messages || []) {
+      if (m && typeof m.id === "string" && Number.isSafeInteger(m.cursor)) ids[m.id] = m.cursor;
+    }
+    await this.store.markOnServer(ids);
+    this.onUploaded(Object.keys(ids));
+  }
+
+  onUploaded(ids) {
+    for (const id of ids) {
+      const d = this.delivery.get(id) || { peers: new Set(), server: false };
+      d.server = true;
+      this.delivery.set(id, d);
+      this.pushDelivery(id);
+    }
+    this.pushState();
+  }
+
+  async refreshKeys() {
+    try {
+      for (const d of await this.server.roomKeys()) {
+        await this.store.rememberKey(d.id, d.user, d.public_key, "server");
+      }
+    } catch (err) {
+      this.log.info(`could not refresh the room's keys: ${err.message}`);
+    }
+  }
+
+  scheduleKeyRefresh() {
+    if (!this.keyRefresh) {
+      this.keyRefresh = this.refreshKeys().finally(() => { this.keyRefresh = null; });
+    }
+  }
+
+  /** Read the server's history after the last cursor seen, verified like any message. */
+  async catchUpFromServer() {
+    let after = this.store.cursor;
+    for (;;) {
+      let page;
+      try {
+        page = await this.server.history(after);
+      } catch (err) {
+        this.log.info(`history catch-up stopped: ${err.message}`);
+        return;
+      }
+      const rows = page.messages || [];
+      const good = [];
+      const cursors = {};
+      for (const row of rows) {
+        const raw = {};
+        for (const f of ["room", "author", "device", "seq", "lamport", "ts", "text", "sig"]) {
+          raw[f] = row[f];
+        }
+        const env = await this.verified(raw, "server");
+        if (env) {
+          good.push(env);
+          cursors[envelopeId(env)] = row.cursor;
+        }
+      }
+      for (const env of await this.store.addMany(good, "server")) this.announce(env);
+      await this.store.markOnServer(cursors);
+      const last = rows.length ? rows[rows.length - 1].cursor : after;
+      await this.store.setCursor(last);
+      if (!rows.length || page.next === null || last === after) return;
+      after = last;
+    }
+  }
+
+  /** Upload what the server lacks, a bounded batch at a time, until it is all acknowledged. */
+  async flushOutbox() {
+    if (this.uploading || !this.server.joined || !this.store) return;
+    this.uploading = true;
+    try {
+      for (;;) {
+        const batch = [];
+        let bytes = 0;
+        for (const env of this.store.outbox(MAX_BATCH)) {
+          bytes += JSON.stringify(env).length * 3;
+          if (batch.length && bytes > UPLOAD_MAX_BYTES) break;
+          batch.push(env);
+        }
+        if (!batch.length) return;
+        const results = await this.server.publish(batch.map(envelopeToObject));
+        if (!results) return;
+        const stored = {};
+        const dropped = [];
+        batch.forEach((env, i) => {
+          const result = results[i] || {};
+          const id = envelopeId(env);
+          if (result.ok) stored[id] = result.cursor;
+          else if (PERMANENT.has(result.error && result.error.code)) dropped.push(id);
+        });
+        await this.store.markOnServer(stored);
+        if (dropped.length) {
+          this.log.warn("the server refused for good", dropped);
+          await this.store.dropFromOutbox(dropped);
+        }
+        this.onUploaded(Object.keys(stored));
+        if (!Object.keys(stored).length && !dropped.length) return;
+      }
+    } finally {
+      this.uploading = false;
+    }
+  }
+
+  // -- peers --------------------------------------------------------------------------------
+
+  onPeerLink(peer, state) {
+    if (state === LinkState.CONNECTED) {
+      this.mesh.send(peer.device, vectorFrame(this.store.vector()));
+      for (const frame of keysFramesFor(this.store.knownKeys())) this.mesh.send(peer.device, frame);
+    }
+    this.pushState();
+  }
+
+  /** Handle a peer's frames one at a time, in order (checking signatures is asynchronous). */
+  onFrame(peer, text) {
+    const queue = this.peerQueues.get(peer.device) || Promise.resolve();
+    const next = queue.then(() => this.handleFrame(peer, text)).catch((err) => {
+      this.log.error("handling a frame failed", err);
+    });
+    this.peerQueues.set(peer.device, next);
+  }
+
+  async handleFrame(peer, text) {
+    let frame;
+    try {
+      const raw = parseFrame(text);
+      if (raw && raw.t === "ack") {
+        this.onAck(peer, raw);
+        return;
+      }
+      frame = syncFrameFromObject(raw);
+    } catch (err) {
+      this.refuse(peer, err);
+      return;
+    }
+    if (frame.t === "msg") await this.receive([frame.env], peer, true);
+    else if (frame.t === "batch") await this.receive(frame.envs, peer, false);
+    else if (frame.t === "vv") await this.sendMissing(peer.device, frame.vector);
+    else if (frame.t === "keys") await this.learnKeys(peer, frame.devices);
+  }
+
+  async learnKeys(peer, devices) {
+    // As in Python, one key that is not its device's refuses the whole frame.
+    for (const d of devices) {
+      if (!(await keyMatchesDevice(d.public_key, d.id))) {
+        this.refuse(peer, new ProtocolError(`keys frame: device ${d.id}: the public key `
+          + "belongs to another device"));
+        return;
+      }
+    }
+    for (const d of devices) {
+      if (!this.store.keyFor(d.id)) {
+        await this.store.rememberKey(d.id, d.user, d.public_key, `peer:${peer.device}`);
+      }
+    }
+  }
+
+  refuse(peer, err) {
+    const code = err.code || "error";
+    this.refused[code] = (this.refused[code] || 0) + 1;
+    this.log.warn(`refused a frame from ${peer.user} (${peer.device}): ${err.message}`);
+  }
+
+  onAck(peer, raw) {
+    if (!Array.isArray(raw.ids)) return;
+    for (const id of raw.ids.slice(0, 200)) {
+      const d = typeof id === "string" ? this.delivery.get(id) : null;
+      if (d) {
+        d.peers.add(peer.device);
+        this.pushDelivery(id);
+      }
+    }
+  }
+
+  /** An envelope checked against the key vouched for its device and author, or null. */
+  async verified(raw, origin) {
+    try {
+      const env = envelopeFromObject(raw);
+      if (env.room !== this.room) {
+        throw new ProtocolError(`message for room ${env.room}, not ${this.room}`);
+      }
+      const known = this.store.keyFor(env.device);
+      if (!known) {
+        this.scheduleKeyRefresh();
+        throw new ProtocolError(`unknown device ${env.device}; keys are being refreshed`,
+          "unknown_device");
+      }
+      if (known.user !== env.author) {
+        throw new ProtocolError(`device ${env.device} belongs to ${known.user}, `
+          + `not ${env.author}`, "unknown_author");
+      }
+      await verifyEnvelope(env, known.public_key);
+      checkLamportHorizon(env, Date.now());
+      return env;
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      const code = err.code || "error";
+      this.refused[code] = (this.refused[code] || 0) + 1;
+      this.log.warn(`refused a message from ${origin}: ${err.message}`);
+      return null;
+    }
+  }
+
+  async receive(envs, peer, live) {
+    const good = [];
+    for (const env of envs) {
+      const checked = await this.verified(env, `peer ${peer.user}`);
+      if (checked) good.push(checked);
+    }
+    const fresh = await this.store.addMany(good, `peer:${peer.device}`);
+    if (good.length) {
+      this.mesh.send(peer.device, encodeFrame({ t: "ack", ids: good.map(envelopeId) }));
+    }
+    for (const env of fresh) this.announce(env);
+    if (fresh.length) this.flushOutbox();
+    if (live && this.store.hasGaps()) {
+      // A gap: a message was missed; ask this peer for what we lack.
+      this.mesh.send(peer.device, vectorFrame(this.store.vector()));
+    }
+  }
+
+  /** Send a peer everything its vector says it lacks, in bounded batches; the last batch
+   * says more: false. */
+  async sendMissing(device, vector) {
+    const missing = this.store.missingFor(vector);
+    for (let start = 0; start < missing.length; start += MAX_BATCH) {
+      for (const frame of batchesFor(missing.slice(start, start + MAX_BATCH), true)) {
+        if (!(await this.mesh.drained(device)) || !this.mesh.send(device, frame)) return;
+      }
+    }
+    for (const frame of batchesFor([], false)) this.mesh.send(device, frame);
+  }
+}

@@ -1,0 +1,182 @@
+"""The browser's port of the protocol (static/chat/protocol.js), run in Chromium, reproduces
+the Python reference: the fixed test vectors, signatures, frame parsing and batch packing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page
+
+from peer_agent.mesh import fingerprint_signed_bytes, sdp_fingerprint
+from protocol import DeviceKey, Envelope, b64encode
+from protocol.envelope import lamport_horizon
+from protocol.errors import LamportAhead
+from protocol.sync import batches_for
+from tests.browser.conftest import OpenPage
+from tests.browser.stack import Server
+from tests.helpers import ROOT
+
+VECTORS: dict[str, Any] = json.loads((ROOT / "tests" / "protocol" / "vectors.json").read_text())
+
+SAMPLE_SDP = (
+    "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+    "a=fingerprint:sha-256 AA:BB:CC\r\n"
+    "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n"
+    "a=fingerprint:sha-512  DD:EE \r\n"
+    "a=fingerprint:sha-256 AA:BB:CC\r\n"
+)
+
+
+@pytest.fixture
+def page(open_page: OpenPage, server: Server) -> Iterator[Page]:
+    """A page of the server's origin (a secure context, so WebCrypto is there)."""
+    page = open_page()
+    page.goto(server.url + "/")
+    yield page
+
+
+def run_js(page: Page, body: str, arg: Any = None) -> Any:
+    """Run `body` as an async function of (p, arg), with p the protocol module."""
+    return page.evaluate(
+        "async (arg) => { const p = await import('/static/chat/protocol.js');\n" + body + "\n}",
+        arg,
+    )
+
+
+def vector_key_js() -> str:
+    """JS that imports the vectors' private key (RFC 8032 test 1) as a signing key."""
+    return """
+      const hexToBytes = (h) => Uint8Array.from(h.match(/../g), (b) => parseInt(b, 16));
+      const privateKey = await crypto.subtle.importKey('jwk', {
+        kty: 'OKP', crv: 'Ed25519', d: p.b64encode(hexToBytes(arg.key.private_hex)),
+        x: arg.key.public_b64 }, { name: 'Ed25519' }, false, ['sign']);
+      const key = { privateKey, device: arg.key.device_id };
+    """
+
+
+def test_canonical_bytes_match_the_vectors(page: Page) -> None:
+    got = run_js(page, """
+      return arg.map((v) => Array.from(p.canonicalBytes(v.domain, v.fields),
+        (b) => b.toString(16).padStart(2, '0')).join(''));
+    """, VECTORS["canonical"])
+    assert got == [v["bytes_hex"] for v in VECTORS["canonical"]]
+
+
+def test_device_id_of_the_vector_key_matches(page: Page) -> None:
+    got = run_js(page, "return await p.deviceIdFor(p.b64decode(arg));",
+                 VECTORS["key"]["public_b64"])
+    assert got == VECTORS["key"]["device_id"]
+
+
+def test_signed_envelope_matches_the_vector_byte_for_byte(page: Page) -> None:
+    got = run_js(page, vector_key_js() + """
+      const env = await p.createEnvelope(key, arg.envelope.fields);
+      const hex = Array.from(p.envelopeSignedBytes(env),
+        (b) => b.toString(16).padStart(2, '0')).join('');
+      return { sig: env.sig, json: p.envelopeToJSON(env), signed: hex };
+    """, VECTORS)
+    envelope = VECTORS["envelope"]
+    assert got == {"sig": envelope["sig"], "json": envelope["json"],
+                   "signed": envelope["signed_bytes_hex"]}
+
+
+def test_vector_envelope_verifies_and_a_tampered_copy_does_not(page: Page) -> None:
+    got = run_js(page, """
+      const env = p.envelopeFromObject(JSON.parse(arg.envelope.json));
+      await p.verifyEnvelope(env, arg.key.public_b64);
+      const tampered = p.envelopeFromObject({ ...env, text: env.text + '!' });
+      try {
+        await p.verifyEnvelope(tampered, arg.key.public_b64);
+        return 'tampered copy verified';
+      } catch (err) {
+        return err.code;
+      }
+    """, VECTORS)
+    assert got == "bad_signature"
+
+
+def test_python_signatures_verify_in_the_browser(page: Page) -> None:
+    key = DeviceKey.generate()
+    env = Envelope.create(key, room="lobby", author="dana", seq=7, lamport=9, ts=5,
+                          text="<b>ünïcode</b> 👋\n\ttabs")
+    got = run_js(page, """
+      const env = p.envelopeFromObject(JSON.parse(arg.json));
+      await p.verifyEnvelope(env, arg.key);
+      return p.envelopeId(env);
+    """, {"json": env.to_json(), "key": key.public_key_b64})
+    assert got == env.id
+
+
+@pytest.mark.parametrize(("frame", "code"), [
+    ('{"t":"msg","t":"msg","env":{}}', "invalid_envelope"),
+    ('{"t":"vv","vector":{"' + "a" * 32 + '":1.0}}', "invalid_envelope"),
+    ('{"t":"vv","vector":{"' + "a" * 32 + '":9007199254740993}}', "invalid_envelope"),
+    ('{"t":"vv","vector":{},"extra":1}', "invalid_envelope"),
+    ('{"t":"nope"}', "invalid_envelope"),
+    ('{"t":"batch","envs":[],"more":1}', "invalid_envelope"),
+    ("[1, 2", "invalid_envelope"),
+    ('{"t":"vv","vector":{}}' + " " * 16_400, "too_large"),
+])
+def test_malformed_frames_are_refused_with_the_python_error_code(
+    page: Page, frame: str, code: str,
+) -> None:
+    got = run_js(page, """
+      try { p.parseSyncFrame(arg); return 'accepted'; } catch (err) { return err.code; }
+    """, frame)
+    assert got == code
+
+
+def test_envelope_with_a_float_seq_or_a_lone_surrogate_is_refused(page: Page) -> None:
+    env = json.loads(VECTORS["envelope"]["json"])
+    float_seq = VECTORS["envelope"]["json"].replace('"seq":1', '"seq":1.0')
+    surrogate = json.dumps({**env, "text": "a\ud800b"})
+    got = run_js(page, """
+      return arg.map((text) => {
+        try { p.parseSyncFrame(`{"t":"msg","env":${text}}`); return 'accepted'; }
+        catch (err) { return err.message; }
+      });
+    """, [float_seq, surrogate])
+    assert "'seq' must be an integer" in got[0]
+    assert "lone surrogate" in got[1]
+
+
+def test_dtls_fingerprint_and_its_signed_bytes_match_python(page: Page) -> None:
+    key_hex = VECTORS["key"]["private_hex"]
+    key = DeviceKey.from_private_bytes(bytes.fromhex(key_hex))
+    fingerprint = sdp_fingerprint(SAMPLE_SDP)
+    signed = fingerprint_signed_bytes("lobby", "a" * 32, "b" * 32, fingerprint)
+    got = run_js(page, vector_key_js() + """
+      const fp = p.sdpFingerprint(arg.sdp);
+      const bytes = p.fingerprintSignedBytes('lobby', 'a'.repeat(32), 'b'.repeat(32), fp);
+      return { fp, sig: p.b64encode(await p.sign(key.privateKey, bytes)) };
+    """, {**VECTORS, "sdp": SAMPLE_SDP})
+    assert got == {"fp": fingerprint, "sig": b64encode(key.sign(signed))}
+
+
+def test_batches_are_packed_exactly_as_python_packs_them(page: Page) -> None:
+    key = DeviceKey.generate()
+    envs = [Envelope.create(key, room="lobby", author="erin", seq=n, lamport=n, ts=n,
+                            text=("é" * 3000 if n % 7 == 0 else f"message {n}"))
+            for n in range(1, 131)]
+    expected = batches_for(envs, more_after=True)
+    got = run_js(page, """
+      const envs = arg.map((text) => p.envelopeFromObject(JSON.parse(text)));
+      return p.batchesFor(envs, true);
+    """, [e.to_json() for e in envs])
+    assert len(expected) > 2
+    assert got == expected
+
+
+def test_lamport_time_past_the_receivers_horizon_is_refused_as_in_python(page: Page) -> None:
+    now_ms = 1_700_000_000_000
+    horizon = lamport_horizon(now_ms)
+    got = run_js(page, """
+      return [arg.horizon, arg.horizon + 1].map((lamport) => {
+        try { p.checkLamportHorizon({ lamport, device: 'd', seq: 1 }, arg.now); return 'ok'; }
+        catch (err) { return err.code; }
+      });
+    """, {"now": now_ms, "horizon": horizon})
+    assert got == ["ok", LamportAhead.code]
