@@ -9,7 +9,7 @@ bootstrap:
 	@bash scripts/bootstrap
 
 run: bootstrap
-	$(PY) -m peer_agent.demo --port $(PORT)
+	$(PY) -m peer_agent.demo --port $(PORT) $(DEMO_ARGS)
 
 server: bootstrap
 	$(PY) -m signaling --host $(HOST) --port $(PORT)

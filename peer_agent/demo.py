@@ -1,8 +1,8 @@
 """`python -m peer_agent.demo`: a server and three agents (alice, bob, carol) in one room, all
-on loopback, their UI addresses printed. Ctrl-C stops everything.
+on this machine, their UI addresses printed. Ctrl-C stops everything.
 
 State lives in `--data-dir` (default `instance/demo`), so a second run finds the same
-accounts, keys and logs. WebRTC is pinned to 127.0.0.1."""
+accounts, keys and logs. WebRTC is pinned to 127.0.0.1 unless `--real-interfaces` is given."""
 
 from __future__ import annotations
 
@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=ROOT / "instance" / "demo")
     parser.add_argument("--port", type=int, default=5000, help="server port (0: a free one)")
     parser.add_argument("--room", default="lobby")
+    parser.add_argument(
+        "--real-interfaces", action="store_true",
+        help="let the agents use the machine's real interfaces for WebRTC instead of pinning it "
+             "to 127.0.0.1, so that an ordinary browser on this machine (/rooms/<room>) can "
+             "reach them; WebRTC packets then go to this machine's own LAN address")
     args = parser.parse_args(argv)
     data: Path = args.data_dir
     data.mkdir(parents=True, exist_ok=True)
@@ -63,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
                        "server.log")
         server_url = _wait_for_line(server, "listening on")
         print(f"server      {server_url}/  (history: {server_url}/rooms/{args.room}/history)")
+        pin = [] if args.real_interfaces else ["--ice-host", "127.0.0.1"]
         for user in USERS:
             agent = start(
                 ["-m", "peer_agent", "--server", server_url, "--user", user, "--room", args.room,
-                 "--data-dir", str(data / user), "--register", "--ice-host", "127.0.0.1"],
+                 "--data-dir", str(data / user), "--register", *pin],
                 f"{user}.log", {"GIBBERISH_PASSWORD": f"{user}-demo-password"})
             print(f"{user:<11} {_wait_for_line(agent, 'UI on')}/", flush=True)
         print(f"Accounts: alice, bob, carol with password <name>-demo-password. Logs in {data}.")
