@@ -7,6 +7,7 @@ PostgreSQL database made for the run with a random name and dropped afterwards."
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import socket
@@ -250,3 +251,18 @@ def count_stored(database_url: str, room: str) -> int:
     finally:
         engine.dispose()
     return int(count)
+
+
+@pytest.fixture
+def clients() -> Iterator[Callable[[Account, str], Peer]]:
+    """Connect an account's peer to a given server process; all disconnected at the end."""
+    made: list[Peer] = []
+
+    def make(account: Account, url: str) -> Peer:
+        peer = connect_peer(dataclasses.replace(account, server_url=url))
+        made.append(peer)
+        return peer
+
+    yield make
+    for peer in made:
+        peer.client.disconnect()

@@ -68,20 +68,6 @@ def redis_down(redis_pair: RedisPair) -> Iterator[RedisPair]:
             redis_pair.redis.start()
 
 
-@pytest.fixture
-def clients() -> Iterator[Callable[[Account, str], Peer]]:
-    made: list[Peer] = []
-
-    def make(account: Account, url: str) -> Peer:
-        peer = connect_peer(dataclasses.replace(account, server_url=url))
-        made.append(peer)
-        return peer
-
-    yield make
-    for peer in made:
-        peer.client.disconnect()
-
-
 def health(url: str) -> tuple[int, dict[str, Any]]:
     reply = requests.get(url + "/healthz", timeout=15)
     return reply.status_code, reply.json()

@@ -50,21 +50,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
         yield deployment
 
 
-@pytest.fixture
-def clients() -> Iterator[Callable[[Account, str], Peer]]:
-    """Connect an account's peer to a given process; all disconnected at the end."""
-    made: list[Peer] = []
-
-    def make(account: Account, url: str) -> Peer:
-        peer = connect_peer(dataclasses.replace(account, server_url=url))
-        made.append(peer)
-        return peer
-
-    yield make
-    for peer in made:
-        peer.client.disconnect()
-
-
 def two_in_a_room(pair: Deployment, clients: Callable[[Account, str], Peer],
                   ) -> tuple[str, Peer, Peer]:
     """alice on the first process, bob on the second, both in a fresh room."""
