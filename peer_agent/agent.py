@@ -54,6 +54,7 @@ from protocol.sync import (
 from .log import LocalLog
 from .mesh import LinkState, Mesh, PeerInfo
 from .outbox import Outbox
+from .records import NOTE_MAX_CHARS, PathJournal, Timeline
 from .relay import SignalRelay
 from .rendezvous import Rendezvous
 from .roster import RosterCache
@@ -142,8 +143,13 @@ class Agent:
             on_stored=self._on_stored, on_link=self._on_server_link,
         )
         self.mesh: Mesh | None = None
-        self.outbox = Outbox(self.store, self.client, self.room, on_uploaded=self._on_uploaded)
+        self.outbox = Outbox(self.store, self.client, self.room, on_uploaded=self._on_own_upload)
         self.ui = ChatUI(self, config.ui_host, config.ui_port)
+        # What this device saw happen, for the network view (docs/network-view.md).
+        self.timeline = Timeline(self._publish_event)
+        self.paths = PathJournal(self.store, self.room)
+        self._server_up: bool | None = None
+        self._link_states: dict[str, str] = {}
         self.rendezvous: Rendezvous | None = None  # made once signed in (the name is known)
         self.relay = SignalRelay(self.key.device_id, send_direct=self._send_direct,
                                  neighbours=self._neighbours)
@@ -170,6 +176,8 @@ class Agent:
                 on_session=self._on_rendezvous_session)
             self.client.rendezvous = await self.rendezvous.start()
         await self.ui.start()
+        self.paths.start()
+        self.timeline.add("started", f"{self.user}'s agent started in #{self.room}")
         self.outbox.start()
         # The roster kept from last time: the mesh can form again while the server is down.
         # The server's roster replaces it once the agent joins.
@@ -222,6 +230,7 @@ class Agent:
         if self.mesh is not None:
             await self.mesh.close()
         await self.ui.close()
+        await self.paths.close()
         self.store.close()
 
     def _spawn(self, coro: Any) -> None:
@@ -245,6 +254,13 @@ class Agent:
     def _on_server_link(self, up: bool) -> None:
         if up:
             self.outbox.wake()
+        if up != self._server_up:
+            if up:
+                text = "server link up" if self._server_up is None else "server back: link up"
+            else:
+                text = "server lost" if self._server_up else "cannot reach the server"
+            self.timeline.add("server", text, state="connected" if up else "down")
+            self._server_up = up
         self._push_state()
 
     async def _on_joined(self, reply: dict[str, Any]) -> None:
@@ -285,6 +301,8 @@ class Agent:
         self.known.save()
         self.mesh.update_roster(self.roster.values())
         if info is not None:
+            self.timeline.add("joined", f"{info.user} joined (device {info.device[:8]})",
+                              user=info.user, device=info.device)
             # It may be a restart: offer now rather than when the retry backoff ends, and
             # make sure an open link is not one to its previous process.
             self.mesh.nudge(info.device)
@@ -295,6 +313,10 @@ class Agent:
         assert self.mesh is not None
         device = data["device"]
         self.present.discard(device)
+        peer = self.roster.get(device)
+        user = peer.user if peer is not None else "?"
+        self.timeline.add("left", f"{user} left the server (device {device[:8]})",
+                          user=user, device=device)
         link = self.mesh.links.get(device)
         if link is not None and link.state == LinkState.CONNECTED:
             # Only its server connection may be gone: the pings will tell if the peer is.
@@ -376,6 +398,9 @@ class Agent:
             if info is None or info.user != sender.user:
                 self.refused["unknown_sender"] += 1
                 log.warning("relayed %s from unknown device %s refused", kind, sender.device[:8])
+                self.timeline.add(
+                    "refused", f"refused a relayed {kind} from unknown device "
+                    f"{sender.device[:8]}", reason="unknown_sender")
                 return
             self.roster[info.device] = info
             self.mesh.update_roster(self.roster.values())
@@ -392,6 +417,9 @@ class Agent:
         await self.mesh.handle_signal(sender.user, sender.device, kind, payload)
 
     def _on_rendezvous_session(self, peer: PeerInfo, up: bool, address: str) -> None:
+        self.timeline.add(
+            "rendezvous", f"rendezvous session with {peer.user} {'open' if up else 'closed'}",
+            user=peer.user, device=peer.device, state="open" if up else "closed")
         if up:
             if address and is_address(address) and self.known.set_address(peer.device, address):
                 self.known.save()
@@ -456,6 +484,23 @@ class Agent:
         ids = {m["id"]: int(m["cursor"]) for m in data.get("messages", [])
                if isinstance(m, dict) and "id" in m and "cursor" in m}
         self.store.mark_known_by_server(self.room, ids)
+        for message_id, cursor in ids.items():
+            self.paths.record(message_id, "on_server", cursor=cursor,
+                              text=f"the server stored it at cursor {cursor}")
+        self._on_uploaded(ids)
+
+    def _on_own_upload(self, ids: dict[str, int]) -> None:
+        """This agent's outbox uploaded these and the server acknowledged them."""
+        for message_id, cursor in ids.items():
+            self.paths.record(message_id, "uploaded", cursor=cursor,
+                              text=f"uploaded from here; the server stored it at cursor {cursor}")
+        if ids:
+            last = max(ids.values())
+            count = len(ids)
+            self.timeline.add(
+                "uploaded",
+                f"server stored {count} message{'s' if count != 1 else ''} (up to cursor {last})",
+                count=count, cursor=last)
         self._on_uploaded(ids)
 
     def _on_uploaded(self, ids: dict[str, int]) -> None:
@@ -490,8 +535,16 @@ class Agent:
                 if env is not None:
                     envelopes.append(env)
                     cursors[env.id] = int(row["cursor"])
-            for env in self.store.add_many(envelopes, "server"):
+            fresh = self.store.add_many(envelopes, "server")
+            for env in fresh:
+                self.paths.record(env.id, "received", via="server", cursor=cursors[env.id],
+                                  text=f"read from the server's history (cursor "
+                                       f"{cursors[env.id]})")
                 self._announce(env)
+            if rows:
+                self.timeline.add(
+                    "history", f"history from the server: {len(rows)} messages, "
+                    f"{len(fresh)} new", count=len(rows), fresh=len(fresh))
             self.store.mark_known_by_server(self.room, cursors)
             self.store.set_server_cursor(self.room, last)
             if not rows or last == after:
@@ -501,6 +554,12 @@ class Agent:
     # -- peers ------------------------------------------------------------------------------
 
     def _on_peer_link(self, peer: PeerInfo, state: LinkState) -> None:
+        if self._link_states.get(peer.device) != state.value:
+            self._link_states[peer.device] = state.value
+            link = self.mesh.links.get(peer.device) if self.mesh is not None else None
+            self.timeline.add("link", f"data channel to {peer.user} {state.value}",
+                              user=peer.user, device=peer.device, state=state.value,
+                              rtt_ms=link.rtt_ms if link is not None else None)
         if state == LinkState.CONNECTED:
             self._down_since.pop(peer.device, None)
             if self.mesh is not None:
@@ -552,14 +611,19 @@ class Agent:
     def _refuse(self, peer: PeerInfo, reason: str) -> None:
         self.refused[reason.split(":", 1)[0]] += 1
         log.warning("refused a frame from %s (%s): %s", peer.user, peer.device, reason)
+        self.timeline.add("refused", f"refused a frame from {peer.user}: {reason[:200]}",
+                          user=peer.user, device=peer.device, reason=reason[:200])
 
     def _on_ack(self, peer: PeerInfo, raw: dict[str, Any]) -> None:
         ids = raw.get("ids")
         if not isinstance(ids, list):
             return
         for message_id in ids[:200]:
-            if isinstance(message_id, str) and message_id in self.delivery:
-                self.delivery[message_id].peers.add(peer.device)
+            delivery = self.delivery.get(message_id) if isinstance(message_id, str) else None
+            if delivery is not None and peer.device not in delivery.peers:
+                delivery.peers.add(peer.device)
+                self.paths.record(message_id, "acked", user=peer.user, device=peer.device,
+                                  text=f"{peer.user} stored it (receipt)")
                 self._push_delivery(message_id)
 
     def _verified(self, raw: Any, origin: str) -> Envelope | None:
@@ -580,6 +644,8 @@ class Agent:
         except ProtocolError as exc:
             self.refused[type(exc).__name__] += 1
             log.warning("refused a message from %s: %s", origin, exc)
+            self.timeline.add("refused", f"refused a message from {origin}: {str(exc)[:200]}",
+                              reason=f"{type(exc).__name__}: {str(exc)[:200]}")
             return None
 
     def _schedule_key_refresh(self) -> None:
@@ -595,8 +661,18 @@ class Agent:
             return
         if good:
             self._send_to(peer.device, _Ack([e.id for e in good]))
+        via = "channel" if live else "sync"
         for env in fresh:
+            self.paths.record(
+                env.id, "received", via=via, user=peer.user, device=peer.device,
+                text=f"received from {peer.user} "
+                     + ("live on the data channel" if live else "by anti-entropy (sync batch)"))
             self._announce(env)
+        if not live:
+            self.timeline.add(
+                "sync", f"sync batch from {peer.user}: {len(envelopes)} messages, "
+                f"{len(fresh)} new", user=peer.user, device=peer.device,
+                count=len(envelopes), fresh=len(fresh))
         if fresh:
             self.outbox.wake()
         if live and self.store.gaps(self.room):
@@ -612,6 +688,12 @@ class Agent:
             for frame in batches_for(batch, more_after=bool(batch)):
                 if not self.mesh.send(device, frame):
                     return
+            peer = self.roster.get(device)
+            user = peer.user if peer is not None else device[:8]
+            for env in batch:
+                self.paths.record(env.id, "sent", via="sync", peers=[{"user": user,
+                                                                      "device": device}],
+                                  text=f"sent to {user} by anti-entropy (sync batch)")
             if not batch:
                 return
             after = (batch[-1].device, batch[-1].seq)
@@ -625,8 +707,14 @@ class Agent:
         except ProtocolError as exc:
             raise UIError(400, exc.code, str(exc)) from exc
         self.delivery[env.id] = Delivery()
-        if self.mesh is not None:
-            self.mesh.broadcast(MsgFrame(env).encode())
+        self.paths.record(env.id, "authored", at=env.ts, text=f"written here by {env.author}")
+        sent = self.mesh.broadcast(MsgFrame(env).encode()) if self.mesh is not None else []
+        peers = [{"user": self.roster[d].user if d in self.roster else d[:8], "device": d}
+                 for d in sent]
+        self.paths.record(
+            env.id, "sent", via="channel", peers=peers,
+            text=("sent on the data channels to " + ", ".join(p["user"] for p in peers))
+            if peers else "no data channel open: sent to no peer (sync will carry it)")
         self.outbox.wake()
         message = self._message_dict(env)
         self._spawn(self.ui.publish({"type": "message", "message": message}))
@@ -695,6 +783,25 @@ class Agent:
             "offline": offline,
             "refused": dict(self.refused),
         }
+
+    def events(self, limit: int) -> dict[str, Any]:
+        return {"events": self.timeline.recent(limit)}
+
+    def note(self, text: str) -> dict[str, Any]:
+        """A note in the timeline (the guided demo announces its steps with it)."""
+        text = text.strip()
+        if not text or len(text) > NOTE_MAX_CHARS:
+            raise UIError(400, "invalid_argument",
+                          f"a note has 1 to {NOTE_MAX_CHARS} characters")
+        return self.timeline.add("note", text)
+
+    def message_path(self, message_id: str) -> dict[str, Any]:
+        if self.store.get(self.room, message_id) is None:
+            raise UIError(404, "not_found", "this device holds no such message")
+        return {"id": message_id, "steps": self.paths.steps(message_id)}
+
+    def _publish_event(self, event: dict[str, Any]) -> None:
+        self._spawn(self.ui.publish({"type": "event", "event": event}))
 
     def messages_page(self, before: str | None, limit: int) -> dict[str, Any]:
         key = parse_order_token(before)

@@ -1,5 +1,6 @@
 """The agent's local log: one SQLite file in its data dir with every room's envelopes, its own
-seq counters, the outbox of uploads, the server cursor and the device keys it has learnt.
+seq counters, the outbox of uploads, the server cursor, the device keys it has learnt and the
+steps of each message's path (for the network view).
 
 Its merge rules are protocol.MessageLog's, on disk: one envelope per id (the first one stored
 wins), the display order (lamport, device, seq), version vectors of contiguous seqs, and the
@@ -11,13 +12,16 @@ small batches. One connection per LocalLog, guarded by a lock, so threads may sh
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from os import PathLike
 from types import TracebackType
+from typing import Any
 
 from protocol import (
     MAX_BATCH,
@@ -34,7 +38,7 @@ from protocol import (
 from protocol.envelope import DEVICE_ID
 from protocol.sync import KnownDevice
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Stored in `PRAGMA user_version`; a later schema migrates forward from it on open."""
 
 AUTHORITATIVE_SOURCES = frozenset({"self", "server"})
@@ -107,9 +111,35 @@ _SCHEMA = (
     )""",
 )
 
+# Added by schema 2: what this device saw of each message's journey (docs/network-view.md),
+# for the network view's "path"; `detail` is a JSON object of the step's other fields.
+_SCHEMA_2 = (
+    """CREATE TABLE message_path (
+        room TEXT NOT NULL,
+        id TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        what TEXT NOT NULL,
+        detail TEXT NOT NULL
+    )""",
+    "CREATE INDEX message_path_by_id ON message_path (room, id)",
+)
+
+# Steps that say the server holds a message: one of them per message is enough.
+SERVER_STEPS = ("uploaded", "on_server")
+
 _ENVELOPE_COLUMNS = "room, author, device, seq, lamport, ts, text, sig"
 
 _Row = tuple[str, str, str, int, int, int, str, str]
+
+
+@dataclass(frozen=True)
+class PathStep:
+    """One step of a message's path as this device saw it: `what` happened at `at` (ms)."""
+
+    id: str
+    at: int
+    what: str
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 class LocalLog:
@@ -441,6 +471,39 @@ class LocalLog:
             # Everything up to the cursor has been read from the server by now.
             db.execute("DELETE FROM server_known WHERE room = ? AND cursor <= ?", (room, cursor))
 
+    # --- message paths -----------------------------------------------------------------------
+
+    def add_path_steps(self, room: str, steps: Iterable[PathStep]) -> None:
+        """Record steps of messages' paths in one transaction. A message keeps one server
+        step: `uploaded` (this device's upload, acknowledged) replaces an `on_server` (the
+        server's broadcast, which may arrive first); an `on_server` after either is skipped."""
+        with self._lock, self._write() as db:
+            for step in steps:
+                if step.what == "uploaded":
+                    db.execute(
+                        "DELETE FROM message_path WHERE room = ? AND id = ? AND what = 'on_server'",
+                        (room, step.id),
+                    )
+                elif step.what == "on_server" and db.execute(
+                    "SELECT 1 FROM message_path WHERE room = ? AND id = ? AND what IN (?, ?)",
+                    (room, step.id, *SERVER_STEPS),
+                ).fetchone():
+                    continue
+                db.execute(
+                    "INSERT INTO message_path (room, id, at, what, detail) VALUES (?, ?, ?, ?, ?)",
+                    (room, step.id, step.at, step.what, json.dumps(step.detail)),
+                )
+
+    def path(self, room: str, envelope_id: str) -> list[PathStep]:
+        """The recorded steps of one message's path, in the order they happened."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT at, what, detail FROM message_path WHERE room = ? AND id = ? "
+                "ORDER BY at, rowid",
+                (room, envelope_id),
+            ).fetchall()
+        return [PathStep(envelope_id, at, what, json.loads(detail)) for at, what, detail in rows]
+
     # --- device keys ---------------------------------------------------------------------------
 
     def remember_key(self, device: str, user: str, public_key: str, source: str) -> bool:
@@ -529,6 +592,10 @@ class LocalLog:
             if version == 0:
                 for statement in _SCHEMA:
                     db.execute(statement)
+            if version < 2:
+                for statement in _SCHEMA_2:
+                    db.execute(statement)
+            if version < SCHEMA_VERSION:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _insert(self, db: sqlite3.Connection, env: Envelope, origin: str) -> bool:

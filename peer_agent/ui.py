@@ -26,6 +26,9 @@ class ChatBackend(Protocol):
     def state(self) -> dict[str, Any]: ...
     def messages_page(self, before: str | None, limit: int) -> dict[str, Any]: ...
     async def post_message(self, text: str) -> dict[str, Any]: ...
+    def events(self, limit: int) -> dict[str, Any]: ...
+    def note(self, text: str) -> dict[str, Any]: ...
+    def message_path(self, message_id: str) -> dict[str, Any]: ...
 
 
 class UIError(Exception):
@@ -54,6 +57,9 @@ class ChatUI:
             web.get("/api/state", self._state),
             web.get("/api/messages", self._messages),
             web.post("/api/messages", self._post_message),
+            web.get("/api/messages/{id}/path", self._message_path),
+            web.get("/api/events", self._events),
+            web.post("/api/events", self._post_event),
             web.get("/ws", self._ws),
             web.static("/static", STATIC),
         ])
@@ -96,24 +102,22 @@ class ChatUI:
         return web.json_response(self.backend.state())
 
     async def _messages(self, request: web.Request) -> web.Response:
-        try:
-            limit = max(1, min(200, int(request.query.get("limit", "50"))))
-        except ValueError:
-            raise UIError(400, "invalid_argument", "limit must be an integer") from None
+        limit = _limit(request, default=50, most=200)
         return web.json_response(self.backend.messages_page(request.query.get("before"), limit))
 
     async def _post_message(self, request: web.Request) -> web.Response:
-        if request.content_type != "application/json":
-            raise UIError(415, "json_required", "send the message as a JSON body {\"text\": …}")
-        try:
-            body = await request.json()
-        except json.JSONDecodeError:
-            raise UIError(400, "invalid_json", "the body is not valid JSON") from None
-        text = body.get("text") if isinstance(body, dict) else None
-        if not isinstance(text, str):
-            raise UIError(400, "invalid_request", "the body must be {\"text\": \"…\"}")
-        message = await self.backend.post_message(text)
+        message = await self.backend.post_message(await _text_body(request))
         return web.json_response({"message": message}, status=201)
+
+    async def _message_path(self, request: web.Request) -> web.Response:
+        return web.json_response(self.backend.message_path(request.match_info["id"]))
+
+    async def _events(self, request: web.Request) -> web.Response:
+        return web.json_response(self.backend.events(_limit(request, default=500, most=500)))
+
+    async def _post_event(self, request: web.Request) -> web.Response:
+        event = self.backend.note(await _text_body(request))
+        return web.json_response({"event": event}, status=201)
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=20)
@@ -152,3 +156,25 @@ class ChatUI:
             await ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+def _limit(request: web.Request, default: int, most: int) -> int:
+    """The `limit` query parameter, clamped to 1..most."""
+    try:
+        return max(1, min(most, int(request.query.get("limit", str(default)))))
+    except ValueError:
+        raise UIError(400, "invalid_argument", "limit must be an integer") from None
+
+
+async def _text_body(request: web.Request) -> str:
+    """The `text` of a JSON body {"text": "…"}; a cross-site form cannot send JSON."""
+    if request.content_type != "application/json":
+        raise UIError(415, "json_required", "send a JSON body {\"text\": …}")
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        raise UIError(400, "invalid_json", "the body is not valid JSON") from None
+    text = body.get("text") if isinstance(body, dict) else None
+    if not isinstance(text, str):
+        raise UIError(400, "invalid_request", "the body must be {\"text\": \"…\"}")
+    return text

@@ -71,6 +71,16 @@ def test_forged_replayed_and_malformed_frames_are_dropped_and_the_channel_stays_
             state = await asyncio.to_thread(alice.state)
             assert sum(state["refused"].values()) >= 5
             assert rogue.connected_to(alice_device)
+            # The timeline says what was refused and why; the replay left no second step.
+            events = (await asyncio.to_thread(alice.get, "/api/events"))["events"]
+            refused = [e for e in events if e["kind"] == "refused"]
+            assert len(refused) >= 5, refused
+            reasons = " ".join(e["reason"] for e in refused)
+            for reason in ("bad signature", "not valid JSON", "no-such-frame"):
+                assert reason in reasons, (reason, reasons)
+            path = await asyncio.to_thread(alice.get, f"/api/messages/{good.id}/path")
+            received = [s for s in path["steps"] if s["what"] == "received"]
+            assert [(s["via"], s["user"]) for s in received] == [("channel", rogue.name)]
         finally:
             await rogue.close()
 

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peer_agent.log import LocalLog
+from peer_agent.log import LocalLog, PathStep
 from protocol import (
     Conflict,
     DeviceKey,
@@ -340,9 +340,43 @@ def test_the_file_uses_wal_and_records_its_schema_version(tmp_path: Path) -> Non
     db = sqlite3.connect(path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
     finally:
         db.close()
+
+
+def test_a_schema_1_file_is_migrated_and_keeps_its_messages(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite3"
+    with LocalLog(path) as log:
+        log.add(envelope(KEYS[0], 1, text="from before the paths"), "server")
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE message_path")  # what schema 1 wrote
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with LocalLog(path) as log:
+        assert [e.text for e in log.page("lobby")] == ["from before the paths"]
+        message_id = envelope(KEYS[0], 1).id
+        log.add_path_steps("lobby", [PathStep(message_id, 5, "received", {"via": "server"})])
+        assert log.path("lobby", message_id) == [
+            PathStep(message_id, 5, "received", {"via": "server"})]
+
+
+def test_a_message_keeps_one_server_step_and_its_own_upload_wins(log: LocalLog) -> None:
+    mine, theirs = "a" * 32 + ":1", "b" * 32 + ":1"
+    log.add_path_steps("lobby", [
+        PathStep(mine, 1, "authored"),
+        PathStep(mine, 2, "on_server", {"cursor": 7}),   # the broadcast overtook the reply
+        PathStep(mine, 3, "uploaded", {"cursor": 7}),
+        PathStep(theirs, 1, "received", {"via": "channel"}),
+        PathStep(theirs, 2, "on_server", {"cursor": 8}),
+    ])
+    log.add_path_steps("lobby", [PathStep(mine, 4, "on_server", {"cursor": 7}),
+                                 PathStep(theirs, 3, "on_server", {"cursor": 8})])
+    assert [(s.what, s.detail) for s in log.path("lobby", mine)] == [
+        ("authored", {}), ("uploaded", {"cursor": 7})]
+    assert [s.what for s in log.path("lobby", theirs)] == ["received", "on_server"]
+    assert log.path("kitchen", mine) == []
 
 
 def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
@@ -456,7 +490,7 @@ def test_local_log_follows_the_same_rules_as_message_log(
 
 WRITER = """
 import hashlib, sys
-from peer_agent.log import LocalLog
+from peer_agent.log import LocalLog, PathStep
 from protocol import DeviceKey, Envelope
 
 def key(name):

@@ -1,0 +1,107 @@
+"""What the agent saw happen, for the network view (docs/network-view.md): a timeline of the
+room's events, kept in memory, and each message's path, kept in the local log.
+
+Path steps are recorded where they happen (a receipt, an upload, a frame on a channel) and
+written to SQLite in batches, at most `flush_interval` seconds late: one transaction per batch
+rather than one per step keeps them off the message path's fsyncs. A crash loses at most the
+last batch of steps, never a message."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .log import SERVER_STEPS, LocalLog, PathStep
+
+log = logging.getLogger("gibberish.agent.records")
+
+TIMELINE_SIZE = 500
+NOTE_MAX_CHARS = 500
+FLUSH_BATCH = 500
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Timeline:
+    """The last `size` events, oldest first; `on_event` sees each one as it is added."""
+
+    def __init__(self, on_event: Callable[[dict[str, Any]], None],
+                 size: int = TIMELINE_SIZE) -> None:
+        self._events: deque[dict[str, Any]] = deque(maxlen=size)
+        self._seq = 0
+        self._on_event = on_event
+
+    def add(self, kind: str, text: str, **fields: Any) -> dict[str, Any]:
+        self._seq += 1
+        event = {"seq": self._seq, "at": now_ms(), "kind": kind, "text": text, **fields}
+        self._events.append(event)
+        self._on_event(event)
+        return event
+
+    def recent(self, limit: int = TIMELINE_SIZE) -> list[dict[str, Any]]:
+        events = list(self._events)
+        return events[-limit:] if limit > 0 else []
+
+
+class PathJournal:
+    """Steps of messages' paths, buffered and written to the log in batches."""
+
+    def __init__(self, store: LocalLog, room: str, flush_interval: float = 0.5) -> None:
+        self._store = store
+        self._room = room
+        self._pending: list[PathStep] = []
+        self._flush_interval = flush_interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def record(self, message_id: str, what: str, at: int | None = None,
+               **detail: Any) -> None:
+        self._pending.append(PathStep(message_id, now_ms() if at is None else at, what, detail))
+        if len(self._pending) >= FLUSH_BATCH:
+            self.flush()
+        elif self._task is not None:
+            self._wake.set()
+
+    def steps(self, message_id: str) -> list[dict[str, Any]]:
+        """The steps of one message, written and pending, in time order."""
+        steps = self._store.path(self._room, message_id)
+        steps += [s for s in self._pending if s.id == message_id]
+        steps.sort(key=lambda s: s.at)
+        # One server step per message, as the log keeps: this device's upload if any.
+        server = [s for s in steps if s.what in SERVER_STEPS]
+        server.sort(key=lambda s: s.what != "uploaded")
+        return [{"at": s.at, "what": s.what, **s.detail} for s in steps
+                if s.what not in SERVER_STEPS or s is server[0]]
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            self._store.add_path_steps(self._room, pending)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="path-journal")
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self._flush_interval)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:
+                log.exception("could not write message paths; they are dropped")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self.flush()
