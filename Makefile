@@ -1,5 +1,5 @@
 # The two commands README leads with. Both create what they need (.venv, pinned installs).
-.PHONY: run server test lint bootstrap
+.PHONY: run demo-faults demo-faults-step server test lint bootstrap
 
 PY := .venv/bin/python
 HOST ?= 127.0.0.1
@@ -10,6 +10,14 @@ bootstrap:
 
 run: bootstrap
 	$(PY) -m peer_agent.demo --port $(PORT) $(DEMO_ARGS)
+
+# The guided fault demo: the server and a peer killed (-9) and back, each step checked.
+demo-faults: bootstrap
+	$(PY) -m peer_agent.demo --faults --port $(PORT) $(DEMO_ARGS)
+
+# The same, waiting for Enter before each step and running on at the end until Ctrl-C.
+demo-faults-step: bootstrap
+	$(PY) -m peer_agent.demo --faults --step --port $(PORT) $(DEMO_ARGS)
 
 server: bootstrap
 	$(PY) -m signaling --host $(HOST) --port $(PORT)

@@ -1,0 +1,178 @@
+"""The guided fault demo (`python -m peer_agent.demo --faults`) run as people run it: a
+subprocess on free ports that walks through its seven steps, exits 0 only when each reached its
+expected state, names the step that did not, and leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT
+
+STEPS = 7
+PROMPT = "-- press Enter for the next step --"
+
+
+class Demo:
+    """The demo in a subprocess; a thread collects its output line by line."""
+
+    def __init__(self, data_dir: Path, *extra: str) -> None:
+        self.data_dir = data_dir
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "peer_agent.demo", "--faults", "--port", "0",
+             "--data-dir", str(data_dir), *extra],
+            cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.lines: list[str] = []
+        self._read = 0  # lines already matched by `wait_for`
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._collect, daemon=True)
+        self._reader.start()
+
+    def _collect(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        """The next line (after the last one matched) that matches `pattern`."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for index in range(self._read, len(self.lines)):
+                    found = re.search(pattern, self.lines[index])
+                    if found:
+                        self._read = index + 1
+                        return found
+                self._read = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._reader.is_alive():
+                    raise AssertionError(f"the demo never printed {pattern!r}:\n{self.output()}")
+                self._changed.wait(min(left, 1.0))
+
+    def enter(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+
+    def wait(self, timeout: float) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        return code
+
+    def stop(self) -> None:
+        """By pid: SIGTERM (the demo then stops its children), SIGKILL if it lingers."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        for pid in leftovers(self):  # only if the demo itself failed to stop them
+            os.kill(pid, signal.SIGKILL)
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self._reader.join(timeout=10)
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def pids(self) -> set[int]:
+        """Every child the demo said it started (server, agents, restarts)."""
+        return {int(p) for p in re.findall(r"\(pid (\d+)", self.output())}
+
+
+def leftovers(demo: Demo) -> list[int]:
+    """Processes still running that the demo started: a pid it printed that is still a server
+    or an agent, or any process with the demo's data dir on its command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # gone meanwhile
+        ours = int(entry.name) in demo.pids() and ("-m signaling" in cmdline
+                                                   or "-m peer_agent" in cmdline)
+        if ours or str(demo.data_dir) in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.timeout(360)
+def test_the_fault_demo_reaches_every_step_and_leaves_nothing_running(tmp_path: Path) -> None:
+    demo = Demo(tmp_path / "demo")
+    assert demo.proc.stdin is not None
+    demo.proc.stdin.close()  # no --step: it never reads stdin
+    try:
+        code = demo.wait(timeout=300)
+    finally:
+        demo.stop()
+    out = demo.output()
+    assert code == 0, out
+    before_steps = out.split(f"Step 1/{STEPS}:", 1)[0]
+    for user in ("alice", "bob", "carol"):
+        assert re.search(rf"^{user} +http://127\.0\.0\.1:\d+/ ", before_steps, re.M), out
+    for n in range(1, STEPS + 1):
+        assert re.search(rf"^Step {n}/{STEPS}: \S", out, re.M), f"step {n} not announced"
+        assert re.search(rf"^Step {n}/{STEPS} reached in \d+\.\d s$", out, re.M), out
+        assert re.search(rf"^  Step {n}/{STEPS}: .* reached$", out, re.M), out  # the summary
+    assert "FAILED" not in out
+    assert f"All {STEPS} steps reached their expected state." in out
+    assert re.search(r"^  total +\d+\.\d s$", out, re.M)
+    # Everything it talked to was on loopback.
+    assert set(re.findall(r"https?://([^/:\s]+)", out)) == {"127.0.0.1"}
+    # server twice, three agents, carol again, alice's second device
+    assert len(demo.pids()) == 7, out
+    assert leftovers(demo) == []
+    assert (tmp_path / "demo" / "server.log").exists()  # a --data-dir given is kept
+
+
+@pytest.mark.timeout(240)
+def test_a_step_that_fails_is_named_and_the_demo_exits_1(tmp_path: Path) -> None:
+    """With --step, the test holds the server's port while the server is down: the server
+    cannot come back on it, so step 5 fails, is named, and the demo exits 1 after Ctrl-C."""
+    demo = Demo(tmp_path / "demo", "--step")
+    holder = socket.socket()
+    try:
+        port = int(demo.wait_for(r"^server +http://127\.0\.0\.1:(\d+)/", 120).group(1))
+        for n in (1, 2, 3):
+            demo.wait_for(re.escape(PROMPT), 60)
+            demo.enter()
+            demo.wait_for(rf"^Step {n}/{STEPS} reached", 90)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        for _ in (4, 5):
+            demo.wait_for(re.escape(PROMPT), 60)
+            demo.enter()
+        failed = demo.wait_for(rf"^Step 5/{STEPS} FAILED: (.*)", 90).group(1)
+        demo.wait_for(r"Ctrl-C stops it all", 30)  # --step keeps it running for a look
+        assert demo.proc.poll() is None
+        os.kill(demo.proc.pid, signal.SIGINT)
+        code = demo.wait(timeout=60)
+    finally:
+        demo.stop()
+        holder.close()
+    out = demo.output()
+    assert code == 1, out
+    assert "listening on" in failed and "server.log" in failed, failed
+    assert f"FAILED at step 5/{STEPS} (the server comes back on the same port)" in out
+    for n in (6, 7):
+        assert re.search(rf"^  Step {n}/{STEPS}: .*: not run$", out, re.M), out
+    assert leftovers(demo) == []
