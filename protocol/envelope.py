@@ -16,8 +16,7 @@ from .keys import (
     DeviceKey,
     b64decode,
     b64encode,
-    device_id_for,
-    load_public_key,
+    public_key_and_device,
     verify_signature,
 )
 from .limits import (
@@ -157,10 +156,9 @@ class Envelope:
     def verify(self, public_key_b64: str) -> None:
         """Raise BadSignature unless the key is this envelope's device key and signed it."""
         try:
-            public_raw = load_public_key(public_key_b64).public_bytes_raw()
+            _, key_device = public_key_and_device(public_key_b64)
         except InvalidEnvelope as exc:
             raise BadSignature(f"cannot check envelope {self.id}: {exc}") from exc
-        key_device = device_id_for(public_raw)
         if key_device != self.device:
             raise BadSignature(
                 f"envelope {self.id} claims device {self.device}, "

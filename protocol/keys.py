@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -97,7 +98,21 @@ class DeviceKey:
 
 
 def load_public_key(b64: str) -> Ed25519PublicKey:
-    """Parse a base64url Ed25519 public key, raising InvalidEnvelope if it is malformed."""
+    """Parse a base64url Ed25519 public key, raising InvalidEnvelope if it is malformed.
+
+    Parsed keys are remembered (a room has few devices and each key checks many messages);
+    a malformed key is not, so it is refused every time."""
+    return public_key_and_device(b64)[0]
+
+
+@lru_cache(maxsize=4096)
+def public_key_and_device(b64: str) -> tuple[Ed25519PublicKey, str]:
+    """The parsed key and the id of the device it belongs to (see `load_public_key`)."""
+    key = _parse_public_key(b64)
+    return key, device_id_for(key.public_bytes_raw())
+
+
+def _parse_public_key(b64: str) -> Ed25519PublicKey:
     try:
         raw = b64decode(b64)
     except ValueError as exc:
