@@ -1,5 +1,5 @@
 # The two commands README leads with. Both create what they need (.venv, pinned installs).
-.PHONY: run demo-faults demo-faults-step server test lint bootstrap
+.PHONY: run demo-faults server test lint bootstrap
 
 PY := .venv/bin/python
 HOST ?= 127.0.0.1
@@ -11,12 +11,10 @@ bootstrap:
 run: bootstrap
 	$(PY) -m peer_agent.demo --port $(PORT) $(DEMO_ARGS)
 
-# The guided fault demo: the server and a peer killed (-9) and back, each step checked.
+# The guided fault demo, for people: the server and a peer killed (-9) and back, each step
+# checked, waiting for Enter before each one and running on at the end until Ctrl-C. Without
+# --step (`python -m peer_agent.demo --faults`) it runs straight through, as CI does.
 demo-faults: bootstrap
-	$(PY) -m peer_agent.demo --faults --port $(PORT) $(DEMO_ARGS)
-
-# The same, waiting for Enter before each step and running on at the end until Ctrl-C.
-demo-faults-step: bootstrap
 	$(PY) -m peer_agent.demo --faults --step --port $(PORT) $(DEMO_ARGS)
 
 server: bootstrap

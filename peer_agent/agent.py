@@ -149,6 +149,7 @@ class Agent:
         self.timeline = Timeline(self._publish_event)
         self.paths = PathJournal(self.store, self.room)
         self._server_up: bool | None = None
+        self._started_at = int(time.time() * 1000)  # tells a page that the process changed
         self._link_states: dict[str, str] = {}
         self.rendezvous: Rendezvous | None = None  # made once signed in (the name is known)
         self.relay = SignalRelay(self.key.device_id, send_direct=self._send_direct,
@@ -771,6 +772,7 @@ class Agent:
             server_state = "down" if self.client.unreachable else "connecting"
         return {
             "user": self.user, "device": self.key.device_id, "room": self.room,
+            "started_at": self._started_at,
             "server": {"url": self.config.server_url, "connected": self.client.joined,
                        "state": server_state, "outbox": self.outbox.pending()},
             "rendezvous": {

@@ -24,6 +24,12 @@ export class AgentBackend {
     return this.json("/api/messages" + query);
   }
 
+  /** The agent's recent events, oldest first: {events: [...]}. */
+  events() { return this.json("/api/events"); }
+
+  /** How one message travelled: {id, steps: [...]}. */
+  path(id) { return this.json(`/api/messages/${encodeURIComponent(id)}/path`); }
+
   async send(text) {
     const body = await this.json("/api/messages", {
       method: "POST",
@@ -31,6 +37,10 @@ export class AgentBackend {
       body: JSON.stringify({ text }),
     });
     return body.message;
+  }
+
+  emit(event) {
+    for (const listener of this.listeners) listener(event);
   }
 
   subscribe(listener) {
@@ -41,11 +51,13 @@ export class AgentBackend {
   connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${scheme}//${location.host}/ws`);
-    ws.addEventListener("open", () => { this.retry = 500; });
-    ws.addEventListener("message", (e) => {
-      const event = JSON.parse(e.data);
-      for (const listener of this.listeners) listener(event);
+    ws.addEventListener("open", () => {
+      this.retry = 500;
+      // Events may have happened while the socket was down: the view fetches them again.
+      if (this.opened) this.emit({ type: "reconnected" });
+      this.opened = true;
     });
+    ws.addEventListener("message", (e) => this.emit(JSON.parse(e.data)));
     ws.addEventListener("close", () => {
       // The agent restarted or the page slept: reconnect, then refresh the state.
       setTimeout(() => this.connect(), this.retry);

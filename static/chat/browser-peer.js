@@ -36,6 +36,14 @@ const UPLOAD_RETRY_MS = 2000;
 const UPLOAD_MAX_BYTES = 256 * 1024;
 // Refusals a retry cannot fix: the message leaves the outbox (peer_agent/outbox.py PERMANENT).
 const PERMANENT = new Set(["invalid_envelope", "bad_signature", "unknown_author", "conflict"]);
+// The network view's records (docs/network-view.md), kept in memory for the page's life.
+const TIMELINE_SIZE = 500;
+const PATHS_KEPT = 5000;
+const SERVER_STEPS = new Set(["uploaded", "on_server"]);
+
+function short(device) {
+  return String(device).slice(0, 8);
+}
 
 export class BrowserPeer {
   constructor({ room, csrfToken, log = console }) {
@@ -48,6 +56,13 @@ export class BrowserPeer {
     this.peerQueues = new Map();
     this.keyRefresh = null;
     this.uploading = false;
+    this.startedAt = Date.now();
+    this.present = new Set(); // devices the server lists in the room
+    this.timeline = [];
+    this.eventSeq = 0;
+    this.paths = new Map(); // message id -> steps, the last PATHS_KEPT messages
+    this.serverUp = null;
+    this.linkStates = new Map();
     this.server = new ServerLink({
       room, csrfToken, log,
       handlers: {
@@ -57,7 +72,7 @@ export class BrowserPeer {
         stored: (data) => this.onStored(data),
       },
       onJoined: (reply) => this.onJoined(reply),
-      onLink: () => { this.pushState(); if (this.server.joined) this.flushOutbox(); },
+      onLink: (up) => this.onServerLink(up),
     });
   }
 
@@ -76,6 +91,7 @@ export class BrowserPeer {
       onFrame: (peer, text) => this.onFrame(peer, text),
       onLink: (peer, state) => this.onPeerLink(peer, state),
     });
+    this.addEvent("started", `${this.user}'s browser peer started in #${this.room}`);
     this.server.start(this.key.device);
     setInterval(() => this.flushOutbox(), UPLOAD_RETRY_MS);
   }
@@ -100,6 +116,48 @@ export class BrowserPeer {
     return this.currentState();
   }
 
+  async events() {
+    return { events: [...this.timeline] };
+  }
+
+  async path(id) {
+    if (!this.store.get(id)) throw new Error("this device holds no such message");
+    const steps = [...(this.paths.get(id) || [])].sort((a, b) => a.at - b.at);
+    return { id, steps };
+  }
+
+  addEvent(kind, text, fields = {}) {
+    this.eventSeq += 1;
+    const event = { seq: this.eventSeq, at: Date.now(), kind, text, ...fields };
+    this.timeline.push(event);
+    if (this.timeline.length > TIMELINE_SIZE) this.timeline.shift();
+    this.emit({ type: "event", event });
+    return event;
+  }
+
+  /** One step of a message's path; one server step per message, this device's upload wins. */
+  record(id, what, text, fields = {}) {
+    let steps = this.paths.get(id);
+    if (!steps) {
+      steps = [];
+      this.paths.set(id, steps);
+      if (this.paths.size > PATHS_KEPT) this.paths.delete(this.paths.keys().next().value);
+    }
+    if (SERVER_STEPS.has(what)) {
+      const i = steps.findIndex((s) => SERVER_STEPS.has(s.what));
+      if (i >= 0) {
+        if (what !== "uploaded" || steps[i].what === "uploaded") return;
+        steps.splice(i, 1);
+      }
+    }
+    steps.push({ at: Date.now(), what, text, ...fields });
+  }
+
+  peerName(device) {
+    const peer = this.roster.get(device);
+    return peer ? peer.user : short(device);
+  }
+
   currentState() {
     const peers = [...this.roster.values()]
       .sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0))
@@ -107,16 +165,18 @@ export class BrowserPeer {
         const link = this.mesh ? this.mesh.links.get(p.device) : null;
         return { user: p.user, device: p.device,
                  state: link ? link.state : LinkState.CONNECTING,
-                 rtt_ms: link ? link.rttMs : null };
+                 rtt_ms: link ? link.rttMs : null, on_server: this.present.has(p.device) };
       });
     return {
       user: this.user, device: this.key ? this.key.device : null, room: this.room,
+      started_at: this.startedAt,
       server: {
         url: location.origin, connected: this.server.joined,
         state: this.server.joined ? "connected" : this.server.everJoined ? "down" : "connecting",
         outbox: this.store ? this.store.outboxCount() : 0,
       },
       peers,
+      offline: [],
       refused: { ...this.refused },
     };
   }
@@ -138,8 +198,14 @@ export class BrowserPeer {
       if (err instanceof ProtocolError) throw new Error(err.message);
       throw err;
     }
-    this.delivery.set(envelopeId(env), { peers: new Set(), server: false });
-    this.mesh.broadcast(msgFrame(env));
+    const id = envelopeId(env);
+    this.delivery.set(id, { peers: new Set(), server: false });
+    this.record(id, "authored", `written here by ${env.author}`);
+    const peers = this.mesh.broadcast(msgFrame(env))
+      .map((device) => ({ user: this.peerName(device), device }));
+    this.record(id, "sent", peers.length
+      ? `sent on the data channels to ${peers.map((p) => p.user).join(", ")}`
+      : "no data channel open: sent to no peer (sync will carry it)", { via: "channel", peers });
     this.flushOutbox();
     const message = this.messageDict(env);
     this.emit({ type: "message", message });
@@ -183,6 +249,17 @@ export class BrowserPeer {
 
   // -- the server ---------------------------------------------------------------------------
 
+  onServerLink(up) {
+    if (up !== this.serverUp) {
+      const text = up ? (this.serverUp === null ? "server link up" : "server back: link up")
+        : (this.serverUp ? "server lost" : "cannot reach the server");
+      this.addEvent("server", text, { state: up ? "connected" : "down" });
+      this.serverUp = up;
+    }
+    this.pushState();
+    if (this.server.joined) this.flushOutbox();
+  }
+
   async onJoined(reply) {
     this.mesh.iceServers = Array.isArray(reply.ice_servers) ? reply.ice_servers : [];
     // A peer whose channel is still open stays even if the (just restarted) server does not
@@ -191,7 +268,10 @@ export class BrowserPeer {
       const link = this.mesh.links.get(device);
       if (!link || link.state !== LinkState.CONNECTED) this.roster.delete(device);
     }
-    for (const peer of reply.peers || []) await this.addToRoster(peer);
+    this.present = new Set();
+    for (const peer of reply.peers || []) {
+      if (await this.addToRoster(peer)) this.present.add(peer.device);
+    }
     this.mesh.updateRoster(this.roster.values());
     this.pushState();
     await this.refreshKeys();
@@ -213,12 +293,19 @@ export class BrowserPeer {
 
   async onPeerJoined(data) {
     if (await this.addToRoster(data.peer)) {
+      this.present.add(data.peer.device);
+      this.addEvent("joined", `${data.peer.user} joined (device ${short(data.peer.device)})`,
+        { user: data.peer.user, device: data.peer.device });
       this.mesh.updateRoster(this.roster.values());
       this.pushState();
     }
   }
 
   onPeerLeft(data) {
+    const user = this.peerName(data.device);
+    this.addEvent("left", `${user} left the server (device ${short(data.device)})`,
+      { user, device: data.device });
+    this.present.delete(data.device);
     this.roster.delete(data.device);
     this.mesh.peerLeft(data.device);
     this.pushState();
@@ -241,6 +328,9 @@ export class BrowserPeer {
       if (m && typeof m.id === "string" && Number.isSafeInteger(m.cursor)) ids[m.id] = m.cursor;
     }
     await this.store.markOnServer(ids);
+    for (const [id, cursor] of Object.entries(ids)) {
+      this.record(id, "on_server", `the server stored it at cursor ${cursor}`, { cursor });
+    }
     this.onUploaded(Object.keys(ids));
   }
 
@@ -295,7 +385,17 @@ export class BrowserPeer {
           cursors[envelopeId(env)] = row.cursor;
         }
       }
-      for (const env of await this.store.addMany(good, "server")) this.announce(env);
+      const fresh = await this.store.addMany(good, "server");
+      for (const env of fresh) {
+        const cursor = cursors[envelopeId(env)];
+        this.record(envelopeId(env), "received", `read from the server's history (cursor ${cursor})`,
+          { via: "server", cursor });
+        this.announce(env);
+      }
+      if (rows.length) {
+        this.addEvent("history", `history from the server: ${rows.length} messages, `
+          + `${fresh.length} new`, { count: rows.length, fresh: fresh.length });
+      }
       await this.store.markOnServer(cursors);
       const last = rows.length ? rows[rows.length - 1].cursor : after;
       await this.store.setCursor(last);
@@ -329,6 +429,17 @@ export class BrowserPeer {
           else if (PERMANENT.has(result.error && result.error.code)) dropped.push(id);
         });
         await this.store.markOnServer(stored);
+        const cursors = Object.values(stored);
+        for (const [id, cursor] of Object.entries(stored)) {
+          this.record(id, "uploaded", `uploaded from here; the server stored it at cursor ${cursor}`,
+            { cursor });
+        }
+        if (cursors.length) {
+          const last = Math.max(...cursors);
+          this.addEvent("uploaded", `server stored ${cursors.length} message`
+            + `${cursors.length === 1 ? "" : "s"} (up to cursor ${last})`,
+            { count: cursors.length, cursor: last });
+        }
         if (dropped.length) {
           this.log.warn("the server refused for good", dropped);
           await this.store.dropFromOutbox(dropped);
@@ -344,6 +455,12 @@ export class BrowserPeer {
   // -- peers --------------------------------------------------------------------------------
 
   onPeerLink(peer, state) {
+    if (this.linkStates.get(peer.device) !== state) {
+      this.linkStates.set(peer.device, state);
+      const link = this.mesh.links.get(peer.device);
+      this.addEvent("link", `data channel to ${peer.user} ${state}`, {
+        user: peer.user, device: peer.device, state, rtt_ms: link ? link.rttMs : null });
+    }
     if (state === LinkState.CONNECTED) {
       this.mesh.send(peer.device, vectorFrame(this.store.vector()));
       for (const frame of keysFramesFor(this.store.knownKeys())) this.mesh.send(peer.device, frame);
@@ -399,14 +516,19 @@ export class BrowserPeer {
     const code = err.code || "error";
     this.refused[code] = (this.refused[code] || 0) + 1;
     this.log.warn(`refused a frame from ${peer.user} (${peer.device}): ${err.message}`);
+    const reason = `${code}: ${String(err.message).slice(0, 200)}`;
+    this.addEvent("refused", `refused a frame from ${peer.user}: ${reason}`,
+      { user: peer.user, device: peer.device, reason });
   }
 
   onAck(peer, raw) {
     if (!Array.isArray(raw.ids)) return;
     for (const id of raw.ids.slice(0, 200)) {
       const d = typeof id === "string" ? this.delivery.get(id) : null;
-      if (d) {
+      if (d && !d.peers.has(peer.device)) {
         d.peers.add(peer.device);
+        this.record(id, "acked", `${peer.user} stored it (receipt)`,
+          { user: peer.user, device: peer.device });
         this.pushDelivery(id);
       }
     }
@@ -437,6 +559,8 @@ export class BrowserPeer {
       const code = err.code || "error";
       this.refused[code] = (this.refused[code] || 0) + 1;
       this.log.warn(`refused a message from ${origin}: ${err.message}`);
+      const reason = `${code}: ${String(err.message).slice(0, 200)}`;
+      this.addEvent("refused", `refused a message from ${origin}: ${reason}`, { reason });
       return null;
     }
   }
@@ -451,7 +575,18 @@ export class BrowserPeer {
     if (good.length) {
       this.mesh.send(peer.device, encodeFrame({ t: "ack", ids: good.map(envelopeId) }));
     }
-    for (const env of fresh) this.announce(env);
+    const via = live ? "channel" : "sync";
+    for (const env of fresh) {
+      this.record(envelopeId(env), "received", `received from ${peer.user} `
+        + (live ? "live on the data channel" : "by anti-entropy (sync batch)"),
+        { via, user: peer.user, device: peer.device });
+      this.announce(env);
+    }
+    if (!live) {
+      this.addEvent("sync", `sync batch from ${peer.user}: ${envs.length} messages, `
+        + `${fresh.length} new`, { user: peer.user, device: peer.device, count: envs.length,
+          fresh: fresh.length });
+    }
     if (fresh.length) this.flushOutbox();
     if (live && this.store.hasGaps()) {
       // A gap: a message was missed; ask this peer for what we lack.
@@ -463,9 +598,15 @@ export class BrowserPeer {
    * says more: false. */
   async sendMissing(device, vector) {
     const missing = this.store.missingFor(vector);
+    const user = this.peerName(device);
     for (let start = 0; start < missing.length; start += MAX_BATCH) {
-      for (const frame of batchesFor(missing.slice(start, start + MAX_BATCH), true)) {
+      const batch = missing.slice(start, start + MAX_BATCH);
+      for (const frame of batchesFor(batch, true)) {
         if (!(await this.mesh.drained(device)) || !this.mesh.send(device, frame)) return;
+      }
+      for (const env of batch) {
+        this.record(envelopeId(env), "sent", `sent to ${user} by anti-entropy (sync batch)`,
+          { via: "sync", peers: [{ user, device }] });
       }
     }
     for (const frame of batchesFor([], false)) this.mesh.send(device, frame);

@@ -1,9 +1,17 @@
 // The chat UI, shared by the agent's page (static/chat.html) and the browser peer
 // (templates/room.html). It builds its own markup inside a root element, so both pages show
 // the same thing, and talks to a "backend":
-//   { state(), messages(before), send(text), subscribe(onEvent) }
+//   { state(), messages(before), send(text), subscribe(onEvent), events(), path(id) }
 // served by the agent's JSON API (agent-backend.js) or by the browser peer (browser-peer.js).
+// Beside the chat sits the Network panel (network.js, docs/network-view.md); on a narrow
+// screen the "Chat" and "Network" tabs switch between the two.
 // User text only ever goes through textContent.
+
+import { buildNetworkPanel, clock, NetworkView } from "./network.js";
+
+// Round-trip times are measured every couple of seconds but only pushed with the next state
+// change: the state is read again this often, while the page is visible, to keep them fresh.
+const STATE_REFRESH_MS = 5000;
 
 const LINK_LABELS = {
   connected: "direct P2P",
@@ -51,9 +59,10 @@ function laterDelivery(shown, other) {
 }
 
 /**
- * Build the chat's markup inside `root`: the server banner, the message list with its
- * "load older" button, the composer and the member list. The element ids are what pages,
- * tests and ChatView rely on.
+ * Build the chat's markup inside `root`: the server banner, the tabs (narrow screens only),
+ * the message list with its "load older" button, the composer, and the side column with the
+ * member list and the Network panel. The element ids are what pages, tests and ChatView
+ * rely on.
  */
 export function buildChatLayout(root) {
   const banner = el("div", { className: "banner", id: "server-banner", role: "status", hidden: true });
@@ -73,11 +82,21 @@ export function buildChatLayout(root) {
   const scroller = el("div", { className: "chat-scroll", id: "chat-scroll" });
   scroller.append(older, empty, list);
   main.append(scroller, error, form);
+  main.id = "chat-main";
   const members = el("aside", { className: "members", "aria-label": "Members" });
   members.append(el("h2", {}, "In this room"), el("ul", { id: "members" }));
-  const layout = el("div", { className: "chat-layout" });
-  layout.append(main, members);
-  root.replaceChildren(banner, layout);
+  const side = el("div", { className: "side-column", id: "side-column" });
+  side.append(members, buildNetworkPanel(document));
+  const tabs = el("div", { className: "view-tabs", role: "tablist", "aria-label": "View" });
+  tabs.append(
+    el("button", { type: "button", id: "tab-chat", role: "tab", "aria-selected": "true",
+      "aria-controls": "chat-main" }, "Chat"),
+    el("button", { type: "button", id: "tab-network", role: "tab", "aria-selected": "false",
+      "aria-controls": "network" }, "Network"));
+  const layout = el("div", { className: "chat-layout", id: "chat-layout" });
+  layout.dataset.tab = "chat";
+  layout.append(main, side);
+  root.replaceChildren(banner, tabs, layout);
 }
 
 export class ChatView {
@@ -95,8 +114,21 @@ export class ChatView {
     this.error = doc.getElementById("composer-error");
     this.roomTitle = doc.getElementById("room-title");
     this.whoami = doc.getElementById("whoami");
+    this.layout = doc.getElementById("chat-layout");
+    this.tabs = { chat: doc.getElementById("tab-chat"), network: doc.getElementById("tab-network") };
+    this.network = new NetworkView(doc.getElementById("network"));
     this.messages = new Map(); // id -> {message, node}
     this.olderToken = null;
+  }
+
+  /** Show the chat or the Network panel (only matters on narrow screens, see style.css). */
+  showTab(name) {
+    this.layout.dataset.tab = name;
+    for (const [tab, button] of Object.entries(this.tabs)) {
+      button.setAttribute("aria-selected", tab === name ? "true" : "false");
+    }
+    if (name === "network") this.tabs.network.removeAttribute("data-unseen");
+    else this.scrollToEnd();
   }
 
   async start() {
@@ -106,12 +138,44 @@ export class ChatView {
     });
     this.text.addEventListener("input", () => this.fitComposer());
     this.older.addEventListener("click", () => this.loadOlder());
+    for (const [name, button] of Object.entries(this.tabs)) {
+      button.addEventListener("click", () => this.showTab(name));
+    }
+    this.list.addEventListener("click", (e) => {
+      const button = e.target.closest("button.path-toggle");
+      if (button) this.togglePath(button.closest(".message"));
+    });
     this.backend.subscribe((event) => this.onEvent(event));
     this.renderState(await this.backend.state());
     const page = await this.backend.messages(null);
     this.addMessages(page.messages, true);
     this.setOlder(page.older);
     this.scrollToEnd();
+    this.loadEvents();
+    setInterval(() => this.refreshState(), STATE_REFRESH_MS);
+  }
+
+  async refreshState() {
+    if (document.hidden) return;
+    try {
+      this.renderState(await this.backend.state());
+    } catch {
+      // The agent is restarting; its WebSocket brings the state back when it returns.
+    }
+  }
+
+  async loadEvents() {
+    if (typeof this.backend.events !== "function") {
+      this.network.failEvents(new Error("this backend keeps no events"));
+      return;
+    }
+    this.network.expectEvents();
+    try {
+      const reply = await this.backend.events();
+      this.network.loadEvents(reply.events);
+    } catch (err) {
+      this.network.failEvents(err);
+    }
   }
 
   fitComposer() {
@@ -153,6 +217,11 @@ export class ChatView {
     if (event.type === "message") this.addMessages([event.message], true);
     else if (event.type === "state") this.renderState(event.state);
     else if (event.type === "delivery") this.updateDelivery(event.id, event.delivery);
+    else if (event.type === "reconnected") this.loadEvents(); // events missed meanwhile
+    else if (event.type === "event") {
+      this.network.addEvent(event.event);
+      if (this.layout.dataset.tab !== "network") this.tabs.network.dataset.unseen = "yes";
+    }
   }
 
   scrollToEnd() {
@@ -192,6 +261,8 @@ export class ChatView {
     const time = el("time", {}, formatTime(m.ts));
     time.dateTime = new Date(m.ts).toISOString();
     head.append(time);
+    head.append(el("button", { type: "button", className: "path-toggle", "aria-expanded": "false",
+      title: "How this message travelled" }, "path"));
     head.append(el("span", { className: "delivery" }));
     li.append(head, el("p", { className: "text" }, m.text));
     this.fillDelivery(li, m.delivery);
@@ -209,6 +280,53 @@ export class ChatView {
     mark.title = delivery.server ? "stored in the server's log" : "waiting to reach the server";
   }
 
+  /** Open (fetching it afresh) or close the path of a message under it. */
+  async togglePath(li) {
+    const button = li.querySelector("button.path-toggle");
+    const shown = li.querySelector(".path");
+    if (shown) {
+      shown.remove();
+      button.setAttribute("aria-expanded", "false");
+      return;
+    }
+    const box = el("div", { className: "path" });
+    const status = el("p", { className: "path-status" }, "Loading the path…");
+    box.append(status);
+    li.append(box);
+    button.setAttribute("aria-expanded", "true");
+    let reply;
+    try {
+      if (typeof this.backend.path !== "function") throw new Error("this backend keeps no paths");
+      reply = await this.backend.path(li.dataset.id);
+    } catch (err) {
+      status.textContent = `Could not load the path: ${err.message}`;
+      status.dataset.error = "yes";
+      return;
+    }
+    if (!box.isConnected) return; // closed while loading
+    const steps = Array.isArray(reply.steps) ? reply.steps : [];
+    const list = el("ol", { className: "path-steps" });
+    const first = steps.length ? steps[0].at : 0;
+    for (const step of steps) {
+      const item = el("li");
+      item.dataset.what = String(step.what);
+      const time = el("time", {}, clock(step.at));
+      time.dateTime = new Date(step.at).toISOString();
+      const after = step.at - first;
+      const delta = el("span", { className: "path-delta" },
+        after > 0 ? `+${after < 1000 ? `${after} ms` : `${(after / 1000).toFixed(1)} s`}` : "");
+      const when = el("span", { className: "path-when" });
+      when.append(time, delta);
+      const body = el("span", { className: "path-body" });
+      body.append(el("span", { className: "path-what" }, String(step.what).replace("_", " ")),
+        el("span", { className: "path-text" }, String(step.text || step.what)));
+      item.append(when, body);
+      list.append(item);
+    }
+    status.textContent = steps.length ? "How this message travelled:" : "No steps recorded.";
+    box.append(list);
+  }
+
   updateDelivery(id, delivery) {
     const known = this.messages.get(id);
     if (!known) return;
@@ -217,6 +335,12 @@ export class ChatView {
   }
 
   renderState(state) {
+    if (this.startedAt && state.started_at && state.started_at !== this.startedAt) {
+      this.network.restarted();
+      this.loadEvents();
+    }
+    this.startedAt = state.started_at;
+    this.network.renderState(state);
     if (this.roomTitle) this.roomTitle.textContent = "#" + state.room;
     if (this.whoami) this.whoami.textContent = state.user;
     const server = state.server;

@@ -146,12 +146,13 @@ class Agent:
 
 
 def start_agent(server: Server, name: str, room: str, data_dir: Path,
-                password: str = PASSWORD) -> Agent:
-    """Start an agent (registering its user if the name is free) and wait for its UI."""
+                password: str = PASSWORD, ui_port: int = 0) -> Agent:
+    """Start an agent (registering its user if the name is free) and wait for its UI (on
+    `ui_port`, or a free port)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GIBBERISH_PASSWORD": password, "PYTHONUNBUFFERED": "1"}
     args = [sys.executable, "-m", "peer_agent", "--server", server.url, "--user", name,
-            "--room", room, "--data-dir", str(data_dir), "--ui-port", "0", "--register"]
+            "--room", room, "--data-dir", str(data_dir), "--ui-port", str(ui_port), "--register"]
     with open(data_dir / "agent.log", "a") as log:
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log,
                                 text=True)

@@ -1,0 +1,404 @@
+// The Network panel of the chat UI (docs/network-view.md): a graph of this device, its peers
+// and the server, drawn from the backend's `state`, and a timeline of the backend's events.
+//
+// The graph is plain SVG built with createElementNS, no library: a room is a handful of
+// devices, so a fixed layout beats a force simulation (no jitter, no dependency, the same
+// picture for the same state). This device sits in the middle and the server straight above
+// it; the room's other devices (linked now or seen before) are spread evenly over the rest
+// of a circle around it, sorted by user and device so a node keeps its place while its link
+// comes and goes. Every link is a spoke from the middle, so no two cross. Each peer's name,
+// device and link state (with its round-trip time) sit together outside the circle, away
+// from the spokes; the wedge above this device holds the server link's label on the right
+// and this device's name on the left, and no peer is placed there. The viewBox scales the
+// drawing to the panel's width, on a phone as on a desktop.
+//
+// Nothing here is guessed: every node, edge and label comes from the state the backend
+// reports. User text (names) only ever goes through textContent.
+
+const SVG = "http://www.w3.org/2000/svg";
+
+const W = 360; // viewBox width; its height follows what is drawn
+const CX = W / 2;
+const RX = 122; // the ellipse the peers sit on
+const RY = 112;
+const SELF_R = 25;
+const PEER_R = 18;
+const SERVER_W = 72;
+const SERVER_H = 32;
+const TOP = 8; // room above the server node
+const CY = TOP + SERVER_H + RY - 10;
+const SERVER_Y = TOP + SERVER_H / 2; // the server node's centre
+const LINE = 14; // label line height
+const GAP = 4; // between a node and its label
+const FREE_WEDGE = 45; // degrees either side of straight up kept free of peers
+const NAME_MAX = 16; // characters of a name shown before an ellipsis (the full one in a tooltip)
+// From this many other devices on, a node's label drops its device line and names get shorter.
+const CROWDED = 5;
+const CROWDED_NAME_MAX = 10;
+
+const TIMELINE_MAX = 200;
+
+/** What each link state is called on the graph and in the legend. */
+export const LINK_STATES = {
+  connected: { label: "connected", help: "direct data channel open" },
+  connecting: { label: "connecting…", help: "setting up the channel" },
+  failed: { label: "failed", help: "no answer, retrying" },
+  closed: { label: "closed", help: "channel closed" },
+};
+
+const SERVER_STATES = {
+  connected: "server connected",
+  connecting: "connecting to server…",
+  down: "server down",
+};
+
+function svg(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function html(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function pad(n, width = 2) {
+  return String(n).padStart(width, "0");
+}
+
+/** HH:MM:SS in local time. */
+export function clock(ms) {
+  const d = new Date(ms);
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+export function shortDevice(device) {
+  return String(device || "").slice(0, 6);
+}
+
+function shortName(name, max = NAME_MAX) {
+  const text = String(name ?? "?");
+  return text.length > max ? text.slice(0, max - 1) + "…" : text;
+}
+
+function formatRtt(ms) {
+  if (ms == null || !Number.isFinite(ms)) return "";
+  return ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`;
+}
+
+function rad(deg) {
+  return (deg * Math.PI) / 180;
+}
+
+/** A point on the ellipse around this device (or a circle of radius r). */
+function around(angle, rx = RX, ry = rx === RX ? RY : rx) {
+  return { x: CX + rx * Math.cos(rad(angle)), y: CY + ry * Math.sin(rad(angle)) };
+}
+
+/**
+ * A <text> at (x, y): `lines` is a list of lines, each a list of [text, className] pieces.
+ * `anchor` is the SVG text-anchor; `place` says whether the block hangs below y ("below"),
+ * stands above it ("above") or is centred on it ("middle").
+ */
+function textBlock(x, y, lines, { anchor = "middle", place = "below", className = "" } = {}) {
+  const text = svg("text", { x, y, "text-anchor": anchor, class: `graph-label ${className}` });
+  let first; // the first line's baseline, relative to y
+  if (place === "below") first = 11;
+  else if (place === "above") first = -(lines.length - 1) * LINE - 4;
+  else first = 4 - ((lines.length - 1) * LINE) / 2;
+  lines.forEach((pieces, i) => {
+    pieces.forEach(([content, cls], j) => {
+      const span = svg("tspan", j === 0 ? { x, dy: i === 0 ? first : LINE } : {}, content);
+      if (cls) span.setAttribute("class", cls);
+      text.append(span);
+    });
+  });
+  return text;
+}
+
+function byUserThenDevice(a, b) {
+  if (a.user !== b.user) return a.user < b.user ? -1 : 1;
+  return a.device < b.device ? -1 : a.device > b.device ? 1 : 0;
+}
+
+export class NetworkView {
+  /**
+   * `panel` is the element built by buildNetworkPanel (it holds the graph, the legend, the
+   * summary and the timeline).
+   */
+  constructor(panel) {
+    this.panel = panel;
+    this.graph = panel.querySelector("#network-graph");
+    this.summary = panel.querySelector("#network-summary");
+    this.timeline = panel.querySelector("#timeline");
+    this.timelineEmpty = panel.querySelector("#timeline-empty");
+    this.pending = []; // live events that arrived while events() was being answered
+    this.loaded = false;
+    this.lastSeq = -1;
+  }
+
+  // -- the graph -----------------------------------------------------------------------------
+
+  renderState(state) {
+    const peers = Array.isArray(state.peers) ? state.peers : [];
+    const offline = Array.isArray(state.offline) ? state.offline : [];
+    const server = state.server || {};
+    const serverState = server.state || (server.connected ? "connected" : "down");
+    const outbox = Number(server.outbox) || 0;
+
+    // Every other device of the room, linked or not, in a stable order, spread over the
+    // circle but for the wedge above this device.
+    const linked = new Set(peers.map((p) => p.device));
+    const devices = [
+      ...peers.map((p) => ({ ...p, kind: "peer" })),
+      ...offline.filter((o) => !linked.has(o.device) && o.device !== state.device)
+        .map((o) => ({ ...o, kind: "offline", state: "offline" })),
+    ].sort(byUserThenDevice);
+    const first = -90 + FREE_WEDGE;
+    const span = 360 - 2 * FREE_WEDGE;
+    devices.forEach((d, i) => {
+      d.angle = first + (span * (i + 0.5)) / devices.length;
+      Object.assign(d, around(d.angle));
+    });
+
+    const presence = svg("g", { class: "presence-edges" });
+    const edges = svg("g", { class: "edges" });
+    const nodes = svg("g", { class: "nodes" });
+    let bottom = CY + SELF_R;
+
+    // Thin dashed lines: the devices the server lists as present in the room now. While this
+    // device's server link is not up, that list is only the last one heard: not drawn.
+    for (const d of devices) {
+      if (d.kind !== "peer" || !d.on_server || serverState !== "connected") continue;
+      const g = svg("g", { class: "edge presence", "data-kind": "presence", "data-device": d.device });
+      g.append(svg("line", { x1: CX, y1: SERVER_Y, x2: d.x, y2: d.y }));
+      g.append(svg("title", {}, `the server lists ${d.user} as present`));
+      presence.append(g);
+    }
+
+    // This device's link to the server, labelled on its right.
+    {
+      const g = svg("g", { class: `edge server-link ${serverState}`, "data-kind": "server",
+        "data-state": serverState, "data-outbox": outbox });
+      const top = SERVER_Y + SERVER_H / 2;
+      g.append(svg("line", { x1: CX, y1: CY - SELF_R, x2: CX, y2: top }));
+      const words = { connected: "connected", connecting: "connecting…", down: "down" };
+      g.append(textBlock(CX + 8, (CY - SELF_R + top) / 2, [
+        [[words[serverState] || serverState, "edge-state"]],
+        [[`outbox ${outbox}`, outbox > 0 ? "outbox waiting" : "outbox"]],
+      ], { anchor: "start", place: "middle", className: "edge-label" }));
+      g.append(svg("title", {}, `${SERVER_STATES[serverState] || serverState}; `
+        + `${outbox} message${outbox === 1 ? "" : "s"} waiting to be uploaded`));
+      edges.append(g);
+    }
+
+    // The other devices: a node, then outside it the name, the device and (for a peer) the
+    // link's state and round-trip time, as one block; its last line belongs to the edge. A
+    // block on the right of the circle ends at its node's right edge, one on the left starts
+    // at its left edge, so that neither runs out of the picture. In a crowded room the device
+    // line goes (it stays in the tooltip).
+    const crowded = devices.length >= CROWDED;
+    const nameMax = crowded ? CROWDED_NAME_MAX : NAME_MAX;
+    for (const d of devices) {
+      const c = Math.cos(rad(d.angle));
+      const place = Math.sin(rad(d.angle)) < -0.5 ? "above" : "below";
+      const anchor = c > 0.45 ? "end" : c < -0.45 ? "start" : "middle";
+      const x = anchor === "end" ? d.x + PEER_R + 2 : anchor === "start" ? d.x - PEER_R - 2 : d.x;
+      const y = place === "below" ? d.y + PEER_R + GAP : d.y - PEER_R - GAP;
+      const nameLines = crowded ? 1 : 2;
+      const lines = nameLines + (d.kind === "peer" ? 1 : 0);
+      // Above the node the block stands on its last line; below it hangs from its first.
+      const nameY = place === "below" ? y : y - (lines - nameLines) * LINE;
+      const stateY = place === "below" ? y + nameLines * LINE : y;
+      bottom = Math.max(bottom, place === "below" ? y + lines * LINE : d.y + PEER_R);
+
+      if (d.kind === "peer") {
+        const state = LINK_STATES[d.state] ? d.state : "connecting";
+        const g = svg("g", { class: `edge peer-link ${state}`, "data-kind": "peer",
+          "data-device": d.device, "data-state": d.state });
+        const from = around(d.angle, SELF_R);
+        const to = around(d.angle, Math.hypot(d.x - CX, d.y - CY) - PEER_R);
+        g.append(svg("line", { x1: from.x, y1: from.y, x2: to.x, y2: to.y }));
+        const rtt = d.state === "connected" ? formatRtt(d.rtt_ms) : "";
+        // Only an open channel has a round-trip time: in a crowded room it says "connected".
+        const pieces = crowded && rtt ? [] : [[LINK_STATES[state].label, "edge-state"]];
+        if (rtt) pieces.push(...(pieces.length ? [[" · ", "sep"]] : []), [rtt, "rtt"]);
+        g.append(textBlock(x, stateY, [pieces], { anchor, place, className: "edge-label" }));
+        g.append(svg("title", {}, `link to ${d.user}: ${LINK_STATES[state].help}`
+          + (rtt ? `, round trip ${rtt}` : "")));
+        edges.append(g);
+      }
+
+      const g = svg("g", { class: `node ${d.kind} ${d.state}`, "data-kind": d.kind,
+        "data-device": d.device, "data-state": d.state });
+      g.append(svg("circle", { cx: d.x, cy: d.y, r: PEER_R }));
+      g.append(svg("text", { x: d.x, y: d.y + 5, "text-anchor": "middle", class: "node-mark" },
+        String(d.user || "?").slice(0, 1).toUpperCase()));
+      const device = d.kind === "offline" ? `${shortDevice(d.device)} · offline` : shortDevice(d.device);
+      const name = [[shortName(d.user, nameMax), "name"]];
+      if (crowded && d.kind === "offline") name.push([" · offline", "device"]);
+      g.append(textBlock(x, nameY, crowded ? [name] : [name, [[device, "device"]]],
+        { anchor, place, className: "node-label" }));
+      g.append(svg("title", {}, `${d.user}, device ${d.device}`
+        + (d.kind === "offline" ? " (offline: seen before, not in the room now)" : "")));
+      nodes.append(g);
+    }
+
+    // The server, straight above this device.
+    {
+      const g = svg("g", { class: `node server ${serverState}`, "data-kind": "server",
+        "data-device": "server", "data-state": serverState });
+      g.append(svg("rect", { x: CX - SERVER_W / 2, y: SERVER_Y - SERVER_H / 2,
+        width: SERVER_W, height: SERVER_H, rx: 8 }));
+      g.append(svg("text", { x: CX, y: SERVER_Y + 5, "text-anchor": "middle",
+        class: "node-mark" }, "server"));
+      let host = "";
+      try { host = server.url ? new URL(server.url).host : ""; } catch { host = ""; }
+      g.append(svg("title", {}, `the server${host ? " " + host : ""}: ${serverState}`));
+      nodes.append(g);
+    }
+
+    // This device, in the middle, its name in the free wedge left of the server link.
+    {
+      const g = svg("g", { class: "node self", "data-kind": "self", "data-device": state.device || "" });
+      g.append(svg("circle", { cx: CX, cy: CY, r: SELF_R }));
+      g.append(svg("text", { x: CX, y: CY + 5, "text-anchor": "middle", class: "node-mark" }, "you"));
+      g.append(textBlock(CX - 8, CY - SELF_R - 2, [[[shortName(state.user), "name"]],
+        [[shortDevice(state.device), "device"]]],
+      { anchor: "end", place: "above", className: "node-label self-label" }));
+      g.append(svg("title", {}, `you: ${state.user}, this device ${state.device}`));
+      nodes.append(g);
+    }
+
+    this.graph.setAttribute("viewBox", `0 0 ${W} ${Math.ceil(bottom + 6)}`);
+    this.graph.replaceChildren(
+      svg("title", {}, "The room's network as this device sees it"),
+      presence, edges, nodes);
+    const sentence = this.describe(devices, serverState, outbox);
+    this.graph.setAttribute("aria-label", sentence);
+    this.summary.textContent = sentence;
+  }
+
+  /** The graph in one sentence, for screen readers and the line under the graph. */
+  describe(devices, serverState, outbox) {
+    const peers = devices.filter((d) => d.kind === "peer");
+    const up = peers.filter((d) => d.state === "connected").length;
+    const offline = devices.length - peers.length;
+    const parts = [
+      `${SERVER_STATES[serverState] || serverState}`
+        + (outbox > 0 ? ` (${outbox} waiting in the outbox)` : ""),
+      peers.length === 0 ? "no peers in the room"
+        : `${up} of ${peers.length} peer${peers.length === 1 ? "" : "s"} linked directly`,
+    ];
+    if (offline > 0) parts.push(`${offline} offline`);
+    return parts.join(" · ");
+  }
+
+  // -- the timeline --------------------------------------------------------------------------
+
+  /** Hold live events until the answer to an events() call now under way is in. */
+  expectEvents() {
+    this.loaded = false;
+  }
+
+  /** The events the backend had (oldest first) that are not shown yet, then the ones that
+   * came live while they were being fetched. */
+  loadEvents(events) {
+    for (const event of [...(events || []), ...this.pending]) {
+      if (!(Number.isFinite(event.seq) && event.seq <= this.lastSeq)) this.renderEvent(event);
+    }
+    this.pending = [];
+    this.loaded = true;
+  }
+
+  /** The backend behind the page is a new process (the agent restarted): its events number
+   * from 1 again. What the old one said stays, below a divider. */
+  restarted() {
+    this.renderEvent({ at: Date.now(), kind: "restart",
+      text: "the agent restarted: what follows is from the new process" });
+    this.lastSeq = -1;
+  }
+
+  addEvent(event) {
+    if (!event || typeof event !== "object") return;
+    if (!this.loaded) this.pending.push(event);
+    else this.renderEvent(event);
+  }
+
+  renderEvent(event) {
+    if (Number.isFinite(event.seq)) this.lastSeq = Math.max(this.lastSeq, event.seq);
+    const kind = String(event.kind || "event");
+    const li = html("li", `event ${kind}`);
+    li.dataset.kind = kind;
+    if (Number.isFinite(event.seq)) li.dataset.seq = String(event.seq);
+    if (event.state) li.dataset.state = String(event.state);
+    const time = html("time", "", clock(event.at));
+    time.dateTime = new Date(event.at).toISOString();
+    li.append(time, html("span", "event-kind", kind), html("span", "event-text", String(event.text ?? "")));
+    this.timeline.prepend(li);
+    while (this.timeline.childElementCount > TIMELINE_MAX) this.timeline.lastElementChild.remove();
+    this.timelineEmpty.hidden = true;
+  }
+
+  failEvents(err) {
+    this.timelineEmpty.textContent = `Could not load the events: ${err.message}`;
+    this.timelineEmpty.hidden = false;
+    this.loadEvents([]);
+  }
+}
+
+function legendSample(className, kind = "line") {
+  const sample = svg("svg", { class: `legend-sample ${className}`, viewBox: "0 0 36 12",
+    width: 36, height: 12, "aria-hidden": "true" });
+  if (kind === "line") sample.append(svg("line", { x1: 1, y1: 6, x2: 35, y2: 6 }));
+  else sample.append(svg("circle", { cx: 18, cy: 6, r: 5 }));
+  return sample;
+}
+
+/** The Network panel's markup: heading, graph, summary, legend, timeline. */
+export function buildNetworkPanel(doc) {
+  const panel = doc.createElement("section");
+  panel.className = "network-panel";
+  panel.id = "network";
+  panel.setAttribute("aria-label", "Network");
+
+  const heading = html("h2", "", "Network");
+  const graph = svg("svg", { id: "network-graph", viewBox: `0 0 ${W} ${CY + RY + 40}`, role: "img",
+    preserveAspectRatio: "xMidYMid meet", "aria-label": "The room's network" });
+  const summary = html("p", "network-summary", "");
+  summary.id = "network-summary";
+
+  const legend = html("ul", "network-legend");
+  legend.id = "network-legend";
+  legend.setAttribute("aria-label", "Legend");
+  const entries = [
+    ["edge peer-link connected", "line", "connected", "a direct data channel is open"],
+    ["edge peer-link connecting", "line", "connecting", "the data channel is being set up"],
+    ["edge peer-link failed", "line", "failed / down", "no answer: retrying"],
+    ["edge peer-link closed", "line", "closed", "the data channel was closed"],
+    ["edge presence", "line", "in the room (server)", "the server lists this device in the room"],
+    ["node offline", "dot", "offline", "seen before, not in the room now"],
+  ];
+  for (const [cls, kind, name, help] of entries) {
+    const li = html("li");
+    li.dataset.legend = name;
+    li.title = help;
+    li.append(legendSample(cls, kind), html("span", "", name));
+    legend.append(li);
+  }
+
+  const timelineHead = html("h2", "", "What happened");
+  timelineHead.id = "timeline-heading";
+  const empty = html("p", "timeline-empty", "Nothing yet.");
+  empty.id = "timeline-empty";
+  const timeline = html("ol", "timeline");
+  timeline.id = "timeline";
+  timeline.setAttribute("aria-labelledby", "timeline-heading");
+
+  panel.append(heading, graph, summary, legend, timelineHead, empty, timeline);
+  return panel;
+}
