@@ -38,6 +38,13 @@ from protocol import (
     encode_frame,
     parse_frame,
 )
+from protocol.links import (
+    MAX_LINKS,
+    LinkReport,
+    LinksFrame,
+    is_links_frame,
+    parse_links_frame,
+)
 from protocol.paging import order_token, parse_order_token
 from protocol.relay import Sender, SignalFrame, is_signal_frame, parse_signal_frame
 from protocol.rendezvous import is_address
@@ -76,6 +83,9 @@ SIGN_IN_TIMEOUT = 5.0
 # Rendezvous attempts while the server is unreachable: first after about half a second,
 # doubling to at most this, with jitter.
 DIAL_INTERVAL_MAX = 5.0
+# How often each agent tells its linked peers about its data channels (and on every change),
+# for their network views.
+LINKS_REPORT_INTERVAL = 5.0
 
 
 @dataclass
@@ -151,6 +161,8 @@ class Agent:
         self._server_up: bool | None = None
         self._started_at = int(time.time() * 1000)  # tells a page that the process changed
         self._link_states: dict[str, str] = {}
+        # What each linked peer last reported of its own data channels (protocol/links.py).
+        self.reported: dict[str, tuple[LinkReport, ...]] = {}
         self.rendezvous: Rendezvous | None = None  # made once signed in (the name is known)
         self.relay = SignalRelay(self.key.device_id, send_direct=self._send_direct,
                                  neighbours=self._neighbours)
@@ -188,6 +200,7 @@ class Agent:
         self.mesh.update_roster(self.roster.values())
         self.client.start()
         self._spawn(self._keep_in_reach())
+        self._spawn(self._report_links_forever())
         log.info("%s's agent for #%s: UI on %s, rendezvous on %s", self.user, self.room,
                  self.ui.url, self.rendezvous.address if self.rendezvous else "(none)")
 
@@ -327,6 +340,7 @@ class Agent:
         self._push_state()
 
     def _drop_peer(self, device: str) -> None:
+        self.reported.pop(device, None)
         if self.mesh is not None:
             self.roster.pop(device, None)
             self._down_since.pop(device, None)
@@ -561,6 +575,9 @@ class Agent:
             self.timeline.add("link", f"data channel to {peer.user} {state.value}",
                               user=peer.user, device=peer.device, state=state.value,
                               rtt_ms=link.rtt_ms if link is not None else None)
+        if state != LinkState.CONNECTED:
+            self.reported.pop(peer.device, None)  # its report came over that channel
+        self._report_links()
         if state == LinkState.CONNECTED:
             self._down_since.pop(peer.device, None)
             if self.mesh is not None:
@@ -594,6 +611,9 @@ class Agent:
                 assert isinstance(raw, dict)
                 self._on_relay_frame(peer, parse_signal_frame(raw))
                 return
+            if is_links_frame(raw):
+                self._on_links_report(peer, parse_links_frame(raw).links)
+                return
             frame = parse_sync_frame(text)
         except ProtocolError as exc:
             self._refuse(peer, str(exc))
@@ -608,6 +628,24 @@ class Agent:
             for k in frame.devices:
                 if self.store.key_for(k.id) is None:
                     self.store.remember_key(k.id, k.user, k.public_key, f"peer:{peer.device}")
+
+    def _on_links_report(self, peer: PeerInfo, links: tuple[LinkReport, ...]) -> None:
+        if self.reported.get(peer.device) != links:
+            self.reported[peer.device] = links
+            self._push_state()
+
+    def _report_links(self) -> None:
+        """Tell the linked peers which data channels this device has, with their RTTs."""
+        if self.mesh is None:
+            return
+        links = tuple(LinkReport(device, link.state.value, link.rtt_ms)
+                      for device, link in sorted(self.mesh.links.items())[:MAX_LINKS])
+        self.mesh.broadcast(LinksFrame(links).encode())
+
+    async def _report_links_forever(self) -> None:
+        while True:
+            await asyncio.sleep(LINKS_REPORT_INTERVAL)
+            self._report_links()
 
     def _refuse(self, peer: PeerInfo, reason: str) -> None:
         self.refused[reason.split(":", 1)[0]] += 1
@@ -670,10 +708,11 @@ class Agent:
                      + ("live on the data channel" if live else "by anti-entropy (sync batch)"))
             self._announce(env)
         if not live:
-            self.timeline.add(
-                "sync", f"sync batch from {peer.user}: {len(envelopes)} messages, "
-                f"{len(fresh)} new", user=peer.user, device=peer.device,
-                count=len(envelopes), fresh=len(fresh))
+            # An empty batch ends every exchange of version vectors: nothing was missing.
+            text = (f"sync batch from {peer.user}: {len(envelopes)} messages, {len(fresh)} new"
+                    if envelopes else f"in sync with {peer.user}: nothing missing")
+            self.timeline.add("sync", text, user=peer.user, device=peer.device,
+                              count=len(envelopes), fresh=len(fresh))
         if fresh:
             self.outbox.wake()
         if live and self.store.gaps(self.room):
@@ -760,6 +799,7 @@ class Agent:
                 "state": link.state.value if link else LinkState.CONNECTING.value,
                 "rtt_ms": link.rtt_ms if link else None,
                 "on_server": device in self.present,
+                "links": [report.to_dict() for report in self.reported.get(device, ())],
             })
         # Devices of the room known from earlier rosters that are neither linked nor listed
         # by the server now: gone, or not back yet.

@@ -19,10 +19,12 @@ import {
   encodeFrame,
   keyMatchesDevice,
   keysFramesFor,
+  linksFrame,
   MAX_BATCH,
   msgFrame,
   orderToken,
   parseFrame,
+  parseLinksFrame,
   parseOrderToken,
   ProtocolError,
   syncFrameFromObject,
@@ -39,6 +41,8 @@ const PERMANENT = new Set(["invalid_envelope", "bad_signature", "unknown_author"
 // The network view's records (docs/network-view.md), kept in memory for the page's life.
 const TIMELINE_SIZE = 500;
 const PATHS_KEPT = 5000;
+// How often the page tells its linked peers about its data channels (and on every change).
+const LINKS_REPORT_MS = 5000;
 const SERVER_STEPS = new Set(["uploaded", "on_server"]);
 
 function short(device) {
@@ -63,6 +67,7 @@ export class BrowserPeer {
     this.paths = new Map(); // message id -> steps, the last PATHS_KEPT messages
     this.serverUp = null;
     this.linkStates = new Map();
+    this.reported = new Map(); // device -> the links that peer last reported of its own
     this.server = new ServerLink({
       room, csrfToken, log,
       handlers: {
@@ -94,6 +99,7 @@ export class BrowserPeer {
     this.addEvent("started", `${this.user}'s browser peer started in #${this.room}`);
     this.server.start(this.key.device);
     setInterval(() => this.flushOutbox(), UPLOAD_RETRY_MS);
+    setInterval(() => this.reportLinks(), LINKS_REPORT_MS);
   }
 
   // -- the chat UI's backend ----------------------------------------------------------------
@@ -165,7 +171,8 @@ export class BrowserPeer {
         const link = this.mesh ? this.mesh.links.get(p.device) : null;
         return { user: p.user, device: p.device,
                  state: link ? link.state : LinkState.CONNECTING,
-                 rtt_ms: link ? link.rttMs : null, on_server: this.present.has(p.device) };
+                 rtt_ms: link ? link.rttMs : null, on_server: this.present.has(p.device),
+                 links: this.reported.get(p.device) || [] };
       });
     return {
       user: this.user, device: this.key ? this.key.device : null, room: this.room,
@@ -301,11 +308,28 @@ export class BrowserPeer {
     }
   }
 
+  /** Tell the linked peers which data channels this page has, with their RTTs. */
+  reportLinks() {
+    if (!this.mesh) return;
+    const links = [...this.mesh.links.values()]
+      .map((l) => ({ device: l.peer.device, state: l.state, rtt_ms: l.rttMs }))
+      .sort((a, b) => (a.device < b.device ? -1 : 1));
+    this.mesh.broadcast(linksFrame(links));
+  }
+
+  onLinksReport(peer, links) {
+    if (JSON.stringify(this.reported.get(peer.device) || null) !== JSON.stringify(links)) {
+      this.reported.set(peer.device, links);
+      this.pushState();
+    }
+  }
+
   onPeerLeft(data) {
     const user = this.peerName(data.device);
     this.addEvent("left", `${user} left the server (device ${short(data.device)})`,
       { user, device: data.device });
     this.present.delete(data.device);
+    this.reported.delete(data.device);
     this.roster.delete(data.device);
     this.mesh.peerLeft(data.device);
     this.pushState();
@@ -455,6 +479,8 @@ export class BrowserPeer {
   // -- peers --------------------------------------------------------------------------------
 
   onPeerLink(peer, state) {
+    if (state !== LinkState.CONNECTED) this.reported.delete(peer.device);
+    this.reportLinks();
     if (this.linkStates.get(peer.device) !== state) {
       this.linkStates.set(peer.device, state);
       const link = this.mesh.links.get(peer.device);
@@ -483,6 +509,10 @@ export class BrowserPeer {
       const raw = parseFrame(text);
       if (raw && raw.t === "ack") {
         this.onAck(peer, raw);
+        return;
+      }
+      if (raw && raw.t === "links") {
+        this.onLinksReport(peer, parseLinksFrame(raw));
         return;
       }
       frame = syncFrameFromObject(raw);
@@ -583,8 +613,10 @@ export class BrowserPeer {
       this.announce(env);
     }
     if (!live) {
-      this.addEvent("sync", `sync batch from ${peer.user}: ${envs.length} messages, `
-        + `${fresh.length} new`, { user: peer.user, device: peer.device, count: envs.length,
+      // An empty batch ends every exchange of version vectors: nothing was missing.
+      this.addEvent("sync", envs.length
+        ? `sync batch from ${peer.user}: ${envs.length} messages, ${fresh.length} new`
+        : `in sync with ${peer.user}: nothing missing`, { user: peer.user, device: peer.device, count: envs.length,
           fresh: fresh.length });
     }
     if (fresh.length) this.flushOutbox();

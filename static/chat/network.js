@@ -120,6 +120,30 @@ function textBlock(x, y, lines, { anchor = "middle", place = "below", className 
   return text;
 }
 
+const HEALTH = { connected: 2, connecting: 1, failed: 0, closed: 0 };
+
+/**
+ * The data channels between the other devices, from what each peer reports of its own
+ * (state.peers[i].links): one per pair of devices on the graph, in the less healthy of the
+ * two ends' states, with their mean round-trip time when both say it is open.
+ */
+function reportedLinks(peers, onGraph) {
+  const pairs = new Map();
+  for (const p of peers) {
+    for (const l of Array.isArray(p.links) ? p.links : []) {
+      if (!onGraph.has(l.device) || l.device === p.device || !(l.state in HEALTH)) continue;
+      const [a, b] = p.device < l.device ? [p.device, l.device] : [l.device, p.device];
+      const key = `${a} ${b}`;
+      const known = pairs.get(key) || { a, b, state: l.state, rtts: [] };
+      if (HEALTH[l.state] < HEALTH[known.state]) known.state = l.state;
+      if (Number.isFinite(l.rtt_ms)) known.rtts.push(l.rtt_ms);
+      pairs.set(key, known);
+    }
+  }
+  return [...pairs.values()].map((pair) => ({ ...pair, rtt_ms: pair.state === "connected"
+    && pair.rtts.length ? pair.rtts.reduce((x, y) => x + y, 0) / pair.rtts.length : null }));
+}
+
 function byUserThenDevice(a, b) {
   if (a.user !== b.user) return a.user < b.user ? -1 : 1;
   return a.device < b.device ? -1 : a.device > b.device ? 1 : 0;
@@ -166,6 +190,7 @@ export class NetworkView {
     });
 
     const presence = svg("g", { class: "presence-edges" });
+    const between = svg("g", { class: "reported-edges" });
     const edges = svg("g", { class: "edges" });
     const nodes = svg("g", { class: "nodes" });
     let bottom = CY + SELF_R;
@@ -178,6 +203,24 @@ export class NetworkView {
       g.append(svg("line", { x1: CX, y1: SERVER_Y, x2: d.x, y2: d.y }));
       g.append(svg("title", {}, `the server lists ${d.user} as present`));
       presence.append(g);
+    }
+
+    // Thinner lines: the data channels between the other devices, as they report them.
+    const where = new Map(devices.map((d) => [d.device, d]));
+    for (const pair of reportedLinks(peers, where)) {
+      const a = where.get(pair.a);
+      const b = where.get(pair.b);
+      const length = Math.hypot(b.x - a.x, b.y - a.y) || 1;
+      const ux = (b.x - a.x) / length;
+      const uy = (b.y - a.y) / length;
+      const g = svg("g", { class: `edge reported ${pair.state}`, "data-kind": "reported",
+        "data-from": pair.a, "data-to": pair.b, "data-state": pair.state });
+      g.append(svg("line", { x1: a.x + ux * PEER_R, y1: a.y + uy * PEER_R,
+        x2: b.x - ux * PEER_R, y2: b.y - uy * PEER_R }));
+      const rtt = formatRtt(pair.rtt_ms);
+      g.append(svg("title", {}, `link between ${a.user} and ${b.user}, as they report it: `
+        + `${LINK_STATES[pair.state].label}${rtt ? `, round trip ${rtt}` : ""}`));
+      between.append(g);
     }
 
     // This device's link to the server, labelled on its right.
@@ -277,7 +320,7 @@ export class NetworkView {
     this.graph.setAttribute("viewBox", `0 0 ${W} ${Math.ceil(bottom + 6)}`);
     this.graph.replaceChildren(
       svg("title", {}, "The room's network as this device sees it"),
-      presence, edges, nodes);
+      presence, between, edges, nodes);
     const sentence = this.describe(devices, serverState, outbox);
     this.graph.setAttribute("aria-label", sentence);
     this.summary.textContent = sentence;
@@ -381,6 +424,8 @@ export function buildNetworkPanel(doc) {
     ["edge peer-link failed", "line", "failed / down", "no answer: retrying"],
     ["edge peer-link closed", "line", "closed", "the data channel was closed"],
     ["edge presence", "line", "in the room (server)", "the server lists this device in the room"],
+    ["edge reported connected", "line", "between peers", "a data channel between two other "
+      + "devices, as they report it (its colour and dashes follow the same states)"],
     ["node offline", "dot", "offline", "seen before, not in the room now"],
   ];
   for (const [cls, kind, name, help] of entries) {

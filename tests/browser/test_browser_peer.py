@@ -108,6 +108,21 @@ def test_browser_peer_and_two_agents_chat_both_ways_in_the_same_order(
         assert shown == alice.texts() == bob.texts()
         assert {"hello from alice", "hello from bob", "hello from the browser"} <= set(shown)
         expect(page.locator("#members .member[data-state=connected]")).to_have_count(2)
+        # Link reports both ways: the page draws the agents' link to each other, and the
+        # agents hear the page's links.
+        alice_device, bob_device = alice.state()["device"], bob.state()["device"]
+        pair = sorted((alice_device, bob_device))
+        expect(page.locator(f"svg#network-graph g.edge[data-kind=reported][data-from='{pair[0]}']"
+                            f"[data-to='{pair[1]}']")).to_have_attribute(
+            "data-state", "connected", timeout=LONG)
+        page_device = page.get_attribute("#chat", "data-device")
+
+        def page_reports() -> set[str]:
+            entry = next(p for p in alice.state()["peers"] if p["device"] == page_device)
+            return {link["device"] for link in entry["links"] if link["state"] == "connected"}
+
+        poll(lambda: page_reports() == {alice_device, bob_device}, timeout=30,
+             message="the page's report of its links reaches alice")
         screenshot(page, "browser-peer-with-agents")
     finally:
         alice.stop()

@@ -52,6 +52,13 @@ def expect_linked(page: Page, device: str) -> None:
     expect(node(page, "peer", device)).to_have_count(1)
 
 
+def between(page: Page, one: str, other: str) -> Locator:
+    """The edge drawn for the link between two other devices, from their own reports."""
+    a, b = sorted((one, other))
+    return page.locator(
+        f"svg#network-graph g.edge[data-kind=reported][data-from='{a}'][data-to='{b}']")
+
+
 def type_message(page: Page, text: str) -> None:
     page.fill("#composer-text", text)
     page.click("#composer button[type=submit]")
@@ -95,6 +102,10 @@ def test_network_view_follows_a_peer_and_the_server_failing_and_returning(
         expect(page.locator("#network-summary")).to_have_text(
             "server connected · 2 of 2 peers linked directly")
         expect(page.locator("#timeline li[data-kind=link]").first).to_be_attached(timeout=LONG)
+        # The link between bob and carol, as they report it: the whole mesh is on the graph.
+        expect(between(page, devices["bob"], devices["carol"])).to_have_attribute(
+            "data-state", "connected", timeout=LONG)
+        expect(page.locator("svg#network-graph g.edge[data-kind=reported]")).to_have_count(1)
 
         # (d) A message's path: sent to bob and carol, stored by both, uploaded at a cursor.
         type_message(page, "where does this one go?")
@@ -136,6 +147,11 @@ def test_network_view_follows_a_peer_and_the_server_failing_and_returning(
             f"svg#network-graph g.node[data-kind=offline][data-device='{devices['carol']}']")
         expect(gone.first).to_be_attached(timeout=LONG)
         expect(peer_edge(page, devices["bob"])).to_have_attribute("data-state", "connected")
+        # bob reports his link to carol down too (or she is dropped from the graph's links).
+        expect(page.locator(f"svg#network-graph g.edge[data-kind=reported][data-state=connected]"
+                            f"[data-to='{devices['carol']}'], svg#network-graph g.edge"
+                            f"[data-kind=reported][data-state=connected]"
+                            f"[data-from='{devices['carol']}']")).to_have_count(0, timeout=LONG)
 
         # (c) the server dies: its edge is down, and alice's messages wait in the outbox.
         own_server.kill()
@@ -180,6 +196,8 @@ def test_network_view_follows_a_peer_and_the_server_failing_and_returning(
         assert carol.state()["device"] == devices["carol"]
         expect_linked(page, devices["carol"])
         expect_linked(page, devices["bob"])
+        expect(between(page, devices["bob"], devices["carol"])).to_have_attribute(
+            "data-state", "connected", timeout=LONG)
         expect(node(page, "offline")).to_have_count(0)
         expect(page.locator("#network-summary")).to_have_text(
             "server connected · 2 of 2 peers linked directly", timeout=LONG)

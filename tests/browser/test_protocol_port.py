@@ -13,11 +13,14 @@ from playwright.sync_api import Page
 from peer_agent.mesh import fingerprint_signed_bytes, sdp_fingerprint
 from protocol import DeviceKey, Envelope, b64encode
 from protocol.envelope import lamport_horizon
-from protocol.errors import LamportAhead
+from protocol.errors import InvalidEnvelope, LamportAhead
+from protocol.frames import encode_frame, parse_frame
+from protocol.links import LinkReport, LinksFrame, parse_links_frame
 from protocol.sync import batches_for
 from tests.browser.conftest import OpenPage
 from tests.browser.stack import Server
 from tests.helpers import ROOT
+from tests.protocol.test_links import DEVICE, MALFORMED
 
 VECTORS: dict[str, Any] = json.loads((ROOT / "tests" / "protocol" / "vectors.json").read_text())
 
@@ -180,3 +183,26 @@ def test_lamport_time_past_the_receivers_horizon_is_refused_as_in_python(page: P
       });
     """, {"now": now_ms, "horizon": horizon})
     assert got == ["ok", LamportAhead.code]
+
+
+def test_link_reports_are_read_and_refused_as_in_python(page: Page) -> None:
+    good = LinksFrame((LinkReport(DEVICE, "connected", 0.4375), LinkReport(DEVICE, "failed"),
+                       LinkReport(DEVICE, "connecting", 12.0)))
+    frames = [good.encode(), *(encode_frame(raw) for raw in MALFORMED)]
+
+    def python(text: str) -> Any:
+        try:
+            return [link.to_dict() for link in parse_links_frame(parse_frame(text)).links]
+        except InvalidEnvelope:
+            return "refused"
+
+    in_js = run_js(page, """
+      return arg.map((text) => {
+        try { return p.parseLinksFrame(p.parseFrame(text)); }
+        catch (err) { return err instanceof p.ProtocolError ? 'refused' : String(err); }
+      });""", frames)
+    assert in_js == [python(text) for text in frames]
+    assert in_js[0] != "refused" and in_js[1:] == ["refused"] * len(MALFORMED)
+    # What the browser sends, Python reads.
+    sent = run_js(page, "return p.linksFrame(arg);", [link.to_dict() for link in good.links])
+    assert parse_links_frame(parse_frame(sent)) == good

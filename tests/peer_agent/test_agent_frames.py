@@ -53,6 +53,7 @@ def test_forged_replayed_and_malformed_frames_are_dropped_and_the_channel_stays_
                 "this is not JSON",
                 {"t": "no-such-frame"},
                 {"t": "msg", "env": {"room": "x"}},    # malformed envelope
+                {"t": "links", "links": [{"device": "me", "state": "up", "rtt_ms": 1}]},
                 {"t": "msg", "env": good.to_dict()},
                 {"t": "msg", "env": good.to_dict()},   # replayed
             ):
@@ -76,7 +77,7 @@ def test_forged_replayed_and_malformed_frames_are_dropped_and_the_channel_stays_
             refused = [e for e in events if e["kind"] == "refused"]
             assert len(refused) >= 5, refused
             reasons = " ".join(e["reason"] for e in refused)
-            for reason in ("bad signature", "not valid JSON", "no-such-frame"):
+            for reason in ("bad signature", "not valid JSON", "no-such-frame", "links frame"):
                 assert reason in reasons, (reason, reasons)
             path = await asyncio.to_thread(alice.get, f"/api/messages/{good.id}/path")
             received = [s for s in path["steps"] if s["what"] == "received"]

@@ -107,6 +107,24 @@ def test_the_timeline_shows_the_server_link_the_joins_and_the_data_channels(
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
 
+def test_each_peer_reports_its_own_links_so_the_whole_mesh_can_be_drawn(
+        trio: list[AgentProcess]) -> None:
+    alice, bob, carol = trio
+    devices = {a.name: a.state()["device"] for a in trio}
+
+    def reported_by(agent: AgentProcess, peer: AgentProcess) -> dict[str, dict[str, Any]]:
+        entry = next(p for p in agent.state()["peers"] if p["device"] == devices[peer.name])
+        return {link["device"]: link for link in entry["links"]}
+
+    # What alice learns from bob: his channels to alice and to carol, open, with their RTTs.
+    poll(lambda: {devices[alice.name], devices[carol.name]} <= set(reported_by(alice, bob)),
+         timeout=20, message="bob's report of his links reaches alice")
+    poll(lambda: all(link["rtt_ms"] is not None and link["state"] == "connected"
+                     for link in reported_by(alice, bob).values()),
+         timeout=20, message="bob's links open, with round-trip times")
+    assert set(reported_by(carol, alice)) == {devices[bob.name], devices[carol.name]}
+
+
 def test_a_note_posted_to_the_timeline_is_kept_and_bad_ones_are_refused(
         trio: list[AgentProcess]) -> None:
     alice = trio[0]
