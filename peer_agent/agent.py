@@ -700,6 +700,14 @@ class Agent:
             return
         if good:
             self._send_to(peer.device, _Ack([e.id for e in good]))
+        if live and len(fresh) < len(good):
+            # A live message is sent once, by its author, on each channel: one held already
+            # was replayed. Ignored (the log keeps one copy), and said.
+            held = next(e for e in good if e not in fresh)
+            self.timeline.add(
+                "refused", f"ignored a replayed message from {peer.user}: {held.id} is "
+                f"already held", user=peer.user, device=peer.device,
+                reason=f"replayed: {held.id} already held")
         via = "channel" if live else "sync"
         for env in fresh:
             self.paths.record(

@@ -605,6 +605,14 @@ export class BrowserPeer {
     if (good.length) {
       this.mesh.send(peer.device, encodeFrame({ t: "ack", ids: good.map(envelopeId) }));
     }
+    if (live && fresh.length < good.length) {
+      // A live message is sent once, by its author, on each channel: one held already was
+      // replayed. Ignored (the log keeps one copy), and said.
+      const held = envelopeId(good.find((e) => !fresh.includes(e)));
+      this.addEvent("refused", `ignored a replayed message from ${peer.user}: ${held} is `
+        + "already held", { user: peer.user, device: peer.device,
+          reason: `replayed: ${held} already held` });
+    }
     const via = live ? "channel" : "sync";
     for (const env of fresh) {
       this.record(envelopeId(env), "received", `received from ${peer.user} `

@@ -8,10 +8,12 @@ queued, the screenshots, then both restarted."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import signal
+import threading
 from pathlib import Path
 
 from playwright.sync_api import Locator, Page, expect
@@ -19,6 +21,8 @@ from playwright.sync_api import Locator, Page, expect
 from tests.browser.conftest import PHONE, OpenPage, join_room_page, screenshot, unique
 from tests.browser.stack import Agent, Server, start_agent, wait_agents_linked
 from tests.helpers import ROOT, poll
+from tests.peer_agent.rogue import RoguePeer
+from tests.peer_agent.signal_bus import wait_until
 
 LONG = 60_000  # ms: generous, the 2-core machine is shared
 RTT = re.compile(r"^\d+(\.\d)? ms$")
@@ -263,3 +267,61 @@ def test_an_open_page_follows_its_agent_through_a_restart(
         expect(server_edge(page)).to_have_attribute("data-state", "connected", timeout=LONG)
     finally:
         alice.stop()
+
+
+def test_the_browser_peers_timeline_names_forged_malformed_and_replayed_frames(
+    open_page: OpenPage, server: Server,
+) -> None:
+    """A rogue peer (real aiortc, in its own thread and event loop) sends the page a tampered
+    message, a frame that is not JSON and one genuine message twice."""
+    room = unique("room")
+    ivy = unique("ivy")
+    server.register(ivy)
+    page = open_page()
+    device = join_room_page(page, server, ivy, room)
+    sent = threading.Event()
+    stop = threading.Event()
+    failure: list[BaseException] = []
+    genuine: list[str] = []
+
+    async def rogue_body() -> None:
+        rogue = RoguePeer(server.url, room, unique("rogue"))
+        await rogue.start()
+        try:
+            await wait_until(lambda: rogue.connected_to(device), timeout=60,
+                             message="the rogue's channel to the page")
+            good = rogue.envelope("a genuine message")
+            genuine.append(good.id)
+            tampered = dict(rogue.envelope("signed text").to_dict(), text="altered text")
+            for frame in ({"t": "msg", "env": tampered}, "this is not JSON",
+                          {"t": "msg", "env": good.to_dict()},
+                          {"t": "msg", "env": good.to_dict()}):
+                rogue.send_raw(device, frame)
+            sent.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+        finally:
+            await rogue.close()
+
+    def rogue_thread() -> None:
+        try:
+            asyncio.run(rogue_body())
+        except BaseException as exc:  # reported to the test below
+            failure.append(exc)
+            sent.set()
+
+    thread = threading.Thread(target=rogue_thread, daemon=True)
+    thread.start()
+    try:
+        assert sent.wait(timeout=90), "the rogue never sent its frames"
+        assert not failure, failure
+        expect(page.locator("#messages .text")).to_have_text(["a genuine message"],
+                                                             timeout=LONG)
+        refused = page.locator("#timeline li[data-kind=refused]")
+        for reason in ("bad_signature", "invalid_envelope",
+                       re.compile(rf"replayed message from .*{re.escape(genuine[0])}")):
+            expect(refused.filter(has_text=reason)).to_have_count(1, timeout=LONG)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()

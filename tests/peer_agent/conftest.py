@@ -1,12 +1,17 @@
-"""Every peer-agent test runs with ICE pinned to 127.0.0.1: no packet may leave loopback."""
+"""Every peer-agent test runs with ICE pinned to 127.0.0.1: no packet may leave loopback. The
+`trio` fixture gives a module three linked agents on a server of its own."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from peer_agent.ice import pin_ice_hosts
+from tests.helpers import stop_process
+from tests.peer_agent.agents import AgentProcess, start_agent, wait_connected
+from tests.signaling.conftest import ServerProcess, start_server, unique_name
 
 
 @pytest.fixture(autouse=True)
@@ -15,3 +20,29 @@ def loopback_ice() -> Iterator[None]:
     pin_ice_hosts(["127.0.0.1"])
     yield
     pin_ice_hosts(None)
+
+
+@pytest.fixture(scope="module")
+def room_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server for the module's tests."""
+    running = start_server(tmp_path_factory.mktemp("agent-server"))
+    yield running
+    stop_process(running.proc)
+
+
+@pytest.fixture(scope="module")
+def trio(room_server: ServerProcess,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AgentProcess]]:
+    """alice, bob and carol in a fresh room of the module's server, fully linked."""
+    room = unique_name("room")
+    base: Path = tmp_path_factory.mktemp("agents")
+    agents: list[AgentProcess] = []
+    try:
+        for name in ("alice", "bob", "carol"):
+            agents.append(start_agent(room_server.url, unique_name(name), room, base / name))
+        for agent in agents:
+            wait_connected(agent, peers=2)
+        yield agents
+    finally:
+        for agent in agents:
+            agent.stop()

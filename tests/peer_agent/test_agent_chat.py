@@ -3,39 +3,11 @@ reaches the server, and the UI's API keeps to its own origin."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 import requests
 
-from tests.helpers import poll, stop_process
-from tests.peer_agent.agents import AgentProcess, start_agent, wait_connected
-from tests.signaling.conftest import ServerProcess, start_server, unique_name
-
-
-@pytest.fixture(scope="module")
-def room_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    running = start_server(tmp_path_factory.mktemp("agent-server"))
-    yield running
-    stop_process(running.proc)
-
-
-@pytest.fixture(scope="module")
-def trio(room_server: ServerProcess,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AgentProcess]]:
-    room = unique_name("room")
-    base: Path = tmp_path_factory.mktemp("agents")
-    agents = []
-    try:
-        for name in ("alice", "bob", "carol"):
-            agents.append(start_agent(room_server.url, unique_name(name), room, base / name))
-        for agent in agents:
-            wait_connected(agent, peers=2)
-        yield agents
-    finally:
-        for agent in agents:
-            agent.stop()
+from tests.helpers import poll
+from tests.peer_agent.agents import AgentProcess
+from tests.signaling.conftest import ServerProcess
 
 
 def test_three_agents_form_a_full_mesh(trio: list[AgentProcess]) -> None:

@@ -77,7 +77,8 @@ def test_forged_replayed_and_malformed_frames_are_dropped_and_the_channel_stays_
             refused = [e for e in events if e["kind"] == "refused"]
             assert len(refused) >= 5, refused
             reasons = " ".join(e["reason"] for e in refused)
-            for reason in ("bad signature", "not valid JSON", "no-such-frame", "links frame"):
+            for reason in ("bad signature", "not valid JSON", "no-such-frame", "links frame",
+                           f"replayed: {good.id}"):
                 assert reason in reasons, (reason, reasons)
             path = await asyncio.to_thread(alice.get, f"/api/messages/{good.id}/path")
             received = [s for s in path["steps"] if s["what"] == "received"]

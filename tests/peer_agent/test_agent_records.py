@@ -4,40 +4,14 @@ timeline of the room's events, and notes added through the UI's API."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
-from tests.helpers import poll, stop_process
+from tests.helpers import poll
 from tests.peer_agent.agents import AgentProcess, start_agent, wait_connected
-from tests.signaling.conftest import ServerProcess, start_server, unique_name
-
-
-@pytest.fixture(scope="module")
-def room_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    running = start_server(tmp_path_factory.mktemp("records-server"))
-    yield running
-    stop_process(running.proc)
-
-
-@pytest.fixture(scope="module")
-def trio(room_server: ServerProcess,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AgentProcess]]:
-    room = unique_name("room")
-    base: Path = tmp_path_factory.mktemp("records-agents")
-    agents: list[AgentProcess] = []
-    try:
-        for name in ("alice", "bob", "carol"):
-            agents.append(start_agent(room_server.url, unique_name(name), room, base / name))
-        for agent in agents:
-            wait_connected(agent, peers=2)
-        yield agents
-    finally:
-        for agent in agents:
-            agent.stop()
+from tests.signaling.conftest import ServerProcess, unique_name
 
 
 def path_of(agent: AgentProcess, message_id: str) -> list[dict[str, Any]]:
