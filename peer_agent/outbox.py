@@ -11,6 +11,7 @@ from protocol import MAX_BATCH
 
 from .log import LocalLog
 from .signaling_client import SignalingClient
+from .tasks import cancel_and_wait
 
 log = logging.getLogger("gibberish.agent.outbox")
 
@@ -84,9 +85,4 @@ class Outbox:
         return bool(stored or dropped)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)

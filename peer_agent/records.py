@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .log import SERVER_STEPS, LocalLog, PathStep
+from .tasks import cancel_and_wait
 
 log = logging.getLogger("gibberish.agent.records")
 
@@ -98,10 +99,5 @@ class PathJournal:
                 log.exception("could not write message paths; they are dropped")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         self.flush()
