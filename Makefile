@@ -1,5 +1,5 @@
 # The two commands README leads with. Both create what they need (.venv, pinned installs).
-.PHONY: run demo-faults server test lint bootstrap
+.PHONY: run demo-faults server test test-fast lint bootstrap
 
 PY := .venv/bin/python
 HOST ?= 127.0.0.1
@@ -24,5 +24,18 @@ lint: bootstrap
 	.venv/bin/ruff check .
 	.venv/bin/mypy
 
+# The whole suite on TEST_WORKERS processes (pytest-xdist). Most of its time is waiting on
+# servers, agents and browsers, so more workers than cores pays; --dist loadfile keeps each
+# module's tests (and its module-scoped servers) on one worker.
+TEST_WORKERS ?= 4
+
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The pure tier for the edit-run loop: protocol rules, parsers, the local log and roster cache,
+# ICE pinning. No server, no peer connection, no browser; well under a minute.
+FAST_TESTS := tests/protocol tests/peer_agent/test_log.py tests/peer_agent/test_roster_cache.py \
+	tests/peer_agent/test_ice.py
+
+test-fast: bootstrap
+	$(PY) -m pytest -n 2 -q $(FAST_TESTS) $(PYTEST_ARGS)
