@@ -59,7 +59,7 @@ from protocol.sync import (
 )
 
 from .log import LocalLog
-from .mesh import LinkState, Mesh, PeerInfo
+from .mesh import Link, LinkState, Mesh, PeerInfo
 from .outbox import Outbox
 from .records import NOTE_MAX_CHARS, PathJournal, Timeline
 from .relay import SignalRelay
@@ -834,6 +834,8 @@ class Agent:
                 "user": info.user, "device": device,
                 "state": link.state.value if link else LinkState.CONNECTING.value,
                 "rtt_ms": link.rtt_ms if link else None,
+                "path": _path_dict(link),
+                "connect_ms": link.connect_ms if link else None,
                 "on_server": device in self.present,
                 "links": [report.to_dict() for report in self.reported.get(device, ())],
             })
@@ -890,6 +892,12 @@ class Agent:
         rows = rows[-limit:]
         older = order_token(rows[0].order_key) if more and rows else None
         return {"messages": [self._message_dict(e) for e in rows], "older": older}
+
+
+def _path_dict(link: Link | None) -> dict[str, Any] | None:
+    """Which way an open link goes (protocol.links.LinkPath), or None without one."""
+    path = link.path if link is not None else None
+    return path.to_dict() if path is not None else None
 
 
 @dataclass(frozen=True)

@@ -69,8 +69,10 @@ from protocol import (
     verify_signature,
 )
 from protocol.limits import MAX_SAFE_INTEGER
+from protocol.links import LinkPath
 
 from .ice import pinned_ice_hosts
+from .link_path import selected_path
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,11 @@ class Link:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _offer_oid: int | None = field(default=None, init=False, repr=False)
     _accepted_oid: int | None = field(default=None, init=False, repr=False)
+
+    @property
+    def path(self) -> LinkPath | None:
+        """Which way the link goes (its nominated ICE candidate pair), while it is connected."""
+        return selected_path(self._pc) if self.state is LinkState.CONNECTED else None
 
 
 SendSignal = Callable[[str, str, dict[str, Any]], Awaitable[None]]
