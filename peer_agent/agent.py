@@ -615,8 +615,10 @@ class Agent:
                     self._on_new_path()
         else:
             self._down_since.setdefault(peer.device, time.monotonic())
-        if state == LinkState.FAILED:
-            # Not from inside the mesh's own callback: it is still updating the link.
+        if state in (LinkState.FAILED, LinkState.DISCONNECTED):
+            # A peer neither answering nor listed by the server is gone: no need to wait out
+            # the grace a disconnected link gets. Not from inside the mesh's own callback:
+            # it is still updating the link.
             asyncio.get_running_loop().call_soon(self._drop_if_gone, peer.device)
         self._push_state()
 

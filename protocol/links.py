@@ -16,7 +16,7 @@ from .envelope import DEVICE_ID
 from .errors import InvalidEnvelope
 from .frames import encode_frame
 
-LINK_STATES = ("connecting", "connected", "failed", "closed")
+LINK_STATES = ("connecting", "connected", "disconnected", "failed", "closed")
 CANDIDATE_TYPES = ("host", "prflx", "srflx", "relay")
 """ICE candidate types from the most direct to the least (RFC 8445 section 5.1.1): a host
 address, one learned from a peer's checks, one a STUN or TURN server saw, a TURN relay."""
