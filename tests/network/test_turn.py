@@ -22,9 +22,11 @@ from typing import Any
 import pytest
 import requests
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from playwright.sync_api import expect, sync_playwright
 
 from signaling.turn import TurnSettings, turn_ice_server
-from tests.helpers import ROOT, poll, read_line_matching, stop_process
+from tests.browser.conftest import CHROMIUM_ARGS, DESKTOP, chromium_path, screenshot
+from tests.helpers import ROOT, in_ci, poll, read_line_matching, stop_process
 from tests.network.conftest import Coturn
 from tests.network.natlab import PUBLIC, NatLab, inside
 from tests.network.pair import open_pair
@@ -132,10 +134,12 @@ def start_in(lab: NatLab, role: str, args: list[str], marker: str, log_path: Pat
     return NsProcess(role, proc, line.strip().rsplit(" ", 1)[-1].rstrip("/"), log_path)
 
 
-@pytest.fixture
-def turn_room(lab: NatLab, coturn: Coturn, tmp_path: Path) -> Iterator[list[NsProcess]]:
+@pytest.fixture(scope="module")
+def turn_room(lab: NatLab, coturn: Coturn,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[NsProcess]]:
     """The signaling server on the public side, minting TURN credentials from coturn's
     secret, and alice and bob each on a private side, in one room."""
+    tmp_path = tmp_path_factory.mktemp("turn-room")
     started: list[NsProcess] = []
     try:
         started.append(start_in(lab, "pub", [
@@ -194,3 +198,37 @@ def test_two_agents_behind_the_nat_link_through_turn_and_say_relay(
         return [m["text"] for m in page["messages"]]
 
     poll(lambda: "through the relay" in texts(bob), timeout=15, message="bob has it")
+
+
+def test_the_network_view_says_the_link_goes_through_the_turn_relay(
+        lab: NatLab, turn_room: list[NsProcess], tmp_path: Path) -> None:
+    """alice's own chat UI, in Chromium run inside her namespace (Playwright drives it over a
+    pipe, so only the page's HTTP travels in the namespace)."""
+    executable = chromium_path()
+    if executable is None:
+        if in_ci():
+            pytest.fail("Debian's chromium is not installed")
+        pytest.skip("the view needs Debian's chromium (apt-get install chromium)")
+    _, alice, _ = turn_room
+    wrapper = tmp_path / "chromium-in-a"
+    wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {lab.ns("a")} {executable} "$@"\n')
+    wrapper.chmod(0o755)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(wrapper), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=DESKTOP)  # type: ignore[arg-type]
+            page.goto(alice.url + "/")
+            edge = page.locator("svg#network-graph g.edge[data-kind=peer]")
+            expect(edge).to_have_attribute("data-path", "relay", timeout=60_000)
+            expect(edge).to_have_attribute("data-state", "connected")
+            expect(edge.locator(".path")).to_have_text("TURN relay")
+            expect(edge.locator("title")).to_contain_text("relayed by the TURN server")
+            expect(page.locator("#members .member[data-device]")).to_have_attribute(
+                "data-path", "relay")
+            expect(page.locator("#members .member[data-device] .link-state")).to_contain_text(
+                "P2P via TURN relay")
+            expect(page.locator("#network-summary")).to_contain_text(
+                "1 of 1 peer linked (1 through the TURN relay)")
+            screenshot(page, "network-view-turn-relay")
+        finally:
+            browser.close()
