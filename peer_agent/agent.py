@@ -59,7 +59,7 @@ from protocol.sync import (
 )
 
 from .log import LocalLog
-from .mesh import LinkState, Mesh, PeerInfo
+from .mesh import Link, LinkState, Mesh, PeerInfo
 from .outbox import Outbox
 from .records import NOTE_MAX_CHARS, PathJournal, Timeline
 from .relay import SignalRelay
@@ -172,6 +172,7 @@ class Agent:
         # Devices whose last signal found no path at all: their offer went nowhere.
         self._unrouted: set[str] = set()
         self._hello_sent: dict[str, float] = {}
+        self._ice_refresh: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -280,6 +281,7 @@ class Agent:
     async def _on_joined(self, reply: dict[str, Any]) -> None:
         assert self.mesh is not None
         self.mesh.ice_servers = list(reply.get("ice_servers") or [])
+        self._refresh_ice_servers_later(reply.get("ice_ttl"))
         # The server's roster is who is present now; a peer whose data channel is still open
         # stays even if the server (just restarted) does not list it yet.
         links = self.mesh.links
@@ -296,6 +298,32 @@ class Agent:
         self._push_state()
         await self._refresh_keys()
         await self._catch_up_from_server()
+
+    def _refresh_ice_servers_later(self, ttl: Any) -> None:
+        """TURN credentials minted by the server expire after `ttl` seconds (TURN_TTL): fetch
+        fresh ones at half their life, so that connections made later can still get a relay."""
+        if self._ice_refresh is not None:
+            self._ice_refresh.cancel()
+            self._ice_refresh = None
+        if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0:
+            self._ice_refresh = asyncio.ensure_future(self._refresh_ice_servers(ttl / 2))
+            self._tasks.add(self._ice_refresh)
+            self._ice_refresh.add_done_callback(self._tasks.discard)
+
+    async def _refresh_ice_servers(self, delay: float) -> None:
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                servers, ttl = await self.client.ice_config()
+            except (SignInError, OSError, aiohttp.ClientError) as exc:
+                log.info("could not refresh the ICE servers: %s", exc)
+                delay = 10.0
+                continue
+            if self.mesh is not None:
+                self.mesh.ice_servers = servers
+            if ttl is None:
+                return
+            delay = ttl / 2
 
     def _add_from_server(self, peer: dict[str, Any]) -> PeerInfo | None:
         """Take a roster entry from the server: the mesh links to it, its key is vouched for,
@@ -587,8 +615,10 @@ class Agent:
                     self._on_new_path()
         else:
             self._down_since.setdefault(peer.device, time.monotonic())
-        if state == LinkState.FAILED:
-            # Not from inside the mesh's own callback: it is still updating the link.
+        if state in (LinkState.FAILED, LinkState.DISCONNECTED):
+            # A peer neither answering nor listed by the server is gone: no need to wait out
+            # the grace a disconnected link gets. Not from inside the mesh's own callback:
+            # it is still updating the link.
             asyncio.get_running_loop().call_soon(self._drop_if_gone, peer.device)
         self._push_state()
 
@@ -806,6 +836,8 @@ class Agent:
                 "user": info.user, "device": device,
                 "state": link.state.value if link else LinkState.CONNECTING.value,
                 "rtt_ms": link.rtt_ms if link else None,
+                "path": _path_dict(link),
+                "connect_ms": link.connect_ms if link else None,
                 "on_server": device in self.present,
                 "links": [report.to_dict() for report in self.reported.get(device, ())],
             })
@@ -862,6 +894,12 @@ class Agent:
         rows = rows[-limit:]
         older = order_token(rows[0].order_key) if more and rows else None
         return {"messages": [self._message_dict(e) for e in rows], "older": older}
+
+
+def _path_dict(link: Link | None) -> dict[str, Any] | None:
+    """Which way an open link goes (protocol.links.LinkPath), or None without one."""
+    path = link.path if link is not None else None
+    return path.to_dict() if path is not None else None
 
 
 @dataclass(frozen=True)

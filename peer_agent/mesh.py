@@ -28,8 +28,11 @@ Rules it keeps:
 - `nudge` makes the offering side offer at once, skipping its backoff: the agent calls it when
   the peer reappears (the server announces it, or it says hello through a relay).
 - Every `ping_interval` each side sends `{"t":"ping","n":..,"at":..}` and answers pings with
-  `{"t":"pong",..}`; these frames stay inside the mesh. They give `Link.rtt_ms`, and a link with no
-  pong for `ping_timeout` counts as failed (a frozen peer).
+  `{"t":"pong",..}`; these frames stay inside the mesh. They give `Link.rtt_ms`. A link with no
+  pong for `ping_timeout` is DISCONNECTED: its connection is kept and pinged, only pings and pongs
+  travel on it, and the first pong makes it CONNECTED again (the agent then compares version
+  vectors). After `recover_grace` more without a pong it has FAILED and is retried with a fresh
+  connection (`protocol/link_rules.py`; aiortc 1.16 cannot restart ICE in place).
 """
 
 from __future__ import annotations
@@ -69,8 +72,11 @@ from protocol import (
     verify_signature,
 )
 from protocol.limits import MAX_SAFE_INTEGER
+from protocol.link_rules import Liveness, Verdict, next_offer_id, offers_to, retry_delay
+from protocol.links import LinkPath
 
 from .ice import pinned_ice_hosts
+from .link_path import selected_path
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +92,7 @@ class LinkState(StrEnum):
 
     CONNECTING = "connecting"
     CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
     FAILED = "failed"
     CLOSED = "closed"
 
@@ -120,12 +127,17 @@ class Link:
     _failures: int = field(default=0, init=False, repr=False)
     _ping_n: int = field(default=0, init=False, repr=False)
     _ping_sent_at: float = field(default=0.0, init=False, repr=False)
-    _last_pong: float = field(default=0.0, init=False, repr=False)
+    _liveness: Liveness = field(default_factory=lambda: Liveness(0.0), init=False, repr=False)
     _watchdog: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _offer_oid: int | None = field(default=None, init=False, repr=False)
     _accepted_oid: int | None = field(default=None, init=False, repr=False)
+
+    @property
+    def path(self) -> LinkPath | None:
+        """Which way the link goes (its nominated ICE candidate pair), while it is connected."""
+        return selected_path(self._pc) if self.state is LinkState.CONNECTED else None
 
 
 SendSignal = Callable[[str, str, dict[str, Any]], Awaitable[None]]
@@ -184,6 +196,7 @@ class Mesh:
         retry_max: float = 15.0,
         ping_interval: float = 2.0,
         ping_timeout: float = 6.0,
+        recover_grace: float = 10.0,
         connect_timeout: float = 10.0,
     ) -> None:
         self._key = key
@@ -199,6 +212,7 @@ class Mesh:
         self._retry_max = retry_max
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
+        self._recover_grace = recover_grace
         self._connect_timeout = connect_timeout
         self._roster: dict[str, PeerInfo] = {}
         self._links: dict[str, Link] = {}
@@ -294,9 +308,9 @@ class Mesh:
         sent = loop.time()
         link._ping_n += 1
         link._ping_sent_at = sent
-        self._send_on(link, f'{{"t":"ping","n":{link._ping_n},"at":{sent:.6f}}}')
+        self._send_on(link, f'{{"t":"ping","n":{link._ping_n},"at":{sent:.6f}}}', control=True)
         await asyncio.sleep(timeout)
-        if link._channel is channel and link._last_pong < sent:
+        if link._channel is channel and link._liveness.last_pong < sent:
             self._fail(link, f"no pong within {timeout:g} s of a probe")
             self.nudge(link.peer.device)
 
@@ -384,7 +398,8 @@ class Mesh:
     # Links.
 
     def _open_link(self, peer: PeerInfo) -> None:
-        link = Link(peer=peer, state=LinkState.CONNECTING, offerer=self._device < peer.device)
+        link = Link(peer=peer, state=LinkState.CONNECTING,
+                    offerer=offers_to(self._device, peer.device))
         self._links[peer.device] = link
         self._notify(link)
         if link.offerer:
@@ -409,11 +424,9 @@ class Mesh:
         link._failures += 1
         self._set_state(link, LinkState.FAILED)
         if link.offerer:
-            self._spawn(self._retry(link, self._backoff(link._failures)), link)
-
-    def _backoff(self, failures: int) -> float:
-        delay: float = min(self._retry_max, self._retry_base * 2 ** max(0, failures - 1))
-        return delay + random.uniform(0, delay / 4)
+            delay = retry_delay(link._failures, self._retry_base, self._retry_max,
+                                random.random())
+            self._spawn(self._retry(link, delay), link)
 
     async def _retry(self, link: Link, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -595,7 +608,7 @@ class Mesh:
         # Wall-clock microseconds, so ids keep growing across restarts of this device and stay
         # below 2^53 for JavaScript peers; kept strictly increasing within the process whatever
         # the clock does.
-        self._last_oid = max(time.time_ns() // 1000, self._last_oid + 1)
+        self._last_oid = next_offer_id(self._last_oid, time.time_ns() // 1000)
         return self._last_oid
 
     def _verified_sdp(self, link: Link, payload: dict[str, Any], kind: str) -> str:
@@ -654,7 +667,7 @@ class Mesh:
         link.connect_ms = (now - link._attempt_started) * 1000
         link._failures = 0
         link._awaiting_answer = False
-        link._last_pong = now
+        link._liveness = Liveness(now, self._ping_timeout, self._recover_grace)
         if link._watchdog is not None:
             link._watchdog.cancel()
             link._watchdog = None
@@ -665,13 +678,18 @@ class Mesh:
     async def _keepalive(self, link: Link, channel: RTCDataChannel) -> None:
         loop = asyncio.get_running_loop()
         while link._channel is channel:
-            if loop.time() - link._last_pong > self._ping_timeout:
-                self._fail(link, f"no pong for {self._ping_timeout:g} s")
+            verdict = link._liveness.verdict(loop.time())
+            if verdict is Verdict.FAILED:
+                self._fail(link, f"no pong for {self._ping_timeout + self._recover_grace:g} s")
                 return
+            if verdict is Verdict.DISCONNECTED and link.state is LinkState.CONNECTED:
+                log.info("link to %s disconnected: no pong for %g s; keeping it %g s more",
+                         _short(link.peer.device), self._ping_timeout, self._recover_grace)
+                self._set_state(link, LinkState.DISCONNECTED)
             link._ping_n += 1
             link._ping_sent_at = loop.time()
             ping = f'{{"t":"ping","n":{link._ping_n},"at":{link._ping_sent_at:.6f}}}'
-            self._send_on(link, ping)
+            self._send_on(link, ping, control=True)
             await asyncio.sleep(self._ping_interval)
 
     def _received(self, link: Link, channel: RTCDataChannel, message: str | bytes) -> None:
@@ -697,18 +715,27 @@ class Mesh:
         if not isinstance(n, int) or isinstance(n, bool) or not isinstance(at, int | float):
             return True
         if frame["t"] == "ping":
-            self._send_on(link, f'{{"t":"pong","n":{n},"at":{at!r}}}')
+            self._send_on(link, f'{{"t":"pong","n":{n},"at":{at!r}}}', control=True)
         elif n == link._ping_n:
             now = asyncio.get_running_loop().time()
             link.rtt_ms = (now - link._ping_sent_at) * 1000
-            link._last_pong = now
+            link._liveness.pong(now)
         elif 0 < n < link._ping_n:
-            link._last_pong = asyncio.get_running_loop().time()
+            link._liveness.pong(asyncio.get_running_loop().time())
+        else:
+            return True
+        if link.state is LinkState.DISCONNECTED:
+            log.info("link to %s recovered", _short(link.peer.device))
+            self._set_state(link, LinkState.CONNECTED)
         return True
 
-    def _send_on(self, link: Link, text: str) -> bool:
+    def _send_on(self, link: Link, text: str, control: bool = False) -> bool:
+        """Send on the link's channel if it is open; pings and pongs (`control`) also go on a
+        disconnected link, which they may bring back."""
         channel = link._channel
-        if link.state is not LinkState.CONNECTED or channel is None:
+        usable = link.state is LinkState.CONNECTED or (
+            control and link.state is LinkState.DISCONNECTED)
+        if not usable or channel is None:
             return False
         if channel.readyState != "open":
             return False

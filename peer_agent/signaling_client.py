@@ -128,6 +128,13 @@ class SignalingClient:
         data = await self._get(f"/api/rooms/{self.room}/keys")
         return list(data["devices"])
 
+    async def ice_config(self) -> tuple[list[dict[str, Any]], int | None]:
+        """The ICE servers the server hands this user now (TURN credentials freshly minted),
+        and how many seconds those credentials last (None: no expiry)."""
+        data = await self._get("/api/config")
+        ttl = data.get("ice_ttl")
+        return list(data.get("ice_servers") or []), ttl if isinstance(ttl, int) else None
+
     # -- Socket.IO --------------------------------------------------------------------------
 
     def _wire(self) -> None:

@@ -16,12 +16,43 @@ from .envelope import DEVICE_ID
 from .errors import InvalidEnvelope
 from .frames import encode_frame
 
-LINK_STATES = ("connecting", "connected", "failed", "closed")
+LINK_STATES = ("connecting", "connected", "disconnected", "failed", "closed")
+CANDIDATE_TYPES = ("host", "prflx", "srflx", "relay")
+"""ICE candidate types from the most direct to the least (RFC 8445 section 5.1.1): a host
+address, one learned from a peer's checks, one a STUN or TURN server saw, a TURN relay."""
 MAX_LINKS = 64
 """At most this many links in one report (a room's mesh is far smaller)."""
 MAX_RTT_MS = 600_000.0
 
 _LINK_FIELDS = frozenset({"device", "state", "rtt_ms"})
+
+
+def path_kind(local_type: str, remote_type: str) -> str:
+    """Which way a link goes, from the candidate types of its selected ICE pair: the less
+    direct of the two ends ("relay" if either is a TURN relay, then "srflx", "prflx", "host").
+    Raises ValueError for a type ICE does not define."""
+    for kind in (local_type, remote_type):
+        if kind not in CANDIDATE_TYPES:
+            raise ValueError(f"unknown ICE candidate type {kind[:20]!r}")
+    return max(local_type, remote_type, key=CANDIDATE_TYPES.index)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPath:
+    """The selected ICE candidate pair of a link: each end's candidate type and address."""
+
+    local_type: str
+    remote_type: str
+    local_address: str
+    remote_address: str
+
+    @property
+    def kind(self) -> str:
+        return path_kind(self.local_type, self.remote_type)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "local": self.local_type, "remote": self.remote_type,
+                "local_address": self.local_address, "remote_address": self.remote_address}
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ so a page on another site cannot act through a signed-in user's browser."""
 
 from __future__ import annotations
 
+import time
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
@@ -19,6 +20,7 @@ from .errors import ApiError
 from .extensions import csrf, db, limiter
 from .models import Device, Membership, User
 from .ratelimit import sign_in_key, sign_in_per_address, sign_in_per_name
+from .turn import ice_servers_for
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)
@@ -114,8 +116,13 @@ def add_device() -> ResponseReturnValue:
 @bp.get("/config")
 @token_required
 def client_config() -> ResponseReturnValue:
-    """What a peer needs to connect: the ICE servers to hand to RTCPeerConnection."""
-    return jsonify(ice_servers=current_app.config["ICE_SERVERS"])
+    """What a peer needs to connect: the ICE servers to hand to RTCPeerConnection, with TURN
+    credentials minted for this user, and how many seconds those stay valid (null: forever)."""
+    turn = current_app.config.get("TURN")
+    return jsonify(
+        ice_servers=ice_servers_for(current_app.config["ICE_SERVERS"], turn, g.user.username,
+                                    time.time()),
+        ice_ttl=turn.ttl if turn is not None else None)
 
 
 @bp.get("/rooms/<room>/keys")

@@ -8,6 +8,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from .turn import DEFAULT_TURN_TTL, TurnSettings
+
 DEFAULT_RATE_LIMITS = {
     "RATELIMIT_LOGIN": "10 per minute",
     "RATELIMIT_LOGIN_ADDRESS": "100 per minute",
@@ -90,6 +92,24 @@ def parse_ice_servers(raw: str | None) -> list[dict[str, Any]]:
     return value
 
 
+def parse_turn_settings(urls: str | None, secret: str | None,
+                        ttl: str | None) -> TurnSettings | None:
+    """`TURN_URLS` (comma-separated `turn:`/`turns:` URLs), `TURN_SECRET` (shared with the TURN
+    server's `static-auth-secret`) and `TURN_TTL` (seconds each minted credential lives): both of
+    the first two or neither."""
+    if not urls and not secret:
+        return None
+    if not urls or not secret:
+        raise ConfigError("TURN_URLS and TURN_SECRET go together: set both or neither")
+    listed = tuple(u.strip() for u in urls.split(",") if u.strip())
+    if not listed or not all(u.split(":", 1)[0] in ("turn", "turns") for u in listed):
+        raise ConfigError("TURN_URLS must be a comma-separated list of turn: or turns: URLs")
+    lifetime = positive_number("TURN_TTL", ttl, DEFAULT_TURN_TTL)
+    if lifetime < 60 or lifetime != int(lifetime):
+        raise ConfigError("TURN_TTL must be a whole number of seconds, 60 or more")
+    return TurnSettings(urls=listed, secret=secret, ttl=int(lifetime))
+
+
 def parse_cors_origins(raw: str | None) -> list[str] | str | None:
     """`CORS_ORIGINS`: unset means same origin only, `*` means any, else a comma-separated list."""
     if not raw:
@@ -130,6 +150,8 @@ def from_environment(instance_path: str) -> dict[str, Any]:
             "PRESENCE_HEARTBEAT_SECONDS", env.get("PRESENCE_HEARTBEAT_SECONDS"),
             DEFAULT_HEARTBEAT_SECONDS),
         "ICE_SERVERS": parse_ice_servers(env.get("ICE_SERVERS")),
+        "TURN": parse_turn_settings(env.get("TURN_URLS"), env.get("TURN_SECRET"),
+                                    env.get("TURN_TTL")),
         "CORS_ORIGINS": parse_cors_origins(env.get("CORS_ORIGINS")),
         "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "0") == "1",
     }

@@ -24,6 +24,7 @@ from .extensions import db, rollback_quietly, socketio
 from .models import Device, Presence, Room, User
 from .ratelimit import EventLimits
 from .schemas import JoinRequest, LeaveRequest, PublishRequest, SignalRequest, first_error
+from .turn import ice_servers_for
 
 log = logging.getLogger("gibberish.signaling")
 
@@ -155,7 +156,10 @@ def on_join(data: Any) -> dict[str, Any]:
         "room": room.name,
         "you": peer_dict(me),
         "peers": [peer_dict(p) for p in others],
-        "ice_servers": current_app.config["ICE_SERVERS"],
+        "ice_servers": ice_servers_for(current_app.config["ICE_SERVERS"],
+                                       current_app.config.get("TURN"), user.username,
+                                       time.time()),
+        "ice_ttl": current_app.config["TURN"].ttl if current_app.config.get("TURN") else None,
         "cursor": store.latest_cursor(room),
     }
 

@@ -10,8 +10,17 @@
 //   server in the middle cannot put its own DTLS certificate in between.
 // - Browsers trickle candidates as {candidate, sdpMid, sdpMLineIndex}, always after the offer
 //   or answer they belong to (aiortc never trickles: its SDP is complete).
-// - Every 2 s each side pings ({"t":"ping","n","at"}) and answers pings with pongs; a link
-//   with no pong for 6 s counts as failed (a frozen peer).
+// - Every 2 s each side pings ({"t":"ping","n","at"}) and answers pings with pongs. A link
+//   with no pong for 6 s is "disconnected": kept and pinged (only pings and pongs go on it),
+//   and the first pong makes it "connected" again; 10 s later still silent, it has failed and
+//   is offered afresh (protocol/link_rules.py).
+// - ICE restart, between browsers only: each browser's offer and answer say `ice_restart:
+//   true`. When a link to a peer that said so goes disconnected, its offering side restarts
+//   ICE on the same connection (`restartIce()`, an offer with `restart: true`) and the other
+//   side answers on its connection instead of replacing it. aiortc 1.16 cannot restart ICE
+//   (aiortc issue #211), so a link to an agent gets a fresh connection once it has failed.
+// - Each open link's path is read from getStats(): the selected candidate pair's candidate
+//   types and addresses.
 
 import {
   BadSignature,
@@ -21,6 +30,7 @@ import {
   JsonNumber,
   MAX_FRAME_BYTES,
   parseFrame,
+  pathKind,
   ProtocolError,
   sdpFingerprint,
   sign,
@@ -37,6 +47,7 @@ const HIGH_WATER = 1 << 20;
 export const LinkState = Object.freeze({
   CONNECTING: "connecting",
   CONNECTED: "connected",
+  DISCONNECTED: "disconnected",
   FAILED: "failed",
   CLOSED: "closed",
 });
@@ -60,6 +71,10 @@ class Link {
     this.lastPong = 0;
     this.attemptStarted = 0;
     this.queue = Promise.resolve();
+    this.path = null;
+    this.peerRestarts = false; // the peer said it can restart ICE on a live connection
+    this.restarts = 0;
+    this.attempts = 0;
   }
 }
 
@@ -73,15 +88,17 @@ function short(device) {
  * text frame that is not a ping or pong; `onLink(peer, state)` every link state change.
  */
 export class Mesh {
-  constructor({ key, room, sendSignal, onFrame, onLink, iceServers = [], retryBase = 500,
-                retryMax = 15000, pingInterval = 2000, pingTimeout = 6000,
-                connectTimeout = 10000, log = console }) {
+  constructor({ key, room, sendSignal, onFrame, onLink, onPath = () => {}, iceServers = [],
+                retryBase = 500, retryMax = 15000, pingInterval = 2000, pingTimeout = 6000,
+                recoverGrace = 10000, connectTimeout = 10000, log = console }) {
     this.key = key;
     this.device = key.device;
     this.room = room;
     this.sendSignal = sendSignal;
     this.onFrame = onFrame;
     this.onLink = onLink;
+    this.onPath = onPath;
+    this.recoverGrace = recoverGrace;
     this.iceServers = iceServers;
     this.retryBase = retryBase;
     this.retryMax = retryMax;
@@ -248,6 +265,7 @@ export class Mesh {
     link.awaitingAnswer = false;
     link.descriptionSent = false;
     link.localCandidates = [];
+    link.path = null;
     if (pc) {
       try { pc.close(); } catch (err) { this.log.debug("closing a connection failed", err); }
     }
@@ -279,6 +297,8 @@ export class Mesh {
     // Only the servers the server hands out: never a public STUN default.
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     link.pc = pc;
+    link.attempts++;
+    link.path = null;
     link.attemptStarted = performance.now();
     pc.addEventListener("connectionstatechange", () => {
       if (link.pc === pc && (pc.connectionState === "failed" || pc.connectionState === "closed")) {
@@ -330,6 +350,23 @@ export class Mesh {
         `offer from ${short(link.peer.device)}, which waits for our offer (offer rule)`);
     }
     const sdp = await this.verifiedSdp(link, payload, "offer");
+    link.peerRestarts = payload.ice_restart === true;
+    if (payload.restart === true && link.pc && link.channel
+        && link.pc.signalingState === "stable") {
+      // An ICE restart of the connection we have: answer on it, keep the channel.
+      const pc = link.pc;
+      link.restarts++;
+      link.descriptionSent = false;
+      try {
+        await pc.setRemoteDescription({ type: "offer", sdp });
+        await pc.setLocalDescription(await pc.createAnswer());
+      } catch (err) {
+        if (link.pc === pc) throw new ProtocolError(`ICE restart offer is unusable: ${err.message}`);
+        return;
+      }
+      if (link.pc === pc) await this.sendDescription(link, pc, "answer", true);
+      return;
+    }
     this.dropConnection(link);
     this.setState(link, LinkState.CONNECTING);
     const pc = this.newConnection(link);
@@ -355,6 +392,7 @@ export class Mesh {
     }
     const sdp = await this.verifiedSdp(link, payload, "answer");
     link.awaitingAnswer = false;
+    link.peerRestarts = payload.ice_restart === true;
     try {
       await pc.setRemoteDescription({ type: "answer", sdp });
     } catch (err) {
@@ -381,14 +419,16 @@ export class Mesh {
     }
   }
 
-  async sendDescription(link, pc, kind) {
+  async sendDescription(link, pc, kind, restart = false) {
     const description = pc.localDescription;
     const fingerprint = sdpFingerprint(description.sdp);
     const signed = fingerprintSignedBytes(this.room, this.device, link.peer.device, fingerprint);
     const fpSig = b64encode(await sign(this.key.privateKey, signed));
     if (link.pc !== pc) return;
-    await this.sendSignal(link.peer.device, kind,
-      { sdp: description.sdp, type: description.type, fp_sig: fpSig });
+    const payload = { sdp: description.sdp, type: description.type, fp_sig: fpSig,
+                      ice_restart: true };
+    if (restart) payload.restart = true;
+    await this.sendSignal(link.peer.device, kind, payload);
     if (link.pc !== pc) return;
     link.descriptionSent = true;
     const held = link.localCandidates;
@@ -443,18 +483,91 @@ export class Mesh {
     link.timers.clear();
     const ping = () => {
       if (link.channel !== channel) return;
-      if (performance.now() - link.lastPong > this.pingTimeout) {
-        this.fail(link, `no pong for ${this.pingTimeout / 1000} s`);
+      // The rules of protocol/link_rules.py (Liveness): disconnected, then failed.
+      const silent = performance.now() - link.lastPong;
+      if (silent > this.pingTimeout + this.recoverGrace) {
+        this.fail(link, `no pong for ${(this.pingTimeout + this.recoverGrace) / 1000} s`);
         return;
+      }
+      if (silent > this.pingTimeout && link.state === LinkState.CONNECTED) {
+        this.log.info(`link to ${short(link.peer.device)} disconnected: no pong for `
+          + `${this.pingTimeout / 1000} s`);
+        this.setState(link, LinkState.DISCONNECTED);
+        if (link.offerer && link.peerRestarts) this.restartIce(link, link.pc);
       }
       link.pingN++;
       link.pingSentAt = performance.now();
-      this.sendOn(link, `{"t":"ping","n":${link.pingN},"at":${(link.pingSentAt / 1000).toFixed(6)}}`);
+      this.sendOn(link, `{"t":"ping","n":${link.pingN},"at":${(link.pingSentAt / 1000).toFixed(6)}}`,
+        true);
+      this.readPath(link, link.pc);
     };
     link.timers.add(setInterval(ping, this.pingInterval));
     this.log.info(`link to ${short(link.peer.device)} open in ${Math.round(link.connectMs)} ms`);
     this.setState(link, LinkState.CONNECTED);
     ping();
+  }
+
+  /** Restart ICE on the live connection (the offering side, to a browser that can). */
+  async restartIce(link, pc) {
+    if (!pc || link.pc !== pc || pc.signalingState !== "stable") return;
+    link.restarts++;
+    this.log.info(`restarting ICE with ${short(link.peer.device)}`);
+    try {
+      // Candidates of the new ICE generation must not overtake the offer that announces it.
+      link.descriptionSent = false;
+      pc.restartIce();
+      await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+      if (link.pc !== pc) return;
+      link.awaitingAnswer = true;
+      await this.sendDescription(link, pc, "offer", true);
+    } catch (err) {
+      this.log.warn(`ICE restart with ${short(link.peer.device)} failed: ${err.message}`);
+    }
+  }
+
+  /** Read which way the link goes from the selected candidate pair; onPath when it changes. */
+  async readPath(link, pc) {
+    if (!pc) return;
+    let report;
+    try {
+      report = await pc.getStats();
+    } catch {
+      return;
+    }
+    if (link.pc !== pc) return;
+    let pair = null;
+    report.forEach((s) => {
+      if (s.type === "transport" && s.selectedCandidatePairId) {
+        pair = report.get(s.selectedCandidatePairId) || pair;
+      }
+    });
+    if (!pair) {
+      report.forEach((s) => {
+        if (!pair && s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s;
+      });
+    }
+    const local = pair && report.get(pair.localCandidateId);
+    const remote = pair && report.get(pair.remoteCandidateId);
+    let path = null;
+    try {
+      if (local && remote) {
+        path = {
+          kind: pathKind(local.candidateType, remote.candidateType),
+          local: local.candidateType, remote: remote.candidateType,
+          local_address: `${local.address || local.ip || "?"}:${local.port}`,
+          remote_address: `${remote.address || remote.ip || "?"}:${remote.port}`,
+        };
+      }
+    } catch (err) {
+      this.log.debug("no path to read", err);
+    }
+    if (JSON.stringify(path) === JSON.stringify(link.path)) return;
+    link.path = path;
+    try {
+      this.onPath(link.peer);
+    } catch (err) {
+      this.log.error("onPath callback failed", err);
+    }
   }
 
   received(link, data) {
@@ -485,22 +598,31 @@ export class Mesh {
     if (frame.t === "ping") {
       // Echo `at` exactly as sent: the pinger matches it against its own clock.
       const atText = at instanceof JsonNumber ? at.text : String(at);
-      this.sendOn(link, `{"t":"pong","n":${n},"at":${atText}}`);
+      this.sendOn(link, `{"t":"pong","n":${n},"at":${atText}}`, true);
+      return true;
     } else if (n === link.pingN) {
       const now = performance.now();
       link.rttMs = now - link.pingSentAt;
       link.lastPong = now;
     } else if (n > 0 && n < link.pingN) {
-      link.lastPong = performance.now();
+      link.lastPong = Math.max(link.lastPong, performance.now());
+    } else {
+      return true;
+    }
+    if (link.state === LinkState.DISCONNECTED) {
+      this.log.info(`link to ${short(link.peer.device)} recovered`);
+      this.setState(link, LinkState.CONNECTED);
+      this.readPath(link, link.pc);
     }
     return true;
   }
 
-  sendOn(link, text) {
+  /** Send on an open channel; pings and pongs (`control`) also go on a disconnected link. */
+  sendOn(link, text, control = false) {
     const channel = link.channel;
-    if (link.state !== LinkState.CONNECTED || !channel || channel.readyState !== "open") {
-      return false;
-    }
+    const usable = link.state === LinkState.CONNECTED
+      || (control && link.state === LinkState.DISCONNECTED);
+    if (!usable || !channel || channel.readyState !== "open") return false;
     try {
       channel.send(text);
       return true;

@@ -95,6 +95,7 @@ export class BrowserPeer {
       sendSignal: (to, kind, payload) => this.server.signal(to, kind, payload),
       onFrame: (peer, text) => this.onFrame(peer, text),
       onLink: (peer, state) => this.onPeerLink(peer, state),
+      onPath: () => this.pushState(),
     });
     this.addEvent("started", `${this.user}'s browser peer started in #${this.room}`);
     this.server.start(this.key.device);
@@ -171,7 +172,11 @@ export class BrowserPeer {
         const link = this.mesh ? this.mesh.links.get(p.device) : null;
         return { user: p.user, device: p.device,
                  state: link ? link.state : LinkState.CONNECTING,
-                 rtt_ms: link ? link.rttMs : null, on_server: this.present.has(p.device),
+                 rtt_ms: link ? link.rttMs : null,
+                 path: link && link.state === LinkState.CONNECTED ? link.path : null,
+                 connect_ms: link ? link.connectMs : null,
+                 ice_restarts: link ? link.restarts : 0,
+                 on_server: this.present.has(p.device),
                  links: this.reported.get(p.device) || [] };
       });
     return {

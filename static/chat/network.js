@@ -42,6 +42,8 @@ const TIMELINE_MAX = 200;
 export const LINK_STATES = {
   connected: { label: "connected", help: "direct data channel open" },
   connecting: { label: "connecting…", help: "setting up the channel" },
+  disconnected: { label: "interrupted", help: "no answer for a few seconds: the connection is "
+    + "kept in case it recovers" },
   failed: { label: "failed", help: "no answer, retrying" },
   closed: { label: "closed", help: "channel closed" },
 };
@@ -120,7 +122,30 @@ function textBlock(x, y, lines, { anchor = "middle", place = "below", className 
   return text;
 }
 
-const HEALTH = { connected: 2, connecting: 1, failed: 0, closed: 0 };
+const HEALTH = { connected: 3, disconnected: 2, connecting: 1, failed: 0, closed: 0 };
+
+/**
+ * Which way an open link goes, from its selected ICE candidate pair ({kind, local, remote,
+ * local_address, remote_address}, kind the less direct of the two candidate types): a short
+ * label for the graph and a sentence for its title. No path: messages to that peer travel
+ * through other peers or the server.
+ */
+export const PATH_KINDS = {
+  host: { label: "direct", help: "direct between the two devices' own addresses" },
+  prflx: { label: "direct", help: "direct, to an address learned from the other side's "
+    + "checks (peer-reflexive)" },
+  srflx: { label: "through NAT", help: "direct through a NAT, to the address a STUN server "
+    + "saw (server-reflexive)" },
+  relay: { label: "TURN relay", help: "relayed by the TURN server" },
+};
+
+export function describePath(path) {
+  if (!path || !PATH_KINDS[path.kind]) {
+    return "no direct link: messages travel through other peers or the server";
+  }
+  return `${PATH_KINDS[path.kind].help} (this end ${path.local} ${path.local_address}, `
+    + `theirs ${path.remote} ${path.remote_address})`;
+}
 
 /**
  * The data channels between the other devices, from what each peer reports of its own
@@ -261,8 +286,10 @@ export class NetworkView {
 
       if (d.kind === "peer") {
         const state = LINK_STATES[d.state] ? d.state : "connecting";
-        const g = svg("g", { class: `edge peer-link ${state}`, "data-kind": "peer",
-          "data-device": d.device, "data-state": d.state });
+        const path = d.state === "connected" && d.path && PATH_KINDS[d.path.kind] ? d.path : null;
+        const g = svg("g", { class: `edge peer-link ${state}${path ? ` path-${path.kind}` : ""}`,
+          "data-kind": "peer", "data-device": d.device, "data-state": d.state,
+          "data-path": path ? path.kind : "none" });
         const from = around(d.angle, SELF_R);
         const to = around(d.angle, Math.hypot(d.x - CX, d.y - CY) - PEER_R);
         g.append(svg("line", { x1: from.x, y1: from.y, x2: to.x, y2: to.y }));
@@ -270,9 +297,14 @@ export class NetworkView {
         // Only an open channel has a round-trip time: in a crowded room it says "connected".
         const pieces = crowded && rtt ? [] : [[LINK_STATES[state].label, "edge-state"]];
         if (rtt) pieces.push(...(pieces.length ? [[" · ", "sep"]] : []), [rtt, "rtt"]);
+        // A relayed link says so even in a crowded room: it costs the TURN server's hop.
+        if (path && (!crowded || path.kind === "relay")) {
+          pieces.push(...(pieces.length ? [[" · ", "sep"]] : []),
+            [PATH_KINDS[path.kind].label, "path"]);
+        }
         g.append(textBlock(x, stateY, [pieces], { anchor, place, className: "edge-label" }));
         g.append(svg("title", {}, `link to ${d.user}: ${LINK_STATES[state].help}`
-          + (rtt ? `, round trip ${rtt}` : "")));
+          + (rtt ? `, round trip ${rtt}` : "") + `; ${describePath(path)}`));
         edges.append(g);
       }
 
@@ -330,12 +362,15 @@ export class NetworkView {
   describe(devices, serverState, outbox) {
     const peers = devices.filter((d) => d.kind === "peer");
     const up = peers.filter((d) => d.state === "connected").length;
+    const relayed = peers.filter((d) => d.state === "connected" && d.path
+      && d.path.kind === "relay").length;
     const offline = devices.length - peers.length;
     const parts = [
       `${SERVER_STATES[serverState] || serverState}`
         + (outbox > 0 ? ` (${outbox} waiting in the outbox)` : ""),
       peers.length === 0 ? "no peers in the room"
-        : `${up} of ${peers.length} peer${peers.length === 1 ? "" : "s"} linked directly`,
+        : `${up} of ${peers.length} peer${peers.length === 1 ? "" : "s"} linked`
+          + (relayed ? ` (${relayed} through the TURN relay)` : " directly"),
     ];
     if (offline > 0) parts.push(`${offline} offline`);
     return parts.join(" · ");
@@ -421,6 +456,10 @@ export function buildNetworkPanel(doc) {
   const entries = [
     ["edge peer-link connected", "line", "connected", "a direct data channel is open"],
     ["edge peer-link connecting", "line", "connecting", "the data channel is being set up"],
+    ["edge peer-link disconnected", "line", "interrupted", "no answer for a few seconds: kept, "
+      + "in case it recovers"],
+    ["edge peer-link connected path-relay", "line", "TURN relay", "an open channel relayed by "
+      + "the TURN server"],
     ["edge peer-link failed", "line", "failed / down", "no answer: retrying"],
     ["edge peer-link closed", "line", "closed", "the data channel was closed"],
     ["edge presence", "line", "in the room (server)", "the server lists this device in the room"],

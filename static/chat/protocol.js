@@ -622,8 +622,22 @@ export function vectorFrame(vector) {
   return encodeFrame({ t: "vv", vector: vectorToObject(vector) });
 }
 
+// Which way a link goes (protocol/links.py): the less direct of its selected pair's two
+// ICE candidate types.
+export const CANDIDATE_TYPES = ["host", "prflx", "srflx", "relay"];
+
+export function pathKind(localType, remoteType) {
+  for (const type of [localType, remoteType]) {
+    if (!CANDIDATE_TYPES.includes(type)) {
+      throw new ProtocolError(`unknown ICE candidate type ${String(type).slice(0, 20)}`);
+    }
+  }
+  return CANDIDATE_TYPES.indexOf(localType) >= CANDIDATE_TYPES.indexOf(remoteType)
+    ? localType : remoteType;
+}
+
 // Link reports (protocol/links.py): a peer's own data channels, for the network view.
-export const LINK_STATES = ["connecting", "connected", "failed", "closed"];
+export const LINK_STATES = ["connecting", "connected", "disconnected", "failed", "closed"];
 export const MAX_LINKS = 64;
 const MAX_RTT_MS = 600000;
 

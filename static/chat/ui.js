@@ -16,6 +16,7 @@ const STATE_REFRESH_MS = 5000;
 const LINK_LABELS = {
   connected: "direct P2P",
   connecting: "connecting",
+  disconnected: "interrupted",
   failed: "reconnecting",
   closed: "offline",
   offline: "offline",
@@ -369,8 +370,11 @@ export class ChatView {
       const li = el("li", { className: "member" });
       li.dataset.device = p.device;
       li.dataset.state = p.state;
+      li.dataset.path = p.state === "connected" && p.path ? p.path.kind : "none";
+      if (p.ice_restarts) li.dataset.iceRestarts = String(p.ice_restarts);
       li.append(el("span", { className: "member-name" }, p.user));
-      const label = LINK_LABELS[p.state] || p.state;
+      const relayed = p.state === "connected" && p.path && p.path.kind === "relay";
+      const label = relayed ? "P2P via TURN relay" : LINK_LABELS[p.state] || p.state;
       const rtt = p.state === "connected" && p.rtt_ms != null ? ` · ${p.rtt_ms.toFixed(1)} ms` : "";
       li.append(el("span", { className: "link-state " + p.state }, label + rtt));
       this.members.append(li);

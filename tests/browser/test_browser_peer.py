@@ -108,6 +108,14 @@ def test_browser_peer_and_two_agents_chat_both_ways_in_the_same_order(
         assert shown == alice.texts() == bob.texts()
         assert {"hello from alice", "hello from bob", "hello from the browser"} <= set(shown)
         expect(page.locator("#members .member[data-state=connected]")).to_have_count(2)
+        # Each link says which way it goes, on the page and at the agents: host to host in
+        # the sealed namespace (or peer-reflexive, an address learned from the checks).
+        expect(page.locator("#members .member[data-state=connected][data-path=host], "
+                            "#members .member[data-state=connected][data-path=prflx]")
+               ).to_have_count(2, timeout=LONG)
+        for agent in (alice, bob):
+            peer = next(p for p in agent.state()["peers"] if p["user"] == carol)
+            assert peer["path"]["kind"] in ("host", "prflx"), peer
         # Link reports both ways: the page draws the agents' link to each other, and the
         # agents hear the page's links.
         alice_device, bob_device = alice.state()["device"], bob.state()["device"]
@@ -139,6 +147,11 @@ def test_two_browser_peers_chat_with_each_other(open_page: OpenPage, server: Ser
     join_room_page(second, server, erin, room)
     wait_page_linked(first, {erin})
     wait_page_linked(second, {dave})
+    for page in (first, second):
+        expect(page.locator("#members .member[data-state=connected]")).to_have_attribute(
+            "data-path", "host", timeout=LONG)
+        expect(page.locator("svg#network-graph g.edge[data-kind=peer]")).to_have_attribute(
+            "data-path", "host", timeout=LONG)
     send_from_page(first, "hi erin, from dave's browser")
     expect(second.locator("#messages .text").last).to_have_text(
         "hi erin, from dave's browser", timeout=LONG)

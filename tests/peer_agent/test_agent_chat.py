@@ -17,6 +17,16 @@ def test_three_agents_form_a_full_mesh(trio: list[AgentProcess]) -> None:
         assert len(state["peers"]) == 2
 
 
+def test_each_link_says_it_goes_host_to_host_on_loopback(trio: list[AgentProcess]) -> None:
+    for agent in trio:
+        for peer in agent.state()["peers"]:
+            path = peer["path"]
+            assert (path["kind"], path["local"], path["remote"]) == ("host", "host", "host")
+            assert path["local_address"].startswith("127.0.0.1:")
+            assert path["remote_address"].startswith("127.0.0.1:")
+            assert peer["connect_ms"] > 0
+
+
 def test_a_message_reaches_every_peer_in_the_same_order(trio: list[AgentProcess]) -> None:
     alice, bob, carol = trio
     alice.send("one from alice")

@@ -326,15 +326,18 @@ def test_a_returning_device_rejoins_the_mesh(returning: str) -> None:
 
 def test_a_frozen_peer_is_detected_by_missing_pongs() -> None:
     async def body() -> None:
-        async with Room(ping_interval=0.1, ping_timeout=0.5) as room:
+        async with Room(ping_interval=0.1, ping_timeout=0.5, recover_grace=0.5) as room:
             alice, bob = room.join("alice"), room.join("bob")
             room.share_roster()
             await wait_until(room.fully_connected, message="a link")
 
             # Fake a frozen peer: bob's connection stays up but he stops sending frames.
-            bob.mesh._send_on = lambda link, text: False  # type: ignore[method-assign]
+            bob.mesh._send_on = lambda link, text, **_: False  # type: ignore[method-assign]
             await wait_until(lambda: alice.saw(bob, LinkState.FAILED), timeout=3.0,
                              message="alice to give up on bob")
+            # First disconnected (kept, in case it recovers), then failed after the grace.
+            seen = [state for device, state in alice.states if device == bob.device]
+            assert seen.index(LinkState.DISCONNECTED) < seen.index(LinkState.FAILED)
 
     run(body)
 

@@ -219,4 +219,4 @@ def test_room_keys_without_a_token_are_401(server: ServerProcess) -> None:
 def test_config_hands_out_no_ice_servers_by_default(accounts: Accounts) -> None:
     reply = accounts("config").get("/api/config")
     assert reply.status_code == 200
-    assert reply.json() == {"ice_servers": []}
+    assert reply.json() == {"ice_servers": [], "ice_ttl": None}

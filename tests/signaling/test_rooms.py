@@ -27,7 +27,7 @@ def test_join_answers_with_the_peers_already_there(accounts: Accounts, peers: Pe
     reply = peers(bob).join(room)
     assert reply == {
         "ok": True, "room": room, "you": roster_entry(bob), "peers": [roster_entry(alice)],
-        "ice_servers": [], "cursor": 0,
+        "ice_servers": [], "ice_ttl": None, "cursor": 0,
     }
 
 
