@@ -179,7 +179,7 @@ def test_ids_the_server_names_are_pulled_from_it_after_a_short_delay() -> None:
 def test_ids_a_peer_delivered_meanwhile_are_not_read_from_the_server() -> None:
     core = CatchUp(interval=3)
     core.server_named([f"{A}:1"], vv(), now=0)
-    core.server_named([f"{B}:1"], vv(b=1), now=0), "already held: nothing named"
+    core.server_named([f"{B}:1"], vv(b=1), now=0)  # already held: nothing named
     assert core.due(now=1, ours=vv(a=1), server_up=True) == []
     assert core.next_due() is None
 
