@@ -18,7 +18,7 @@ import requests
 
 from tests.faults.cluster import PASSWORD, SERVER_ENV
 from tests.faults.routed_network import SERVER_ADDRESS, Host
-from tests.helpers import ROOT, read_line_matching, stop_process
+from tests.helpers import ROOT, poll, read_line_matching, stop_process
 
 
 @dataclass
@@ -123,3 +123,18 @@ def start_hosted_agent(host: Host, server: HubServer, name: str, room: str, data
         raise AssertionError(f"agent {name} did not start:\n"
                              + (data_dir / "agent.log").read_text()) from None
     return HostedAgent(name, host, proc, line.strip().rsplit(" ", 1)[-1].rstrip("/"), data_dir)
+
+
+def wait_state(agent: HostedAgent, server_up: bool, linked: set[str], listed: set[str],
+               timeout: float = 60) -> None:
+    """Poll until the agent's server link is as given, it has an open channel to each of
+    `linked`, and lists `listed` among its peers."""
+    def ready() -> bool:
+        state = agent.state()
+        peers = {p["user"]: p["state"] for p in state["peers"]}
+        return (state["server"]["connected"] is server_up
+                and all(peers.get(user) == "connected" for user in linked)
+                and listed <= peers.keys())
+    poll(ready, timeout=timeout, interval=0.1,
+         message=f"{agent.name}: server {'up' if server_up else 'down'}, linked to "
+                 f"{sorted(linked)}, listing {sorted(listed)}")

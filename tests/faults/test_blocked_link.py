@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.routed_network import Host, RoutedNetwork, unavailable_reason
-from tests.faults.routed_room import HostedAgent, HubServer, start_hosted_agent
+from tests.faults.routed_room import HostedAgent, HubServer, start_hosted_agent, wait_state
 from tests.helpers import in_ci, poll
 from tests.signaling.conftest import unique_name
 
@@ -53,21 +53,6 @@ def start(server: HubServer, tmp_path: Path) -> Iterator[StartAgent]:
     yield make
     for agent in started:
         agent.stop()
-
-
-def wait_state(agent: HostedAgent, server_up: bool, linked: set[str],
-               listed: set[str]) -> None:
-    """Poll until the agent's server link is as given, it has an open channel to each of
-    `linked`, and lists `listed` among its peers."""
-    def ready() -> bool:
-        state = agent.state()
-        peers = {p["user"]: p["state"] for p in state["peers"]}
-        return (state["server"]["connected"] is server_up
-                and all(peers.get(user) == "connected" for user in linked)
-                and listed <= peers.keys())
-    poll(ready, timeout=60, interval=0.1,
-         message=f"{agent.name}: server {'up' if server_up else 'down'}, linked to "
-                 f"{sorted(linked)}, listing {sorted(listed)}")
 
 
 def texts_of(agent: HostedAgent) -> list[str]:
