@@ -11,6 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
+from protocol.catchup import SYNC_INTERVAL
+
 from .agent import Agent, AgentConfig
 from .ice import pin_ice_hosts
 from .signaling_client import SignInError
@@ -44,8 +46,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-rendezvous", action="store_true",
                         help="do not listen for rendezvous (peers cannot reach this agent "
                              "while the server is down; it can still reach them)")
+    parser.add_argument("--sync-interval", type=_seconds, default=SYNC_INTERVAL, metavar="S",
+                        help="seconds between two comparisons of logs with each linked peer "
+                             f"(a small digest frame; default {SYNC_INTERVAL:g})")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     return parser.parse_args(argv)
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0.05 <= value <= 3600:
+        raise argparse.ArgumentTypeError("give a number of seconds from 0.05 to 3600")
+    return value
 
 
 def rendezvous_host(args: argparse.Namespace) -> str | None:
@@ -64,7 +76,7 @@ async def run(args: argparse.Namespace, password: str | None) -> None:
         server_url=args.server, username=args.user, room=args.room, data_dir=args.data_dir,
         password=password, register=args.register, ui_port=args.ui_port,
         ice_hosts=args.ice_host, rendezvous_host=rendezvous_host(args),
-        rendezvous_port=args.rendezvous_port,
+        rendezvous_port=args.rendezvous_port, sync_interval=args.sync_interval,
     ))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -38,6 +38,7 @@ from protocol import (
     encode_frame,
     parse_frame,
 )
+from protocol.catchup import SYNC_INTERVAL, CatchUp, Effect, Pull, PullServer, SendDigest
 from protocol.links import (
     MAX_LINKS,
     LinkReport,
@@ -50,6 +51,7 @@ from protocol.relay import Sender, SignalFrame, is_signal_frame, parse_signal_fr
 from protocol.rendezvous import is_address
 from protocol.sync import (
     BatchFrame,
+    DigestFrame,
     KeysFrame,
     MsgFrame,
     VectorFrame,
@@ -57,6 +59,7 @@ from protocol.sync import (
     keys_frames_for,
     parse_sync_frame,
 )
+from protocol.vector import vector_digest
 
 from .log import LocalLog
 from .mesh import Link, LinkState, Mesh, PeerInfo
@@ -101,6 +104,7 @@ class AgentConfig:
     ice_hosts: list[str] | None = None
     rendezvous_host: str | None = "127.0.0.1"
     rendezvous_port: int = 0
+    sync_interval: float = SYNC_INTERVAL
 
 
 @dataclass
@@ -174,6 +178,11 @@ class Agent:
         self._hello_sent: dict[str, float] = {}
         self._ice_refresh: asyncio.Task[None] | None = None
 
+
+        # What to pull, from whom and when (protocol/catchup.py); woken when it may be due sooner.
+        self.catchup = CatchUp(interval=config.sync_interval)
+        self._catchup_wake = asyncio.Event()
+
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -202,6 +211,7 @@ class Agent:
         self.client.start()
         self._spawn(self._keep_in_reach())
         self._spawn(self._report_links_forever())
+        self._spawn(self._catch_up_forever())
         log.info("%s's agent for #%s: UI on %s, rendezvous on %s", self.user, self.room,
                  self.ui.url, self.rendezvous.address if self.rendezvous else "(none)")
 
@@ -531,6 +541,10 @@ class Agent:
             self.paths.record(message_id, "on_server", cursor=cursor,
                               text=f"the server stored it at cursor {cursor}")
         self._on_uploaded(ids)
+        # Ids this device lacks are read from the server's history soon, unless a peer brings
+        # them first.
+        self.catchup.server_named(ids, self.store.vector(self.room), time.monotonic())
+        self._catchup_wake.set()
 
     def _on_own_upload(self, ids: dict[str, int]) -> None:
         """This agent's outbox uploaded these and the server acknowledged them."""
@@ -581,9 +595,10 @@ class Agent:
             fresh = self.store.add_many(envelopes, "server")
             for env in fresh:
                 self.paths.record(env.id, "received", via="server", cursor=cursors[env.id],
-                                  text=f"read from the server's history (cursor "
-                                       f"{cursors[env.id]})")
+                                  text=f"received via the server: read from its history "
+                                       f"(cursor {cursors[env.id]})")
                 self._announce(env)
+            self._fresh(None, fresh)
             if rows:
                 self.timeline.add(
                     "history", f"history from the server: {len(rows)} messages, "
@@ -609,11 +624,13 @@ class Agent:
         if state == LinkState.CONNECTED:
             self._down_since.pop(peer.device, None)
             if self.mesh is not None:
-                self._send_to(peer.device, VectorFrame(self.store.vector(self.room)))
+                self._apply(self.catchup.link_up(peer.device, time.monotonic()))
+                self._catchup_wake.set()
                 self._send_keys(peer.device)
                 if not self.client.joined:
                     self._on_new_path()
         else:
+            self.catchup.link_down(peer.device)
             self._down_since.setdefault(peer.device, time.monotonic())
         if state in (LinkState.FAILED, LinkState.DISCONNECTED):
             # A peer neither answering nor listed by the server is gone: no need to wait out
@@ -652,8 +669,16 @@ class Agent:
             self._receive([frame.env], peer, live=True)
         elif isinstance(frame, BatchFrame):
             self._receive(frame.envs, peer, live=False)
+            if not frame.more:
+                self._apply(self.catchup.answer_ended(peer.device, time.monotonic()))
         elif isinstance(frame, VectorFrame):
             self._send_missing(peer.device, frame.vector)
+            self._apply(self.catchup.vector_received(
+                peer.device, frame.vector, self.store.vector(self.room), time.monotonic()))
+        elif isinstance(frame, DigestFrame):
+            ours = vector_digest(self.store.vector(self.room))
+            self._apply(self.catchup.digest_received(peer.device, frame.digest, ours,
+                                                     time.monotonic()))
         elif isinstance(frame, KeysFrame):
             for k in frame.devices:
                 if self.store.key_for(k.id) is None:
@@ -740,11 +765,10 @@ class Agent:
                 reason=f"replayed: {held.id} already held")
         via = "channel" if live else "sync"
         for env in fresh:
-            self.paths.record(
-                env.id, "received", via=via, user=peer.user, device=peer.device,
-                text=f"received from {peer.user} "
-                     + ("live on the data channel" if live else "by anti-entropy (sync batch)"))
+            self.paths.record(env.id, "received", via=via, user=peer.user, device=peer.device,
+                              text=_received_text(env, peer, live))
             self._announce(env)
+        self._fresh(peer.device, fresh)
         if not live:
             # An empty batch ends every exchange of version vectors: nothing was missing.
             text = (f"sync batch from {peer.user}: {len(envelopes)} messages, {len(fresh)} new"
@@ -755,7 +779,50 @@ class Agent:
             self.outbox.wake()
         if live and self.store.gaps(self.room):
             # A gap: a message was missed; ask this peer for what we lack.
-            self._send_to(peer.device, VectorFrame(self.store.vector(self.room)))
+            self._apply(self.catchup.gap_seen(peer.device, time.monotonic()))
+
+    def _fresh(self, source: str | None, fresh: Sequence[Envelope]) -> None:
+        """Fresh messages arrived: linked peers that may lack them get our digest soon."""
+        if not fresh:
+            return
+        reports = {device: frozenset(r.device for r in links if r.state == "connected")
+                   for device, links in self.reported.items()}
+        self.catchup.fresh(source, {env.device for env in fresh}, reports, time.monotonic())
+        self._catchup_wake.set()
+
+    def _apply(self, effects: Sequence[Effect]) -> None:
+        """Carry out what the catch-up rules decided: digests, pulls, a read of the server."""
+        digest: str | None = None
+        for effect in effects:
+            if isinstance(effect, SendDigest):
+                digest = digest or vector_digest(self.store.vector(self.room))
+                self._send_to(effect.device, DigestFrame(digest))
+            elif isinstance(effect, Pull):
+                self._send_to(effect.device, VectorFrame(self.store.vector(self.room)))
+            elif isinstance(effect, PullServer):
+                self._spawn(self._pull_from_server())
+
+    async def _pull_from_server(self) -> None:
+        try:
+            await self._catch_up_from_server()
+        finally:
+            self.catchup.server_pull_ended()
+            self._catchup_wake.set()
+
+    async def _catch_up_forever(self) -> None:
+        """Send what the clock made due (digests, a read of the server), then sleep until the
+        next thing is due or new input may have made something due sooner."""
+        while True:
+            self._catchup_wake.clear()
+            self._apply(self.catchup.due(time.monotonic(), self.store.vector(self.room),
+                                         self.client.joined))
+            next_at = self.catchup.next_due()
+            delay = None if next_at is None else max(0.0, next_at - time.monotonic())
+            try:
+                async with asyncio.timeout(delay):
+                    await self._catchup_wake.wait()
+            except TimeoutError:
+                pass
 
     def _send_missing(self, device: str, vector: VersionVector) -> None:
         """Send a peer everything its vector says it lacks, walking the log in bounded
@@ -900,6 +967,16 @@ def _path_dict(link: Link | None) -> dict[str, Any] | None:
     """Which way an open link goes (protocol.links.LinkPath), or None without one."""
     path = link.path if link is not None else None
     return path.to_dict() if path is not None else None
+
+
+def _received_text(env: Envelope, peer: PeerInfo, live: bool) -> str:
+    """How a message came, for its path: from its author, or passed on by another peer."""
+    if live:
+        return f"received from {peer.user} live on the data channel"
+    if env.device == peer.device:
+        return f"received from {peer.user} by anti-entropy (sync batch)"
+    return (f"received via {peer.user}: {env.author}'s message, passed on by anti-entropy "
+            f"(sync batch)")
 
 
 @dataclass(frozen=True)

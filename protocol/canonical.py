@@ -13,6 +13,7 @@ from collections.abc import Sequence
 ENVELOPE_DOMAIN = "gibberish/envelope/v1"
 FINGERPRINT_DOMAIN = "gibberish/dtls-fingerprint/v1"
 CHALLENGE_DOMAIN = "gibberish/rendezvous-challenge/v1"
+VECTOR_DIGEST_DOMAIN = "gibberish/vector-digest/v1"
 
 _MAX_FIELD_BYTES = 2**32 - 1
 

@@ -4,8 +4,11 @@ and device keys, built and parsed here with the frame size limit enforced.
 Every frame is a JSON object whose "t" names its type:
 
 - `{"t": "msg", "env": {…}}`: a live message;
-- `{"t": "vv", "vector": {device: seq}}`: the sender's version vector, sent when the channel
-  opens and after a gap; the other side answers with batches of what the sender lacks;
+- `{"t": "vv", "vector": {device: seq}}`: the sender's version vector, a request for what it
+  lacks (see `protocol.catchup` for when it is sent); the other side answers with batches;
+- `{"t": "vvd", "digest": "…"}`: a digest of the sender's vector (`vector_digest`), sent to
+  each linked peer every few seconds and soon after fresh messages; a receiver whose own digest
+  differs asks with its vector;
 - `{"t": "batch", "envs": [{…}, …], "more": bool}`: at most MAX_BATCH envelopes; "more" is
   False on the last batch of an answer, so the receiver knows the answer is complete;
 - `{"t": "keys", "devices": [{"id", "user", "public_key"}, …]}`: at most MAX_BATCH device keys
@@ -17,6 +20,7 @@ from a peer is a claim the receiver decides whether to trust.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -27,9 +31,9 @@ from .frames import encode_frame, parse_frame
 from .keys import device_id_for, load_public_key
 from .limits import MAX_BATCH, MAX_FRAME_BYTES
 from .names import is_normalized_username
-from .vector import VersionVector
+from .vector import DIGEST_BYTES, VersionVector
 
-FRAME_TYPES = ("msg", "vv", "batch", "keys")
+FRAME_TYPES = ("msg", "vv", "vvd", "batch", "keys")
 """The values of "t" a sync frame may have."""
 
 
@@ -60,6 +64,27 @@ class VectorFrame:
 
     def encode(self) -> str:
         """The frame as compact JSON; FrameTooLarge if the vector names too many devices."""
+        return encode_frame(self.to_dict())
+
+
+@dataclass(frozen=True, slots=True)
+class DigestFrame:
+    """A digest of the sender's version vector: cheap to send often, and a receiver whose own
+    digest differs answers with its vector."""
+
+    digest: str
+
+    def __post_init__(self) -> None:
+        if type(self.digest) is not str or not _DIGEST.fullmatch(self.digest):
+            raise InvalidEnvelope(
+                f"'vvd' frame: 'digest' must be {_DIGEST_CHARS} characters of base64url")
+
+    def to_dict(self) -> dict[str, object]:
+        """The frame as a JSON-ready dict."""
+        return {"t": "vvd", "digest": self.digest}
+
+    def encode(self) -> str:
+        """The frame as compact JSON, ready to send."""
         return encode_frame(self.to_dict())
 
 
@@ -141,11 +166,14 @@ class KeysFrame:
         return encode_frame(self.to_dict())
 
 
-Frame: TypeAlias = MsgFrame | VectorFrame | BatchFrame | KeysFrame
+Frame: TypeAlias = MsgFrame | VectorFrame | DigestFrame | BatchFrame | KeysFrame
 
+_DIGEST_CHARS = (DIGEST_BYTES * 8 + 5) // 6
+_DIGEST = re.compile(f"[A-Za-z0-9_-]{{{_DIGEST_CHARS}}}")
 _FIELDS = {
     "msg": frozenset({"t", "env"}),
     "vv": frozenset({"t", "vector"}),
+    "vvd": frozenset({"t", "digest"}),
     "batch": frozenset({"t", "envs", "more"}),
     "keys": frozenset({"t", "devices"}),
 }
@@ -172,6 +200,8 @@ def parse_sync_frame(data: str | bytes) -> Frame:
         return MsgFrame(Envelope.from_dict(obj["env"]))
     if kind == "vv":
         return VectorFrame(VersionVector.from_dict(obj["vector"]))
+    if kind == "vvd":
+        return DigestFrame(obj["digest"])  # its type is checked on construction
     if kind == "batch":
         return _parse_batch(obj)
     return _parse_keys(obj)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 
+from .canonical import VECTOR_DIGEST_DOMAIN, canonical_bytes
 from .envelope import DEVICE_ID
 from .errors import InvalidEnvelope
+from .keys import b64encode
 from .limits import MAX_SEQ, MAX_VECTOR_DEVICES
 
 
@@ -67,6 +70,29 @@ class VersionVector:
 
     def __repr__(self) -> str:
         return f"VersionVector({self.to_dict()!r})"
+
+
+DIGEST_BYTES = 16
+"""A vector digest is the first 16 bytes of a SHA-256 (22 characters of base64url)."""
+
+
+def vector_digest(vector: VersionVector) -> str:
+    """A short fingerprint of a vector, so linked peers can compare logs without sending them.
+
+    SHA-256 over `canonical_bytes(VECTOR_DIGEST_DOMAIN, [device, seq, device, seq, …])`, devices
+    in sorted order, cut to DIGEST_BYTES and written as unpadded base64url. Equal vectors give
+    equal digests; different ones, with overwhelming odds, different digests.
+    """
+    fields: list[str | int] = []
+    for device, seq in vector.items():
+        fields += [device, seq]
+    digest = hashlib.sha256(canonical_bytes(VECTOR_DIGEST_DOMAIN, fields)).digest()
+    return b64encode(digest[:DIGEST_BYTES])
+
+
+def holds_more(theirs: VersionVector, ours: VersionVector) -> bool:
+    """Whether `theirs` holds some envelope `ours` lacks (an entry above ours)."""
+    return any(seq > ours.get(device) for device, seq in theirs.items())
 
 
 def vector_of(ids: Iterable[tuple[str, int]]) -> VersionVector:

@@ -12,7 +12,9 @@ import { LinkState, Mesh } from "./browser-mesh.js";
 import { ServerLink } from "./browser-server.js";
 import {
   batchesFor,
+  CatchUp,
   checkLamportHorizon,
+  digestFrame,
   envelopeFromObject,
   envelopeId,
   envelopeToObject,
@@ -28,6 +30,7 @@ import {
   parseOrderToken,
   ProtocolError,
   syncFrameFromObject,
+  vectorDigest,
   vectorFrame,
   verifyEnvelope,
 } from "./protocol.js";
@@ -49,6 +52,19 @@ function short(device) {
   return String(device).slice(0, 8);
 }
 
+/** The catch-up rules' clock, in seconds (protocol.js CatchUp). */
+function nowSeconds() {
+  return performance.now() / 1000;
+}
+
+/** How a message came, for its path: from its author, or passed on by another peer. */
+function receivedText(env, peer, live) {
+  if (live) return `received from ${peer.user} live on the data channel`;
+  if (env.device === peer.device) return `received from ${peer.user} by anti-entropy (sync batch)`;
+  return `received via ${peer.user}: ${env.author}'s message, passed on by anti-entropy `
+    + "(sync batch)";
+}
+
 export class BrowserPeer {
   constructor({ room, csrfToken, log = console }) {
     this.room = room;
@@ -68,6 +84,9 @@ export class BrowserPeer {
     this.serverUp = null;
     this.linkStates = new Map();
     this.reported = new Map(); // device -> the links that peer last reported of its own
+    // What to pull, from whom and when (protocol.js CatchUp), and the timer of its next turn.
+    this.catchup = new CatchUp();
+    this.catchupTimer = null;
     this.server = new ServerLink({
       room, csrfToken, log,
       handlers: {
@@ -361,6 +380,10 @@ export class BrowserPeer {
       this.record(id, "on_server", `the server stored it at cursor ${cursor}`, { cursor });
     }
     this.onUploaded(Object.keys(ids));
+    // Ids this page lacks are read from the server's history soon, unless a peer brings
+    // them first.
+    this.catchup.serverNamed(Object.keys(ids), this.store.vector(), nowSeconds());
+    this.wakeCatchUp();
   }
 
   onUploaded(ids) {
@@ -417,10 +440,12 @@ export class BrowserPeer {
       const fresh = await this.store.addMany(good, "server");
       for (const env of fresh) {
         const cursor = cursors[envelopeId(env)];
-        this.record(envelopeId(env), "received", `read from the server's history (cursor ${cursor})`,
+        this.record(envelopeId(env), "received",
+          `received via the server: read from its history (cursor ${cursor})`,
           { via: "server", cursor });
         this.announce(env);
       }
+      this.noteFresh(null, fresh);
       if (rows.length) {
         this.addEvent("history", `history from the server: ${rows.length} messages, `
           + `${fresh.length} new`, { count: rows.length, fresh: fresh.length });
@@ -493,10 +518,71 @@ export class BrowserPeer {
         user: peer.user, device: peer.device, state, rtt_ms: link ? link.rttMs : null });
     }
     if (state === LinkState.CONNECTED) {
-      this.mesh.send(peer.device, vectorFrame(this.store.vector()));
+      this.apply(this.catchup.linkUp(peer.device, nowSeconds()))
+        .catch((err) => this.log.error("pulling from a new link failed", err));
+      this.wakeCatchUp();
       for (const frame of keysFramesFor(this.store.knownKeys())) this.mesh.send(peer.device, frame);
+    } else {
+      this.catchup.linkDown(peer.device);
     }
     this.pushState();
+  }
+
+  // -- delivery that needs no particular link (protocol.js CatchUp) ---------------------------
+
+  /** Carry out what the catch-up rules decided: digests, pulls, a read of the server. */
+  async apply(effects) {
+    let digest = null;
+    for (const effect of effects) {
+      if (effect.kind === "digest") {
+        digest = digest || await vectorDigest(this.store.vector());
+        this.mesh.send(effect.device, digestFrame(digest));
+      } else if (effect.kind === "pull") {
+        this.mesh.send(effect.device, vectorFrame(this.store.vector()));
+      } else if (effect.kind === "pull_server") {
+        this.pullFromServer().catch((err) => this.log.error("reading the server failed", err));
+      }
+    }
+  }
+
+  async pullFromServer() {
+    try {
+      await this.catchUpFromServer();
+    } finally {
+      this.catchup.serverPullEnded();
+      this.wakeCatchUp();
+    }
+  }
+
+  /** Run the catch-up rules' clock now, then again when the next thing is due. */
+  wakeCatchUp() {
+    if (this.catchupTimer !== null) clearTimeout(this.catchupTimer);
+    this.catchupTimer = setTimeout(() => this.catchUpTurn(), 0);
+  }
+
+  async catchUpTurn() {
+    this.catchupTimer = null;
+    try {
+      await this.apply(this.catchup.due(nowSeconds(), this.store.vector(), this.server.joined));
+    } catch (err) {
+      this.log.error("catching up failed", err);
+    }
+    const next = this.catchup.nextDue();
+    if (next !== null && this.catchupTimer === null) {
+      this.catchupTimer = setTimeout(() => this.catchUpTurn(),
+        Math.max(0, (next - nowSeconds()) * 1000));
+    }
+  }
+
+  /** Fresh messages arrived: linked peers that may lack them get our digest soon. */
+  noteFresh(source, fresh) {
+    if (!fresh.length) return;
+    const reports = new Map();
+    for (const [device, links] of this.reported) {
+      reports.set(device, new Set(links.filter((l) => l.state === "connected").map((l) => l.device)));
+    }
+    this.catchup.fresh(source, new Set(fresh.map((e) => e.device)), reports, nowSeconds());
+    this.wakeCatchUp();
   }
 
   /** Handle a peer's frames one at a time, in order (checking signatures is asynchronous). */
@@ -526,9 +612,17 @@ export class BrowserPeer {
       return;
     }
     if (frame.t === "msg") await this.receive([frame.env], peer, true);
-    else if (frame.t === "batch") await this.receive(frame.envs, peer, false);
-    else if (frame.t === "vv") await this.sendMissing(peer.device, frame.vector);
-    else if (frame.t === "keys") await this.learnKeys(peer, frame.devices);
+    else if (frame.t === "batch") {
+      await this.receive(frame.envs, peer, false);
+      if (!frame.more) await this.apply(this.catchup.answerEnded(peer.device, nowSeconds()));
+    } else if (frame.t === "vv") {
+      await this.sendMissing(peer.device, frame.vector);
+      await this.apply(this.catchup.vectorReceived(peer.device, frame.vector,
+        this.store.vector(), nowSeconds()));
+    } else if (frame.t === "vvd") {
+      const ours = await vectorDigest(this.store.vector());
+      await this.apply(this.catchup.digestReceived(peer.device, frame.digest, ours, nowSeconds()));
+    } else if (frame.t === "keys") await this.learnKeys(peer, frame.devices);
   }
 
   async learnKeys(peer, devices) {
@@ -620,11 +714,11 @@ export class BrowserPeer {
     }
     const via = live ? "channel" : "sync";
     for (const env of fresh) {
-      this.record(envelopeId(env), "received", `received from ${peer.user} `
-        + (live ? "live on the data channel" : "by anti-entropy (sync batch)"),
+      this.record(envelopeId(env), "received", receivedText(env, peer, live),
         { via, user: peer.user, device: peer.device });
       this.announce(env);
     }
+    this.noteFresh(peer.device, fresh);
     if (!live) {
       // An empty batch ends every exchange of version vectors: nothing was missing.
       this.addEvent("sync", envs.length
@@ -635,7 +729,7 @@ export class BrowserPeer {
     if (fresh.length) this.flushOutbox();
     if (live && this.store.hasGaps()) {
       // A gap: a message was missed; ask this peer for what we lack.
-      this.mesh.send(peer.device, vectorFrame(this.store.vector()));
+      await this.apply(this.catchup.gapSeen(peer.device, nowSeconds()));
     }
   }
 

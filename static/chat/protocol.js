@@ -4,6 +4,7 @@
 
 export const ENVELOPE_DOMAIN = "gibberish/envelope/v1";
 export const FINGERPRINT_DOMAIN = "gibberish/dtls-fingerprint/v1";
+export const VECTOR_DIGEST_DOMAIN = "gibberish/vector-digest/v1";
 
 export const MAX_TEXT_CHARS = 4000;
 export const MAX_TEXT_BYTES = 12000;
@@ -551,14 +552,16 @@ function checkKeys(obj, expected, what) {
 const FRAME_KEYS = {
   msg: ["t", "env"],
   vv: ["t", "vector"],
+  vvd: ["t", "digest"],
   batch: ["t", "envs", "more"],
   keys: ["t", "devices"],
 };
 
 /**
- * Parse one sync frame (msg, vv, batch, keys) from untrusted input, validating every field
- * and envelope; signatures and key-to-device bindings are not checked here. Returns
- * {t:"msg", env} | {t:"vv", vector: Map} | {t:"batch", envs, more} | {t:"keys", devices}.
+ * Parse one sync frame (msg, vv, vvd, batch, keys) from untrusted input, validating every
+ * field and envelope; signatures and key-to-device bindings are not checked here. Returns
+ * {t:"msg", env} | {t:"vv", vector: Map} | {t:"vvd", digest} | {t:"batch", envs, more} |
+ * {t:"keys", devices}.
  */
 export function parseSyncFrame(text) {
   return syncFrameFromObject(parseFrame(text));
@@ -569,11 +572,17 @@ export function syncFrameFromObject(obj) {
   const kind = obj.t;
   if (typeof kind !== "string" || !Object.hasOwn(FRAME_KEYS, kind)) {
     throw new InvalidEnvelope(`unknown sync frame type ${short(kind)}: `
-      + "expected one of msg, vv, batch, keys");
+      + "expected one of msg, vv, vvd, batch, keys");
   }
   checkKeys(obj, FRAME_KEYS[kind], `'${kind}' frame`);
   if (kind === "msg") return { t: "msg", env: envelopeFromObject(obj.env) };
   if (kind === "vv") return { t: "vv", vector: vectorFromObject(obj.vector) };
+  if (kind === "vvd") {
+    if (typeof obj.digest !== "string" || !DIGEST.test(obj.digest)) {
+      throw new InvalidEnvelope(`'vvd' frame: 'digest' must be ${DIGEST_CHARS} characters of base64url`);
+    }
+    return { t: "vvd", digest: obj.digest };
+  }
   if (kind === "batch") {
     if (!Array.isArray(obj.envs)) {
       throw new InvalidEnvelope("'batch' frame: 'envs' must be a JSON array of envelopes");
@@ -634,6 +643,201 @@ export function pathKind(localType, remoteType) {
   }
   return CANDIDATE_TYPES.indexOf(localType) >= CANDIDATE_TYPES.indexOf(remoteType)
     ? localType : remoteType;
+}
+
+export function digestFrame(digest) {
+  return encodeFrame({ t: "vvd", digest });
+}
+
+// -- delivery that needs no particular link (protocol/catchup.py) ---------------------------
+
+const DIGEST_BYTES = 16;
+const DIGEST_CHARS = Math.ceil((DIGEST_BYTES * 8) / 6);
+const DIGEST = new RegExp(`^[A-Za-z0-9_-]{${DIGEST_CHARS}}$`);
+
+/**
+ * A short fingerprint of a version vector (Map), so linked peers compare logs without sending
+ * them: SHA-256 of canonicalBytes(VECTOR_DIGEST_DOMAIN, [device, seq, …]), devices sorted,
+ * cut to 16 bytes, unpadded base64url (protocol.vector.vector_digest).
+ */
+export async function vectorDigest(vector) {
+  const fields = [];
+  for (const device of [...vector.keys()].sort()) {
+    if (vector.get(device)) fields.push(device, vector.get(device));
+  }
+  const bytes = canonicalBytes(VECTOR_DIGEST_DOMAIN, fields);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return b64encode(digest.slice(0, DIGEST_BYTES));
+}
+
+/** Whether `theirs` holds some envelope `ours` lacks (both Maps device -> seq). */
+export function holdsMore(theirs, ours) {
+  for (const [device, seq] of theirs) if (seq > (ours.get(device) || 0)) return true;
+  return false;
+}
+
+/** The ids `device:seq` above our vector: messages we lack (malformed ids are skipped). */
+export function lacking(ids, ours) {
+  const found = new Set();
+  for (const id of ids) {
+    const at = String(id).indexOf(":");
+    const seq = String(id).slice(at + 1);
+    if (at >= 0 && /^[0-9]+$/.test(seq) && Number(seq) > (ours.get(id.slice(0, at)) || 0)) {
+      found.add(id);
+    }
+  }
+  return found;
+}
+
+/** Seconds between two digests on a link, by default (protocol/catchup.py SYNC_INTERVAL). */
+export const SYNC_INTERVAL = 3.0;
+export const HINT_GAP = 0.25;
+export const PULL_TIMEOUT = 10.0;
+export const SERVER_PULL_DELAY = 0.2;
+
+/**
+ * What a device pulls, from whom and when: the twin of protocol/catchup.py CatchUp, the clock
+ * (seconds) passed in. Effects: {kind: "digest", device} (send our vector's digest),
+ * {kind: "pull", device} (send our vector), {kind: "pull_server"} (read the server's history).
+ */
+export class CatchUp {
+  constructor({ interval = SYNC_INTERVAL, hintGap = HINT_GAP, pullTimeout = PULL_TIMEOUT,
+                serverDelay = SERVER_PULL_DELAY } = {}) {
+    if (!(interval > 0)) throw new RangeError("the digest interval must be positive");
+    this.interval = interval;
+    this.hintGap = hintGap;
+    this.pullTimeout = pullTimeout;
+    this.serverDelay = serverDelay;
+    this.links = new Map(); // device -> {digestAt, lastDigest, pullingSince, again}
+    this.named = new Set();
+    this.serverAt = null;
+    this.serverPulling = false;
+  }
+
+  /** A data channel to `device` opened: pull from it, and compare digests from now on. */
+  linkUp(device, now) {
+    this.links.set(device, { digestAt: now + this.interval, lastDigest: null,
+                             pullingSince: null, again: false });
+    return this.pull(device, now);
+  }
+
+  linkDown(device) {
+    this.links.delete(device);
+  }
+
+  pulling(device, now) {
+    const link = this.links.get(device);
+    return Boolean(link) && this.inFlight(link, now);
+  }
+
+  /** A linked peer's digest: if it differs from ours, pull (not while a pull is under way). */
+  digestReceived(device, theirs, ours, now) {
+    const link = this.links.get(device);
+    if (!link || theirs === ours || this.inFlight(link, now)) return [];
+    return this.pull(device, now);
+  }
+
+  /** A linked peer's vector (its pull): besides answering it, pull if it holds more. */
+  vectorReceived(device, theirs, ours, now) {
+    const link = this.links.get(device);
+    if (!link || !holdsMore(theirs, ours) || this.inFlight(link, now)) return [];
+    return this.pull(device, now);
+  }
+
+  /** The last batch of a peer's answer (more: false) arrived: the pull is over. */
+  answerEnded(device, now) {
+    const link = this.links.get(device);
+    if (!link) return [];
+    link.pullingSince = null;
+    if (link.again) {
+      link.again = false;
+      return this.pull(device, now);
+    }
+    return [];
+  }
+
+  /** A live message from `device` left a gap: pull from it (again, after the one under way). */
+  gapSeen(device, now) {
+    const link = this.links.get(device);
+    if (!link) return [];
+    if (this.inFlight(link, now)) {
+      link.again = true;
+      return [];
+    }
+    return this.pull(device, now);
+  }
+
+  /**
+   * Fresh messages by `authors` came from `source` (a device, or null for the server): each
+   * other linked peer that does not report an open channel to every author gets our digest
+   * soon. `reports` maps a device to the Set of devices it reports open channels to.
+   */
+  fresh(source, authors, reports, now) {
+    for (const [device, link] of this.links) {
+      if (device === source) continue;
+      const linked = reports.get(device);
+      if ([...authors].every((a) => a === device || (linked && linked.has(a)))) continue;
+      const earliest = link.lastDigest === null ? now : link.lastDigest + this.hintGap;
+      link.digestAt = Math.min(link.digestAt, Math.max(now, earliest));
+    }
+  }
+
+  /** The server stored these ids; those we lack are read from it soon, unless a peer
+   * brings them first. */
+  serverNamed(ids, ours, now) {
+    const missing = lacking(ids, ours);
+    if (!missing.size) return;
+    for (const id of missing) this.named.add(id);
+    if (this.serverAt === null) this.serverAt = now + this.serverDelay;
+  }
+
+  serverPullEnded() {
+    this.serverPulling = false;
+  }
+
+  /** What is due at `now`: digests to send, and a server read for named ids still lacking. */
+  due(now, ours, serverUp) {
+    const effects = [];
+    for (const device of [...this.links.keys()].sort()) {
+      const link = this.links.get(device);
+      if (now >= link.digestAt) {
+        effects.push({ kind: "digest", device });
+        link.lastDigest = now;
+        link.digestAt = now + this.interval;
+      }
+    }
+    if (this.named.size) {
+      // A server that is down cannot be read; once back, the join reads its history.
+      this.named = serverUp ? lacking(this.named, ours) : new Set();
+      if (!this.named.size) this.serverAt = null;
+    }
+    if (this.named.size && serverUp && !this.serverPulling && this.serverAt !== null
+        && now >= this.serverAt) {
+      effects.push({ kind: "pull_server" });
+      this.serverPulling = true;
+      this.named = new Set();
+      this.serverAt = null;
+    }
+    return effects;
+  }
+
+  /** When `due` next has something to say (null: only after new input). */
+  nextDue() {
+    const times = [...this.links.values()].map((l) => l.digestAt);
+    if (this.named.size && this.serverAt !== null && !this.serverPulling) times.push(this.serverAt);
+    return times.length ? Math.min(...times) : null;
+  }
+
+  pull(device, now) {
+    const link = this.links.get(device);
+    if (!link) return [];
+    link.pullingSince = now;
+    return [{ kind: "pull", device }];
+  }
+
+  inFlight(link, now) {
+    return link.pullingSince !== null && now - link.pullingSince < this.pullTimeout;
+  }
 }
 
 // Link reports (protocol/links.py): a peer's own data channels, for the network view.

@@ -27,14 +27,15 @@ PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 MDNS_FEATURE = "WebRtcHideLocalIpsWithMdns"
 
-# From the shared notes on WebRTC here: no GPU or sandbox in these containers, loopback allowed
-# in peer connections, and no background lookups of Google's hosts.
-CHROMIUM_ARGS = [
+# From the shared notes on WebRTC here: no GPU or sandbox in these containers, and no
+# background lookups of Google's hosts. Everyday Chromium runs with these alone.
+EVERYDAY_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--allow-loopback-in-peer-connection",
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
+# The suite's usual Chromium also allows loopback in peer connections (and has mDNS hiding off).
+CHROMIUM_ARGS = [*EVERYDAY_ARGS, "--allow-loopback-in-peer-connection"]
 
 
 def chromium_path() -> str | None:
@@ -86,22 +87,39 @@ def playwright_disabled_features(playwright: Playwright, executable: str) -> str
 
 
 @pytest.fixture(scope="package")
-def chromium(sealed_network: SealedNetwork) -> Iterator[Browser]:
+def playwright_driver(sealed_network: SealedNetwork) -> Iterator[Playwright]:
+    """Playwright, started once for the package's browsers."""
+    started = sync_playwright().start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="package")
+def chromium(playwright_driver: Playwright) -> Iterator[Browser]:
     """Headless Chromium with WebRTC's mDNS address hiding off, launched inside the namespace."""
     executable = chromium_path()
     assert executable is not None
-    playwright = sync_playwright().start()
-    try:
-        theirs = playwright_disabled_features(playwright, executable)
-        browser = playwright.chromium.launch(
-            executable_path=executable,
-            ignore_default_args=[f"--disable-features={theirs}"],
-            args=[*CHROMIUM_ARGS, f"--disable-features={theirs},{MDNS_FEATURE}"],
-        )
-        yield browser
-        browser.close()
-    finally:
-        playwright.stop()
+    theirs = playwright_disabled_features(playwright_driver, executable)
+    browser = playwright_driver.chromium.launch(
+        executable_path=executable,
+        ignore_default_args=[f"--disable-features={theirs}"],
+        args=[*CHROMIUM_ARGS, f"--disable-features={theirs},{MDNS_FEATURE}"],
+    )
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="package")
+def everyday_chromium(playwright_driver: Playwright) -> Iterator[Browser]:
+    """Headless Chromium as people run it: host addresses hidden behind mDNS `.local` names
+    and no loopback in peer connections, launched inside the namespace."""
+    executable = chromium_path()
+    assert executable is not None
+    browser = playwright_driver.chromium.launch(executable_path=executable, args=EVERYDAY_ARGS)
+    yield browser
+    browser.close()
 
 
 @pytest.fixture(scope="package")
@@ -124,15 +142,14 @@ def own_server(sealed_network: SealedNetwork, tmp_path: Path) -> Iterator[Server
 OpenPage = Callable[..., Page]
 
 
-@pytest.fixture
-def open_page(chromium: Browser) -> Iterator[OpenPage]:
-    """Open a page in a fresh browser profile (its own cookies and IndexedDB, so its own
-    device key). Uncaught script errors in any page fail the test."""
+def page_opener(browser: Browser) -> Iterator[OpenPage]:
+    """Open pages of `browser`, each in a fresh browser profile (its own cookies and
+    IndexedDB, so its own device key). Uncaught script errors in any page fail the test."""
     contexts = []
     errors: list[str] = []
 
     def make(viewport: dict[str, int] | None = None) -> Page:
-        context = chromium.new_context(viewport=viewport or DESKTOP)  # type: ignore[arg-type]
+        context = browser.new_context(viewport=viewport or DESKTOP)  # type: ignore[arg-type]
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
@@ -142,6 +159,18 @@ def open_page(chromium: Browser) -> Iterator[OpenPage]:
     for context in contexts:
         context.close()
     assert not errors, f"uncaught errors in the pages: {errors}"
+
+
+@pytest.fixture
+def open_page(chromium: Browser) -> Iterator[OpenPage]:
+    """Open a page of the suite's usual Chromium in a fresh profile."""
+    yield from page_opener(chromium)
+
+
+@pytest.fixture
+def open_everyday_page(everyday_chromium: Browser) -> Iterator[OpenPage]:
+    """Open a page of everyday Chromium (mDNS hiding on, no loopback) in a fresh profile."""
+    yield from page_opener(everyday_chromium)
 
 
 def unique(prefix: str) -> str:

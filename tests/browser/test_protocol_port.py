@@ -11,12 +11,13 @@ import pytest
 from playwright.sync_api import Page
 
 from peer_agent.mesh import fingerprint_signed_bytes, sdp_fingerprint
-from protocol import DeviceKey, Envelope, b64encode
+from protocol import DeviceKey, Envelope, VersionVector, b64encode
+from protocol.catchup import CatchUp, PullServer, SendDigest
 from protocol.envelope import lamport_horizon
 from protocol.errors import InvalidEnvelope, LamportAhead
 from protocol.frames import encode_frame, parse_frame
 from protocol.links import LinkReport, LinksFrame, parse_links_frame
-from protocol.sync import batches_for
+from protocol.sync import DigestFrame, batches_for
 from tests.browser.conftest import OpenPage
 from tests.browser.stack import Server
 from tests.helpers import ROOT
@@ -206,3 +207,95 @@ def test_link_reports_are_read_and_refused_as_in_python(page: Page) -> None:
     # What the browser sends, Python reads.
     sent = run_js(page, "return p.linksFrame(arg);", [link.to_dict() for link in good.links])
     assert parse_links_frame(parse_frame(sent)) == good
+
+
+def test_vector_digest_matches_the_vectors(page: Page) -> None:
+    got = run_js(page, """
+      const out = [];
+      for (const v of arg) out.push(await p.vectorDigest(p.vectorFromObject(v.vector)));
+      return out;
+    """, VECTORS["vector_digest"])
+    assert got == [v["digest"] for v in VECTORS["vector_digest"]]
+    frame = DigestFrame(VECTORS["vector_digest"][1]["digest"]).encode()
+    assert run_js(page, "return p.parseSyncFrame(arg);", frame) == {
+        "t": "vvd", "digest": VECTORS["vector_digest"][1]["digest"]}
+
+
+A, B, C = "a" * 32, "b" * 32, "c" * 32
+# One script of inputs to the catch-up rules (protocol/catchup.py), run by both ports.
+CATCH_UP_SCRIPT: list[list[Any]] = [
+    ["link_up", A, 0], ["link_up", B, 0], ["link_up", C, 0.5],
+    ["vector", A, {A: 3}, {A: 2}, 0.1], ["ended", A, 0.2], ["vector", A, {A: 3}, {A: 2}, 0.3],
+    ["gap", B, 0.3], ["ended", B, 0.4], ["ended", B, 0.5], ["digest", B, "x", "x", 0.6],
+    ["digest", B, "x", "y", 0.6], ["digest", B, "x", "y", 0.7],
+    ["fresh", A, [A], {B: [A], C: [B]}, 1], ["next_due"], ["due", 1, {}, True],
+    ["fresh", A, [A], {B: [A], C: [B]}, 1.1], ["next_due"], ["due", 1.25, {}, True],
+    ["named", [f"{A}:4", f"{B}:1", "junk"], {A: 3}, 2], ["next_due"], ["due", 2.1, {A: 3}, True],
+    ["due", 2.2, {A: 3}, True], ["named", [f"{C}:1"], {}, 2.3], ["due", 2.6, {}, True],
+    ["server_ended"], ["due", 2.6, {}, True], ["named", [f"{C}:2"], {}, 3], ["due", 4, {}, False],
+    ["link_down", C], ["due", 10, {}, True], ["next_due"],
+]
+
+
+def python_catch_up(script: list[list[Any]]) -> list[Any]:
+    core = CatchUp(interval=3)
+    out: list[Any] = []
+
+    def effects(found: list[Any]) -> list[dict[str, str]]:
+        return [{"kind": "pull_server"} if isinstance(e, PullServer) else
+                {"kind": "digest" if isinstance(e, SendDigest) else "pull",
+                 "device": e.device} for e in found]
+
+    for op, *args in script:
+        if op == "link_up":
+            out.append(effects(core.link_up(args[0], args[1])))
+        elif op == "link_down":
+            core.link_down(args[0])
+        elif op == "vector":
+            out.append(effects(core.vector_received(
+                args[0], VersionVector(args[1]), VersionVector(args[2]), args[3])))
+        elif op == "ended":
+            out.append(effects(core.answer_ended(args[0], args[1])))
+        elif op == "gap":
+            out.append(effects(core.gap_seen(args[0], args[1])))
+        elif op == "digest":
+            out.append(effects(core.digest_received(*args)))
+        elif op == "fresh":
+            core.fresh(args[0], args[1], {d: frozenset(v) for d, v in args[2].items()}, args[3])
+        elif op == "named":
+            core.server_named(args[0], VersionVector(args[1]), args[2])
+        elif op == "server_ended":
+            core.server_pull_ended()
+        elif op == "due":
+            out.append(effects(core.due(args[0], VersionVector(args[1]), args[2])))
+        elif op == "next_due":
+            out.append(core.next_due())
+    return out
+
+
+def test_catch_up_rules_decide_as_in_python(page: Page) -> None:
+    got = run_js(page, """
+      const core = new p.CatchUp({ interval: 3 });
+      const vec = (o) => new Map(Object.entries(o));
+      const out = [];
+      for (const [op, ...a] of arg) {
+        if (op === "link_up") out.push(core.linkUp(a[0], a[1]));
+        else if (op === "link_down") core.linkDown(a[0]);
+        else if (op === "vector") out.push(core.vectorReceived(a[0], vec(a[1]), vec(a[2]), a[3]));
+        else if (op === "ended") out.push(core.answerEnded(a[0], a[1]));
+        else if (op === "gap") out.push(core.gapSeen(a[0], a[1]));
+        else if (op === "digest") out.push(core.digestReceived(a[0], a[1], a[2], a[3]));
+        else if (op === "fresh") {
+          const reports = new Map(Object.entries(a[2]).map(([d, v]) => [d, new Set(v)]));
+          core.fresh(a[0], new Set(a[1]), reports, a[3]);
+        } else if (op === "named") core.serverNamed(a[0], vec(a[1]), a[2]);
+        else if (op === "server_ended") core.serverPullEnded();
+        else if (op === "due") out.push(core.due(a[0], vec(a[1]), a[2]));
+        else if (op === "next_due") out.push(core.nextDue());
+      }
+      return out;
+    """, CATCH_UP_SCRIPT)
+    expected = python_catch_up(CATCH_UP_SCRIPT)
+    assert got == expected
+    assert any(e == [{"kind": "pull_server"}] for e in expected), "the script reads the server"
+    assert any(e == [{"kind": "digest", "device": C}] for e in expected), "and hints a peer"
