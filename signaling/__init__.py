@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 from . import config as config_module
 from .errors import ApiError
 from .extensions import csrf, db, limiter, migrate, rollback_quietly, socketio
+from .json_provider import ApiRequest, StrictJSONProvider
 from .message_queue import RedisQueue
 from .ratelimit import EventLimits
 
@@ -39,6 +40,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         static_folder=str(ROOT / "static"),
         template_folder=str(ROOT / "templates"),
     )
+    # One JSON decoding policy for every request body (signaling/json_provider.py).
+    app.json = StrictJSONProvider(app)
+    app.request_class = ApiRequest
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
