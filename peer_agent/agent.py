@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -111,6 +112,16 @@ class Delivery:
     server: bool = False
 
 
+def server_address(url: str) -> tuple[str, int] | None:
+    """The signaling server's host and port, from its URL (None if the URL has no host)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return (parts.hostname, port) if parts.hostname else None
+
+
 def load_or_create_key(data_dir: Path) -> DeviceKey:
     """The device key, made on first start and kept in the data dir with mode 0600."""
     path = data_dir / KEY_FILE
@@ -186,7 +197,8 @@ class Agent:
                 key=self.key, user=self.user, room=self.room,
                 host=self.config.rendezvous_host, port=self.config.rendezvous_port,
                 vouched=self._vouched_peer, on_frame=self._on_path_frame,
-                on_session=self._on_rendezvous_session)
+                on_session=self._on_rendezvous_session,
+                server=server_address(self.config.server_url))
             self.client.rendezvous = await self.rendezvous.start()
         await self.ui.start()
         self.paths.start()
@@ -828,6 +840,7 @@ class Agent:
                 "sessions": sorted(self.rendezvous.sessions) if self.rendezvous else [],
                 "relayed": self.relay.forwarded,
                 "refused": self.rendezvous.refused if self.rendezvous else 0,
+                "dials_refused": self.rendezvous.dials_refused if self.rendezvous else 0,
             },
             "peers": peers,
             "offline": offline,
