@@ -190,7 +190,8 @@ class Agent:
         await self._sign_in()
         self.mesh = Mesh(
             key=self.key, user=self.user, room=self.room, send_signal=self._send_signal,
-            on_frame=self._on_frame, on_link=self._on_peer_link, ice_servers=[],
+            on_frame=self._on_frame, on_link=self._on_peer_link,
+            on_refused=self._on_signal_refused, ice_servers=[],
         )
         if self.config.rendezvous_host is not None:
             self.rendezvous = Rendezvous(
@@ -377,6 +378,15 @@ class Agent:
             self.mesh.update_roster(self.roster.values())
         await self.mesh.handle_signal(sender.get("user", ""), sender.get("device", ""),
                                       str(data.get("kind")), data.get("payload") or {})
+
+    def _on_signal_refused(self, device: str, reason: str) -> None:
+        """A forged, malformed or unexpected offer, answer or candidate: counted and shown like
+        every other refusal."""
+        peer = self.roster.get(device)
+        user = peer.user if peer is not None else f"device {device[:8]}"
+        self.refused["signal_refused"] += 1
+        self.timeline.add("refused", f"refused a signal from {user}: {reason[:200]}",
+                          user=user, device=device, reason=f"signal refused: {reason[:200]}")
 
     # -- peers, without the server ----------------------------------------------------------
 
