@@ -7,7 +7,6 @@ token (`POST /session/token`, CSRF-protected) to use the JSON API and Socket.IO 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +30,7 @@ from werkzeug.wrappers import Response
 
 from protocol import InvalidName, normalize_room
 from protocol.paging import order_token, parse_order_token
+from protocol.timestamps import iso_utc, short_utc
 
 from . import accounts, store
 from .errors import ApiError
@@ -224,10 +224,12 @@ def browser_peer(room: str) -> ResponseReturnValue:
 
 @bp.app_template_filter("isotime")
 def isotime(ms: int) -> str:
-    """The author's timestamp (milliseconds since the epoch) as ISO 8601 in UTC."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+    """The author's timestamp as ISO 8601 in UTC, or "" past the year 9999 (protocol.timestamps:
+    every stored `ts` renders, whatever its value)."""
+    return iso_utc(ms) or ""
 
 
 @bp.app_template_filter("shorttime")
 def shorttime(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    """The author's timestamp for people, or "after 9999" (protocol.timestamps)."""
+    return short_utc(ms)
