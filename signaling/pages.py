@@ -64,11 +64,9 @@ def page_headers(response: Response) -> Response:
 
 @bp.before_app_request
 def load_session_user() -> None:
-    user_id = session.get("user_id")
-    user = db.session.get(User, user_id) if user_id is not None else None
-    if user is not None and session.get("epoch") != user.token_epoch:
-        user = None
-    g.page_user = user
+    """The signed-in user, from a page session the server still holds (signing out deletes
+    it, so a cookie copied before opens nothing after)."""
+    g.page_user = accounts.user_for_page_session(session.get("sid"))
 
 
 def login_required(view: Any) -> Any:
@@ -91,9 +89,9 @@ def _safe_next(target: str | None) -> str:
 
 
 def _start_session(user: User) -> None:
+    accounts.end_page_session(session.get("sid"))
     session.clear()
-    session["user_id"] = user.id
-    session["epoch"] = user.token_epoch
+    session["sid"] = accounts.start_page_session(user)
     session.permanent = True
 
 
@@ -151,6 +149,7 @@ def register() -> ResponseReturnValue:
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
+    accounts.end_page_session(session.get("sid"))
     session.clear()
     return redirect(url_for("pages.index"))
 
@@ -175,7 +174,7 @@ def session_token() -> ResponseReturnValue:
     if g.page_user is None:
         return jsonify(error={"code": "unauthorized", "message": "sign in first"}), 401
     return jsonify(user={"username": g.page_user.username},
-                   token=accounts.issue_token(g.page_user))
+                   token=accounts.issue_token(g.page_user, session.get("sid")))
 
 
 @bp.get("/rooms/<room>/history")

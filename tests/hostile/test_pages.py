@@ -1,11 +1,12 @@
-"""Hostile input to the server's pages: timestamps no date type can hold, forged forms and
-hostile query strings."""
+"""Hostile input to the server's pages: timestamps no date type can hold, captured session
+cookies, forged forms and hostile query strings."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from protocol import Envelope
 from protocol.limits import MAX_TS
@@ -13,6 +14,7 @@ from protocol.timestamps import DISPLAY_MAX_MS, DISPLAY_OVERFLOW
 from tests.hostile.conftest import Witness
 from tests.signaling.conftest import PASSWORD, unique_name
 from tests.signaling.test_pages import Browser, signed_in
+from tests.signaling.test_session_token import ask_token, room_page_csrf
 
 
 @pytest.fixture
@@ -42,6 +44,40 @@ def test_history_shows_a_timestamp_past_any_date_type(witness: Witness,
     assert 'datetime="1970-01-01T00:00:00+00:00"' in page.text
     for ts in stamps.values():
         assert f"stamped {ts}" in page.text
+
+
+def test_a_cookie_captured_before_sign_out_opens_nothing_after(witness: Witness,
+                                                                browser: Browser) -> None:
+    signed_in(browser, witness.account)
+    history = f"/rooms/{witness.room}/history"
+    assert browser.get(history, allow_redirects=False).status_code == 200
+    token = ask_token(browser, room_page_csrf(browser)).json()["token"]
+    captured = dict(browser.session.cookies)
+    assert browser.submit("/logout", {}).status_code == 302
+
+    thief = requests.Session()
+    thief.cookies.update(captured)
+    reply = thief.get(witness.server.url + history, allow_redirects=False, timeout=10)
+    assert reply.status_code == 302
+    assert reply.headers["Location"].startswith("/?next=")
+    # The bearer token the page traded its session for dies with the session.
+    api = requests.get(f"{witness.server.url}/api/rooms/{witness.room}/messages",
+                       headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert api.status_code == 401
+    thief.close()
+
+
+def test_signing_out_one_browser_leaves_the_others_signed_in(witness: Witness,
+                                                             browser: Browser) -> None:
+    other = Browser(witness.server.url)
+    try:
+        signed_in(browser, witness.account)
+        signed_in(other, witness.account)
+        assert browser.submit("/logout", {}).status_code == 302
+        page = other.get(f"/rooms/{witness.room}/history", allow_redirects=False)
+        assert page.status_code == 200
+    finally:
+        other.session.close()
 
 
 @pytest.mark.parametrize(("query", "status"), [
@@ -82,3 +118,8 @@ def test_sign_in_never_redirects_off_site(witness: Witness, browser: Browser) ->
     reply = browser.sign_in(witness.account.username, next_="//evil.example/x")
     assert reply.status_code == 302
     assert reply.headers["Location"] == "/"
+
+
+def test_session_token_without_csrf_is_refused(witness: Witness, browser: Browser) -> None:
+    signed_in(browser, witness.account)
+    assert ask_token(browser, None).status_code == 400
