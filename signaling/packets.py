@@ -22,7 +22,8 @@ from protocol.strict_json import loads as strict_loads
 
 log = logging.getLogger("gibberish.signaling")
 
-_ACCEPTED_TYPES = {CONNECT, DISCONNECT, EVENT, ACK}
+# As the packet's first character: str.isdigit() also accepts "¹", which int() refuses.
+_ACCEPTED_TYPES = {str(kind) for kind in (CONNECT, DISCONNECT, EVENT, ACK)}
 
 
 class PacketRefused(ValueError):
@@ -61,7 +62,7 @@ class JsonPacket(Packet):  # type: ignore[misc]
         kind = encoded_packet[:1]
         if kind in (str(BINARY_EVENT), str(BINARY_ACK)):
             raise PacketRefused("binary packets are not accepted: this protocol is JSON only")
-        if not kind.isdigit() or int(kind) not in _ACCEPTED_TYPES:
+        if kind not in _ACCEPTED_TYPES:
             raise PacketRefused(f"unknown packet type {encoded_packet[:1]!r}")
         try:
             count: int = super().decode(encoded_packet)

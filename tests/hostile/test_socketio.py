@@ -96,6 +96,7 @@ ATTACHMENT = '["publish",{"_placeholder":true,"num":0}]'
 # Packets after the Engine.IO message type "4": each is refused and closes the connection.
 MALFORMED_PACKETS = [
     pytest.param("4zzz", id="unknown-type"),
+    pytest.param("4\u00b9", id="superscript-digit-type"),  # "¹".isdigit(), found by fuzzing
     pytest.param('421{"a":1}', id="event-object-not-list"),
     pytest.param("42" + "[" * 20_000 + "]" * 20_000, id="event-nested-20000"),
     pytest.param("451-" + ATTACHMENT, id="binary-event"),
