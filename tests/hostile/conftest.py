@@ -1,5 +1,5 @@
-"""The hostile-input suite: one real server per module, a room with legitimate messages in it,
-and the checks every hostile input ends with.
+"""The hostile-input suite: one real server for the package (each module has a room of its
+own), a room with legitimate messages in it, and the checks every hostile input ends with.
 
 After each input a test asserts the clear error it got, then `Witness.check()`: the process still
 answers, its log (since the test began) holds no traceback, and the room's legitimate messages
@@ -40,10 +40,10 @@ def loopback_ice() -> Iterator[None]:
     pin_ice_hosts(None)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """The module's server (SQLite), with sign-in limits raised: every input comes from
-    127.0.0.1."""
+    """The suite's server (SQLite), with sign-in limits raised: every input comes from
+    127.0.0.1. Each test reads only what the log gained while it ran."""
     running = start_server(tmp_path_factory.mktemp("hostile-server"), SHARED_SERVER_LIMITS)
     yield running
     stop_process(running.proc)
