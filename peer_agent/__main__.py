@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import ipaddress
 import logging
 import os
 import signal
@@ -37,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ice-host", action="append", metavar="ADDR",
                         help="use only this address for ICE (repeatable); e.g. 127.0.0.1 to keep "
                              "all WebRTC traffic on loopback. Default: every real interface")
-    parser.add_argument("--rendezvous-host", metavar="ADDR",
+    parser.add_argument("--rendezvous-host", metavar="ADDR", type=ip_address,
                         help="address of the rendezvous listener, published in the room's "
                              "roster so peers can reach this agent while the server is down "
                              "(default: the first --ice-host, else 127.0.0.1)")
@@ -58,6 +59,14 @@ def _seconds(text: str) -> float:
     if not 0.05 <= value <= 3600:
         raise argparse.ArgumentTypeError("give a number of seconds from 0.05 to 3600")
     return value
+
+
+def ip_address(text: str) -> str:
+    """An IP address (what peers dial: docs/protocol.md, Rendezvous), never a host name."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP address: {text!r}") from None
 
 
 def rendezvous_host(args: argparse.Namespace) -> str | None:

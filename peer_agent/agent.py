@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -115,6 +116,16 @@ class Delivery:
     server: bool = False
 
 
+def server_address(url: str) -> tuple[str, int] | None:
+    """The signaling server's host and port, from its URL (None if the URL has no host)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return (parts.hostname, port) if parts.hostname else None
+
+
 def load_or_create_key(data_dir: Path) -> DeviceKey:
     """The device key, made on first start and kept in the data dir with mode 0600."""
     path = data_dir / KEY_FILE
@@ -189,14 +200,16 @@ class Agent:
         await self._sign_in()
         self.mesh = Mesh(
             key=self.key, user=self.user, room=self.room, send_signal=self._send_signal,
-            on_frame=self._on_frame, on_link=self._on_peer_link, ice_servers=[],
+            on_frame=self._on_frame, on_link=self._on_peer_link,
+            on_refused=self._on_signal_refused, ice_servers=[],
         )
         if self.config.rendezvous_host is not None:
             self.rendezvous = Rendezvous(
                 key=self.key, user=self.user, room=self.room,
                 host=self.config.rendezvous_host, port=self.config.rendezvous_port,
                 vouched=self._vouched_peer, on_frame=self._on_path_frame,
-                on_session=self._on_rendezvous_session)
+                on_session=self._on_rendezvous_session,
+                server=server_address(self.config.server_url))
             self.client.rendezvous = await self.rendezvous.start()
         await self.ui.start()
         self.paths.start()
@@ -403,6 +416,15 @@ class Agent:
             self.mesh.update_roster(self.roster.values())
         await self.mesh.handle_signal(sender.get("user", ""), sender.get("device", ""),
                                       str(data.get("kind")), data.get("payload") or {})
+
+    def _on_signal_refused(self, device: str, reason: str) -> None:
+        """A forged, malformed or unexpected offer, answer or candidate: counted and shown like
+        every other refusal."""
+        peer = self.roster.get(device)
+        user = peer.user if peer is not None else f"device {device[:8]}"
+        self.refused["signal_refused"] += 1
+        self.timeline.add("refused", f"refused a signal from {user}: {reason[:200]}",
+                          user=user, device=device, reason=f"signal refused: {reason[:200]}")
 
     # -- peers, without the server ----------------------------------------------------------
 
@@ -927,6 +949,7 @@ class Agent:
                 "sessions": sorted(self.rendezvous.sessions) if self.rendezvous else [],
                 "relayed": self.relay.forwarded,
                 "refused": self.rendezvous.refused if self.rendezvous else 0,
+                "dials_refused": self.rendezvous.dials_refused if self.rendezvous else 0,
             },
             "peers": peers,
             "offline": offline,

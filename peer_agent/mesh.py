@@ -179,7 +179,8 @@ class Mesh:
 
     Call every method from the agent's event loop. `on_frame` receives each text frame from a peer
     as a raw string (the caller parses and verifies it); `on_link` receives every link state
-    change. `close()` stops every connection and task.
+    change; `on_refused(device, reason)` each signal refused (forged, malformed or unexpected).
+    `close()` stops every connection and task.
     """
 
     def __init__(
@@ -191,6 +192,7 @@ class Mesh:
         send_signal: SendSignal,
         on_frame: Callable[[PeerInfo, str], None],
         on_link: Callable[[PeerInfo, LinkState], None],
+        on_refused: Callable[[str, str], None] | None = None,
         ice_servers: list[dict[str, Any]] | None = None,
         retry_base: float = 0.5,
         retry_max: float = 15.0,
@@ -206,6 +208,7 @@ class Mesh:
         self._send_signal = send_signal
         self._on_frame = on_frame
         self._on_link = on_link
+        self._on_refused = on_refused
         # Never aiortc's default configuration: it points at a public STUN server.
         self._ice_servers = [RTCIceServer(**server) for server in ice_servers or []]
         self._retry_base = retry_base
@@ -351,10 +354,10 @@ class Mesh:
                 else:
                     raise SignalRefused(f"unknown signal kind {kind[:20]!r}")
         except SignalRefused as exc:
-            self._refuse(link, exc.message)
+            self._refuse(link, exc.message, from_device)
         except Exception as exc:
             log.exception("handling a %s signal failed", kind[:20])
-            self._refuse(link, f"{kind[:20]} could not be handled: {exc!r}")
+            self._refuse(link, f"{kind[:20]} could not be handled: {exc!r}", from_device)
 
     def send(self, device: str, text: str) -> bool:
         """Send one text frame to `device`; False if its channel is not open.
@@ -457,11 +460,20 @@ class Mesh:
         except Exception:
             log.exception("on_link callback failed")
 
-    def _refuse(self, link: Link | None, reason: str) -> None:
-        self._refused += 1
-        log.warning("signal refused: %s", reason)
+    def _refuse(self, link: Link | None, reason: str, device: str) -> None:
+        self._report_refusal(device, reason)
         if link is not None and link.state is not LinkState.CONNECTED:
             self._fail(link, f"refused a signal: {reason}")
+
+    def _report_refusal(self, device: str, reason: str) -> None:
+        """Count, log and report a refused signal; the link is left as it is."""
+        self._refused += 1
+        log.warning("signal refused: %s", reason)
+        if self._on_refused is not None:
+            try:
+                self._on_refused(device[:64], reason)
+            except Exception:
+                log.exception("on_refused callback failed")
 
     # Offer and answer.
 
@@ -573,7 +585,8 @@ class Mesh:
         if (not isinstance(text, str) or not isinstance(mid, str | None)
                 or not (index is None or (isinstance(index, int) and not isinstance(index, bool)))
                 or (mid is None and index is None)):
-            log.warning("malformed candidate from %s; ignored", _short(link.peer.device))
+            self._report_refusal(link.peer.device,
+                                 f"malformed candidate from {_short(link.peer.device)}")
             return
         text = text.strip().removeprefix("a=").removeprefix("candidate:")
         candidate: RTCIceCandidate | None = None
@@ -581,7 +594,8 @@ class Mesh:
             try:
                 candidate = candidate_from_sdp(text)
             except (AssertionError, ValueError, IndexError):
-                log.warning("unparsable candidate from %s; ignored", _short(link.peer.device))
+                self._report_refusal(link.peer.device,
+                                     f"unparsable candidate from {_short(link.peer.device)}")
                 return
             candidate.sdpMid = mid
             candidate.sdpMLineIndex = index

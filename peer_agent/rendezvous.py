@@ -34,6 +34,7 @@ from protocol.rendezvous import (
     Hello,
     Refused,
     Welcome,
+    dial_refusal,
     dialer_proof_bytes,
     is_address,
     listener_proof_bytes,
@@ -86,7 +87,8 @@ class Rendezvous:
 
     `vouched(device)` decides whom to trust; `on_frame(peer, text)` gets every frame a session
     carries after its handshake; `on_session(peer, up, address)` reports each session opened
-    (with the address the dialer says it listens on, "" if unknown) and closed.
+    (with the address the dialer says it listens on, "" if unknown) and closed. `server` (host,
+    port) is the signaling server's address, which is never dialled (`dial_refusal`).
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class Rendezvous:
         vouched: Vouched, on_frame: Callable[[PeerInfo, str], None],
         on_session: Callable[[PeerInfo, bool, str], None],
         handshake_timeout: float = 5.0, heartbeat: float = 3.0, max_sessions: int = 64,
+        server: tuple[str, int] | None = None,
     ) -> None:
         self._key = key
         self._device = key.device_id
@@ -107,6 +110,7 @@ class Rendezvous:
         self._handshake_timeout = handshake_timeout
         self._heartbeat = heartbeat
         self._max_sessions = max_sessions
+        self._server = server
         self._sessions: dict[str, Session] = {}
         self._pending = 0
         self._runner: web.AppRunner | None = None
@@ -114,6 +118,7 @@ class Rendezvous:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self.refused = 0
+        self.dials_refused = 0
         self.address: str | None = None
 
     @property
@@ -146,9 +151,17 @@ class Rendezvous:
     async def dial(self, address: str, peer: PeerInfo) -> bool:
         """Open an authenticated session with `peer` at `address`; False (logged) on failure.
 
-        An address outside the ICE pin (tests pin everything to 127.0.0.1) is never dialled.
+        Only an address this agent could itself have published is dialled (`dial_refusal`:
+        its own address family, loopback only from loopback, never link-local, metadata or the
+        signaling server's address), and never one outside the ICE pin (tests pin everything to
+        127.0.0.1). An address taken from a roster is a member's claim, nothing more.
         """
         if self._closed or self._http is None or not is_address(address):
+            return False
+        refusal = dial_refusal(address, self.address, self._server)
+        if refusal is not None:
+            self.dials_refused += 1
+            log.warning("not dialling %s for %s: %s", address[:64], peer.device[:8], refusal)
             return False
         host = address.rpartition(":")[0].strip("[]")
         if not ice_host_allowed(host):

@@ -1,8 +1,10 @@
 """The user's chat UI and the JSON API behind it, served by aiohttp on 127.0.0.1 only.
 
 Only same-origin requests are served: a request whose Host is not this agent's address (DNS
-rebinding) or whose Origin is another site (a page elsewhere posting into the chat) gets 403,
-and posting a message needs a JSON body, which a cross-site form cannot send."""
+rebinding) or whose Origin is another site (a page elsewhere posting into the chat, or any
+scheme but http) gets 403, and posting a message needs a JSON body, which a cross-site form
+cannot send. Bodies are decoded by one policy (`protocol.strict_json`, UTF-8 only): whatever
+cannot be decoded is a 400 that says why."""
 
 from __future__ import annotations
 
@@ -11,8 +13,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
+
+from protocol.strict_json import InvalidJson, loads
 
 log = logging.getLogger("gibberish.agent.ui")
 
@@ -79,10 +84,19 @@ class ChatUI:
             log.warning("refused a request for host %r", request.host)
             return _error(403, "bad_host", "this agent only answers on its own address")
         origin = request.headers.get("Origin")
-        if origin is not None and origin.split("://", 1)[-1] not in self._allowed_hosts():
+        if origin is not None and not self._same_origin_header(origin):
             log.warning("refused a cross-origin request from %r to %s", origin, request.path)
             return _error(403, "cross_origin", "requests from other sites are refused")
         return await handler(request)
+
+    def _same_origin_header(self, origin: str) -> bool:
+        """Whether an Origin header names this UI: http, one of its own host names and port."""
+        try:
+            parts = urlsplit(origin)
+        except ValueError:
+            return False
+        return (parts.scheme == "http" and not parts.path and not parts.query
+                and parts.netloc in self._allowed_hosts())
 
     @web.middleware
     async def _errors(self, request: web.Request,
@@ -170,10 +184,14 @@ async def _text_body(request: web.Request) -> str:
     """The `text` of a JSON body {"text": "…"}; a cross-site form cannot send JSON."""
     if request.content_type != "application/json":
         raise UIError(415, "json_required", "send a JSON body {\"text\": …}")
+    charset = request.charset
+    if charset is not None and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        raise UIError(400, "invalid_json",
+                      f"the body must be UTF-8, not {charset[:40]!r}")
     try:
-        body = await request.json()
-    except json.JSONDecodeError:
-        raise UIError(400, "invalid_json", "the body is not valid JSON") from None
+        body = loads(await request.read())
+    except InvalidJson as exc:
+        raise UIError(400, "invalid_json", str(exc)) from None
     text = body.get("text") if isinstance(body, dict) else None
     if not isinstance(text, str):
         raise UIError(400, "invalid_request", "the body must be {\"text\": \"…\"}")

@@ -20,6 +20,7 @@ After the handshake the connection carries signal relay frames (`protocol.relay`
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -174,6 +175,9 @@ def _address(value: object) -> str:
     if not isinstance(value, str) or len(value) > MAX_ADDRESS_CHARS or (
             value and not is_address(value)):
         raise InvalidEnvelope("rendezvous frame: 'rendezvous' must be host:port or empty")
+    refusal = publish_refusal(value) if value else None
+    if refusal is not None:
+        raise InvalidEnvelope(f"rendezvous frame: 'rendezvous' is not dialled: {refusal}")
     return value
 
 
@@ -187,3 +191,83 @@ def is_address(value: str) -> bool:
     if host.startswith("["):
         return host.endswith("]") and all(c in "0123456789abcdefABCDEF:." for c in host[1:-1])
     return all(c.isascii() and (c.isalnum() or c in ".-") for c in host)
+
+
+MIN_DIAL_PORT = 1024
+"""Lowest port an agent dials: rendezvous listeners use unprivileged (usually ephemeral) ports,
+so well-known services (ssh, smtp, http, …) are never dialled on a member's say-so."""
+
+# Metadata services of cloud machines that are not link-local addresses.
+_METADATA = frozenset({ipaddress.ip_address("fd00:ec2::254")})
+
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def split_address(address: str) -> tuple[IPAddress, int] | None:
+    """The IP address and port of `ip:port` or `[ipv6]:port`, or None for anything else (a
+    host name included)."""
+    if not isinstance(address, str) or not is_address(address):
+        return None
+    host, _, port = address.rpartition(":")
+    bracketed = host.startswith("[")
+    try:
+        ip = ipaddress.ip_address(host[1:-1] if bracketed else host)
+    except ValueError:
+        return None
+    if (ip.version == 6) != bracketed:
+        return None
+    return ip, int(port)
+
+
+def publish_refusal(address: str) -> str | None:
+    """Why no agent would ever dial `address`, so the server need not list it, or None.
+
+    The server checks what it can without knowing the dialling agent: a rendezvous address is
+    an IP address (a name could be made to resolve anywhere) and never link-local, multicast,
+    unspecified, reserved or a cloud metadata address."""
+    parsed = split_address(address)
+    if parsed is None:
+        return "a rendezvous address is ip:port or [ipv6]:port, with no host name"
+    ip, _ = parsed
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return "an IPv4-mapped IPv6 address is not a rendezvous address"
+    if ip.is_link_local or ip in _METADATA:
+        return "link-local and metadata addresses are never dialled"
+    if ip.is_multicast or ip.is_unspecified or (ip.is_reserved and not ip.is_loopback):
+        return "multicast, unspecified and reserved addresses are never dialled"
+    return None
+
+
+def dial_refusal(address: str, own: str | None, server: tuple[str, int] | None) -> str | None:
+    """Why an agent that publishes `own` (its own rendezvous address) must not dial `address`
+    taken from a roster or a peer, or None if it may.
+
+    An agent dials only what it could itself have published: an IP address of its own family,
+    loopback if and only if its own address is loopback, a port from MIN_DIAL_PORT up, never an
+    address `publish_refusal` refuses, and never the signaling server's own address
+    (`server`, as host and port; the host only when the agent is not on loopback)."""
+    refusal = publish_refusal(address)
+    if refusal is not None:
+        return refusal
+    parsed, mine = split_address(address), split_address(own or "")
+    assert parsed is not None
+    ip, port = parsed
+    if mine is None:
+        return "this agent publishes no rendezvous address of its own"
+    own_ip = mine[0]
+    if ip.version != own_ip.version:
+        return f"this agent publishes an IPv{own_ip.version} address, not IPv{ip.version}"
+    if ip.is_loopback != own_ip.is_loopback:
+        return ("loopback is dialled only by an agent that publishes loopback"
+                if ip.is_loopback else "an agent on loopback dials only loopback")
+    if port < MIN_DIAL_PORT:
+        return f"ports below {MIN_DIAL_PORT} are never dialled"
+    if server is not None:
+        server_host, server_port = server
+        try:
+            server_ip = ipaddress.ip_address(server_host.strip("[]"))
+        except ValueError:
+            server_ip = None
+        if server_ip == ip and (port == server_port or not ip.is_loopback):
+            return "the signaling server's own address is never dialled"
+    return None

@@ -18,7 +18,9 @@ from werkzeug.exceptions import HTTPException
 from . import config as config_module
 from .errors import ApiError
 from .extensions import csrf, db, limiter, migrate, rollback_quietly, socketio
+from .json_provider import ApiRequest, StrictJSONProvider
 from .message_queue import RedisQueue
+from .packets import JsonPacket, refuse_malformed_packets
 from .ratelimit import EventLimits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +41,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         static_folder=str(ROOT / "static"),
         template_folder=str(ROOT / "templates"),
     )
+    # One JSON decoding policy for every request body (signaling/json_provider.py).
+    app.json = StrictJSONProvider(app)
+    app.request_class = ApiRequest
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
@@ -85,10 +90,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         async_mode="threading",
         cors_allowed_origins=app.config["CORS_ORIGINS"],
         max_http_buffer_size=MAX_SOCKET_MESSAGE_BYTES,
-        logger=False,
-        engineio_logger=False,
+        serializer=JsonPacket,
+        # Named loggers rather than False: with False, python-socketio and python-engineio add
+        # a handler of their own, and each error is written twice.
+        logger=_quiet_logger("gibberish.socketio"),
+        engineio_logger=_quiet_logger("gibberish.engineio"),
         client_manager=manager,
     )
+    refuse_malformed_packets(socketio.server)
 
     from . import api, events, health, pages  # noqa: F401  (events registers handlers)
 
@@ -98,6 +107,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _register_error_handlers(app)
     logging.getLogger("gibberish").setLevel(logging.INFO)
     return app
+
+
+def _quiet_logger(name: str) -> logging.Logger:
+    """A logger for a library that logs every packet at INFO: warnings and errors only."""
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.WARNING)
+    return logger
 
 
 def _wants_json() -> bool:

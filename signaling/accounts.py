@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -15,7 +17,7 @@ from protocol import InvalidName, b64decode, b64encode, device_id_for, normalize
 
 from .errors import ApiError
 from .extensions import db
-from .models import Device, User
+from .models import Device, PageSession, User
 
 TOKEN_MAX_AGE = 30 * 24 * 3600
 MIN_PASSWORD = 8
@@ -85,8 +87,12 @@ def authenticate(username: object, password: object) -> User:
     return user
 
 
-def issue_token(user: User) -> str:
-    return _serializer().dumps({"u": user.id, "e": user.token_epoch})
+def issue_token(user: User, page_session: str | None = None) -> str:
+    """A bearer token for `user`; one issued to a page session dies with that session."""
+    data: dict[str, Any] = {"u": user.id, "e": user.token_epoch}
+    if page_session is not None:
+        data["s"] = page_session
+    return str(_serializer().dumps(data))
 
 
 def user_for_token(token: object) -> User | None:
@@ -102,7 +108,49 @@ def user_for_token(token: object) -> User | None:
     user = db.session.get(User, data.get("u"))
     if user is None or user.token_epoch != data.get("e"):
         return None
+    if "s" in data and user_for_page_session(data["s"]) is not user:
+        return None
     return user
+
+
+def start_page_session(user: User) -> str:
+    """Open a page session for `user` (dropping the user's expired ones) and return its id,
+    for the session cookie."""
+    now = datetime.now(UTC)
+    for old in db.session.scalars(select(PageSession).where(PageSession.user_id == user.id)):
+        if _expired(old, now):
+            db.session.delete(old)
+    session_id = secrets.token_urlsafe(32)
+    db.session.add(PageSession(id=session_id, user_id=user.id, created_at=now))
+    db.session.commit()
+    return session_id
+
+
+def user_for_page_session(session_id: object) -> User | None:
+    """The user of a page session that is open and not expired, else None."""
+    if not isinstance(session_id, str) or len(session_id) > 64:
+        return None
+    found = db.session.get(PageSession, session_id)
+    if found is None or _expired(found, datetime.now(UTC)):
+        return None
+    return db.session.get(User, found.user_id)
+
+
+def end_page_session(session_id: object) -> None:
+    """Close a page session for good: its cookie, and any token issued to it, open nothing."""
+    if isinstance(session_id, str) and len(session_id) <= 64:
+        found = db.session.get(PageSession, session_id)
+        if found is not None:
+            db.session.delete(found)
+            db.session.commit()
+
+
+def _expired(page_session: PageSession, now: datetime) -> bool:
+    created = page_session.created_at
+    if created.tzinfo is None:  # SQLite gives back naive datetimes, in UTC
+        created = created.replace(tzinfo=UTC)
+    lifetime = current_app.config["PERMANENT_SESSION_LIFETIME"]
+    return bool(now - created > lifetime)
 
 
 def register_device(user: User, public_key: object, label: object = "") -> Device:

@@ -33,7 +33,9 @@ R = TypeVar("R")
 
 
 def json_body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
+    """The request's JSON object; anything else is a 400 `invalid_json` saying what is wrong
+    (signaling/json_provider.py)."""
+    data = request.get_json()
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "the request body must be a JSON object")
     return data

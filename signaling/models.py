@@ -39,6 +39,18 @@ class User(db.Model):  # type: ignore[name-defined,misc]
     devices: Mapped[list[Device]] = relationship(back_populates="user")
 
 
+class PageSession(db.Model):  # type: ignore[name-defined,misc]
+    """A signed-in page session. The session cookie names its random id, and the session is
+    valid only while its row exists: signing out deletes the row, so a copy of the cookie
+    taken before opens nothing afterwards."""
+
+    __tablename__ = "page_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Device(db.Model):  # type: ignore[name-defined,misc]
     """A device's Ed25519 public key; `id` is derived from the key (protocol.device_id_for)."""
 

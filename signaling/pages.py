@@ -7,7 +7,6 @@ token (`POST /session/token`, CSRF-protected) to use the JSON API and Socket.IO 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +30,7 @@ from werkzeug.wrappers import Response
 
 from protocol import InvalidName, normalize_room
 from protocol.paging import order_token, parse_order_token
+from protocol.timestamps import iso_utc, short_utc
 
 from . import accounts, store
 from .errors import ApiError
@@ -64,11 +64,9 @@ def page_headers(response: Response) -> Response:
 
 @bp.before_app_request
 def load_session_user() -> None:
-    user_id = session.get("user_id")
-    user = db.session.get(User, user_id) if user_id is not None else None
-    if user is not None and session.get("epoch") != user.token_epoch:
-        user = None
-    g.page_user = user
+    """The signed-in user, from a page session the server still holds (signing out deletes
+    it, so a cookie copied before opens nothing after)."""
+    g.page_user = accounts.user_for_page_session(session.get("sid"))
 
 
 def login_required(view: Any) -> Any:
@@ -91,9 +89,9 @@ def _safe_next(target: str | None) -> str:
 
 
 def _start_session(user: User) -> None:
+    accounts.end_page_session(session.get("sid"))
     session.clear()
-    session["user_id"] = user.id
-    session["epoch"] = user.token_epoch
+    session["sid"] = accounts.start_page_session(user)
     session.permanent = True
 
 
@@ -151,6 +149,7 @@ def register() -> ResponseReturnValue:
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
+    accounts.end_page_session(session.get("sid"))
     session.clear()
     return redirect(url_for("pages.index"))
 
@@ -175,7 +174,7 @@ def session_token() -> ResponseReturnValue:
     if g.page_user is None:
         return jsonify(error={"code": "unauthorized", "message": "sign in first"}), 401
     return jsonify(user={"username": g.page_user.username},
-                   token=accounts.issue_token(g.page_user))
+                   token=accounts.issue_token(g.page_user, session.get("sid")))
 
 
 @bp.get("/rooms/<room>/history")
@@ -224,10 +223,12 @@ def browser_peer(room: str) -> ResponseReturnValue:
 
 @bp.app_template_filter("isotime")
 def isotime(ms: int) -> str:
-    """The author's timestamp (milliseconds since the epoch) as ISO 8601 in UTC."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+    """The author's timestamp as ISO 8601 in UTC, or "" past the year 9999 (protocol.timestamps:
+    every stored `ts` renders, whatever its value)."""
+    return iso_utc(ms) or ""
 
 
 @bp.app_template_filter("shorttime")
 def shorttime(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    """The author's timestamp for people, or "after 9999" (protocol.timestamps)."""
+    return short_utc(ms)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from protocol import MAX_BATCH, InvalidName, normalize_room
+from protocol.rendezvous import publish_refusal
 
 DEVICE_ID = r"^[0-9a-f]{32}$"
 # host:port, IPv4/hostname or [IPv6]; what a peer publishes as its rendezvous address.
@@ -34,6 +35,16 @@ class RoomField(Request):
 class JoinRequest(RoomField):
     device: str = Field(pattern=DEVICE_ID)
     rendezvous: str | None = Field(default=None, pattern=RENDEZVOUS)
+
+    @field_validator("rendezvous")
+    @classmethod
+    def _dialable(cls, value: str | None) -> str | None:
+        # Only what some agent would dial (protocol.rendezvous): an IP address, never a
+        # link-local, metadata, multicast or unspecified one.
+        refusal = None if value is None else publish_refusal(value)
+        if refusal is not None:
+            raise ValueError(refusal)
+        return value
 
 
 class LeaveRequest(RoomField):

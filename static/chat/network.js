@@ -15,6 +15,8 @@
 // Nothing here is guessed: every node, edge and label comes from the state the backend
 // reports. User text (names) only ever goes through textContent.
 
+import { setTime } from "./timestamps.js";
+
 const SVG = "http://www.w3.org/2000/svg";
 
 const W = 360; // viewBox width; its height follows what is drawn
@@ -72,9 +74,9 @@ function pad(n, width = 2) {
   return String(n).padStart(width, "0");
 }
 
-/** HH:MM:SS in local time. */
+/** HH:MM:SS in local time, of a Date or of milliseconds since the epoch. */
 export function clock(ms) {
-  const d = new Date(ms);
+  const d = ms instanceof Date ? ms : new Date(ms);
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
@@ -414,8 +416,8 @@ export class NetworkView {
     li.dataset.kind = kind;
     if (Number.isFinite(event.seq)) li.dataset.seq = String(event.seq);
     if (event.state) li.dataset.state = String(event.state);
-    const time = html("time", "", clock(event.at));
-    time.dateTime = new Date(event.at).toISOString();
+    const time = html("time", "");
+    setTime(time, event.at, clock);
     li.append(time, html("span", "event-kind", kind), html("span", "event-text", String(event.text ?? "")));
     this.timeline.prepend(li);
     while (this.timeline.childElementCount > TIMELINE_MAX) this.timeline.lastElementChild.remove();

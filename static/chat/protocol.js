@@ -959,11 +959,16 @@ export function orderToken(env) {
   return `${env.lamport}.${env.device}.${env.seq}`;
 }
 
+/**
+ * The order key in a page token, or null for a missing or malformed one (protocol/paging.py
+ * parse_order_token): lamport and seq at most MAX_SAFE, a device of at most 32 characters.
+ */
 export function parseOrderToken(raw) {
-  if (!raw) return null;
+  if (typeof raw !== "string" || !raw) return null;
   const parts = raw.split(".");
-  if (parts.length !== 3 || !/^[0-9]{1,16}$/.test(parts[0]) || !/^[0-9]{1,16}$/.test(parts[2])) {
-    return null;
-  }
-  return { lamport: Number(parts[0]), device: parts[1], seq: Number(parts[2]) };
+  if (parts.length !== 3 || parts[1].length > 32) return null;
+  const [lamport, seq] = [parts[0], parts[2]].map(
+    (text) => (/^[0-9]{1,20}$/.test(text) ? Number(text) : NaN));
+  if (!(lamport <= MAX_SAFE && seq <= MAX_SAFE)) return null;
+  return { lamport, device: parts[1], seq };
 }

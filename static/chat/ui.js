@@ -8,6 +8,7 @@
 // User text only ever goes through textContent.
 
 import { buildNetworkPanel, clock, NetworkView } from "./network.js";
+import { setTime } from "./timestamps.js";
 
 // Round-trip times are measured every couple of seconds but only pushed with the next state
 // change: the state is read again this often, while the page is visible, to keep them fresh.
@@ -33,8 +34,7 @@ function el(tag, attrs = {}, text) {
   return node;
 }
 
-function formatTime(ms) {
-  const d = new Date(ms);
+function formatTime(d) {
   const now = new Date();
   const sameDay = d.toDateString() === now.toDateString();
   return sameDay
@@ -259,8 +259,8 @@ export class ChatView {
     li.dataset.id = m.id;
     const head = el("div", { className: "message-head" });
     head.append(el("span", { className: "author" }, m.author));
-    const time = el("time", {}, formatTime(m.ts));
-    time.dateTime = new Date(m.ts).toISOString();
+    const time = el("time");
+    setTime(time, m.ts, formatTime);
     head.append(time);
     head.append(el("button", { type: "button", className: "path-toggle", "aria-expanded": "false",
       title: "How this message travelled" }, "path"));
@@ -311,8 +311,8 @@ export class ChatView {
     for (const step of steps) {
       const item = el("li");
       item.dataset.what = String(step.what);
-      const time = el("time", {}, clock(step.at));
-      time.dateTime = new Date(step.at).toISOString();
+      const time = el("time");
+      setTime(time, step.at, clock);
       const after = step.at - first;
       const delta = el("span", { className: "path-delta" },
         after > 0 ? `+${after < 1000 ? `${after} ms` : `${(after / 1000).toFixed(1)} s`}` : "");

@@ -222,8 +222,9 @@ def test_malformed_json_body_is_400(server: ServerProcess, body: str) -> None:
     reply = requests.post(server.url + "/api/register", data=body,
                           headers={"Content-Type": "application/json"}, timeout=10)
     assert reply.status_code == 400
-    assert reply.json()["error"] == {
-        "code": "invalid_json", "message": "the request body must be a JSON object"}
+    error = reply.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert "JSON" in error["message"]
 
 
 def test_unknown_api_path_is_a_json_404(server: ServerProcess) -> None:
