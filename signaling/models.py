@@ -66,17 +66,27 @@ class Device(db.Model):  # type: ignore[name-defined,misc]
 
 
 class Room(db.Model):  # type: ignore[name-defined,misc]
+    """A chat room. `kind` is fixed at creation (signaling/rooms.py): "public" (anyone signed
+    in may join and read), "private" (only its members; `owner_id` manages the list) or
+    "direct" (a private room of exactly two users, with no owner)."""
+
     __tablename__ = "rooms"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="public", server_default="public")
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Membership(db.Model):  # type: ignore[name-defined,misc]
-    """A user who has joined a room at least once; members may upload to its log."""
+    """In a public room, a user who has joined it at least once; in a private or direct room,
+    a user on its member list, the only users the server lets join, signal, upload or read."""
 
     __tablename__ = "memberships"
+    # The room list of a user (GET /api/rooms, the index page) looks memberships up by user.
+    __table_args__ = (Index("ix_memberships_user_id", "user_id"),)
 
     room_id: Mapped[int] = mapped_column(
         ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True
