@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from protocol import InvalidName, normalize_room
 
-from . import accounts, store
+from . import accounts, rooms, store
 from .errors import ApiError
 from .extensions import csrf, db, limiter
 from .models import Device, Membership, User
@@ -131,10 +131,8 @@ def client_config() -> ResponseReturnValue:
 @token_required
 def room_keys(room: str) -> ResponseReturnValue:
     """Every device key of every member of a room, so a peer can verify messages of authors
-    who are offline."""
-    found = store.get_room(room_name(room))
-    if found is None:
-        raise ApiError(404, "no_such_room", "no such room")
+    who are offline; for a private room, only its members' keys, and only to its members."""
+    found = rooms.readable_room(room_name(room), g.user)
     rows = db.session.execute(
         select(Device.id, Device.public_key, User.username)
         .join(User, Device.user_id == User.id)
@@ -153,9 +151,7 @@ def messages(room: str) -> ResponseReturnValue:
     name = room_name(room)
     after = clamp_int("after", 0, 0, 2**63 - 1)
     limit = clamp_int("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    found = store.get_room(name)
-    if found is None:
-        raise ApiError(404, "no_such_room", f"no room named {name!r}")
+    found = rooms.readable_room(name, g.user)
     rows = store.page_after_cursor(found, after, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 
 from protocol import Envelope, ProtocolError, check_lamport_horizon
 
-from . import accounts, store
+from . import accounts, rooms, store
 from .errors import ApiError, error_body
 from .extensions import db, rollback_quietly, socketio
 from .models import Device, Presence, Room, User
@@ -132,8 +132,7 @@ def on_join(data: Any) -> dict[str, Any]:
     if device is None or device.user_id != user.id:
         raise _refuse(403, "unknown_device",
                       "this device key is not registered to your account; POST /api/devices")
-    room = store.get_or_create_room(req.room)
-    store.ensure_membership(room, user)
+    room = rooms.joinable_room(req.room, user)
     sid = request.sid  # type: ignore[attr-defined]
     # Enter the Socket.IO room before our presence becomes visible: of two devices joining at
     # once, the later one reads the earlier in the roster, and the earlier one (already
@@ -146,6 +145,12 @@ def on_join(data: Any) -> dict[str, Any]:
                   server_id=current_app.config["SERVER_ID"], rendezvous=req.rendezvous)
     db.session.add(me)
     db.session.commit()
+    if rooms.is_restricted(room) and not _still_member(room, user):
+        # Removed between the check above and our presence: take the presence back.
+        db.session.delete(me)
+        db.session.commit()
+        leave_room(channel(room.name))
+        raise rooms.not_a_member(room.name)
     others = db.session.scalars(
         select(Presence).where(Presence.room_id == room.id, Presence.id != me.id)
         .order_by(Presence.joined_at, Presence.id)
@@ -153,7 +158,7 @@ def on_join(data: Any) -> dict[str, Any]:
     emit("peer_joined", {"room": room.name, "peer": peer_dict(me)},
          to=channel(room.name), include_self=False)
     return {
-        "room": room.name,
+        **rooms.describe(room),
         "you": peer_dict(me),
         "peers": [peer_dict(p) for p in others],
         "ice_servers": ice_servers_for(current_app.config["ICE_SERVERS"],
@@ -194,9 +199,12 @@ def on_signal(data: Any) -> dict[str, Any]:
         Presence.room_id == room.id, Presence.sid == sid))
     if room is None or sender is None:
         raise _refuse(403, "not_in_room", f"join room {req.room!r} before signalling in it")
+    if rooms.is_restricted(room) and not store.is_member(room, user):
+        raise rooms.not_a_member(room.name)
     target = db.session.scalar(select(Presence).where(
         Presence.room_id == room.id, Presence.device_id == req.to))
-    if target is None:
+    if target is None or (rooms.is_restricted(room)
+                          and not store.is_member_named(room, target.user.username)):
         raise _refuse(404, "no_such_peer", f"device {req.to} is not in room {req.room!r}")
     emit("signal", {
         "room": room.name,
@@ -212,11 +220,16 @@ def _verified(raw: dict[str, Any], uploader: User) -> tuple[Room, Envelope]:
     env = Envelope.from_dict(raw)
     room = store.get_room(env.room)
     if room is None or not store.is_member(room, uploader):
+        if room is not None and rooms.is_restricted(room):
+            raise rooms.not_a_member(env.room)
         raise _refuse(403, "not_in_room", f"join room {env.room!r} before uploading to it")
     owner = store.device_owner(env.device)
     if owner is None or owner.username != env.author:
         raise _refuse(403, "unknown_author",
                       f"device {env.device} is not a registered key of {env.author!r}")
+    if rooms.is_restricted(room) and not store.is_member_named(room, env.author):
+        raise _refuse(403, "author_not_a_member",
+                      f"{env.author!r} is not a member of private room {env.room!r}")
     env.verify(owner.public_key)
     # A Lamport time far past the clock would leave nobody able to post after it.
     check_lamport_horizon(env, int(time.time() * 1000))
@@ -279,3 +292,32 @@ class _AckError(ApiError):
 def _raw_id(raw: dict[str, Any]) -> str | None:
     device, seq = raw.get("device"), raw.get("seq")
     return f"{device}:{seq}" if isinstance(device, str) and isinstance(seq, int) else None
+
+
+def _still_member(room: Room, user: User) -> bool:
+    """Membership read afresh from the database, past this request's cache."""
+    store.forget_membership(room, user)
+    return store.is_member(room, user)
+
+
+def announce_members(room: Room) -> None:
+    """Tell everyone in the room its member list changed (`members`), so peers check frames
+    against the new list."""
+    socketio.emit("members", rooms.describe(room), to=channel(room.name))
+
+
+def evict(room: Room, user: User) -> None:
+    """Take a user just removed from a room out of it at once: their presence goes, the
+    room hears `peer_left` for each of their devices, and each of their connections gets
+    `removed` and stops receiving the room's notices (on whichever process holds it)."""
+    rows = db.session.scalars(select(Presence).where(
+        Presence.room_id == room.id, Presence.user_id == user.id)).all()
+    gone = [(p.sid, p.device_id) for p in rows]
+    for p in rows:
+        db.session.delete(p)
+    db.session.commit()
+    for sid, device in gone:
+        socketio.server.leave_room(sid, channel(room.name), namespace="/")
+        socketio.emit("removed", {"room": room.name}, to=sid)
+        socketio.emit("peer_left", {"room": room.name, "device": device, "user": user.username},
+                      to=channel(room.name))

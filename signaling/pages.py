@@ -32,7 +32,7 @@ from protocol import InvalidName, normalize_room
 from protocol.paging import order_token, parse_order_token
 from protocol.timestamps import iso_utc, short_utc
 
-from . import accounts, store
+from . import accounts, rooms, store
 from .errors import ApiError
 from .extensions import db, limiter
 from .models import Membership, Room, User
@@ -188,6 +188,9 @@ def history(room: str) -> ResponseReturnValue:
         query_string = request.query_string.decode()
         target = url_for("pages.history", room=name)
         return redirect(target + ("?" + query_string if query_string else ""))
+    refusal = _refusal(name)
+    if refusal is not None:
+        return refusal
     found = store.get_room(name)
     query = request.args.get("q", "")[:200]
     before = parse_order_token(request.args.get("before"))
@@ -218,7 +221,21 @@ def browser_peer(room: str) -> ResponseReturnValue:
         abort(404)
     if name != room:
         return redirect(url_for("pages.browser_peer", room=name))
+    refusal = _refusal(name)
+    if refusal is not None:
+        return refusal
     return render_template("room.html", room=name)
+
+
+def _refusal(name: str) -> ResponseReturnValue | None:
+    """A 403 page if the signed-in user may not see room `name` (a private room they are not
+    a member of), else None: a room that does not exist yet is the user's to open."""
+    try:
+        rooms.readable_room(name, g.page_user)
+    except ApiError as exc:
+        if exc.code == "not_a_member":
+            return render_template("error.html", code=exc.status, message=exc.message), 403
+    return None
 
 
 @bp.app_template_filter("isotime")

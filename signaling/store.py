@@ -99,6 +99,22 @@ def is_member(room: Room, user: User) -> bool:
     return key in cache
 
 
+def forget_membership(room: Room, user: User) -> None:
+    """Drop a membership remembered for this request, once it has been deleted."""
+    _request_cache().pop(("member", room.id, user.id), None)
+
+
+def is_member_named(room: Room, username: str) -> bool:
+    """Tell whether the user called `username` is a member of `room`."""
+    cache = _request_cache()
+    key = ("member-named", room.id, username)
+    if key not in cache:
+        cache[key] = db.session.scalar(
+            select(Membership.user_id).join(User, User.id == Membership.user_id)
+            .where(Membership.room_id == room.id, User.username == username)) is not None
+    return bool(cache[key])
+
+
 _COLUMNS = ("room_id", "device_id", "seq", "author", "lamport", "ts", "text", "sig")
 
 # PostgreSQL: one short statement whatever the batch size, one array per column. psycopg

@@ -181,7 +181,7 @@ class Peer:
 def connect_peer(account: Account) -> Peer:
     client = socketio.Client(reconnection=False)
     peer = Peer(account, client)
-    for name in ("peer_joined", "peer_left", "signal", "stored"):
+    for name in ("peer_joined", "peer_left", "signal", "stored", "members", "removed"):
         client.on(name, lambda data, name=name: peer.events.append((name, data)))
     client.connect(account.server_url, auth={"token": account.token}, transports=["websocket"],
                    wait_timeout=10)

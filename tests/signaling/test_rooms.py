@@ -26,7 +26,8 @@ def test_join_answers_with_the_peers_already_there(accounts: Accounts, peers: Pe
     assert peers(alice).join(room)["ok"]
     reply = peers(bob).join(room)
     assert reply == {
-        "ok": True, "room": room, "you": roster_entry(bob), "peers": [roster_entry(alice)],
+        "ok": True, "room": room, "kind": "public", "owner": None, "members": None,
+        "you": roster_entry(bob), "peers": [roster_entry(alice)],
         "ice_servers": [], "ice_ttl": None, "cursor": 0,
     }
 
