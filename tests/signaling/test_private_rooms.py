@@ -285,3 +285,19 @@ def test_non_member_cannot_open_a_private_rooms_pages(
     member = browsers(alice)
     assert "secret plans" in member.get(f"/rooms/{room}/history").text
     assert member.get(f"/rooms/{room}").status_code == 200
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ({"name": "x", "private": "yes"}, "invalid_request"),
+    ({"name": "x", "private": True, "members": "bob"}, "invalid_request"),
+    ({"name": "x", "private": False, "members": ["bob"]}, "invalid_request"),
+    ({"name": 7, "private": True}, "invalid_room"),
+    ({"name": "no spaces", "private": True}, "invalid_room"),
+    ({"name": "x", "private": True, "members": [["nested"]]}, "invalid_username"),
+    ({"name": "x", "private": True, "members": ["a"] * 300}, "too_many_members"),
+], ids=["private-not-bool", "members-not-list", "public-with-members", "name-not-text",
+        "bad-name", "member-not-text", "too-many"])
+def test_a_malformed_room_is_refused_with_a_reason(accounts: Accounts, body: dict[str, Any],
+                                                   code: str) -> None:
+    reply = accounts("alice").post("/api/rooms", json=body)
+    assert reply.status_code == 400 and error_code(reply) == code, reply.text
