@@ -1,5 +1,6 @@
 """JSON API for rooms: the user's room list, creating public and private rooms, direct
-messages, and a private room's member list (signaling/rooms.py holds the rules)."""
+messages, and a private room's member list (signaling/rooms.py holds the rules). Making a room
+or changing a list counts against the same per-user budget as `join`."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def list_rooms() -> ResponseReturnValue:
 def create_room() -> ResponseReturnValue:
     """Make a room: `{"name", "private": bool, "members": [user names]}`; members only for a
     private room. The creator is its owner and first member."""
+    events.rate_limited("join", g.user)
     data = json_body()
     private = data.get("private", False)
     if not isinstance(private, bool):
@@ -54,6 +56,7 @@ def create_room() -> ResponseReturnValue:
 def direct_message() -> ResponseReturnValue:
     """The direct room between the user and `{"username"}`, made on first use (201), the
     same room afterwards from either side (200)."""
+    events.rate_limited("join", g.user)
     other = rooms.user_named(json_body().get("username"))
     room, made = rooms.direct_room(g.user, other)
     return jsonify(rooms.describe(room)), 201 if made else 200
@@ -70,6 +73,7 @@ def members(room: str) -> ResponseReturnValue:
 @token_required
 def add_member(room: str) -> ResponseReturnValue:
     """Put `{"username"}` on a private room's member list (owner only)."""
+    events.rate_limited("join", g.user)
     found = rooms.managed_room(room_name(room), g.user)
     added = rooms.add_member(found, g.user, rooms.user_named(json_body().get("username")))
     return _changed(found, 201 if added else 200)
@@ -80,6 +84,7 @@ def add_member(room: str) -> ResponseReturnValue:
 def remove_member(room: str, username: str) -> ResponseReturnValue:
     """Take a user off a private room's list (the owner, or the member themself); it takes
     effect at once for their live connections."""
+    events.rate_limited("join", g.user)
     found = rooms.managed_room(room_name(room), g.user)
     user = rooms.user_named(username)
     rooms.remove_member(found, g.user, user)

@@ -1,5 +1,6 @@
 """Size and rate limits: oversized requests and socket messages are refused without harming
-anyone else, and sign-in, join, signal and publish are rate limited per user."""
+anyone else, and sign-in, join (and making rooms), signal and publish are rate limited per
+user."""
 
 from __future__ import annotations
 
@@ -206,6 +207,15 @@ def test_join_over_the_limit_is_refused(limited_peers: Callable[[str], Peer]) ->
     replies = [peer.join(unique_name("room")) for _ in range(4)]
     assert [r["ok"] for r in replies] == [True, True, True, False]
     assert replies[3]["error"]["code"] == "rate_limited"
+
+
+def test_making_rooms_counts_against_the_join_limit(limited_server: ServerProcess) -> None:
+    account = register_account(limited_server.url, "maker")
+    codes = [account.post("/api/rooms", json={"name": unique_name("room"), "private": True})
+             .status_code for _ in range(3)]
+    refused = account.post("/api/dm", json={"username": account.username})
+    assert codes == [201, 201, 201]
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
 
 
 def test_signal_over_the_limit_is_refused_for_that_user_only(
