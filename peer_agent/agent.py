@@ -50,6 +50,7 @@ from protocol.links import (
 from protocol.paging import order_token, parse_order_token
 from protocol.relay import Sender, SignalFrame, is_signal_frame, parse_signal_frame
 from protocol.rendezvous import is_address
+from protocol.roster import kept_on_join
 from protocol.sync import (
     BatchFrame,
     DigestFrame,
@@ -157,6 +158,7 @@ class Agent:
         self.user = config.username
         self.store = LocalLog(config.data_dir / LOG_FILE)
         self.roster: dict[str, PeerInfo] = {}
+        self._learned: dict[str, int] = {}  # device -> the join generation it was learned in
         self.present: set[str] = set()
         self.known = RosterCache(config.data_dir / ROSTER_FILE, self.room)
         self.delivery: dict[str, Delivery] = {}
@@ -307,9 +309,13 @@ class Agent:
         self._refresh_ice_servers_later(reply.get("ice_ttl"))
         # The server's roster is who is present now; a peer whose data channel is still open
         # stays even if the server (just restarted) does not list it yet.
+        # A peer_joined or an offer that came while the join ran is newer than the reply and
+        # stays too: rebuilding from the reply left such a pair unlinked.
         links = self.mesh.links
-        self.roster = {d: p for d, p in self.roster.items()
-                       if d in links and links[d].state == LinkState.CONNECTED}
+        linked = {d for d, link in links.items() if link.state == LinkState.CONNECTED}
+        stay = kept_on_join({d: self._learned.get(d, 0) for d in self.roster}, (),
+                            self.client.join_generation, linked)
+        self.roster = {d: p for d, p in self.roster.items() if d in stay}
         self.present = set()
         for peer in reply.get("peers", []):
             self._add_from_server(peer)
@@ -355,6 +361,7 @@ class Agent:
         if info.device == self.key.device_id:
             return None
         self.roster[info.device] = info
+        self._learned[info.device] = self.client.join_generation
         self.present.add(info.device)
         self.store.remember_key(info.device, info.user, info.public_key, "server")
         self.known.remember(info, peer.get("rendezvous"), int(time.time() * 1000))

@@ -51,6 +51,9 @@ class SignalingClient:
         self.token: str | None = None
         self.username: str | None = None
         self.joined = False
+        # Counts join requests: the agent tells what it learned before the current join
+        # went out from what it learned since (protocol/roster.py, kept_on_join).
+        self.join_generation = 0
         # Set once a connection attempt failed or the link broke, cleared on joining: the UI
         # tells "connecting" (first attempt under way) from "down".
         self.unreachable = False
@@ -183,6 +186,7 @@ class SignalingClient:
         request: dict[str, Any] = {"room": self.room, "device": self.key.device_id}
         if self.rendezvous:
             request["rendezvous"] = self.rendezvous
+        self.join_generation += 1
         try:
             reply = await self._sio.call("join", request, timeout=self._call_timeout)
         except (socketio.exceptions.TimeoutError, socketio.exceptions.SocketIOError) as exc:

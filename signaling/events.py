@@ -22,6 +22,7 @@ from . import accounts, rooms, store
 from .errors import ApiError, error_body
 from .extensions import db, rollback_quietly, socketio
 from .models import Device, Presence, Room, User
+from .presence import presence_epoch
 from .ratelimit import EventLimits
 from .schemas import JoinRequest, LeaveRequest, PublishRequest, SignalRequest, first_error
 from .turn import ice_servers_for
@@ -38,8 +39,10 @@ def channel(room: str) -> str:
 
 
 def peer_dict(p: Presence) -> dict[str, Any]:
-    return {"user": p.user.username, "device": p.device_id,
-            "public_key": p.device.public_key, "rendezvous": p.rendezvous}
+    # `epoch` grows with every join of a device: peers order the join reply, peer_joined,
+    # peer_left and signals of one device by it (protocol/roster.py).
+    return {"user": p.user.username, "device": p.device_id, "public_key": p.device.public_key,
+            "rendezvous": p.rendezvous, "epoch": presence_epoch(p.joined_at)}
 
 
 def _refuse(status: int, code: str, message: str) -> ApiError:
@@ -112,13 +115,14 @@ def on_disconnect(reason: Any = None) -> None:
     sid = request.sid  # type: ignore[attr-defined]
     _connections.pop(sid, None)
     rows = db.session.scalars(select(Presence).where(Presence.sid == sid)).all()
-    gone = [(db.session.get(Room, p.room_id), p.device_id, p.user.username) for p in rows]
+    gone = [(db.session.get(Room, p.room_id), p.device_id, p.user.username,
+             presence_epoch(p.joined_at)) for p in rows]
     for p in rows:
         db.session.delete(p)
     db.session.commit()
-    for room, device, user in gone:
+    for room, device, user, epoch in gone:
         if room is not None:
-            emit("peer_left", {"room": room.name, "device": device, "user": user},
+            emit("peer_left", {"room": room.name, "device": device, "user": user, "epoch": epoch},
                  to=channel(room.name))
 
 
@@ -180,7 +184,8 @@ def on_leave(data: Any) -> dict[str, Any]:
             Presence.room_id == room.id, Presence.sid == sid)).all()
         for p in rows:
             db.session.delete(p)
-            emit("peer_left", {"room": room.name, "device": p.device_id, "user": user.username},
+            emit("peer_left", {"room": room.name, "device": p.device_id, "user": user.username,
+                               "epoch": presence_epoch(p.joined_at)},
                  to=channel(room.name), include_self=False)
         db.session.commit()
     leave_room(channel(req.room))
@@ -209,7 +214,7 @@ def on_signal(data: Any) -> dict[str, Any]:
     emit("signal", {
         "room": room.name,
         "from": {"user": user.username, "device": sender.device_id,
-                 "public_key": sender.device.public_key},
+                 "public_key": sender.device.public_key, "epoch": presence_epoch(sender.joined_at)},
         "kind": req.kind, "payload": req.payload,
     }, to=target.sid)
     return {}

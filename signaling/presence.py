@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from flask import Flask
 from sqlalchemy import Select, delete, inspect, or_, select, text, update
@@ -60,6 +61,15 @@ def database_now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def presence_epoch(joined_at: datetime) -> int:
+    """The presence epoch of a roster entry: when it joined, in microseconds since 1970 (UTC).
+
+    A device's next join is later, so peers order its joins and leaves by it
+    (protocol/roster.py); row ids will not do, as SQLite reuses the id of a deleted last row."""
+    aware = joined_at if joined_at.tzinfo is not None else joined_at.replace(tzinfo=UTC)
+    return int(aware.timestamp() * 1_000_000)
+
+
 @dataclass(frozen=True)
 class Departure:
     """A device removed from a room's roster by the keeper, to announce as `peer_left`."""
@@ -67,6 +77,7 @@ class Departure:
     room: str
     device: str
     user: str
+    epoch: int | None = None  # presence_epoch of the row
 
 
 class PresenceKeeper:
@@ -184,7 +195,8 @@ class PresenceKeeper:
         processes pruning the same rows at once, only the one whose delete took a row
         announces it."""
         rows = db.session.execute(
-            select(Presence.id, Room.name, Presence.device_id, User.username)
+            select(Presence.id, Room.name, Presence.device_id, User.username,
+                   Presence.joined_at)
             .join(Room, Room.id == Presence.room_id).join(User, User.id == Presence.user_id)
             .where(Presence.id.in_(ids))
         ).all()
@@ -194,7 +206,8 @@ class PresenceKeeper:
             delete(Presence).where(Presence.id.in_([r.id for r in rows]))
             .returning(Presence.id)).all())
         db.session.commit()
-        return [Departure(r.name, r.device_id, r.username) for r in rows if r.id in taken]
+        return [Departure(r.name, r.device_id, r.username,
+                          presence_epoch(r.joined_at)) for r in rows if r.id in taken]
 
     def _announce(self, gone: list[Departure]) -> None:
         from .events import channel
@@ -202,8 +215,9 @@ class PresenceKeeper:
         for d in gone:
             log.info("presence of %s (%s) in %s pruned: its connection is gone",
                      d.device, d.user, d.room)
-            socketio.emit("peer_left", {"room": d.room, "device": d.device, "user": d.user},
-                          to=channel(d.room), namespace=NAMESPACE)
+            socketio.emit("peer_left", {"room": d.room, "device": d.device, "user": d.user,
+                                        "epoch": d.epoch}, to=channel(d.room),
+                          namespace=NAMESPACE)
 
     def _rejoin_everyone(self) -> None:
         """Our rows were pruned while we lived: disconnect our clients so they rejoin."""

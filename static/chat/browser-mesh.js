@@ -3,7 +3,13 @@
 // It keeps the rules of peer_agent/mesh.py, so both kinds of peer interoperate:
 //
 // - Offer rule: of each pair of devices, the one with the smaller id offers; only it retries,
-//   with exponential backoff and jitter, each time with a fresh connection.
+//   with exponential backoff and jitter, each time with a fresh connection. An offer that
+//   meets no answer within `answerTimeout` (doubling with each unanswered offer, up to the
+//   connect time-out) is made again at once: an offer can be lost to a peer that was not yet
+//   listening, and waiting out the whole connect time-out would stall the pair for seconds.
+// - Each offer carries `oid`, growing with every offer this page makes, and the answer echoes
+//   it (docs/protocol.md, "Offer ids"): a late answer to an earlier offer is ignored rather
+//   than torn into the newer connection, and an offer not newer than one taken is ignored.
 // - Each offer or answer carries {sdp, type, fp_sig}: the sender's device-key signature of
 //   canonical_bytes(FINGERPRINT_DOMAIN, [room, sender, receiver, fingerprint]). The receiver
 //   checks it against the roster's key before it answers or accepts an answer, so a signaling
@@ -62,6 +68,9 @@ class Link {
     this.pc = null;
     this.channel = null;
     this.awaitingAnswer = false;
+    this.offerOid = null;
+    this.acceptedOid = null;
+    this.unanswered = 0;
     this.descriptionSent = false;
     this.localCandidates = [];
     this.failures = 0;
@@ -78,6 +87,12 @@ class Link {
   }
 }
 
+/** The `oid` of an offer or answer, or null when it has none (an older peer) or a bad one. */
+function offerId(payload) {
+  const oid = payload && payload.oid;
+  return Number.isSafeInteger(oid) && oid > 0 ? oid : null;
+}
+
 function short(device) {
   return String(device).slice(0, 8);
 }
@@ -90,7 +105,8 @@ function short(device) {
 export class Mesh {
   constructor({ key, room, sendSignal, onFrame, onLink, onPath = () => {}, iceServers = [],
                 retryBase = 500, retryMax = 15000, pingInterval = 2000, pingTimeout = 6000,
-                recoverGrace = 10000, connectTimeout = 10000, log = console }) {
+                recoverGrace = 10000, connectTimeout = 10000, answerTimeout = 400,
+                log = console }) {
     this.key = key;
     this.device = key.device;
     this.room = room;
@@ -105,6 +121,8 @@ export class Mesh {
     this.pingInterval = pingInterval;
     this.pingTimeout = pingTimeout;
     this.connectTimeout = connectTimeout;
+    this.answerTimeout = answerTimeout;
+    this.lastOid = 0;
     this.log = log;
     this.roster = new Map();
     this.links = new Map();
@@ -132,6 +150,16 @@ export class Mesh {
         this.openLink(peer);
       }
     }
+  }
+
+  /** Offer to `device` now, skipping the backoff, if this side offers and is not linked. */
+  nudge(device) {
+    const link = this.links.get(device);
+    if (!link || !link.offerer || link.state === LinkState.CONNECTED) return false;
+    if (link.pc && link.awaitingAnswer && link.unanswered === 0) return false; // just offered
+    link.failures = 0;
+    this.offer(link);
+    return true;
   }
 
   /** Close the link to `device` and forget it until the roster lists it again. */
@@ -338,7 +366,17 @@ export class Mesh {
       await pc.setLocalDescription(await pc.createOffer());
       if (link.pc !== pc) return;
       link.awaitingAnswer = true;
-      await this.sendDescription(link, pc, "offer");
+      link.offerOid = this.nextOid();
+      await this.sendDescription(link, pc, "offer", false, link.offerOid);
+      if (link.pc !== pc) return;
+      const wait = Math.min(this.connectTimeout, this.answerTimeout * 2 ** link.unanswered);
+      this.later(link, () => {
+        if (link.pc === pc && link.awaitingAnswer && this.links.get(link.peer.device) === link) {
+          link.unanswered++;
+          this.log.info(`no answer from ${short(link.peer.device)} in ${wait} ms: offering again`);
+          this.offer(link);
+        }
+      }, wait);
     } catch (err) {
       if (link.pc === pc) this.fail(link, `could not send an offer: ${err.message}`);
     }
@@ -349,7 +387,13 @@ export class Mesh {
       throw new ProtocolError(
         `offer from ${short(link.peer.device)}, which waits for our offer (offer rule)`);
     }
+    const oid = offerId(payload);
+    if (oid !== null && link.acceptedOid !== null && oid <= link.acceptedOid) {
+      this.log.info(`offer ${oid} from ${short(link.peer.device)} is older than one taken; ignored`);
+      return;
+    }
     const sdp = await this.verifiedSdp(link, payload, "offer");
+    if (oid !== null) link.acceptedOid = oid;
     link.peerRestarts = payload.ice_restart === true;
     if (payload.restart === true && link.pc && link.channel
         && link.pc.signalingState === "stable") {
@@ -364,7 +408,7 @@ export class Mesh {
         if (link.pc === pc) throw new ProtocolError(`ICE restart offer is unusable: ${err.message}`);
         return;
       }
-      if (link.pc === pc) await this.sendDescription(link, pc, "answer", true);
+      if (link.pc === pc) await this.sendDescription(link, pc, "answer", true, oid);
       return;
     }
     this.dropConnection(link);
@@ -379,7 +423,7 @@ export class Mesh {
     }
     if (link.pc !== pc) return;
     try {
-      await this.sendDescription(link, pc, "answer");
+      await this.sendDescription(link, pc, "answer", false, oid);
     } catch (err) {
       if (link.pc === pc) this.fail(link, `could not send an answer: ${err.message}`);
     }
@@ -387,11 +431,17 @@ export class Mesh {
 
   async acceptAnswer(link, payload) {
     const pc = link.pc;
+    const oid = offerId(payload);
+    if (oid !== null && (oid !== link.offerOid || !link.awaitingAnswer)) {
+      this.log.info(`answer from ${short(link.peer.device)} to an earlier offer; ignored`);
+      return;
+    }
     if (!link.awaitingAnswer || !pc) {
       throw new ProtocolError(`answer from ${short(link.peer.device)} with no offer pending`);
     }
     const sdp = await this.verifiedSdp(link, payload, "answer");
     link.awaitingAnswer = false;
+    link.unanswered = 0;
     link.peerRestarts = payload.ice_restart === true;
     try {
       await pc.setRemoteDescription({ type: "answer", sdp });
@@ -419,7 +469,7 @@ export class Mesh {
     }
   }
 
-  async sendDescription(link, pc, kind, restart = false) {
+  async sendDescription(link, pc, kind, restart = false, oid = null) {
     const description = pc.localDescription;
     const fingerprint = sdpFingerprint(description.sdp);
     const signed = fingerprintSignedBytes(this.room, this.device, link.peer.device, fingerprint);
@@ -428,12 +478,20 @@ export class Mesh {
     const payload = { sdp: description.sdp, type: description.type, fp_sig: fpSig,
                       ice_restart: true };
     if (restart) payload.restart = true;
+    if (oid !== null) payload.oid = oid;
     await this.sendSignal(link.peer.device, kind, payload);
     if (link.pc !== pc) return;
     link.descriptionSent = true;
     const held = link.localCandidates;
     link.localCandidates = [];
     for (const candidate of held) this.signal(link, "candidate", candidate);
+  }
+
+  /** An offer id above every earlier one: wall-clock microseconds, kept increasing. */
+  nextOid() {
+    const now = Math.floor((performance.timeOrigin + performance.now()) * 1000);
+    this.lastOid = Math.min(Number.MAX_SAFE_INTEGER, Math.max(this.lastOid + 1, now));
+    return this.lastOid;
   }
 
   signal(link, kind, payload) {
@@ -477,6 +535,7 @@ export class Mesh {
     const now = performance.now();
     link.connectMs = now - link.attemptStarted;
     link.failures = 0;
+    link.unanswered = 0;
     link.awaitingAnswer = false;
     link.lastPong = now;
     for (const timer of link.timers) clearTimeout(timer);
@@ -519,7 +578,8 @@ export class Mesh {
       await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
       if (link.pc !== pc) return;
       link.awaitingAnswer = true;
-      await this.sendDescription(link, pc, "offer", true);
+      link.offerOid = this.nextOid();
+      await this.sendDescription(link, pc, "offer", true, link.offerOid);
     } catch (err) {
       this.log.warn(`ICE restart with ${short(link.peer.device)} failed: ${err.message}`);
     }

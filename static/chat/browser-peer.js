@@ -10,6 +10,7 @@
 import { BrowserLog, loadOrCreateDeviceKey, openDatabase } from "./browser-log.js";
 import { LinkState, Mesh } from "./browser-mesh.js";
 import { ServerLink } from "./browser-server.js";
+import { Roster } from "./roster.js";
 import {
   batchesFor,
   CatchUp,
@@ -95,7 +96,8 @@ export class BrowserPeer {
         signal: (data) => this.onSignal(data),
         stored: (data) => this.onStored(data),
       },
-      onJoined: (reply) => this.onJoined(reply),
+      onJoining: () => this.rosterRule.beginJoin(),
+      onJoined: (reply, generation) => this.onJoined(reply, generation),
       onLink: (up) => this.onServerLink(up),
     });
   }
@@ -105,6 +107,7 @@ export class BrowserPeer {
     this.user = await this.server.fetchToken();
     this.db = await openDatabase(this.user);
     this.key = await loadOrCreateDeviceKey(this.db);
+    this.rosterRule = new Roster(this.key.device);
     this.store = new BrowserLog(this.db, this.room);
     await this.store.load();
     await this.server.registerDevice(this.key.publicKey, "browser");
@@ -291,45 +294,60 @@ export class BrowserPeer {
     if (this.server.joined) this.flushOutbox();
   }
 
-  async onJoined(reply) {
+  async onJoined(reply, generation) {
     this.mesh.iceServers = Array.isArray(reply.ice_servers) ? reply.ice_servers : [];
-    // A peer whose channel is still open stays even if the (just restarted) server does not
-    // list it yet.
-    for (const device of [...this.roster.keys()]) {
-      const link = this.mesh.links.get(device);
-      if (!link || link.state !== LinkState.CONNECTED) this.roster.delete(device);
-    }
-    this.present = new Set();
+    const listed = [];
     for (const peer of reply.peers || []) {
-      if (await this.addToRoster(peer)) this.present.add(peer.device);
+      if (await this.vouchedPeer(peer)) listed.push(peer);
     }
-    this.mesh.updateRoster(this.roster.values());
+    // Merged, not rebuilt: a peer_joined or an offer that came while the join ran is newer
+    // than this snapshot. A peer whose channel is still open stays even if the (just
+    // restarted) server does not list it yet.
+    const linked = new Set([...this.mesh.links.values()]
+      .filter((l) => l.state === LinkState.CONNECTED).map((l) => l.peer.device));
+    this.rosterRule.snapshot(listed, generation, linked);
+    this.present = new Set(listed.map((p) => p.device).filter((d) => this.rosterRule.has(d)));
+    this.syncRoster();
     this.pushState();
     await this.refreshKeys();
     await this.catchUpFromServer();
     this.flushOutbox();
   }
 
-  async addToRoster(peer) {
-    if (!peer || peer.device === this.key.device) return false;
+  /** Whether a roster entry from the server is sound (its id is its key's); remembers the key. */
+  async vouchedPeer(peer) {
+    if (!peer || typeof peer.device !== "string" || peer.device === this.key.device) return false;
+    const known = this.rosterRule.get(peer.device);
+    if (known && known.public_key === peer.public_key && known.user === peer.user) return true;
     if (!(await keyMatchesDevice(peer.public_key, peer.device))) {
       this.log.warn(`roster entry for ${peer.user} does not match its key; skipped`);
       return false;
     }
-    this.roster.set(peer.device, { user: peer.user, device: peer.device,
-                                   public_key: peer.public_key });
     await this.store.rememberKey(peer.device, peer.user, peer.public_key, "server");
     return true;
   }
 
+  /** Make the member list and the mesh match the merged roster. */
+  syncRoster() {
+    this.roster = new Map([...this.rosterRule.entries.values()].map((e) => [e.device,
+      { user: e.user, device: e.device, public_key: e.public_key }]));
+    this.mesh.updateRoster(this.roster.values());
+  }
+
   async onPeerJoined(data) {
-    if (await this.addToRoster(data.peer)) {
-      this.present.add(data.peer.device);
-      this.addEvent("joined", `${data.peer.user} joined (device ${short(data.peer.device)})`,
-        { user: data.peer.user, device: data.peer.device });
-      this.mesh.updateRoster(this.roster.values());
-      this.pushState();
-    }
+    const peer = data.peer;
+    if (!(await this.vouchedPeer(peer))) return;
+    const before = this.rosterRule.get(peer.device);
+    this.rosterRule.joined(peer);
+    const now = this.rosterRule.get(peer.device);
+    if (!now || now === before) return; // stale: that epoch already left, or a newer is known
+    this.present.add(peer.device);
+    this.addEvent("joined", `${peer.user} joined (device ${short(peer.device)})`,
+      { user: peer.user, device: peer.device });
+    this.syncRoster();
+    // It may have restarted: offer now rather than when the retry backoff ends.
+    this.mesh.nudge(peer.device);
+    this.pushState();
   }
 
   /** Tell the linked peers which data channels this page has, with their RTTs. */
@@ -349,6 +367,9 @@ export class BrowserPeer {
   }
 
   onPeerLeft(data) {
+    if (!this.rosterRule.left(data.device, data.epoch) && this.rosterRule.has(data.device)) {
+      return; // an older presence of a device that has joined again since
+    }
     const user = this.peerName(data.device);
     this.addEvent("left", `${user} left the server (device ${short(data.device)})`,
       { user, device: data.device });
@@ -363,8 +384,11 @@ export class BrowserPeer {
     const sender = data.from || {};
     // An offer can overtake the peer_joined that announces its sender; the server vouches
     // for the sender's key in the signal itself.
-    if (!this.roster.has(sender.device) && sender.public_key) {
-      if (await this.addToRoster(sender)) this.mesh.updateRoster(this.roster.values());
+    const known = this.rosterRule.get(sender.device);
+    const newer = known && Number.isSafeInteger(sender.epoch) && known.epoch !== null
+      && sender.epoch > known.epoch;
+    if ((!known || newer) && sender.public_key && (await this.vouchedPeer(sender))) {
+      if (this.rosterRule.joined(sender) || !known) this.syncRoster();
     }
     await this.mesh.handleSignal(String(sender.user || ""), String(sender.device || ""),
       String(data.kind), data.payload || {});

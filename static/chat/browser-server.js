@@ -18,14 +18,17 @@ export class ServerError extends Error {
 /**
  * Owns the token and the Socket.IO connection for one room of one device. The client
  * reconnects by itself with jittered backoff (0.5 s doubling to 10 s); every (re)connection
- * joins the room again and hands the fresh roster to `onJoined`.
+ * joins the room again and hands the fresh roster to `onJoined`, with the generation
+ * `onJoining` gave when the join request went out (static/chat/roster.js).
  */
 export class ServerLink {
-  constructor({ room, csrfToken, handlers, onJoined, onLink, log = console }) {
+  constructor({ room, csrfToken, handlers, onJoined, onLink, onJoining = () => 0,
+                log = console }) {
     this.room = room;
     this.csrfToken = csrfToken;
     this.handlers = handlers; // {peer_joined, peer_left, signal, stored}: (data) => void
     this.onJoined = onJoined;
+    this.onJoining = onJoining; // () => the generation of the join request going out
     this.onLink = onLink;
     this.log = log;
     this.token = null;
@@ -139,6 +142,7 @@ export class ServerLink {
 
   async join() {
     let reply;
+    const generation = this.onJoining();
     try {
       reply = await this.call("join", { room: this.room, device: this.device });
     } catch (err) {
@@ -152,7 +156,7 @@ export class ServerLink {
     this.joined = true;
     this.everJoined = true;
     this.onLink(true);
-    await this.onJoined(reply);
+    await this.onJoined(reply, generation);
   }
 
   call(event, data) {

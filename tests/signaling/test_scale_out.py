@@ -98,6 +98,7 @@ def test_a_peer_leaving_one_process_is_announced_on_the_other(
     room, alice, bob = two_in_a_room(pair, clients)
     bob.client.disconnect()
     notice = alice.wait_for("peer_left", lambda d: d["device"] == device_of(bob))
+    assert isinstance(notice.pop("epoch"), int)
     assert notice == {"room": room, "device": device_of(bob), "user": bob.account.username}
 
 
