@@ -33,9 +33,9 @@ test: lint
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The pure tier for the edit-run loop: protocol rules, parsers, the local log and roster cache,
-# ICE pinning. No server, no peer connection, no browser; well under a minute.
+# ICE pinning, the room core. No server, no peer connection, no browser; well under a minute.
 FAST_TESTS := tests/protocol tests/peer_agent/test_log.py tests/peer_agent/test_roster_cache.py \
-	tests/peer_agent/test_ice.py
+	tests/peer_agent/test_ice.py tests/peer_agent/test_room_core.py
 
 test-fast: bootstrap
 	$(PY) -m pytest -n 2 -q $(FAST_TESTS) $(PYTEST_ARGS)

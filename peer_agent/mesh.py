@@ -57,7 +57,6 @@ from aiortc import (
 from aiortc.sdp import candidate_from_sdp
 
 from protocol import (
-    FINGERPRINT_DOMAIN,
     MAX_FRAME_BYTES,
     BadSignature,
     DeviceKey,
@@ -66,11 +65,11 @@ from protocol import (
     ProtocolError,
     b64decode,
     b64encode,
-    canonical_bytes,
     device_id_for,
-    parse_frame,
     verify_signature,
 )
+from protocol.channel import PingFrame, PongFrame, is_control_frame, parse_channel_frame
+from protocol.fingerprint import fingerprint_signed_bytes, sdp_fingerprint
 from protocol.limits import MAX_SAFE_INTEGER
 from protocol.link_rules import Liveness, Verdict, next_offer_id, offers_to, retry_delay
 from protocol.links import LinkPath
@@ -148,30 +147,6 @@ class SignalRefused(ProtocolError):
     """A signal was refused: unknown sender, bad fingerprint signature or unexpected kind."""
 
     code = "signal_refused"
-
-
-def sdp_fingerprint(sdp: str) -> str:
-    """Return the DTLS fingerprint an SDP commits to, as signed in `fp_sig`.
-
-    That is the text after `a=fingerprint:` (e.g. "sha-256 AB:CD:…") with surrounding whitespace
-    removed, taken from every such line at session or media level; several distinct values are
-    sorted and joined with ",". Every line counts so that no fingerprint DTLS could accept is
-    left unsigned. Raises InvalidEnvelope when the SDP has none.
-    """
-    values = {
-        line.strip()[len("a=fingerprint:"):].strip()
-        for line in sdp.splitlines()
-        if line.strip().startswith("a=fingerprint:")
-    }
-    values.discard("")
-    if not values:
-        raise InvalidEnvelope("the SDP has no a=fingerprint line")
-    return ",".join(sorted(values))
-
-
-def fingerprint_signed_bytes(room: str, sender: str, receiver: str, fingerprint: str) -> bytes:
-    """The bytes a device signs to vouch for the DTLS fingerprint it sends to `receiver`."""
-    return canonical_bytes(FINGERPRINT_DOMAIN, [room, sender, receiver, fingerprint])
 
 
 class Mesh:
@@ -311,7 +286,7 @@ class Mesh:
         sent = loop.time()
         link._ping_n += 1
         link._ping_sent_at = sent
-        self._send_on(link, f'{{"t":"ping","n":{link._ping_n},"at":{sent:.6f}}}', control=True)
+        self._send_on(link, PingFrame(link._ping_n, sent).encode(), control=True)
         await asyncio.sleep(timeout)
         if link._channel is channel and link._liveness.last_pong < sent:
             self._fail(link, f"no pong within {timeout:g} s of a probe")
@@ -702,8 +677,8 @@ class Mesh:
                 self._set_state(link, LinkState.DISCONNECTED)
             link._ping_n += 1
             link._ping_sent_at = loop.time()
-            ping = f'{{"t":"ping","n":{link._ping_n},"at":{link._ping_sent_at:.6f}}}'
-            self._send_on(link, ping, control=True)
+            self._send_on(link, PingFrame(link._ping_n, link._ping_sent_at).encode(),
+                          control=True)
             await asyncio.sleep(self._ping_interval)
 
     def _received(self, link: Link, channel: RTCDataChannel, message: str | bytes) -> None:
@@ -718,23 +693,22 @@ class Mesh:
             log.exception("on_frame callback failed")
 
     def _control_frame(self, link: Link, message: str) -> bool:
-        """Handle a ping or pong; return whether `message` was one."""
+        """Handle a ping or pong; return whether `message` was one (see `is_control_frame`)."""
+        if not is_control_frame(message):
+            return False
         try:
-            frame = parse_frame(message)
+            frame = parse_channel_frame(message)
         except ProtocolError:
-            return False
-        if not isinstance(frame, dict) or frame.get("t") not in ("ping", "pong"):
-            return False
-        n, at = frame.get("n"), frame.get("at")
-        if not isinstance(n, int) or isinstance(n, bool) or not isinstance(at, int | float):
             return True
-        if frame["t"] == "ping":
-            self._send_on(link, f'{{"t":"pong","n":{n},"at":{at!r}}}', control=True)
-        elif n == link._ping_n:
+        if isinstance(frame, PingFrame):
+            self._send_on(link, frame.answer().encode(), control=True)
+        elif not isinstance(frame, PongFrame):
+            return True
+        elif frame.n == link._ping_n:
             now = asyncio.get_running_loop().time()
             link.rtt_ms = (now - link._ping_sent_at) * 1000
             link._liveness.pong(now)
-        elif 0 < n < link._ping_n:
+        elif 0 < frame.n < link._ping_n:
             link._liveness.pong(asyncio.get_running_loop().time())
         else:
             return True

@@ -1,4 +1,8 @@
-"""JSON frames: the size limit and the parsing rules every receiver applies before anything else."""
+"""JSON frames: the size limit and the parsing rules every receiver applies before anything else.
+
+A frame is decoded with the one JSON policy of `protocol.strict_json` (no repeated keys, NaN,
+lone surrogates, huge numbers or deep nesting), after its size is checked; the frame types
+themselves are listed in `protocol.channel`."""
 
 from __future__ import annotations
 
@@ -6,14 +10,16 @@ import json
 
 from .errors import FrameTooLarge, InvalidEnvelope
 from .limits import MAX_FRAME_BYTES
+from .strict_json import InvalidJson, loads
 
 
 def parse_frame(data: str | bytes) -> object:
     """Parse one JSON frame from untrusted input, checking its size before parsing it.
 
     Raises FrameTooLarge over MAX_FRAME_BYTES (UTF-8), and InvalidEnvelope for invalid UTF-8,
-    invalid JSON, NaN or Infinity, or an object with a repeated key (which parsers resolve
-    differently, so a signed field could be read two ways).
+    or JSON that `protocol.strict_json` refuses: invalid JSON, NaN or Infinity, an object with a
+    repeated key (which parsers resolve differently, so a signed field could be read two ways),
+    a lone surrogate, a huge number or deep nesting.
     """
     if isinstance(data, bytes):
         _check_size(len(data))
@@ -27,11 +33,10 @@ def parse_frame(data: str | bytes) -> object:
         _check_size(size)
         text = data
     try:
-        return json.loads(text, object_pairs_hook=_object_without_repeats, parse_constant=_refuse)
-    except RecursionError as exc:
-        raise InvalidEnvelope("frame is not valid JSON: nested too deeply") from exc
-    except ValueError as exc:
-        raise InvalidEnvelope(f"frame is not valid JSON: {exc}") from exc
+        return loads(text)
+    except InvalidJson as exc:
+        detail = exc.message.removeprefix("not valid JSON: ")
+        raise InvalidEnvelope(f"frame is not valid JSON: {detail}") from None
 
 
 def encode_frame(obj: object) -> str:
@@ -51,22 +56,6 @@ def _check_size(size: int) -> None:
         )
 
 
-def _object_without_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    obj: dict[str, object] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise ValueError(f"key {_short(key)} appears more than once")
-        obj[key] = value
-    return obj
-
-
 def _utf8_size(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
-
-def _refuse(constant: str) -> object:
-    raise ValueError(f"{constant} is not a JSON number")
-
-
-def _short(text: str, limit: int = 40) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "…")

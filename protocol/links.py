@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from .envelope import DEVICE_ID
 from .errors import InvalidEnvelope
@@ -69,7 +69,16 @@ class LinkReport:
 
 @dataclass(frozen=True, slots=True)
 class LinksFrame:
+    """A peer's report of its own data channels."""
+
+    t: ClassVar[str] = "links"
+
     links: tuple[LinkReport, ...]
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> LinksFrame:
+        """The report from its decoded JSON object; InvalidEnvelope naming what is wrong."""
+        return parse_links_frame(obj)
 
     def encode(self) -> str:
         return encode_frame({"t": "links", "links": [link.to_dict() for link in self.links]})

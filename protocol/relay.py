@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from .envelope import DEVICE_ID
 from .errors import InvalidEnvelope
@@ -45,11 +45,19 @@ class Sender:
 class SignalFrame:
     """One relayed signal; `sender` is None on the frame its author sends, set by the relay."""
 
+    t: ClassVar[str] = "sig"
+
     id: str
     to: str
     kind: str
     payload: dict[str, Any]
     sender: Sender | None = None
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> SignalFrame:
+        """The frame from its decoded JSON object, every field but the payload's contents
+        validated; InvalidEnvelope naming the field."""
+        return parse_signal_frame(obj)
 
     def forwarded(self, sender: Sender) -> SignalFrame:
         """The frame as a relay passes it on, naming the device it came from."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 from .envelope import DEVICE_ID, Envelope
 from .errors import InvalidEnvelope
@@ -41,7 +41,15 @@ FRAME_TYPES = ("msg", "vv", "vvd", "batch", "keys")
 class MsgFrame:
     """A live message, sent to every peer as soon as it is authored or first received."""
 
+    t: ClassVar[str] = "msg"
+
     env: Envelope
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> MsgFrame:
+        """The frame from its decoded JSON object; InvalidEnvelope naming what is wrong."""
+        _check_keys(obj, _FIELDS["msg"], "'msg' frame")
+        return cls(Envelope.from_dict(obj["env"]))
 
     def to_dict(self) -> dict[str, object]:
         """The frame as a JSON-ready dict."""
@@ -56,7 +64,15 @@ class MsgFrame:
 class VectorFrame:
     """The sender's version vector; the receiver answers with the envelopes above it."""
 
+    t: ClassVar[str] = "vv"
+
     vector: VersionVector
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> VectorFrame:
+        """The frame from its decoded JSON object; InvalidEnvelope naming what is wrong."""
+        _check_keys(obj, _FIELDS["vv"], "'vv' frame")
+        return cls(VersionVector.from_dict(obj["vector"]))
 
     def to_dict(self) -> dict[str, object]:
         """The frame as a JSON-ready dict."""
@@ -72,7 +88,15 @@ class DigestFrame:
     """A digest of the sender's version vector: cheap to send often, and a receiver whose own
     digest differs answers with its vector."""
 
+    t: ClassVar[str] = "vvd"
+
     digest: str
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> DigestFrame:
+        """The frame from its decoded JSON object; InvalidEnvelope naming what is wrong."""
+        _check_keys(obj, _FIELDS["vvd"], "'vvd' frame")
+        return cls(obj["digest"])  # its type is checked on construction
 
     def __post_init__(self) -> None:
         if type(self.digest) is not str or not _DIGEST.fullmatch(self.digest):
@@ -92,8 +116,16 @@ class DigestFrame:
 class BatchFrame:
     """Envelopes the receiver lacks, at most MAX_BATCH; `more` is False on an answer's last."""
 
+    t: ClassVar[str] = "batch"
+
     envs: tuple[Envelope, ...]
     more: bool
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> BatchFrame:
+        """The frame from its decoded JSON object; InvalidEnvelope naming what is wrong."""
+        _check_keys(obj, _FIELDS["batch"], "'batch' frame")
+        return _parse_batch(obj)
 
     def __post_init__(self) -> None:
         if len(self.envs) > MAX_BATCH:
@@ -148,7 +180,15 @@ class KnownDevice:
 class KeysFrame:
     """Device keys the sender knows, at most MAX_BATCH, each device once."""
 
+    t: ClassVar[str] = "keys"
+
     devices: tuple[KnownDevice, ...]
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> KeysFrame:
+        """The frame from its decoded JSON object; InvalidEnvelope naming what is wrong."""
+        _check_keys(obj, _FIELDS["keys"], "'keys' frame")
+        return _parse_keys(obj)
 
     def __post_init__(self) -> None:
         if len(self.devices) > MAX_BATCH:
@@ -178,6 +218,8 @@ _FIELDS = {
     "keys": frozenset({"t", "devices"}),
 }
 _DEVICE_FIELDS = frozenset({"id", "user", "public_key"})
+SYNC_FRAMES: dict[str, type[Frame]] = {
+    cls.t: cls for cls in (MsgFrame, VectorFrame, DigestFrame, BatchFrame, KeysFrame)}
 
 
 def parse_sync_frame(data: str | bytes) -> Frame:
@@ -186,6 +228,7 @@ def parse_sync_frame(data: str | bytes) -> Frame:
     Raises FrameTooLarge over MAX_FRAME_BYTES and InvalidEnvelope for anything malformed: bad
     JSON, an unknown "t", missing or extra keys, wrong types, more than MAX_BATCH envelopes or
     keys, or an invalid envelope (named by its position). Signatures are not checked here.
+    (An agent parses every channel frame with `protocol.channel.parse_channel_frame`.)
     """
     obj = parse_frame(data)
     if not isinstance(obj, dict):
@@ -195,16 +238,7 @@ def parse_sync_frame(data: str | bytes) -> Frame:
         raise InvalidEnvelope(
             f"unknown sync frame type {_short(kind)}: expected one of {', '.join(FRAME_TYPES)}"
         )
-    _check_keys(obj, _FIELDS[kind], f"{kind!r} frame")
-    if kind == "msg":
-        return MsgFrame(Envelope.from_dict(obj["env"]))
-    if kind == "vv":
-        return VectorFrame(VersionVector.from_dict(obj["vector"]))
-    if kind == "vvd":
-        return DigestFrame(obj["digest"])  # its type is checked on construction
-    if kind == "batch":
-        return _parse_batch(obj)
-    return _parse_keys(obj)
+    return SYNC_FRAMES[kind].parse(obj)
 
 
 def encode(frame: Frame) -> str:

@@ -17,6 +17,9 @@ export const MAX_ROOM_CHARS = 64;
 export const SIGNATURE_BYTES = 64;
 export const KEY_BYTES = 32;
 /** How far past the receiver's clock (ms since the epoch) a Lamport time may lie. */
+// Every channel frame type, as protocol/channel.py lists them (a test holds the two equal).
+// This peer relays no signals, so it refuses "sig" frames like any it cannot use.
+export const FRAME_TYPES = ["msg", "vv", "vvd", "batch", "keys", "ack", "links", "sig", "ping", "pong"];
 export const LAMPORT_LEAD_MS = 24 * 60 * 60 * 1000;
 
 /** The keys of an envelope on the wire, in wire order, exactly these and no others. */
@@ -843,7 +846,7 @@ export class CatchUp {
 // Link reports (protocol/links.py): a peer's own data channels, for the network view.
 export const LINK_STATES = ["connecting", "connected", "disconnected", "failed", "closed"];
 export const MAX_LINKS = 64;
-const MAX_RTT_MS = 600000;
+export const MAX_RTT_MS = 600000;
 
 export function linksFrame(links) {
   return encodeFrame({ t: "links", links: links.slice(0, MAX_LINKS).map((l) => ({

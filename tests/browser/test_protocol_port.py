@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page
 
-from peer_agent.mesh import fingerprint_signed_bytes, sdp_fingerprint
 from protocol import DeviceKey, Envelope, VersionVector, b64encode
 from protocol.catchup import CatchUp, PullServer, SendDigest
 from protocol.envelope import lamport_horizon
 from protocol.errors import InvalidEnvelope, LamportAhead
+from protocol.fingerprint import fingerprint_signed_bytes, sdp_fingerprint
 from protocol.frames import encode_frame, parse_frame
 from protocol.links import LinkReport, LinksFrame, parse_links_frame
 from protocol.sync import DigestFrame, batches_for
@@ -299,3 +299,29 @@ def test_catch_up_rules_decide_as_in_python(page: Page) -> None:
     assert got == expected
     assert any(e == [{"kind": "pull_server"}] for e in expected), "the script reads the server"
     assert any(e == [{"kind": "digest", "device": C}] for e in expected), "and hints a peer"
+
+
+def test_the_port_has_the_python_frame_types_and_limits(page: Page) -> None:
+    """The browser peer hard-codes these; each must equal protocol/'s, or peers disagree on
+    what a valid frame is."""
+    from protocol import canonical, keys, limits
+    from protocol import links as link_rules
+    from protocol.channel import FRAME_TYPES
+
+    expected = {
+        "FRAME_TYPES": list(FRAME_TYPES),
+        "MAX_TEXT_CHARS": limits.MAX_TEXT_CHARS, "MAX_TEXT_BYTES": limits.MAX_TEXT_BYTES,
+        "MAX_FRAME_BYTES": limits.MAX_FRAME_BYTES, "MAX_SAFE": limits.MAX_SAFE_INTEGER,
+        "MAX_BATCH": limits.MAX_BATCH, "MAX_VECTOR_DEVICES": limits.MAX_VECTOR_DEVICES,
+        "MAX_USERNAME_CHARS": limits.MAX_USERNAME_CHARS,
+        "MAX_ROOM_CHARS": limits.MAX_ROOM_CHARS, "LAMPORT_LEAD_MS": limits.LAMPORT_LEAD_MS,
+        "SIGNATURE_BYTES": keys.SIGNATURE_BYTES, "KEY_BYTES": keys.KEY_BYTES,
+        "ENVELOPE_DOMAIN": canonical.ENVELOPE_DOMAIN,
+        "FINGERPRINT_DOMAIN": canonical.FINGERPRINT_DOMAIN,
+        "VECTOR_DIGEST_DOMAIN": canonical.VECTOR_DIGEST_DOMAIN,
+        "LINK_STATES": list(link_rules.LINK_STATES), "MAX_LINKS": link_rules.MAX_LINKS,
+        "MAX_RTT_MS": link_rules.MAX_RTT_MS,
+    }
+    got = run_js(page, "return Object.fromEntries(arg.map((name) => [name, p[name]]));",
+                 list(expected))
+    assert got == expected

@@ -10,7 +10,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from peer_agent import mesh as mesh_module
-from peer_agent.mesh import LinkState, PeerInfo, sdp_fingerprint
+from peer_agent.mesh import LinkState, PeerInfo
 from protocol import (
     FINGERPRINT_DOMAIN,
     MAX_FRAME_BYTES,
@@ -20,6 +20,7 @@ from protocol import (
     b64encode,
     canonical_bytes,
 )
+from protocol.fingerprint import sdp_fingerprint
 from tests.peer_agent.signal_bus import (
     Room,
     candidate_addresses,

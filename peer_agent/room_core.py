@@ -1,0 +1,410 @@
+"""The room core: what one device does in one room, without doing any I/O itself.
+
+Frames from peers, link changes, the server's word, posts and clock ticks go in; effects come
+out (`Send`, `Broadcast`, `Store`, `Show`, `Refuse`, `Event`, `Record`, …), which the agent
+carries out in order, in the manner of python-websockets' `protocol.py`. The core reads the
+room's log through `LogView` (keys, vector, gaps: the log is the one place these live, so the
+core keeps no copy to fall out of step with it) and never writes: a `Store` effect asks the
+agent to commit envelopes, and the agent tells the core what was fresh with `stored()`.
+
+Rules kept here, once: a received envelope is taken only if it is for this room, its device's
+key is known and belongs to its author, its signature verifies, and its Lamport time is within
+the horizon (`verify`); receipts name only what we stored from the peer; catch-up follows
+`protocol.catchup`. No asyncio, no aiortc, no clock read: time is passed in (`now` in monotonic
+seconds for the catch-up rules, `now_ms` since the epoch for the Lamport horizon).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeAlias
+
+from protocol import Envelope, ProtocolError, VersionVector, check_lamport_horizon
+from protocol.catchup import CatchUp, Pull, PullServer, SendDigest
+from protocol.catchup import Effect as CatchUpEffect
+from protocol.channel import (
+    AckFrame,
+    BatchFrame,
+    DigestFrame,
+    Frame,
+    KeysFrame,
+    LinksFrame,
+    MsgFrame,
+    SignalFrame,
+    VectorFrame,
+)
+from protocol.links import LinkReport
+from protocol.sync import KnownDevice
+from protocol.vector import vector_digest
+
+
+class LogView(Protocol):
+    """What the core reads of the local log (`peer_agent.log.LocalLog` is one)."""
+
+    def key_for(self, device: str) -> tuple[str, str] | None: ...
+    def vector(self, room: str) -> VersionVector: ...
+    def gaps(self, room: str) -> Mapping[str, Sequence[int]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The device at the other end of a channel, as the roster names it."""
+
+    user: str
+    device: str
+
+
+class UnknownDevice(ProtocolError):
+    """An envelope's device has no key this device knows (yet)."""
+
+    code = "unknown_device"
+
+
+# -- effects --------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send `frame` to `device` on its data channel."""
+
+    device: str
+    frame: Frame
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Send `frame` to every linked device."""
+
+    frame: Frame
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """Commit verified envelopes received from `peer` (None: the server) in one transaction,
+    then tell the core which were fresh with `RoomCore.stored(this, fresh)`."""
+
+    envelopes: tuple[Envelope, ...]
+    peer: Peer | None
+    live: bool
+    received: int
+
+
+@dataclass(frozen=True, slots=True)
+class Show:
+    """A message new to this device: show it in the UI."""
+
+    envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class ShowDelivery:
+    """Who has our message `message_id` changed: update it in the UI."""
+
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """Messages the server may lack arrived: wake the outbox."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """A frame or envelope was dropped: count it under `code`, log it and show it."""
+
+    peer: Peer | None
+    code: str
+    reason: str
+    what: str = "frame"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A line in this device's timeline (`peer_agent.records.Timeline`)."""
+
+    kind: str
+    text: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A step in one message's path (`peer_agent.records.PathJournal`)."""
+
+    message_id: str
+    what: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SendMissing:
+    """Send `device` every envelope its `vector` lacks, in batches (a walk of the log)."""
+
+    device: str
+    vector: VersionVector
+
+
+@dataclass(frozen=True, slots=True)
+class SendKeys:
+    """Send `device` the device keys this device knows."""
+
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
+class RememberKeys:
+    """Keep device keys a peer told us of, as that peer's claim (`source`)."""
+
+    devices: tuple[KnownDevice, ...]
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshKeys:
+    """Ask the server for the room's device keys: an envelope named a device we do not know."""
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySignal:
+    """A relay frame (`protocol.relay`) came from `peer`: hand it to the signal relay."""
+
+    peer: Peer
+    frame: SignalFrame
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    """Something the UI's state shows changed."""
+
+
+RoomEffect: TypeAlias = (Send | Broadcast | Store | Show | ShowDelivery | Upload | Refuse | Event
+                         | Record | SendMissing | SendKeys | RememberKeys | RefreshKeys
+                         | RelaySignal | StateChanged | PullServer)
+
+
+@dataclass
+class Delivery:
+    """Which peers acknowledged a message, and whether the server stored it."""
+
+    peers: set[str] = field(default_factory=set)
+    server: bool = False
+
+
+class RoomCore:
+    """One device in one room: decides, the caller does."""
+
+    def __init__(self, room: str, device: str, log: LogView, catchup: CatchUp) -> None:
+        self.room = room
+        self.device = device
+        self.log = log
+        self.catchup = catchup
+        self.delivery: dict[str, Delivery] = {}
+        # What each linked peer last reported of its own data channels (protocol/links.py).
+        self.reported: dict[str, tuple[LinkReport, ...]] = {}
+
+    # -- verification -----------------------------------------------------------------------
+
+    def verify(self, raw: Envelope | object, now_ms: int) -> Envelope:
+        """The envelope, if it may be stored: for this room, signed by a known key of its
+        author's, within the Lamport horizon. Raises ProtocolError (UnknownDevice when the key
+        is not known yet) saying why not."""
+        env = raw if isinstance(raw, Envelope) else Envelope.from_dict(raw)
+        if env.room != self.room:
+            raise ProtocolError(f"message for room {env.room!r}, not {self.room!r}")
+        known = self.log.key_for(env.device)
+        if known is None:
+            raise UnknownDevice(f"unknown device {env.device}; keys are being refreshed")
+        user, public_key = known
+        if user != env.author:
+            raise ProtocolError(f"device {env.device} belongs to {user!r}, not {env.author!r}")
+        env.verify(public_key)
+        check_lamport_horizon(env, now_ms)
+        return env
+
+    def verify_all(self, raws: Iterable[Envelope | object], origin: Peer | None, now_ms: int,
+                   effects: list[RoomEffect]) -> list[Envelope]:
+        """The envelopes that pass `verify`; each one refused adds its effects."""
+        good: list[Envelope] = []
+        asked = False
+        for raw in raws:
+            try:
+                good.append(self.verify(raw, now_ms))
+            except ProtocolError as exc:
+                if isinstance(exc, UnknownDevice) and not asked:
+                    effects.append(RefreshKeys())
+                    asked = True
+                effects.append(Refuse(origin, type(exc).__name__, str(exc), what="message"))
+        return good
+
+    # -- frames from peers ------------------------------------------------------------------
+
+    def frame(self, peer: Peer, frame: Frame, now: float, now_ms: int) -> list[RoomEffect]:
+        """React to one frame parsed from `peer`'s data channel."""
+        effects: list[RoomEffect] = []
+        if isinstance(frame, MsgFrame):
+            self._receive([frame.env], peer, True, now_ms, effects)
+        elif isinstance(frame, BatchFrame):
+            self._receive(frame.envs, peer, False, now_ms, effects)
+            if not frame.more:
+                effects += self._catch_up(self.catchup.answer_ended(peer.device, now))
+        elif isinstance(frame, VectorFrame):
+            effects.append(SendMissing(peer.device, frame.vector))
+            effects += self._catch_up(self.catchup.vector_received(
+                peer.device, frame.vector, self.log.vector(self.room), now))
+        elif isinstance(frame, DigestFrame):
+            ours = vector_digest(self.log.vector(self.room))
+            effects += self._catch_up(self.catchup.digest_received(
+                peer.device, frame.digest, ours, now))
+        elif isinstance(frame, KeysFrame):
+            new = tuple(k for k in frame.devices if self.log.key_for(k.id) is None)
+            if new:
+                effects.append(RememberKeys(new, f"peer:{peer.device}"))
+        elif isinstance(frame, AckFrame):
+            self._acked(peer, frame.ids, effects)
+        elif isinstance(frame, LinksFrame):
+            if self.reported.get(peer.device) != frame.links:
+                self.reported[peer.device] = frame.links
+                effects.append(StateChanged())
+        elif isinstance(frame, SignalFrame):
+            effects.append(RelaySignal(peer, frame))
+        # Ping and pong belong to the mesh, which answers them before frames reach the core.
+        return effects
+
+    def refused(self, peer: Peer, error: ProtocolError) -> list[RoomEffect]:
+        """A frame from `peer` that did not parse."""
+        return [Refuse(peer, error.code, str(error))]
+
+    def _receive(self, raws: Sequence[Envelope], peer: Peer, live: bool, now_ms: int,
+                 effects: list[RoomEffect]) -> None:
+        good = self.verify_all(raws, peer, now_ms, effects)
+        effects.append(Store(tuple(good), peer, live, len(raws)))
+
+    def stored(self, store: Store, fresh: Sequence[Envelope], now: float) -> list[RoomEffect]:
+        """What follows a `Store` the agent committed: `fresh` are the envelopes new to the log."""
+        effects: list[RoomEffect] = []
+        peer, live = store.peer, store.live
+        if peer is None:
+            for env in fresh:
+                effects.append(Show(env))
+            self._fresh(None, fresh, now)
+            return effects
+        if store.envelopes:
+            effects.append(Send(peer.device, AckFrame(tuple(e.id for e in store.envelopes))))
+        if live and len(fresh) < len(store.envelopes):
+            # A live message is sent once, by its author, on each channel: one held already
+            # was replayed. Ignored (the log keeps one copy), and said.
+            held = next(e for e in store.envelopes if e not in fresh)
+            effects.append(Event(
+                "refused", f"ignored a replayed message from {peer.user}: {held.id} is "
+                f"already held", {"user": peer.user, "device": peer.device,
+                                  "reason": f"replayed: {held.id} already held"}))
+        via = "channel" if live else "sync"
+        for env in fresh:
+            effects.append(Record(env.id, "received", {
+                "via": via, "user": peer.user, "device": peer.device,
+                "text": _received_text(env, peer, live)}))
+            effects.append(Show(env))
+        self._fresh(peer.device, fresh, now)
+        if not live:
+            # An empty batch ends every exchange of version vectors: nothing was missing.
+            text = (f"sync batch from {peer.user}: {store.received} messages, {len(fresh)} new"
+                    if store.received else f"in sync with {peer.user}: nothing missing")
+            effects.append(Event("sync", text, {"user": peer.user, "device": peer.device,
+                                                "count": store.received, "fresh": len(fresh)}))
+        if fresh:
+            effects.append(Upload())
+        if live and self.log.gaps(self.room):
+            # A gap: a message was missed; ask this peer for what we lack.
+            effects += self._catch_up(self.catchup.gap_seen(peer.device, now))
+        return effects
+
+    def _acked(self, peer: Peer, ids: Sequence[str], effects: list[RoomEffect]) -> None:
+        for message_id in ids:
+            delivery = self.delivery.get(message_id)
+            if delivery is not None and peer.device not in delivery.peers:
+                delivery.peers.add(peer.device)
+                effects.append(Record(message_id, "acked", {
+                    "user": peer.user, "device": peer.device,
+                    "text": f"{peer.user} stored it (receipt)"}))
+                effects.append(ShowDelivery(message_id))
+
+    def _fresh(self, source: str | None, fresh: Sequence[Envelope], now: float) -> None:
+        """Fresh messages arrived: linked peers that may lack them get our digest soon."""
+        if not fresh:
+            return
+        reports = {device: frozenset(r.device for r in links if r.state == "connected")
+                   for device, links in self.reported.items()}
+        self.catchup.fresh(source, {env.device for env in fresh}, reports, now)
+
+    def _catch_up(self, decided: Sequence[CatchUpEffect]) -> list[RoomEffect]:
+        """The catch-up rules' decisions as frames to send (or a read of the server)."""
+        effects: list[RoomEffect] = []
+        digest: str | None = None
+        for effect in decided:
+            if isinstance(effect, SendDigest):
+                digest = digest or vector_digest(self.log.vector(self.room))
+                effects.append(Send(effect.device, DigestFrame(digest)))
+            elif isinstance(effect, Pull):
+                effects.append(Send(effect.device, VectorFrame(self.log.vector(self.room))))
+            else:
+                effects.append(effect)
+        return effects
+
+    # -- links, the server, the user, the clock ---------------------------------------------
+
+    def link_up(self, peer: Peer, now: float) -> list[RoomEffect]:
+        """`peer`'s data channel opened: compare vectors and tell it the keys we know."""
+        return [*self._catch_up(self.catchup.link_up(peer.device, now)), SendKeys(peer.device)]
+
+    def link_down(self, device: str) -> None:
+        """`device`'s data channel is no longer open: its report and pull went with it."""
+        self.reported.pop(device, None)
+        self.catchup.link_down(device)
+
+    def forget(self, device: str) -> None:
+        """`device` left the room."""
+        self.reported.pop(device, None)
+
+    def server_named(self, ids: Mapping[str, int], now: float) -> list[RoomEffect]:
+        """The server stored these ids: ours are delivered to it; ones we lack are pulled."""
+        effects: list[RoomEffect] = []
+        for message_id, cursor in ids.items():
+            effects.append(Record(message_id, "on_server", {
+                "cursor": cursor, "text": f"the server stored it at cursor {cursor}"}))
+        effects += self.uploaded(ids)
+        self.catchup.server_named(ids, self.log.vector(self.room), now)
+        return effects
+
+    def uploaded(self, ids: Mapping[str, int]) -> list[RoomEffect]:
+        """The server acknowledged these ids."""
+        effects: list[RoomEffect] = []
+        for message_id in ids:
+            self.delivery.setdefault(message_id, Delivery()).server = True
+            effects.append(ShowDelivery(message_id))
+        effects.append(StateChanged())
+        return effects
+
+    def posted(self, env: Envelope) -> list[RoomEffect]:
+        """This device authored `env` (already in the log): send it to every linked peer."""
+        self.delivery[env.id] = Delivery()
+        return [Record(env.id, "authored", {"at": env.ts,
+                                            "text": f"written here by {env.author}"}),
+                Broadcast(MsgFrame(env)), Upload(), Show(env), StateChanged()]
+
+    def tick(self, now: float, server_up: bool) -> list[RoomEffect]:
+        """What the clock made due: digests to linked peers, a read of the server."""
+        return self._catch_up(self.catchup.due(now, self.log.vector(self.room), server_up))
+
+    def next_due(self) -> float | None:
+        """When `tick` next has something to do (monotonic seconds), or None."""
+        return self.catchup.next_due()
+
+
+def _received_text(env: Envelope, peer: Peer, live: bool) -> str:
+    """How a message came, for its path: from its author, or passed on by another peer."""
+    if live:
+        return f"received from {peer.user} live on the data channel"
+    if env.device == peer.device:
+        return f"received from {peer.user} by anti-entropy (sync batch)"
+    return (f"received via {peer.user}: {env.author}'s message, passed on by anti-entropy "
+            f"(sync batch)")

@@ -1,0 +1,165 @@
+"""The room core, frames in and effects out, with no network, no event loop and no clock: a
+log made of dicts stands for the agent's SQLite log (the core only reads it)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+
+import pytest
+
+from peer_agent.room_core import (
+    Event,
+    Peer,
+    RefreshKeys,
+    Refuse,
+    RoomCore,
+    Send,
+    SendKeys,
+    SendMissing,
+    Show,
+    ShowDelivery,
+    Store,
+)
+from protocol import DeviceKey, Envelope, ProtocolError, VersionVector
+from protocol.catchup import CatchUp
+from protocol.channel import AckFrame, MsgFrame, VectorFrame, parse_channel_frame
+from protocol.limits import LAMPORT_LEAD_MS
+from tests.helpers import ROOT
+
+ROOM = "lobby"
+NOW_MS = 1_700_000_000_000
+
+
+class DictLog:
+    """The log as the core reads it: keys, a vector and gaps, from plain dicts."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, tuple[str, str]] = {}
+        self.seqs: dict[str, int] = {}
+
+    def key_for(self, device: str) -> tuple[str, str] | None:
+        return self.keys.get(device)
+
+    def vector(self, room: str) -> VersionVector:
+        return VersionVector(self.seqs)
+
+    def gaps(self, room: str) -> Mapping[str, Sequence[int]]:
+        return {}
+
+
+def setup() -> tuple[RoomCore, DictLog, DeviceKey, Peer]:
+    log = DictLog()
+    bob = DeviceKey.generate()
+    log.keys[bob.device_id] = ("bob", bob.public_key_b64)
+    core = RoomCore(ROOM, DeviceKey.generate().device_id, log, CatchUp())
+    return core, log, bob, Peer("bob", bob.device_id)
+
+
+def envelope(key: DeviceKey, seq: int = 1, lamport: int = 1, author: str = "bob",
+             text: str = "hi") -> Envelope:
+    return Envelope.create(key, room=ROOM, author=author, seq=seq, lamport=lamport,
+                           ts=NOW_MS, text=text)
+
+
+def test_a_live_message_is_stored_then_acknowledged_and_shown() -> None:
+    core, _, bob, peer = setup()
+    env = envelope(bob)
+    effects = core.frame(peer, MsgFrame(env), 0.0, NOW_MS)
+    assert effects == [Store((env,), peer, True, 1)]
+    after = core.stored(effects[0], [env], 0.0)
+    assert Send(bob.device_id, AckFrame((env.id,))) in after
+    assert Show(env) in after
+
+
+def test_a_replayed_live_message_is_acknowledged_not_shown_and_said() -> None:
+    core, _, bob, peer = setup()
+    env = envelope(bob)
+    store = core.frame(peer, MsgFrame(env), 0.0, NOW_MS)[0]
+    assert isinstance(store, Store)
+    after = core.stored(store, [], 0.0)
+    assert not [e for e in after if isinstance(e, Show)]
+    assert any(isinstance(e, Event) and "replayed" in e.text for e in after)
+
+
+def test_a_forged_message_is_refused_and_not_stored() -> None:
+    core, _, bob, peer = setup()
+    env = envelope(bob)
+    forged = Envelope.from_dict(dict(env.to_dict(), text="altered"))
+    effects = core.frame(peer, MsgFrame(forged), 0.0, NOW_MS)
+    assert [type(e) for e in effects] == [Refuse, Store]
+    assert effects[1] == Store((), peer, True, 1)
+    refused = effects[0]
+    assert isinstance(refused, Refuse) and refused.code == "BadSignature"
+
+
+def test_an_impostor_of_another_user_is_refused() -> None:
+    core, _, bob, peer = setup()
+    effects = core.frame(peer, MsgFrame(envelope(bob, author="alice")), 0.0, NOW_MS)
+    assert isinstance(effects[0], Refuse) and "belongs to 'bob'" in effects[0].reason
+
+
+def test_an_unknown_device_asks_for_the_keys_once() -> None:
+    core, _, _, peer = setup()
+    stranger = DeviceKey.generate()
+    batch = parse_channel_frame(
+        '{"t":"batch","more":false,"envs":['
+        + ",".join(envelope(stranger, seq=n).to_json() for n in (1, 2)) + "]}")
+    effects = core.frame(peer, batch, 0.0, NOW_MS)
+    assert [type(e) for e in effects].count(RefreshKeys) == 1
+    assert [e.code for e in effects if isinstance(e, Refuse)] == ["UnknownDevice"] * 2
+
+
+def test_a_lamport_time_past_the_horizon_is_refused_for_now() -> None:
+    core, _, bob, peer = setup()
+    env = envelope(bob, lamport=NOW_MS + LAMPORT_LEAD_MS + 1)
+    refused = core.frame(peer, MsgFrame(env), 0.0, NOW_MS)[0]
+    assert isinstance(refused, Refuse) and refused.code == "LamportAhead"
+    later = core.frame(peer, MsgFrame(env), 0.0, NOW_MS + 2)[0]
+    assert later == Store((env,), peer, True, 1)
+
+
+def test_a_vector_is_answered_with_what_it_lacks() -> None:
+    core, _, bob, peer = setup()
+    theirs = VersionVector({"a" * 32: 3})
+    effects = core.frame(peer, VectorFrame(theirs), 0.0, NOW_MS)
+    assert effects[0] == SendMissing(bob.device_id, theirs)
+
+
+def test_an_open_link_pulls_and_gets_the_keys() -> None:
+    core, _, bob, peer = setup()
+    effects = core.link_up(peer, 0.0)
+    assert effects == [Send(bob.device_id, VectorFrame(VersionVector())), SendKeys(bob.device_id)]
+
+
+def test_a_receipt_counts_a_peer_once_for_our_message() -> None:
+    core, _, bob, peer = setup()
+    mine = envelope(DeviceKey.generate(), author="alice")
+    core.posted(mine)
+    first = core.frame(peer, AckFrame((mine.id, "nobody:1")), 0.0, NOW_MS)
+    again = core.frame(peer, AckFrame((mine.id,)), 0.0, NOW_MS)
+    assert ShowDelivery(mine.id) in first and again == []
+    assert core.delivery[mine.id].peers == {bob.device_id}
+
+
+def test_a_malformed_frame_is_refused_with_its_reason() -> None:
+    core, _, _, peer = setup()
+    with pytest.raises(ProtocolError) as caught:
+        parse_channel_frame('{"t":"no-such-frame"}')
+    [refused] = core.refused(peer, caught.value)
+    assert "no-such-frame" in refused.reason
+
+
+def test_the_core_imports_without_asyncio_or_aiortc() -> None:
+    code = ("import sys\n"
+            "for name in ('asyncio', 'aiortc', 'aiohttp', 'socketio', 'sqlite3'):\n"
+            "    sys.modules[name] = None\n"
+            "import peer_agent.room_core, protocol.channel\n"
+            "print('ok')\n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.stderr,
+                                                                  time.monotonic() - started)
