@@ -388,7 +388,10 @@ export class JsonNumber {
 
 const STRING_TOKEN = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
 const NUMBER_TOKEN = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
-const MAX_DEPTH = 500;
+// The JSON policy of protocol/strict_json.py, which every Python receiver applies to frames.
+export const MAX_JSON_DEPTH = 32;
+export const MAX_INT_DIGITS = 64;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 function parseStrictJSON(text) {
   let i = 0;
@@ -405,13 +408,18 @@ function parseStrictJSON(text) {
     const m = STRING_TOKEN.exec(text);
     if (!m) bad("invalid string");
     i += m[0].length;
-    return JSON.parse(m[0]);
+    const parsed = JSON.parse(m[0]);
+    if (LONE_SURROGATE.test(parsed)) bad("a string holds a lone surrogate");
+    return parsed;
+  };
+  const nest = (depth) => {
+    if (depth + 1 > MAX_JSON_DEPTH) bad(`nested too deeply: at most ${MAX_JSON_DEPTH} levels`);
   };
   const value = (depth) => {
-    if (depth > MAX_DEPTH) bad("nested too deeply");
     space();
     const c = text[i];
     if (c === "{") {
+      nest(depth);
       i++;
       const obj = {};
       const seen = new Set();
@@ -437,6 +445,7 @@ function parseStrictJSON(text) {
       }
     }
     if (c === "[") {
+      nest(depth);
       i++;
       const arr = [];
       space();
@@ -457,7 +466,12 @@ function parseStrictJSON(text) {
     const m = NUMBER_TOKEN.exec(text);
     if (!m) bad("unexpected character");
     i += m[0].length;
-    if (m[1] || m[2]) return new JsonNumber(m[0]);
+    if (m[1] || m[2]) {
+      if (m[0].length > 2 * MAX_INT_DIGITS) bad(`number longer than ${2 * MAX_INT_DIGITS} characters`);
+      if (!Number.isFinite(Number(m[0]))) bad("number too large");
+      return new JsonNumber(m[0]);
+    }
+    if (m[0].replace("-", "").length > MAX_INT_DIGITS) bad(`number has more than ${MAX_INT_DIGITS} digits`);
     const n = Number(m[0]);
     return Number.isSafeInteger(n) ? n : new JsonNumber(m[0]);
   };

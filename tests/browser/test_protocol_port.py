@@ -304,7 +304,7 @@ def test_catch_up_rules_decide_as_in_python(page: Page) -> None:
 def test_the_port_has_the_python_frame_types_and_limits(page: Page) -> None:
     """The browser peer hard-codes these; each must equal protocol/'s, or peers disagree on
     what a valid frame is."""
-    from protocol import canonical, keys, limits
+    from protocol import canonical, keys, limits, strict_json
     from protocol import links as link_rules
     from protocol.channel import FRAME_TYPES
 
@@ -321,6 +321,7 @@ def test_the_port_has_the_python_frame_types_and_limits(page: Page) -> None:
         "VECTOR_DIGEST_DOMAIN": canonical.VECTOR_DIGEST_DOMAIN,
         "LINK_STATES": list(link_rules.LINK_STATES), "MAX_LINKS": link_rules.MAX_LINKS,
         "MAX_RTT_MS": link_rules.MAX_RTT_MS,
+        "MAX_JSON_DEPTH": strict_json.MAX_JSON_DEPTH, "MAX_INT_DIGITS": strict_json.MAX_INT_DIGITS,
     }
     got = run_js(page, "return Object.fromEntries(arg.map((name) => [name, p[name]]));",
                  list(expected))
