@@ -1,7 +1,7 @@
 // The chat UI, shared by the agent's page (static/chat.html) and the browser peer
 // (templates/room.html). It builds its own markup inside a root element, so both pages show
 // the same thing, and talks to a "backend":
-//   { state(), messages(before), send(text), subscribe(onEvent), events(), path(id) }
+//   { state(), messages(before, limit), send(text), subscribe(onEvent), events(), path(id) }
 // served by the agent's JSON API (agent-backend.js) or by the browser peer (browser-peer.js).
 // Beside the chat sits the Network panel (network.js, docs/network-view.md); on a narrow
 // screen the "Chat" and "Network" tabs switch between the two.
