@@ -19,9 +19,11 @@ export class AgentBackend {
 
   state() { return this.json("/api/state"); }
 
-  messages(before) {
-    const query = before ? `?before=${encodeURIComponent(before)}` : "";
-    return this.json("/api/messages" + query);
+  /** Up to `limit` messages before the page token `before` (the newest without one). */
+  messages(before, limit = 50) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (before) query.set("before", before);
+    return this.json(`/api/messages?${query}`);
   }
 
   /** The agent's recent events, oldest first: {events: [...]}. */

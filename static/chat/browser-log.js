@@ -18,6 +18,30 @@ const DB_VERSION = 1;
 // Sources a key can come from; the server's word (or this device's own) replaces a peer's.
 const AUTHORITATIVE = new Set(["self", "server"]);
 
+/** Index of the first record after the order key `key` in `ordered` (binary search). */
+function after(ordered, key) {
+  let low = 0;
+  let high = ordered.length;
+  while (low < high) {
+    const mid = (low + high) >> 1;
+    if (compareOrder(ordered[mid].env, key) > 0) high = mid;
+    else low = mid + 1;
+  }
+  return low;
+}
+
+/** Index of the first record at or after the order key `key` in `ordered`. */
+function atOrAfter(ordered, key) {
+  let low = 0;
+  let high = ordered.length;
+  while (low < high) {
+    const mid = (low + high) >> 1;
+    if (compareOrder(ordered[mid].env, key) >= 0) high = mid;
+    else low = mid + 1;
+  }
+  return low;
+}
+
 function done(request) {
   return new Promise((resolve, reject) => {
     request.onsuccess = () => resolve(request.result);
@@ -89,6 +113,7 @@ export class BrowserLog {
     this.room = room;
     this.byId = new Map(); // id -> record {env, origin, onServer}
     this.ordered = []; // records in display order
+    this.pending = new Map(); // id -> record the server has not acknowledged (the outbox)
     this.heads = new Map(); // device -> {seqs: Set, contiguous, highest}
     this.keys = new Map(); // device -> {device, user, public_key, source}
     this.serverKnown = new Map(); // id -> cursor, for ids the server holds that we lack
@@ -109,16 +134,18 @@ export class BrowserLog {
   remember(record) {
     const id = envelopeId(record.env);
     this.byId.set(id, record);
-    // Messages nearly always arrive in order: search from the end.
-    let at = this.ordered.length;
-    while (at > 0 && compareOrder(this.ordered[at - 1].env, record.env) > 0) at--;
-    this.ordered.splice(at, 0, record);
+    // Messages nearly always arrive in order: append, else binary search for the place.
+    const last = this.ordered[this.ordered.length - 1];
+    if (!last || compareOrder(last.env, record.env) < 0) this.ordered.push(record);
+    else this.ordered.splice(after(this.ordered, record.env), 0, record);
     let head = this.heads.get(record.env.device);
     if (!head) {
-      head = { seqs: new Set(), contiguous: 0, highest: 0 };
+      head = { seqs: new Set(), records: new Map(), contiguous: 0, highest: 0 };
       this.heads.set(record.env.device, head);
     }
     head.seqs.add(record.env.seq);
+    head.records.set(record.env.seq, record);
+    if (!record.onServer) this.pending.set(id, record);
     head.highest = Math.max(head.highest, record.env.seq);
     while (head.seqs.has(head.contiguous + 1)) head.contiguous++;
   }
@@ -148,17 +175,20 @@ export class BrowserLog {
     return this.serial(async () => {
       const fresh = [];
       const records = [];
+      const batch = new Map(); // id -> record, for duplicates within `envs`
       for (const env of envs) {
         const id = envelopeId(env);
-        const held = this.byId.get(id) || records.find((r) => envelopeId(r.env) === id);
+        const held = this.byId.get(id) || batch.get(id);
         if (held) {
           if (!sameEnvelope(held.env, env)) this.conflicts++;
           else if (origin === "server" && !held.onServer) await this.markOnServer({ [id]: 0 });
           continue;
         }
         const known = this.serverKnown.has(id);
-        records.push({ room: this.room, device: env.device, seq: env.seq, env, origin,
-                       onServer: origin === "server" || known });
+        const record = { room: this.room, device: env.device, seq: env.seq, env, origin,
+                         onServer: origin === "server" || known };
+        records.push(record);
+        batch.set(id, record);
         this.serverKnown.delete(id);
       }
       if (!records.length) return fresh;
@@ -215,39 +245,40 @@ export class BrowserLog {
   /** Every envelope above the peer's vector, ordered by (device, seq). */
   missingFor(vector) {
     const out = [];
-    for (const record of this.byId.values()) {
-      if (record.env.seq > (vector.get(record.env.device) || 0)) out.push(record.env);
+    const devices = [...this.heads.keys()].sort();
+    for (const device of devices) {
+      const head = this.heads.get(device);
+      const from = vector.get(device) || 0;
+      if (head.highest <= from) continue;
+      // Walk the device's seqs above the vector when that is the shorter way, else its records.
+      if (head.highest - from <= head.records.size) {
+        for (let seq = from + 1; seq <= head.highest; seq++) {
+          const record = head.records.get(seq);
+          if (record) out.push(record.env);
+        }
+      } else {
+        const above = [...head.records.values()].filter((r) => r.env.seq > from);
+        for (const r of above.sort((a, b) => a.env.seq - b.env.seq)) out.push(r.env);
+      }
     }
-    return out.sort((a, b) => (a.device < b.device ? -1 : a.device > b.device ? 1 : a.seq - b.seq));
+    return out;
   }
 
   /** Up to `limit` envelopes in display order before `before` (a {lamport, device, seq}). */
   page(before, limit) {
-    let end = this.ordered.length;
-    if (before) {
-      end = 0;
-      while (end < this.ordered.length && compareOrder(this.ordered[end].env, before) < 0) end++;
-    }
+    const end = before ? atOrAfter(this.ordered, before) : this.ordered.length;
     const start = Math.max(0, end - limit);
     return { envs: this.ordered.slice(start, end).map((r) => r.env), more: start > 0 };
   }
 
   /** Envelopes the server has not acknowledged (and did not send us), oldest first. */
   outbox(limit = Infinity) {
-    const out = [];
-    for (const record of this.ordered) {
-      if (!record.onServer) {
-        out.push(record.env);
-        if (out.length >= limit) break;
-      }
-    }
-    return out;
+    const records = [...this.pending.values()].sort((a, b) => compareOrder(a.env, b.env));
+    return records.slice(0, limit).map((r) => r.env);
   }
 
   outboxCount() {
-    let n = 0;
-    for (const record of this.byId.values()) if (!record.onServer) n++;
-    return n;
+    return this.pending.size;
   }
 
   onServer(id) {
@@ -264,6 +295,7 @@ export class BrowserLog {
         this.serverKnown.set(id, ids[id]);
       } else if (!record.onServer) {
         record.onServer = true;
+        this.pending.delete(id);
         changed.push(record);
       }
     }

@@ -37,6 +37,7 @@ import {
 } from "./protocol.js";
 
 const PAGE = 50;
+const MAX_PAGE = 200;
 const UPLOAD_RETRY_MS = 2000;
 // Upload batches stay well under the server's 1 MiB Socket.IO message limit.
 const UPLOAD_MAX_BYTES = 256 * 1024;
@@ -215,9 +216,9 @@ export class BrowserPeer {
     };
   }
 
-  async messages(before) {
+  async messages(before, limit = PAGE) {
     const key = parseOrderToken(before);
-    const { envs, more } = this.store.page(key, PAGE);
+    const { envs, more } = this.store.page(key, Math.max(1, Math.min(limit, MAX_PAGE)));
     return {
       messages: envs.map((e) => this.messageDict(e)),
       older: more && envs.length ? orderToken(envs[0]) : null,

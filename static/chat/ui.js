@@ -1,18 +1,23 @@
 // The chat UI, shared by the agent's page (static/chat.html) and the browser peer
 // (templates/room.html). It builds its own markup inside a root element, so both pages show
 // the same thing, and talks to a "backend":
-//   { state(), messages(before), send(text), subscribe(onEvent), events(), path(id) }
+//   { state(), messages(before, limit), send(text), subscribe(onEvent), events(), path(id) }
 // served by the agent's JSON API (agent-backend.js) or by the browser peer (browser-peer.js).
 // Beside the chat sits the Network panel (network.js, docs/network-view.md); on a narrow
 // screen the "Chat" and "Network" tabs switch between the two.
 // User text only ever goes through textContent.
 
+import { MessageWindow, tokenOf, WINDOW } from "./message-window.js";
 import { buildNetworkPanel, clock, NetworkView } from "./network.js";
 import { setTime } from "./timestamps.js";
 
 // Round-trip times are measured every couple of seconds but only pushed with the next state
 // change: the state is read again this often, while the page is visible, to keep them fresh.
 const STATE_REFRESH_MS = 5000;
+// Messages read per page when the reader scrolls back, and how close to the top (px) a
+// scroll reads the next one.
+const OLDER_PAGE = 100;
+const OLDER_MARGIN_PX = 200;
 
 const LINK_LABELS = {
   connected: "direct P2P",
@@ -40,13 +45,6 @@ function formatTime(d) {
   return sameDay
     ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
     : d.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
-}
-
-function compare(a, b) {
-  if (a.lamport !== b.lamport) return a.lamport < b.lamport ? -1 : 1;
-  if (a.device !== b.device) return a.device < b.device ? -1 : 1;
-  if (a.seq !== b.seq) return a.seq < b.seq ? -1 : 1;
-  return 0;
 }
 
 /** The further along of two delivery marks of one message (both only ever move forward). */
@@ -118,8 +116,9 @@ export class ChatView {
     this.layout = doc.getElementById("chat-layout");
     this.tabs = { chat: doc.getElementById("tab-chat"), network: doc.getElementById("tab-network") };
     this.network = new NetworkView(doc.getElementById("network"));
-    this.messages = new Map(); // id -> {message, node}
+    this.messages = new MessageWindow(this.list, (m) => this.renderMessage(m));
     this.olderToken = null;
+    this.loadingOlder = null;
   }
 
   /** Show the chat or the Network panel (only matters on narrow screens, see style.css). */
@@ -139,6 +138,9 @@ export class ChatView {
     });
     this.text.addEventListener("input", () => this.fitComposer());
     this.older.addEventListener("click", () => this.loadOlder());
+    this.scroller.addEventListener("scroll", () => {
+      if (this.olderToken && this.scroller.scrollTop < OLDER_MARGIN_PX) this.loadOlder();
+    }, { passive: true });
     for (const [name, button] of Object.entries(this.tabs)) {
       button.addEventListener("click", () => this.showTab(name));
     }
@@ -148,9 +150,9 @@ export class ChatView {
     });
     this.backend.subscribe((event) => this.onEvent(event));
     this.renderState(await this.backend.state());
-    const page = await this.backend.messages(null);
-    this.addMessages(page.messages, true);
+    const page = await this.backend.messages(null, WINDOW);
     this.setOlder(page.older);
+    this.addMessages(page.messages, true);
     this.scrollToEnd();
     this.loadEvents();
     setInterval(() => this.refreshState(), STATE_REFRESH_MS);
@@ -200,12 +202,22 @@ export class ChatView {
     }
   }
 
-  async loadOlder() {
-    if (!this.olderToken) return;
+  /** Read the page before the oldest message shown (one read at a time). */
+  loadOlder() {
+    if (!this.olderToken) return Promise.resolve();
+    if (!this.loadingOlder) {
+      this.loadingOlder = this.readOlder().finally(() => { this.loadingOlder = null; });
+    }
+    return this.loadingOlder;
+  }
+
+  async readOlder() {
+    const token = this.olderToken;
+    const page = await this.backend.messages(token, OLDER_PAGE);
+    if (token !== this.olderToken) return; // the window was trimmed meanwhile: read again
     const keepBottom = this.scroller.scrollHeight - this.scroller.scrollTop;
-    const page = await this.backend.messages(this.olderToken);
-    this.addMessages(page.messages, false);
     this.setOlder(page.older);
+    for (const m of page.messages) this.place(m, false);
     this.scroller.scrollTop = this.scroller.scrollHeight - keepBottom;
   }
 
@@ -232,26 +244,26 @@ export class ChatView {
   addMessages(messages, scroll) {
     const s = this.scroller;
     const nearBottom = s.scrollHeight - s.scrollTop - s.clientHeight < 80;
-    for (const m of messages) {
-      const known = this.messages.get(m.id);
-      if (known) {
-        // A copy from a reply or a page may be older than the live delivery events already
-        // shown: marks only ever move forward here.
-        this.updateDelivery(m.id, laterDelivery(known.message.delivery, m.delivery));
-        continue;
-      }
-      const node = this.renderMessage(m);
-      this.messages.set(m.id, { message: m, node });
-      // Insert in display order (lamport, device, seq), scanning from the end: new
-      // messages almost always belong last.
-      let after = this.list.lastElementChild;
-      while (after && compare(this.messages.get(after.dataset.id).message, m) > 0) {
-        after = after.previousElementSibling;
-      }
-      this.list.insertBefore(node, after ? after.nextSibling : this.list.firstChild);
-    }
+    for (const m of messages) this.place(m, Boolean(this.olderToken));
     this.empty.hidden = this.messages.size > 0;
-    if (scroll && (nearBottom || messages.some((m) => m.mine))) this.scrollToEnd();
+    if (scroll && (nearBottom || messages.some((m) => m.mine))) {
+      // At the newest messages the page keeps only the last WINDOW of them; what is dropped
+      // is read again from the backend if the reader scrolls back.
+      if (this.messages.trimOldest(WINDOW)) this.setOlder(tokenOf(this.messages.oldest()));
+      this.scrollToEnd();
+    }
+  }
+
+  /** Show one message at its place in display order, or move a shown one's mark forward. */
+  place(m, olderUnloaded) {
+    const known = this.messages.get(m.id);
+    if (known) {
+      // A copy from a reply or a page may be older than the live delivery events already
+      // shown: marks only ever move forward here.
+      this.updateDelivery(m.id, laterDelivery(known.message.delivery, m.delivery));
+      return;
+    }
+    this.messages.insert(m, olderUnloaded);
   }
 
   renderMessage(m) {

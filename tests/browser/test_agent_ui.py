@@ -86,22 +86,23 @@ def test_message_typed_in_one_agents_ui_appears_live_in_the_others(
 def test_agent_ui_loads_older_messages_when_scrolled_back(
     open_page: OpenPage, pair: Pair,
 ) -> None:
-    texts = [f"message {n:02d}" for n in range(60)]
+    texts = [f"message {n:03d}" for n in range(230)]
     for text in texts:
         pair.alice.send(text)
     page = open_ui(open_page, pair.alice)
-    expect(page.locator("#messages .message")).to_have_count(50, timeout=LONG)
-    assert browser_texts(page) == texts[10:]
+    # The page opens on the newest window of 200 messages.
+    expect(page.locator("#messages .message")).to_have_count(200, timeout=LONG)
+    assert browser_texts(page) == texts[30:]
     scroller = page.locator("#chat-scroll")
     at_bottom = "(s) => s.scrollHeight - s.scrollTop - s.clientHeight < 2"
     assert scroller.evaluate(at_bottom), "the newest messages are in view on opening"
+    # Scrolling to the top reads the page before it, with no click.
     scroller.evaluate("(s) => { s.scrollTop = 0; }")
-    page.click("#load-older")
-    expect(page.locator("#messages .message")).to_have_count(60, timeout=LONG)
+    expect(page.locator("#messages .message")).to_have_count(230, timeout=LONG)
     expect(page.locator("#load-older")).to_be_hidden()
     assert browser_texts(page) == texts
     # The message that was at the top stays in view: older ones go above it.
-    expect(page.locator("#messages .message", has_text="message 10")).to_be_in_viewport()
+    expect(page.locator("#messages .message", has_text="message 030")).to_be_in_viewport()
     assert not scroller.evaluate(at_bottom)
     screenshot(page, "agent-ui-older-loaded")
 

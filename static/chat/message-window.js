@@ -1,0 +1,82 @@
+// The messages a chat page holds: a window of them (the newest WINDOW once the reader is at
+// the bottom, more while they read older pages), in display order (lamport, device, seq),
+// in memory and in the DOM. Inserting one costs a binary search and one DOM insertion,
+// whatever the room's length; older messages are paged in from the backend on demand.
+
+/** How many messages the page keeps when the reader is at the newest ones. */
+export const WINDOW = 200;
+
+/** Display order of two messages: (lamport, device, seq). */
+export function compare(a, b) {
+  if (a.lamport !== b.lamport) return a.lamport < b.lamport ? -1 : 1;
+  if (a.device !== b.device) return a.device < b.device ? -1 : 1;
+  if (a.seq !== b.seq) return a.seq < b.seq ? -1 : 1;
+  return 0;
+}
+
+/** The page token of a message: the backends page with `before=<lamport>.<device>.<seq>`. */
+export function tokenOf(m) {
+  return `${m.lamport}.${m.device}.${m.seq}`;
+}
+
+export class MessageWindow {
+  /** `list` is the <ol> the nodes go in; `render(message)` makes one message's node. */
+  constructor(list, render) {
+    this.list = list;
+    this.render = render;
+    this.entries = []; // {message, node}, in display order
+    this.byId = new Map(); // id -> entry
+  }
+
+  get size() {
+    return this.entries.length;
+  }
+
+  get(id) {
+    return this.byId.get(id);
+  }
+
+  oldest() {
+    return this.entries.length ? this.entries[0].message : null;
+  }
+
+  /** Index of the first held message after `m` in display order (binary search). */
+  position(m) {
+    let low = 0;
+    let high = this.entries.length;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if (compare(this.entries[mid].message, m) > 0) high = mid;
+      else low = mid + 1;
+    }
+    return low;
+  }
+
+  /**
+   * Show `m` at its place and return its entry; null when it belongs before the oldest held
+   * message while older ones are not loaded (it shows when that page is read).
+   */
+  insert(m, olderUnloaded) {
+    const n = this.entries.length;
+    // Fast path: a new message nearly always goes last.
+    const at = !n || compare(this.entries[n - 1].message, m) < 0 ? n : this.position(m);
+    if (at === 0 && n && olderUnloaded) return null;
+    const entry = { message: m, node: this.render(m) };
+    if (at === n) this.list.append(entry.node);
+    else this.list.insertBefore(entry.node, this.entries[at].node);
+    this.entries.splice(at, 0, entry);
+    this.byId.set(m.id, entry);
+    return entry;
+  }
+
+  /** Drop the oldest messages beyond `keep`; true if any went. */
+  trimOldest(keep) {
+    const drop = this.entries.length - keep;
+    if (drop <= 0) return false;
+    for (const entry of this.entries.splice(0, drop)) {
+      entry.node.remove();
+      this.byId.delete(entry.message.id);
+    }
+    return true;
+  }
+}
