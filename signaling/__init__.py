@@ -21,6 +21,7 @@ from .extensions import csrf, db, limiter, migrate, rollback_quietly, socketio
 from .json_provider import ApiRequest, StrictJSONProvider
 from .message_queue import RedisQueue
 from .packets import JsonPacket, refuse_malformed_packets
+from .passwords import Passwords
 from .ratelimit import EventLimits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +68,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if redis_url:
         app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", REDIS_COUNTER_OPTIONS)
 
+    app.extensions["gibberish_passwords"] = Passwords(app.config["PASSWORD_HASHER"])
     db.init_app(app)
     # Runs before Flask-SQLAlchemy's own teardown (teardowns run in reverse order), so that a
     # connection killed after the last statement cannot make the teardown raise: a Socket.IO

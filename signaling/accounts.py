@@ -6,8 +6,6 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
@@ -18,15 +16,16 @@ from protocol import InvalidName, b64decode, b64encode, device_id_for, normalize
 from .errors import ApiError
 from .extensions import db
 from .models import Device, PageSession, User
+from .passwords import Passwords
 
 TOKEN_MAX_AGE = 30 * 24 * 3600
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 
-_hasher = PasswordHasher()
-# Verified against when the user does not exist, so a wrong user name costs as much time
-# as a wrong password and does not reveal which names are taken.
-_DUMMY_HASH = _hasher.hash("not a real password")
+
+def _passwords() -> Passwords:
+    passwords: Passwords = current_app.extensions["gibberish_passwords"]
+    return passwords
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -55,7 +54,7 @@ def register(username: object, password: object) -> User:
     """Create an account; the name is normalised (NFKC, case-folded) and must be free."""
     name = clean_username(username)
     secret = clean_password(password)
-    user = User(username=name, password_hash=_hasher.hash(secret))
+    user = User(username=name, password_hash=_passwords().hash(secret))
     db.session.add(user)
     try:
         db.session.commit()
@@ -75,14 +74,11 @@ def authenticate(username: object, password: object) -> User:
     except ApiError:
         raise wrong from None
     user = db.session.scalar(select(User).where(User.username == name))
-    try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        raise wrong from None
-    if user is None:
+    passwords = _passwords()
+    if not passwords.matches(user.password_hash if user else None, password) or user is None:
         raise wrong
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash(password)
         db.session.commit()
     return user
 

@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from .passwords import PasswordCostError, hasher_from
 from .turn import DEFAULT_TURN_TTL, TurnSettings
 
 DEFAULT_RATE_LIMITS = {
@@ -155,6 +156,10 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "CORS_ORIGINS": parse_cors_origins(env.get("CORS_ORIGINS")),
         "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "0") == "1",
     }
+    try:
+        config["PASSWORD_HASHER"] = hasher_from(env)
+    except PasswordCostError as exc:
+        raise ConfigError(str(exc)) from None
     for name, default in DEFAULT_RATE_LIMITS.items():
         config[name] = env.get(name, default)
     return config
