@@ -153,7 +153,8 @@ def report(results: list[RoomResult], command: str) -> str:
             lines += ["", f"Profile of the last agent of the {r.agents}-agent room "
                       f"({'also a sender' if r.agents <= r.senders else 'a receiver only'}) "
                       "during a second load pass, py-spy at 250 Hz, idle samples left out; "
-                      "µs per message is CPU per delivered message:", "", *r.profile]
+                      "µs per message: its share of the agent's CPU time measured over that pass, "
+                      "per delivered message:", "", *r.profile]
     return "\n".join(lines)
 
 
@@ -184,9 +185,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(exc))
     work = Path(tempfile.mkdtemp(prefix="gibberish-bench-"))
     results = [measure(work, n, m, args) for n, m in zip(sizes, counts, strict=True)]
-    command = "python -m bench.mesh " + " ".join(argv if argv is not None else
-                                                 __import__("sys").argv[1:])
-    text = report(results, command.strip())
+    command = (f"python -m bench.mesh --agents {args.agents} --senders {args.senders} "
+               f"--messages {args.messages} --idle {args.idle}"
+               + (" --profile DIR" if args.profile else ""))
+    text = report(results, command)
     print(text)
     if not args.no_write:
         print(f"written to {write_section('mesh', text)}")
