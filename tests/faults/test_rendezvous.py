@@ -4,20 +4,19 @@ that peer relays its offers and answers to the others, and the full mesh forms a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import requests
 
 from peer_agent.mesh import PeerInfo
 from peer_agent.rendezvous import Rendezvous
 from protocol import DeviceKey
-from tests.faults.cluster import PASSWORD, Agent, Server, wait_mesh
+from tests.faults.cluster import PASSWORD, RoomAgents, Server, wait_mesh
 from tests.helpers import poll
 
 
 def test_restarted_peer_rejoins_the_full_mesh_through_rendezvous_while_the_server_is_down(
-        server: Server, agents: Callable[[str], Agent]) -> None:
-    alice, bob, carol = agents("alice"), agents("bob"), agents("carol")
+        server: Server, agents: RoomAgents) -> None:
+    alice, bob, carol = agents.several("alice", "bob", "carol")
     wait_mesh([alice, bob, carol])
     server.kill()
     for agent in (alice, bob, carol):
@@ -37,7 +36,7 @@ def test_restarted_peer_rejoins_the_full_mesh_through_rendezvous_while_the_serve
 
 
 def test_a_rendezvous_from_a_device_the_server_never_vouched_for_is_refused(
-        server: Server, agents: Callable[[str], Agent], room: str) -> None:
+        server: Server, agents: RoomAgents, room: str) -> None:
     alice = agents("alice")
     state = alice.state()
     address = state["rendezvous"]["address"]
