@@ -27,8 +27,9 @@ from typing import Any
 import aiohttp
 
 from bench.report import machine, percentile, write_section
+from launcher import start_all
 from tests.faults.routed_network import RoutedNetwork, unavailable_reason
-from tests.faults.routed_room import HostedAgent, HubServer, start_hosted_agent, wait_state
+from tests.faults.routed_room import HostedAgent, HubServer, wait_state
 
 GAP = 0.3  # seconds between samples: more than the catch-up rules' HINT_GAP (0.25 s)
 
@@ -118,19 +119,21 @@ def run(work: Path, messages: int) -> list[Way]:
         server.start()
         room = "bench-" + secrets.token_hex(3)
 
-        def start(name: str, host: Any) -> HostedAgent:
-            agent = start_hosted_agent(host, server, f"{name}-{secrets.token_hex(3)}", room,
-                                       work / name, sync_interval=3.0)
+        def make(name: str, host: Any) -> HostedAgent:
+            agent = HostedAgent(host, server, f"{name}-{secrets.token_hex(3)}", room,
+                                work / name, sync_interval=3.0)
             agents.append(agent)
             return agent
 
-        bob, carol = start("bob", b), start("carol", c)
+        bob, carol = make("bob", b), make("carol", c)
+        start_all([bob, carol])  # side by side: their start-ups overlap
         wait_state(bob, server_up=True, linked=set(), listed={carol.name})
         wait_state(carol, server_up=True, linked=set(), listed={bob.name})
         via_server = Way("bob → carol, no peer between them, server up")
         asyncio.run(_phase([(via_server, bob, carol)], messages))
 
-        alice = start("alice", a)
+        alice = make("alice", a)
+        alice.start()
         for agent, others in ((alice, {bob.name, carol.name}), (bob, {alice.name}),
                               (carol, {alice.name})):
             wait_state(agent, server_up=True, linked=others, listed=set())

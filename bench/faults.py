@@ -8,7 +8,8 @@
   room, once with the server up (history from the server and the peers) and once with the
   server down (the mesh re-formed through a rendezvous, history from the peers).
 
-    .venv/bin/python -m bench.faults [--history 500] [--missed 100 500] [--trials 3] [--no-write]
+    .venv/bin/python -m bench.faults [--history 500] [--missed 100 500] [--trials 3]
+                                     [--reconnect-max S] [--no-write]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from functools import partial
 from pathlib import Path
 
 from bench.report import machine, write_section
+from launcher import start_all
 from tests.faults.chaos import converged
 from tests.faults.cluster import Agent, Reader, Server, wait_mesh
 from tests.helpers import poll
@@ -34,13 +36,15 @@ CAUGHT_UP_WITH_SERVER = "peer restart → caught up, server up"
 CAUGHT_UP_WITHOUT_SERVER = "peer restart → caught up, server down (mesh via rendezvous)"
 
 
-def _room(work: Path) -> tuple[Server, list[Agent], str]:
+def _room(work: Path, reconnect_max: float | None) -> tuple[Server, list[Agent], str]:
     room = unique_name("bench")
     server = Server(work / "server", {"RATELIMIT_PUBLISH": "1000000 per 10 seconds"})
     server.start()
-    agents = [Agent(unique_name(n), work / n, server, room) for n in NAMES]
-    for agent in agents:
-        agent.start()
+    # The agents' own reconnection back-off unless told (not the tests' short one): the figures
+    # are what a user's agent does.
+    agents = [Agent(unique_name(n), work / n, server, room, reconnect_max=reconnect_max)
+              for n in NAMES]
+    start_all(agents)
     wait_mesh(agents, timeout=120)
     return server, agents, room
 
@@ -69,10 +73,11 @@ def _offline(agent: Agent) -> bool:
     return not agent.state()["server"]["connected"]
 
 
-def server_restart(work: Path, history: int, missed: int) -> dict[str, float]:
+def server_restart(work: Path, history: int, missed: int,
+                   reconnect_max: float | None = None) -> dict[str, float]:
     """Seconds from the server's restart until every agent joined it again, and until the
     converged log."""
-    server, agents, room = _room(work)
+    server, agents, room = _room(work, reconnect_max)
     try:
         _post(agents, history, "history")
         _everyone_has(agents, history)
@@ -97,9 +102,10 @@ def server_restart(work: Path, history: int, missed: int) -> dict[str, float]:
         server.stop()
 
 
-def peer_restart(work: Path, history: int, missed: int, server_up: bool) -> dict[str, float]:
+def peer_restart(work: Path, history: int, missed: int, server_up: bool,
+                 reconnect_max: float | None = None) -> dict[str, float]:
     """Seconds from a killed agent's restart until it holds the whole room."""
-    server, agents, _ = _room(work)
+    server, agents, _ = _room(work, reconnect_max)
     alice, bob, carol = agents
     try:
         _post(agents, history, "history")
@@ -143,15 +149,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--missed", type=int, nargs="+", default=[100, 500],
                         help="messages posted during the fault (one row each)")
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--reconnect-max", type=float, default=None, metavar="S",
+                        help="the agents' --reconnect-max (default: theirs, 10 s); a smoke run "
+                             "sets it short so as not to wait the back-off out")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     rows = []
     for missed in args.missed:
         size = f"{args.history} + {missed}"
         runs: list[Callable[[Path], dict[str, float]]] = [
-            partial(server_restart, history=args.history, missed=missed),
-            partial(peer_restart, history=args.history, missed=missed, server_up=True),
-            partial(peer_restart, history=args.history, missed=missed, server_up=False),
+            partial(server_restart, history=args.history, missed=missed,
+                    reconnect_max=args.reconnect_max),
+            partial(peer_restart, history=args.history, missed=missed, server_up=True,
+                    reconnect_max=args.reconnect_max),
+            partial(peer_restart, history=args.history, missed=missed, server_up=False,
+                    reconnect_max=args.reconnect_max),
         ]
         for run in runs:
             for name, samples in _trials(run, args.trials).items():
@@ -164,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         "## Recovery after faults",
         "",
         f"`python -m bench.faults --history {args.history} --missed "
-        f"{' '.join(map(str, args.missed))} --trials {args.trials}`: a server and three agents "
+        f"{' '.join(map(str, args.missed))} --trials {args.trials}"
+        f"{'' if args.reconnect_max is None else f' --reconnect-max {args.reconnect_max:g}'}`"
+        ": a server and three agents "
         "on loopback, a fresh room per trial, messages of about 20 characters. Server restart: "
         "killed (-9) with the history in its log, the agents post the rest while it is down; "
         "timed from its restart until every outbox is empty and its log equals every agent's. "

@@ -13,6 +13,7 @@ import asyncio
 import secrets
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,10 @@ import aiohttp
 import socketio
 
 from bench.report import machine, percentile, write_section
-from tests.helpers import stop_process
-from tests.peer_agent.agents import start_agent, wait_connected
-from tests.signaling.conftest import register_account, start_server
+from launcher import AgentProcess, ServerProcess, start_all, stop_all
+from launcher.server import OPEN_LIMITS
+from tests.helpers import poll
+from tests.signaling.conftest import register_account
 
 TEXT = "x" * 100
 
@@ -78,6 +80,7 @@ class RelayPair:
 
 
 ROOM = "bench-" + secrets.token_hex(3)
+PASSWORD = "bench-password-" + secrets.token_hex(4)
 RELAY_ROOM = ROOM + "-relay"  # apart from the agents, who would try to connect to the pair
 
 
@@ -99,26 +102,32 @@ async def measure(server_url: str, sender_url: str, receiver_url: str, messages:
     return p2p, via_server
 
 
+def _linked(agent: AgentProcess) -> bool:
+    """The agent joined the server and has an open data channel to its one peer."""
+    state = agent.state()
+    return bool(state["server"]["connected"]) and bool(agent.linked_users())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__)
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="gibberish-bench-"))
-    server = start_server(work / "server", {"RATELIMIT_SIGNAL": "1000000 per 10 seconds",
-                                            "RATELIMIT_PUBLISH": "1000000 per 10 seconds"})
-    agents = []
+    server = ServerProcess(work / "server", env={
+        **OPEN_LIMITS, "RATELIMIT_SIGNAL": "1000000 per 10 seconds",
+        "RATELIMIT_PUBLISH": "1000000 per 10 seconds"})
+    agents = [AgentProcess(server, f"bench{i}-{secrets.token_hex(3)}", ROOM, work / f"agent{i}",
+                           PASSWORD) for i in range(2)]
     try:
-        agents = [start_agent(server.url, f"bench{i}-{secrets.token_hex(3)}", ROOM,
-                              work / f"agent{i}") for i in range(2)]
+        server.start()
+        start_all(agents)
         for agent in agents:
-            wait_connected(agent, 1)
+            poll(partial(_linked, agent), timeout=60, message=f"{agent.name} linked")
         p2p, relay = asyncio.run(measure(server.url, agents[0].url, agents[1].url,
                                          args.messages))
     finally:
-        for agent in agents:
-            agent.stop()
-        stop_process(server.proc)
+        stop_all([server, *agents])
 
     def ms(samples: list[float], p: float) -> float:
         return percentile(samples, p) * 1000

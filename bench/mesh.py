@@ -85,14 +85,14 @@ async def _drive(room: Room, args: argparse.Namespace, messages: int, pids: list
 def measure(work: Path, agents: int, messages: int, args: argparse.Namespace) -> RoomResult:
     bare = measure_bare(agents, args.senders, messages, args.idle)
     with running_room(work / f"room{agents}", agents) as (server, started):
-        pids = [a.proc.pid for a in started]
+        pids = [a.pid for a in started]
         profile_to = (Path(args.profile) / f"agent-{agents}-room.txt" if args.profile
                       else None)
 
         async def run() -> tuple[list[float], float, list[float], list[float], float,
                                  list[str] | None]:
             async with Room(started) as room:
-                return await _drive(room, args, messages, pids, server.proc.pid, profile_to)
+                return await _drive(room, args, messages, pids, server.pid, profile_to)
 
         idle, seconds, loaded, cpu, server_cpu, profile = asyncio.run(run())
     return RoomResult(agents, args.senders, messages, seconds, loaded, idle, cpu, server_cpu,

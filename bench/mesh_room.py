@@ -18,7 +18,6 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.helpers import stop_process
 from tests.peer_agent.agents import AgentProcess, start_agent, wait_connected
 from tests.signaling.conftest import SHARED_SERVER_LIMITS, ServerProcess, start_server
 
@@ -162,4 +161,4 @@ def running_room(work: Path, agents: int) -> Iterator[tuple[ServerProcess, list[
     finally:
         for agent in started:
             agent.stop()
-        stop_process(server.proc)
+        server.stop()

@@ -16,7 +16,7 @@ from protocol.catchup import SYNC_INTERVAL
 
 from .agent import Agent, AgentConfig
 from .ice import pin_ice_hosts
-from .signaling_client import SignInError
+from .signaling_client import RECONNECT_MAX, SignInError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,6 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sync-interval", type=_seconds, default=SYNC_INTERVAL, metavar="S",
                         help="seconds between two comparisons of logs with each linked peer "
                              f"(a small digest frame; default {SYNC_INTERVAL:g})")
+    parser.add_argument("--reconnect-max", type=_seconds, default=RECONNECT_MAX, metavar="S",
+                        help="the longest wait, in seconds, between two attempts to reach the "
+                             "server while it is down; the wait doubles from 0.5 s up to this "
+                             f"(default {RECONNECT_MAX:g})")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     return parser.parse_args(argv)
 
@@ -86,6 +90,7 @@ async def run(args: argparse.Namespace, password: str | None) -> None:
         password=password, register=args.register, ui_port=args.ui_port,
         ice_hosts=args.ice_host, rendezvous_host=rendezvous_host(args),
         rendezvous_port=args.rendezvous_port, sync_interval=args.sync_interval,
+        reconnect_max=args.reconnect_max,
     ))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -61,7 +61,7 @@ from .room_core import (
 )
 from .roster import RosterCache
 from .session import load_or_create_key, server_address, sign_in
-from .signaling_client import SignalingClient, SignInError
+from .signaling_client import RECONNECT_MAX, SignalingClient, SignInError
 from .ui import ChatUI, UIError
 
 log = logging.getLogger("gibberish.agent")
@@ -88,6 +88,7 @@ class AgentConfig:
     rendezvous_host: str | None = "127.0.0.1"
     rendezvous_port: int = 0
     sync_interval: float = SYNC_INTERVAL
+    reconnect_max: float = RECONNECT_MAX
 
 
 class Agent:
@@ -115,6 +116,7 @@ class Agent:
             on_joined=self._on_joined, on_peer_joined=self._on_peer_joined,
             on_peer_left=self._on_peer_left, on_signal=self._on_signal,
             on_stored=self._on_stored, on_link=self._on_server_link,
+            reconnect_max=config.reconnect_max,
         )
         self.mesh: Mesh | None = None
         self.outbox = Outbox(self.store, self.client, self.room, on_uploaded=self._on_own_upload)

@@ -33,6 +33,10 @@ class Credentials:
     username: str
     password: str
 
+# The longest wait between two attempts to reach the server: an outage of minutes costs at most
+# this much more, and a server many agents return to is not stormed.
+RECONNECT_MAX = 10.0
+
 
 class SignalingClient:
     """Owns the HTTP session and the Socket.IO client for one room of one device."""
@@ -41,7 +45,8 @@ class SignalingClient:
         self, server_url: str, room: str, key: DeviceKey, *,
         on_joined: Handler, on_peer_joined: Handler, on_peer_left: Handler,
         on_signal: Handler, on_stored: Handler, on_link: Callable[[bool], None],
-        rendezvous: str | None = None, reconnect_base: float = 0.5, reconnect_max: float = 10.0,
+        rendezvous: str | None = None, reconnect_base: float = 0.5,
+        reconnect_max: float = RECONNECT_MAX,
         call_timeout: float = 10.0,
     ) -> None:
         self.server_url = server_url.rstrip("/")

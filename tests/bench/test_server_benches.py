@@ -22,7 +22,8 @@ def test_ingest_benchmark_runs_on_both_databases(capsys: pytest.CaptureFixture[s
 
 
 def test_history_benchmark_runs_on_both_databases(capsys: pytest.CaptureFixture[str]) -> None:
-    assert history.main(["--messages", "3000", "--requests", "5", "--no-write"]) == 0
+    # Three pages of 100: the first, the middle and the last are each a page of their own.
+    assert history.main(["--messages", "300", "--requests", "2", "--no-write"]) == 0
     out = capsys.readouterr().out
     assert out.count("| SQLite") == 3 and out.count("| PostgreSQL") == 3
     assert "OFFSET" in out
@@ -31,7 +32,8 @@ def test_history_benchmark_runs_on_both_databases(capsys: pytest.CaptureFixture[
 def test_connections_benchmark_runs_on_one_and_two_processes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert connections.main(["--clients", "40", "--room-size", "10", "--joins", "4",
-                             "--idle-seconds", "1", "--no-write"]) == 0
+    # Two rooms, so that the joins go round them; a short idle, still measured.
+    assert connections.main(["--clients", "8", "--room-size", "4", "--joins", "2",
+                             "--idle-seconds", "0.2", "--no-write"]) == 0
     out = capsys.readouterr().out
     assert "| one process |" in out and "| two processes, Redis queue |" in out

@@ -126,17 +126,19 @@ def everyday_chromium(playwright_driver: Playwright) -> Iterator[Browser]:
 def server(sealed_network: SealedNetwork, tmp_path_factory: pytest.TempPathFactory,
            ) -> Iterator[Server]:
     """One server for the tests that never stop it (each test uses its own names)."""
-    running = Server(tmp_path_factory.mktemp("browser-server")).start()
+    running = Server(tmp_path_factory.mktemp("browser-server"))
+    running.start()
     yield running
-    running.kill()
+    running.stop()
 
 
 @pytest.fixture
 def own_server(sealed_network: SealedNetwork, tmp_path: Path) -> Iterator[Server]:
     """A server of the test's own, which it may kill and start again on the same port."""
-    running = Server(tmp_path / "server").start()
+    running = Server(tmp_path / "server")
+    running.start()
     yield running
-    running.kill()
+    running.stop()
 
 
 OpenPage = Callable[..., Page]

@@ -114,13 +114,13 @@ def test_member_list_shows_each_peers_link_state(open_page: OpenPage, pair: Pair
     expect(bob.locator(".link-state")).to_contain_text("direct P2P")
     # A frozen peer stops answering pings: the link fails and the page says it is being
     # retried; once the peer runs again, the link comes back.
-    os.kill(pair.bob.proc.pid, signal.SIGSTOP)
+    os.kill(pair.bob.pid, signal.SIGSTOP)
     try:
         expect(bob).to_have_attribute("data-state", "failed", timeout=LONG)
         expect(bob.locator(".link-state")).to_have_text("reconnecting")
         screenshot(page, "agent-ui-peer-reconnecting")
     finally:
-        os.kill(pair.bob.proc.pid, signal.SIGCONT)
+        os.kill(pair.bob.pid, signal.SIGCONT)
     expect(bob).to_have_attribute("data-state", "connected", timeout=LONG)
     pair.bob.stop()
     expect(bob).to_have_count(0, timeout=LONG)
@@ -146,7 +146,7 @@ def test_server_banner_appears_while_the_server_is_down_and_clears_when_it_retur
         page = open_ui(open_page, running.alice)
         banner = page.locator("#server-banner")
         expect(banner).to_be_hidden(timeout=LONG)
-        own_server.kill()
+        own_server.stop()
         expect(banner).to_be_visible(timeout=LONG)
         expect(banner).to_contain_text("The server is unreachable")
         type_message(page, "queued for the server")

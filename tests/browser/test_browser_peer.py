@@ -195,7 +195,7 @@ def test_browser_peer_keeps_chatting_while_the_server_is_down(
         page = open_page()
         join_room_page(page, own_server, grace, room)
         wait_page_linked(page, {alice.name})
-        own_server.kill()
+        own_server.stop()
         banner = page.locator("#server-banner")
         expect(banner).to_be_visible(timeout=LONG)
         send_from_page(page, "sent while the server was down")

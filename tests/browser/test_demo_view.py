@@ -1,4 +1,4 @@
-"""The guided fault demo watched in Chromium, as a newcomer would: `python -m peer_agent.demo
+"""The guided fault demo watched in Chromium, as a newcomer would: `python -m demo
 --faults --step` runs in the sealed namespace, the test opens alice's printed UI and presses
 Enter step by step, and alice's Network panel shows each stage of the story: the demo's
 announcements in the timeline, the server down with bob's message waiting in the outbox, and
@@ -18,8 +18,8 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import OpenPage, screenshot
 from tests.browser.test_network_view import node, peer_edge, server_edge
+from tests.demo.demo_process import PROMPT, STEPS, Demo, leftovers
 from tests.helpers import ROOT
-from tests.peer_agent.demo_process import PROMPT, STEPS, Demo, leftovers
 
 LONG = 60_000  # ms: generous, the 2-core machine is shared
 DOCS_PICTURE = ROOT / "docs" / "network-view.png"

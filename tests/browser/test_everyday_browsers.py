@@ -85,7 +85,7 @@ def test_everyday_browsers_that_cannot_link_chat_through_the_server_and_an_agent
         wanted = ["dave, server up", "erin, server up", "alice, server up"]
         wait_everyone_holds([first, second], alice, wanted)
 
-        own_server.kill()
+        own_server.stop()
         for page in (first, second):
             expect(page.locator("#server-banner")).to_be_visible(timeout=LONG)
         send_from_page(first, "dave, server down")

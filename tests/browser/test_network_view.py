@@ -143,7 +143,7 @@ def test_network_view_follows_a_peer_and_the_server_failing_and_returning(
         screenshot(page, "network-view-path")
 
         # (b) carol's agent dies: her edge fails or closes, or she is offline.
-        os.kill(carol.proc.pid, signal.SIGKILL)
+        os.kill(carol.pid, signal.SIGKILL)
         carol.stop()
         gone = page.locator(
             f"svg#network-graph g.edge[data-kind=peer][data-device='{devices['carol']}']"
@@ -158,7 +158,7 @@ def test_network_view_follows_a_peer_and_the_server_failing_and_returning(
                             f"[data-from='{devices['carol']}']")).to_have_count(0, timeout=LONG)
 
         # (c) the server dies: its edge is down, and alice's messages wait in the outbox.
-        own_server.kill()
+        own_server.stop()
         expect(server_edge(page)).to_have_attribute("data-state", "down", timeout=LONG)
         expect(node(page, "server")).to_have_attribute("data-state", "down")
         expect(page.locator("#network-graph g.edge[data-kind=presence]")).to_have_count(0)

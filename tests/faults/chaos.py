@@ -17,6 +17,7 @@ from pathlib import Path
 
 import requests
 
+from launcher import HttpError, start_all
 from tests.faults.checker import Counts, check
 from tests.faults.cluster import Agent, Reader, Server, wait_mesh
 from tests.faults.schedule import SERVER, Fault, make_schedule, timeline
@@ -93,7 +94,7 @@ def converged(agents: list[Agent], reader: Reader) -> bool:
             return False
         reference = reader.log_keys()
         return all(a.log_keys() == reference for a in agents)
-    except requests.RequestException:
+    except (requests.RequestException, HttpError):
         return False
 
 
@@ -113,8 +114,7 @@ def run_faults(workdir: Path, room: str, names: list[str], *, seed: int, duratio
     sender = Sender(agents, interval, seed)
     try:
         server.start()
-        for agent in agents:
-            agent.start()
+        start_all(agents)
         wait_mesh(agents, timeout=120)
         start = time.monotonic()
         sender.start()

@@ -3,13 +3,13 @@ process stopped by pid at the end, ICE pinned to loopback in this process too.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from peer_agent.ice import pin_ice_hosts
-from tests.faults.cluster import Agent, Server
+from tests.faults.cluster import RoomAgents, Server
 from tests.signaling.conftest import unique_name
 
 
@@ -34,16 +34,9 @@ def room() -> str:
 
 
 @pytest.fixture
-def agents(tmp_path: Path, server: Server, room: str) -> Iterator[Callable[[str], Agent]]:
-    """Make and start agents in the room (`agents("alice")`); all are stopped at the end."""
-    made: list[Agent] = []
-
-    def make(prefix: str) -> Agent:
-        agent = Agent(unique_name(prefix), tmp_path / prefix, server, room)
-        made.append(agent)
-        agent.start()
-        return agent
-
-    yield make
-    for agent in made:
-        agent.stop()
+def agents(tmp_path: Path, server: Server, room: str) -> Iterator[RoomAgents]:
+    """Make and start agents in the room (`agents("alice")`, `agents.several(...)`); all are
+    stopped at the end."""
+    made = RoomAgents(tmp_path, server, room)
+    yield made
+    made.stop()

@@ -34,7 +34,8 @@ def network() -> Iterator[RoutedNetwork]:
 
 @pytest.fixture
 def server(network: RoutedNetwork, tmp_path: Path) -> Iterator[HubServer]:
-    running = HubServer(tmp_path / "server").start()
+    running = HubServer(tmp_path / "server")
+    running.start()
     yield running
     running.stop()
 

@@ -5,11 +5,10 @@ nobody able to post after it. Peers and the server refuse a Lamport time past th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from protocol import MAX_LAMPORT
 from protocol.sync import MsgFrame
-from tests.faults.cluster import Agent, Server, wait_mesh
+from tests.faults.cluster import RoomAgents, Server, wait_mesh
 from tests.helpers import poll
 from tests.peer_agent.rogue import RoguePeer
 from tests.peer_agent.signal_bus import wait_until
@@ -33,8 +32,8 @@ def test_the_server_refuses_an_upload_whose_lamport_is_past_its_horizon(
 
 
 def test_agents_refuse_a_poisoned_lamport_from_a_peer_and_everyone_can_still_post(
-        server: Server, agents: Callable[[str], Agent], room: str) -> None:
-    alice, bob = agents("alice"), agents("bob")
+        server: Server, agents: RoomAgents, room: str) -> None:
+    alice, bob = agents.several("alice", "bob")
     wait_mesh([alice, bob])
     devices = [alice.state()["device"], bob.state()["device"]]
 

@@ -3,10 +3,10 @@ on, and it catches up when it is back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from tests.faults.cluster import Agent, Server, holds, wait_joined, wait_mesh
+from launcher import start_all
+from tests.faults.cluster import Agent, RoomAgents, Server, holds, wait_joined, wait_mesh
 from tests.faults.proxy import TcpProxy
 from tests.helpers import poll
 from tests.signaling.conftest import unique_name
@@ -22,8 +22,8 @@ def offline(agent: Agent) -> set[str]:
 
 
 def test_a_killed_peer_is_shown_offline_and_the_others_carry_on(
-        server: Server, agents: Callable[[str], Agent]) -> None:
-    trio = [agents("alice"), agents("bob"), agents("carol")]
+        server: Server, agents: RoomAgents) -> None:
+    trio = agents.several("alice", "bob", "carol")
     alice, bob, carol = trio
     wait_mesh(trio)
     carol.kill()
@@ -37,8 +37,8 @@ def test_a_killed_peer_is_shown_offline_and_the_others_carry_on(
 
 
 def test_a_restarted_peer_catches_up_from_the_server(
-        server: Server, agents: Callable[[str], Agent]) -> None:
-    alice, bob = agents("alice"), agents("bob")
+        server: Server, agents: RoomAgents) -> None:
+    alice, bob = agents.several("alice", "bob")
     wait_mesh([alice, bob])
     bob.kill()
     said = [alice.send(f"while bob was dead {i}")["id"] for i in range(20)]
@@ -50,8 +50,8 @@ def test_a_restarted_peer_catches_up_from_the_server(
 
 
 def test_a_frozen_peer_is_timed_out_and_resyncs_when_it_wakes(
-        server: Server, agents: Callable[[str], Agent]) -> None:
-    trio = [agents("alice"), agents("bob"), agents("carol")]
+        server: Server, agents: RoomAgents) -> None:
+    trio = agents.several("alice", "bob", "carol")
     alice, bob, carol = trio
     wait_mesh(trio)
     carol.freeze()
@@ -75,8 +75,7 @@ def test_a_peer_cut_off_from_the_server_keeps_its_data_channels(
     alice = Agent(unique_name("alice"), tmp_path / "alice", server, room)
     bob = Agent(unique_name("bob"), tmp_path / "bob", server, room, server_url=proxy.url)
     try:
-        alice.start()
-        bob.start()
+        start_all([alice, bob])
         wait_mesh([alice, bob])
         wait_joined([alice, bob])
         proxy.cut()

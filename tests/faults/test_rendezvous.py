@@ -4,20 +4,19 @@ that peer relays its offers and answers to the others, and the full mesh forms a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import requests
 
 from peer_agent.mesh import PeerInfo
 from peer_agent.rendezvous import Rendezvous
 from protocol import DeviceKey
-from tests.faults.cluster import PASSWORD, Agent, Server, wait_mesh
+from tests.faults.cluster import PASSWORD, RoomAgents, Server, wait_mesh
 from tests.helpers import poll
 
 
 def test_restarted_peer_rejoins_the_full_mesh_through_rendezvous_while_the_server_is_down(
-        server: Server, agents: Callable[[str], Agent]) -> None:
-    alice, bob, carol = agents("alice"), agents("bob"), agents("carol")
+        server: Server, agents: RoomAgents) -> None:
+    alice, bob, carol = agents.several("alice", "bob", "carol")
     wait_mesh([alice, bob, carol])
     server.kill()
     for agent in (alice, bob, carol):
@@ -37,12 +36,20 @@ def test_restarted_peer_rejoins_the_full_mesh_through_rendezvous_while_the_serve
 
 
 def test_a_rendezvous_from_a_device_the_server_never_vouched_for_is_refused(
-        server: Server, agents: Callable[[str], Agent], room: str) -> None:
+        server: Server, agents: RoomAgents, room: str) -> None:
     alice = agents("alice")
     state = alice.state()
     address = state["rendezvous"]["address"]
-    keys = requests.get(f"{server.url}/api/rooms/{room}/keys", timeout=10, headers={
-        "Authorization": f"Bearer {login(server, alice.name)}"}).json()["devices"]
+    token = login(server, alice.name)
+
+    def room_keys() -> list[dict[str, str]] | None:
+        # The room exists once alice's join has reached the server; until then it is a 404.
+        reply = requests.get(f"{server.url}/api/rooms/{room}/keys", timeout=10,
+                             headers={"Authorization": f"Bearer {token}"})
+        devices: list[dict[str, str]] = reply.json().get("devices", [])
+        return devices if reply.ok and any(k["id"] == state["device"] for k in devices) else None
+
+    keys = poll(room_keys, timeout=30, message="alice's key listed for the room")
     alice_info = next(PeerInfo(k["user"], k["id"], k["public_key"]) for k in keys
                       if k["id"] == state["device"])
     stranger = DeviceKey.generate()

@@ -3,16 +3,16 @@ history from the server, or from the peers when the server is down."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from tests.faults.cluster import Agent, Reader, Server, wait_joined, wait_mesh
+from launcher import start_all
+from tests.faults.cluster import Agent, Reader, RoomAgents, Server, wait_joined, wait_mesh
 from tests.helpers import poll
 
 
 def test_a_second_device_gets_the_whole_history_from_the_server(
-        server: Server, agents: Callable[[str], Agent], tmp_path: Path, room: str) -> None:
-    laptop, bob = agents("alice"), agents("bob")
+        server: Server, agents: RoomAgents, tmp_path: Path, room: str) -> None:
+    laptop, bob = agents.several("alice", "bob")
     wait_mesh([laptop, bob])
     for i in range(60):
         (laptop if i % 2 else bob).send(f"history {i}")
@@ -44,8 +44,7 @@ def test_a_second_device_gets_the_history_from_peers_while_the_server_is_down(
         laptop = Agent("alice-" + room[-8:], tmp_path / "alice", server, room)
         bob = Agent("bob-" + room[-8:], tmp_path / "bob", server, room)
         made += [laptop, bob]
-        laptop.start()
-        bob.start()
+        start_all([laptop, bob])
         wait_mesh([laptop, bob])
         said = [(laptop if i % 2 else bob).send(f"history {i}")["id"] for i in range(40)]
         poll(lambda: len(bob.log_keys()) == 40, timeout=30, message="bob holds it all")

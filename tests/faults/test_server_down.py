@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable
 
 from tests.faults.checker import check
-from tests.faults.cluster import Agent, Reader, Server, wait_joined, wait_mesh
+from tests.faults.cluster import Agent, Reader, RoomAgents, Server, wait_joined, wait_mesh
 from tests.helpers import poll
 
 
@@ -28,8 +27,8 @@ def stored_rows(server: Server, room: str) -> int:
 
 
 def test_chat_carries_on_and_each_ui_counts_what_waits_for_the_server(
-        server: Server, agents: Callable[[str], Agent]) -> None:
-    trio = [agents("alice"), agents("bob"), agents("carol")]
+        server: Server, agents: RoomAgents) -> None:
+    trio = agents.several("alice", "bob", "carol")
     alice, bob, carol = trio
     wait_mesh(trio)
     wait_joined(trio)
@@ -54,8 +53,8 @@ def test_chat_carries_on_and_each_ui_counts_what_waits_for_the_server(
 
 
 def test_when_the_server_returns_every_outbox_flushes_and_its_log_equals_the_peers(
-        server: Server, agents: Callable[[str], Agent], room: str) -> None:
-    trio = [agents("alice"), agents("bob"), agents("carol")]
+        server: Server, agents: RoomAgents, room: str) -> None:
+    trio = agents.several("alice", "bob", "carol")
     wait_mesh(trio)
     acked = [trio[0].send("before the crash")["id"]]
     server.kill()
@@ -78,8 +77,8 @@ def test_when_the_server_returns_every_outbox_flushes_and_its_log_equals_the_pee
 
 
 def test_messages_of_an_author_who_died_reach_the_server_through_a_peer(
-        server: Server, agents: Callable[[str], Agent], room: str) -> None:
-    alice, bob = agents("alice"), agents("bob")
+        server: Server, agents: RoomAgents, room: str) -> None:
+    alice, bob = agents.several("alice", "bob")
     wait_mesh([alice, bob])
     server.kill()
     server_gone([alice, bob])
@@ -94,8 +93,8 @@ def test_messages_of_an_author_who_died_reach_the_server_through_a_peer(
 
 
 def test_a_crash_mid_upload_leaves_the_database_intact_and_the_retry_neither_loses_nor_doubles(
-        server: Server, agents: Callable[[str], Agent], room: str) -> None:
-    alice, bob = agents("alice"), agents("bob")
+        server: Server, agents: RoomAgents, room: str) -> None:
+    alice, bob = agents.several("alice", "bob")
     wait_mesh([alice, bob])
     server.kill()
     server_gone([alice, bob])

@@ -15,7 +15,6 @@ import pytest
 import requests
 
 from peer_agent.ice import pin_ice_hosts
-from tests.helpers import stop_process
 from tests.signaling.conftest import (
     SHARED_SERVER_LIMITS,
     Account,
@@ -46,7 +45,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     127.0.0.1. Each test reads only what the log gained while it ran."""
     running = start_server(tmp_path_factory.mktemp("hostile-server"), SHARED_SERVER_LIMITS)
     yield running
-    stop_process(running.proc)
+    running.stop()
 
 
 @dataclass

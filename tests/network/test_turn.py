@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +21,10 @@ import requests
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from playwright.sync_api import expect, sync_playwright
 
+from launcher import AgentProcess, ServerProcess
 from signaling.turn import TurnSettings, turn_ice_server
 from tests.browser.conftest import CHROMIUM_ARGS, DESKTOP, chromium_path, screenshot
-from tests.helpers import ROOT, in_ci, poll, read_line_matching, stop_process
+from tests.helpers import ROOT, in_ci, poll
 from tests.network.conftest import Coturn
 from tests.network.natlab import PUBLIC, NatLab, inside
 from tests.network.pair import open_pair
@@ -107,31 +105,36 @@ def test_relay_and_direct_links_are_timed_in_the_same_run(lab: NatLab, coturn: C
     print(json.dumps(results))
 
 
-@dataclass
-class NsProcess:
-    """A server or agent started inside one of the lab's namespaces; stopped by pid."""
+class NsServer(ServerProcess):
+    """The signaling server started inside one of the lab's namespaces; stopped by pid
+    (`ip netns exec` execs it)."""
 
-    role: str
-    proc: Any
-    url: str
-    log_path: Path
+    def __init__(self, lab: NatLab, role: str, workdir: Path, env: dict[str, str]) -> None:
+        super().__init__(workdir, env=env, host=PUBLIC)
+        self.lab, self.role = lab, role
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def command(self) -> list[str]:
+        return ["ip", "netns", "exec", self.lab.names[self.role], *super().command()]
 
 
-def start_in(lab: NatLab, role: str, args: list[str], marker: str, log_path: Path,
-             env: dict[str, str]) -> NsProcess:
-    with open(log_path, "w") as log_file:
-        proc = lab.popen(role, args, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-                         stdout=subprocess.PIPE, stderr=log_file)
-    try:
-        line = read_line_matching(proc, marker, timeout=60)
-    except AssertionError:
-        stop_process(proc)
-        raise AssertionError(f"{args[2]} in {role} did not start:\n{log_path.read_text()}") \
-            from None
-    return NsProcess(role, proc, line.strip().rsplit(" ", 1)[-1].rstrip("/"), log_path)
+class NsAgent(AgentProcess):
+    """An agent started inside one of the lab's namespaces, ICE on every interface there; its
+    UI, bound on the namespace's loopback, is called from a thread moved into it."""
+
+    def __init__(self, lab: NatLab, role: str, server: NsServer, name: str, room: str,
+                 data_dir: Path) -> None:
+        super().__init__(server, name, room, data_dir, PASSWORD, ice_host=None)
+        self.lab, self.role = lab, role
+
+    def command(self) -> list[str]:
+        return ["ip", "netns", "exec", self.lab.names[self.role], *super().command()]
+
+    def get(self, path: str, params: dict[str, str] | None = None,
+            timeout: float = 10.0) -> Any:
+        return self.lab.call_in(self.role, partial(super().get, path, params, timeout))
+
+
+NsProcess = NsServer | NsAgent
 
 
 @pytest.fixture(scope="module")
@@ -142,27 +145,20 @@ def turn_room(lab: NatLab, coturn: Coturn,
     tmp_path = tmp_path_factory.mktemp("turn-room")
     started: list[NsProcess] = []
     try:
-        started.append(start_in(lab, "pub", [
-            sys.executable, "-m", "signaling", "--host", PUBLIC, "--port", "0"],
-            "listening on", tmp_path / "server.log", {
-                "DATABASE_URL": f"sqlite:///{tmp_path / 'server.sqlite3'}",
-                "SECRET_KEY": secrets.token_urlsafe(32),
-                "INSTANCE_PATH": str(tmp_path / "instance"),
-                "TURN_URLS": ",".join(coturn.settings.urls),
-                "TURN_SECRET": coturn.settings.secret, "TURN_TTL": "600"}))
-        server_url = started[0].url
+        server = NsServer(lab, "pub", tmp_path / "server", {
+            "TURN_URLS": ",".join(coturn.settings.urls),
+            "TURN_SECRET": coturn.settings.secret, "TURN_TTL": "600"})
+        started.append(server)
+        server.start()
         room = f"turn-{secrets.token_hex(3)}"
         for role, name in (("a", "alice"), ("b", "bob")):
-            data_dir = tmp_path / name
-            data_dir.mkdir()
-            started.append(start_in(lab, role, [
-                sys.executable, "-m", "peer_agent", "--server", server_url, "--user", name,
-                "--room", room, "--data-dir", str(data_dir), "--ui-port", "0", "--register"],
-                "UI on", data_dir / "agent.log", {"GIBBERISH_PASSWORD": PASSWORD}))
+            agent = NsAgent(lab, role, server, name, room, tmp_path / name)
+            started.append(agent)
+            agent.start()
         yield started
     finally:
         for running in reversed(started):
-            stop_process(running.proc)
+            running.stop()
 
 
 def test_two_agents_behind_the_nat_link_through_turn_and_say_relay(

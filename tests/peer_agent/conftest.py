@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from peer_agent.ice import pin_ice_hosts
-from tests.helpers import stop_process
-from tests.peer_agent.agents import AgentProcess, start_agent, wait_connected
+from tests.peer_agent.agents import AgentProcess, start_agents, wait_connected
 from tests.signaling.conftest import ServerProcess, start_server, unique_name
 
 
@@ -27,7 +26,7 @@ def room_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
     """A server for the module's tests."""
     running = start_server(tmp_path_factory.mktemp("agent-server"))
     yield running
-    stop_process(running.proc)
+    running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +37,8 @@ def trio(room_server: ServerProcess,
     base: Path = tmp_path_factory.mktemp("agents")
     agents: list[AgentProcess] = []
     try:
-        for name in ("alice", "bob", "carol"):
-            agents.append(start_agent(room_server.url, unique_name(name), room, base / name))
+        agents += start_agents(room_server.url, [unique_name(n) for n in ("alice", "bob", "carol")],
+                               room, base)
         for agent in agents:
             wait_connected(agent, peers=2)
         yield agents

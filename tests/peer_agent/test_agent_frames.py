@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import stop_process
 from tests.peer_agent.agents import AgentProcess, start_agent
 from tests.peer_agent.rogue import RoguePeer
 from tests.peer_agent.signal_bus import run, wait_until
@@ -20,7 +19,7 @@ from tests.signaling.conftest import ServerProcess, start_server, unique_name
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
     running = start_server(tmp_path / "server")
     yield running
-    stop_process(running.proc)
+    running.stop()
 
 
 @pytest.fixture

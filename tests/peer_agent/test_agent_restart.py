@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import websocket
 
-from tests.helpers import poll, stop_process
+from tests.helpers import poll
 from tests.peer_agent.agents import AgentProcess, start_agent, wait_connected
 from tests.signaling.conftest import ServerProcess, start_server, unique_name
 
@@ -19,7 +19,7 @@ from tests.signaling.conftest import ServerProcess, start_server, unique_name
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
     running = start_server(tmp_path / "server")
     yield running
-    stop_process(running.proc)
+    running.stop()
 
 
 @pytest.fixture
@@ -103,8 +103,7 @@ def test_messages_travel_peer_to_peer_while_the_server_is_stopped(
     launched += [alice, bob]
     wait_connected(alice, 1)
     wait_connected(bob, 1)
-    server.proc.kill()
-    server.proc.wait(timeout=10)
+    server.kill()
     poll(lambda: not alice.state()["server"]["connected"], timeout=20,
          message="alice notices the server is gone")
     alice.send("no server needed")

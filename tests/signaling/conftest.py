@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import secrets
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +20,10 @@ import requests
 import socketio
 import sqlalchemy as sa
 
+from launcher import ServerProcess as ServerProcess  # re-exported: the tests name it from here
 from protocol import DeviceKey, Envelope
 from signaling.config import normalize_database_url
-from tests.helpers import ROOT, poll, read_line_matching, stop_process
+from tests.helpers import poll
 from tests.signaling.services import require_postgres, temporary_database
 
 BACKENDS = ("sqlite", "postgresql")
@@ -36,19 +34,6 @@ SHARED_SERVER_LIMITS = {
     "RATELIMIT_LOGIN": "100000 per minute",
     "RATELIMIT_LOGIN_ADDRESS": "100000 per minute",
 }
-
-
-@dataclass
-class ServerProcess:
-    """A running `python -m signaling`; stopped by pid when the fixture ends."""
-
-    proc: subprocess.Popen[str]
-    url: str
-    database_url: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -76,30 +61,9 @@ def start_server(workdir: Path, extra_env: dict[str, str] | None = None,
                  database_url: str | None = None) -> ServerProcess:
     """Start `python -m signaling` on a free port; a SQLite file in `workdir` unless
     `database_url` names another database."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    database_url = database_url or f"sqlite:///{workdir / 'server.sqlite3'}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": secrets.token_urlsafe(32),
-        "INSTANCE_PATH": str(workdir / "instance"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("REDIS_URL", None)
-    env.update(extra_env or {})
-    log_path = workdir / "server.log"
-    with open(log_path, "w") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "signaling", "--host", "127.0.0.1", "--port", "0"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log_file, text=True,
-        )
-    try:
-        line = read_line_matching(proc, "listening on", timeout=60)
-    except AssertionError:
-        stop_process(proc)
-        raise AssertionError("server did not start:\n" + log_path.read_text()) from None
-    url = line.strip().rsplit(" ", 1)[-1].rstrip("/")
-    return ServerProcess(proc, url, database_url, log_path)
+    running = ServerProcess(workdir, env=extra_env, database_url=database_url)
+    running.start()
+    return running
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +77,7 @@ def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     with database_for(backend, workdir) as url:
         running = start_server(workdir, SHARED_SERVER_LIMITS, database_url=url)
         yield running
-        stop_process(running.proc)
+        running.stop()
 
 
 @dataclass

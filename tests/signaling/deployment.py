@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.signaling.conftest import SHARED_SERVER_LIMITS
-from tests.signaling.services import Gunicorn, run_release, start_gunicorn
+from tests.signaling.services import Gunicorn, launch_gunicorn, run_release, wait_gunicorn
 
 # Heartbeats every second: a crashed process's presence goes within 3 to 4 seconds.
 HEARTBEAT_SECONDS = 1.0
@@ -64,12 +64,17 @@ def deploy(workdir: Path, database_url: str, redis_url: str | None, count: int =
     workdir.mkdir(parents=True, exist_ok=True)
     env = deployment_env(workdir, database_url, redis_url, extra_env)
     run_release(env)
+    # Launched side by side, then waited for: their start-ups overlap.
+    launched = [(launch_gunicorn(env, workdir / f"web-{i}.log"), workdir / f"web-{i}.log")
+                for i in range(count)]
     processes: list[Gunicorn] = []
     try:
-        for i in range(count):
-            processes.append(start_gunicorn(env, workdir / f"web-{i}.log"))
+        processes += [wait_gunicorn(proc, log_path) for proc, log_path in launched]
         yield Deployment(processes, database_url, redis_url, env)
     finally:
+        waited = {id(p.proc) for p in processes}
+        processes += [Gunicorn(proc, "", log_path) for proc, log_path in launched
+                      if id(proc) not in waited]
         for process in processes:
             if process.proc.poll() is None:
                 process.stop()

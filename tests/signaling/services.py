@@ -270,11 +270,21 @@ class Gunicorn:
 def start_gunicorn(env: dict[str, str], log_path: Path) -> Gunicorn:
     """Run the Procfile's `web:` line through a shell with PORT=0 and wait until gunicorn
     has bound its port and its worker has loaded the app."""
+    return wait_gunicorn(launch_gunicorn(env, log_path), log_path)
+
+
+def launch_gunicorn(env: dict[str, str], log_path: Path) -> subprocess.Popen[str]:
+    """Run the Procfile's `web:` line with PORT=0, without waiting for it (`wait_gunicorn`):
+    several launched at once start side by side."""
     env = {**env, "PORT": "0"}
     with open(log_path, "a") as log:
-        proc = subprocess.Popen(["bash", "-c", "exec " + procfile()["web"]], cwd=ROOT, env=env,
+        return subprocess.Popen(["bash", "-c", "exec " + procfile()["web"]], cwd=ROOT, env=env,
                                 stdout=log, stderr=log, text=True)
 
+
+def wait_gunicorn(proc: subprocess.Popen[str], log_path: Path) -> Gunicorn:
+    """Wait until the launched gunicorn has bound its port and its worker answers; stop it
+    by pid if it does not within a minute."""
     def port() -> int | None:
         if proc.poll() is not None:
             raise AssertionError("gunicorn exited:\n" + log_path.read_text(errors="replace"))

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.helpers import poll, stop_process
+from tests.helpers import poll
 from tests.signaling.conftest import (
     PASSWORD,
     Account,
@@ -48,7 +48,7 @@ def limited_server(backend: str,
     with database_for(backend, workdir) as url:
         running = start_server(workdir, LOW_LIMITS, database_url=url)
         yield running
-        stop_process(running.proc)
+        running.stop()
 
 
 @pytest.fixture
@@ -185,7 +185,7 @@ def test_one_address_trying_many_names_is_limited_too(backend: str, tmp_path: Pa
             codes = [api_login(server, unique_name("guess"), "wrong password").status_code
                      for _ in range(5)]
         finally:
-            stop_process(server.proc)
+            server.stop()
     assert codes == [401, 401, 401, 401, 429]
 
 

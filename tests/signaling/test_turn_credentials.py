@@ -15,7 +15,6 @@ import pytest
 
 from signaling.config import ConfigError, parse_turn_settings
 from signaling.turn import TurnSettings, ice_servers_for, turn_ice_server, turn_password
-from tests.helpers import stop_process
 from tests.signaling.conftest import (
     Account,
     Peer,
@@ -76,7 +75,7 @@ def turn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
     running = start_server(workdir, {"TURN_URLS": URLS, "TURN_SECRET": SECRET, "TURN_TTL": "300",
                                      "ICE_SERVERS": '[{"urls": "stun:198.51.100.1:3478"}]'})
     yield running
-    stop_process(running.proc)
+    running.stop()
 
 
 def _check_minted(servers: list[dict[str, str]], user: str, before: float) -> None:

@@ -1,4 +1,4 @@
-"""The guided fault demo (`python -m peer_agent.demo --faults`) in a subprocess, for the tests
+"""The guided fault demo (`python -m demo --faults`) in a subprocess, for the tests
 that run it: its output collected line by line, Enter pressed for `--step`, and every process
 it started found and stopped by pid."""
 
@@ -25,7 +25,7 @@ class Demo:
     def __init__(self, data_dir: Path, *extra: str) -> None:
         self.data_dir = data_dir
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "peer_agent.demo", "--faults", "--port", "0",
+            [sys.executable, "-m", "demo", "--faults", "--port", "0",
              "--data-dir", str(data_dir), *extra],
             cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, text=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

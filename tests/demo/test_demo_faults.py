@@ -1,4 +1,4 @@
-"""The guided fault demo (`python -m peer_agent.demo --faults`) run as people run it: a
+"""The guided fault demo (`python -m demo --faults`) run as people run it: a
 subprocess on free ports that walks through its seven steps, exits 0 only when each reached its
 expected state, names the step that did not, and leaves no process behind."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peer_agent.demo_process import PROMPT, STEPS, Demo, leftovers
+from tests.demo.demo_process import PROMPT, STEPS, Demo, leftovers
 
 
 @pytest.mark.timeout(360)

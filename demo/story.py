@@ -1,32 +1,18 @@
-"""`python -m peer_agent.demo --faults [--step]`: the guided fault demo.
-
-A server and three agents (alice, bob, carol) in one room on loopback, with fresh accounts in a
-fresh data dir, then seven numbered steps: everyone joins, everyone chats, the server is killed
-(-9), a message goes peer to peer meanwhile, the server comes back, a peer is killed and comes
-back, a second device signs in. Each step is announced in the terminal and in every running
-agent's timeline (`POST /api/events`), and each is checked: the demo polls the agents' and the
-server's APIs until the step's expected state holds, or reports what it last saw when the step's
-deadline passes. Exit 0 only if every step reached its expected state."""
+"""The guided fault demo's story: a server and three agents (alice, bob, carol) in one room on
+loopback, then seven numbered steps, each announced in the terminal and in every running agent's
+timeline (`POST /api/events`) and each checked: the story polls the agents' and the server's APIs
+until the step's expected state holds, or reports what it last saw when the step's deadline
+passes."""
 
 from __future__ import annotations
 
-import argparse
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import NoReturn
 
-from .demo import USERS, password_of, server_env
-from .demo_room import AgentProcess, HistoryReader, HttpError, ServerProcess
-from .processes import ChildError, Children
+from demo.cast import USERS, agent_for, password_of, server_for
+from launcher import AgentProcess, ChildError, HistoryReader, HttpError, ServerProcess, keys
 
 POLL_INTERVAL = 0.2
 # A check returns None once the expected state holds, else what it saw instead.
@@ -48,17 +34,14 @@ class Outcome:
 class Story:
     """The room and the seven steps told about it."""
 
-    def __init__(self, children: Children, data: Path, temporary: bool, port: int, room: str,
+    def __init__(self, data: Path, temporary: bool, port: int, room: str,
                  timeout: float) -> None:
         self.data, self.temporary, self.room, self.timeout = data, temporary, room, timeout
-        self.server = ServerProcess(children, data / "server.log", port)
-        self.agents = {user: AgentProcess(children, user, user, password_of(user), data / user,
-                                          data / f"{user}.log", self.server, room, register=True)
-                       for user in USERS}
+        # A fresh SQLite database in `data`, whatever DATABASE_URL says.
+        self.server = server_for(data, port, database_url=None)
+        self.agents = {user: agent_for(self.server, data, user, room) for user in USERS}
         self.alice, self.bob, self.carol = (self.agents[u] for u in USERS)
-        self.phone = AgentProcess(children, "alice-2", "alice", password_of("alice"),
-                                  data / "alice-2", data / "alice-2.log", self.server, room,
-                                  register=False)
+        self.phone = agent_for(self.server, data, "alice", room, device="alice-2")
         self.reader = HistoryReader(self.server, room, "bob", password_of("bob"))
         self.said: list[str] = []  # the ids of every message posted, in order
         self.deadline = 0.0
@@ -85,13 +68,13 @@ class Story:
     def start(self) -> None:
         self.deadline = time.monotonic() + self.timeout
         self.server.start(self.left())
-        print(f"server      {self.server.url}/  (pid {pid(self.server.proc)}; history: "
+        print(f"server      {self.server.url}/  (pid {self.server.pid}; history: "
               f"{self.server.url}/rooms/{self.room}/history)", flush=True)
         for agent in self.agents.values():  # all three at once: each takes a while to import
             agent.launch()
         for agent in self.agents.values():
             agent.ready(self.left())
-            print(f"{agent.name:<11} {agent.url}/  (pid {pid(agent.proc)})", flush=True)
+            print(f"{agent.name:<11} {agent.url}/  (pid {agent.pid})", flush=True)
         print("Accounts: alice, bob, carol with password <name>-demo-password.")
         removed = " (a temporary dir: removed at the end unless --keep or a step fails)"
         print(f"Data and logs (server.log, <name>.log) in {self.data}"
@@ -103,6 +86,10 @@ class Story:
         return max(0.0, self.deadline - time.monotonic())
 
     # -- narration and checks ---------------------------------------------------------------
+
+    def processes(self) -> list[AgentProcess | ServerProcess]:
+        """Every process of the story, the server first."""
+        return [self.server, *self.agents.values(), self.phone]
 
     def running(self) -> list[AgentProcess]:
         return [a for a in (*self.agents.values(), self.phone) if a.running]
@@ -174,7 +161,7 @@ class Story:
         if missing:
             return f"the server lacks {len(missing)} of the {len(self.said)} messages posted"
         for agent in agents:
-            mine = agent.log_keys()
+            mine = keys(agent.messages())
             if mine != server:
                 return (f"{agent.name}'s log ({len(mine)} messages) differs from the "
                         f"server's ({len(server)})")
@@ -208,7 +195,7 @@ class Story:
 
     def server_killed(self) -> None:
         self.server.kill()
-        print(f"  killed the server (pid {pid(self.server.proc)}) with SIGKILL", flush=True)
+        print(f"  killed the server (pid {self.server.pid}) with SIGKILL", flush=True)
 
         def down() -> str | None:
             for agent in self.trio():
@@ -235,7 +222,7 @@ class Story:
 
     def server_back(self) -> None:
         self.server.start(self.left())
-        print(f"  the server is back on {self.server.url}/ (pid {pid(self.server.proc)})",
+        print(f"  the server is back on {self.server.url}/ (pid {self.server.pid})",
               flush=True)
         self.expect("every agent joined the server again", lambda: self.links(self.trio()))
         self.expect("every outbox is 0", lambda: self.outboxes_empty(self.trio()))
@@ -246,7 +233,7 @@ class Story:
 
     def peer_killed(self) -> None:
         self.carol.kill()
-        print(f"  killed carol (pid {pid(self.carol.proc)}) with SIGKILL", flush=True)
+        print(f"  killed carol (pid {self.carol.pid}) with SIGKILL", flush=True)
         pair = [self.alice, self.bob]
 
         def carol_gone() -> str | None:
@@ -259,7 +246,7 @@ class Story:
         message_id = self.post(self.alice, "alice here, written while carol is down")
         self.expect("alice and bob hold it", lambda: self.holds(pair, [message_id]))
         self.carol.start(self.left())
-        print(f"  carol restarted with her data dir (pid {pid(self.carol.proc)}), her UI is "
+        print(f"  carol restarted with her data dir (pid {self.carol.pid}), her UI is "
               f"again {self.carol.url}/", flush=True)
         self.expect("carol caught up: she holds every message",
                     lambda: self.holds([self.carol], self.said))
@@ -271,7 +258,7 @@ class Story:
     def second_device(self) -> None:
         self.phone.start(self.left())
         print(f"  alice's second device (a new data dir, no --register): {self.phone.url}/ "
-              f"(pid {pid(self.phone.proc)})", flush=True)
+              f"(pid {self.phone.pid})", flush=True)
 
         def signed_in() -> str | None:
             state = self.phone.state()
@@ -309,10 +296,6 @@ class Story:
         return outcomes
 
 
-def pid(proc: subprocess.Popen[str] | None) -> str:
-    return str(proc.pid) if proc is not None else "?"
-
-
 def wait_for_enter() -> bool:
     """Wait for Enter; False (and no more waiting) once stdin is closed."""
     print("-- press Enter for the next step --", flush=True)
@@ -322,91 +305,3 @@ def wait_for_enter() -> bool:
         print("\n(stdin is closed: going on without waiting)", flush=True)
         return False
     return True
-
-
-def summary(startup: float, outcomes: list[Outcome], titles: list[str]) -> bool:
-    """Print each step's time and the total; True if every step reached its state."""
-    total = len(titles)
-    rows = [("start-up: the server and three agents", startup, "")]
-    rows += [(f"Step {o.number}/{total}: {o.title}", o.seconds,
-              "reached" if o.failure is None else "FAILED") for o in outcomes]
-    width = max(len(label) for label, _, _ in rows)
-    print("\nSummary")
-    for label, seconds, mark in rows:
-        print(f"  {label:<{width}}  {seconds:5.1f} s  {mark}".rstrip())
-    for number in range(len(outcomes) + 1, total + 1):
-        print(f"  Step {number}/{total}: {titles[number - 1]}: not run")
-    print(f"  {'total':<{width}}  {startup + sum(o.seconds for o in outcomes):5.1f} s")
-    failed = [o for o in outcomes if o.failure is not None]
-    if failed:
-        print(f"FAILED at step {failed[0].number}/{total} ({failed[0].title}): "
-              f"{failed[0].failure}")
-        return False
-    print(f"All {total} steps reached their expected state.", flush=True)
-    return True
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
-    raise KeyboardInterrupt
-
-
-def data_dir(given: Path | None) -> tuple[Path, bool]:
-    """The run's data dir and whether it is a temporary one: the story needs fresh accounts,
-    so a given dir must be empty (or not exist yet)."""
-    if given is None:
-        return Path(tempfile.mkdtemp(prefix="gibberish-demo-faults-")), True
-    if given.exists() and any(given.iterdir()):
-        raise SystemExit(f"--data-dir {given} is not empty: the fault demo needs fresh "
-                         f"accounts; give an empty or new dir, or leave --data-dir out")
-    given.mkdir(parents=True, exist_ok=True)
-    return given, False
-
-
-def run_faults(args: argparse.Namespace) -> int:
-    data, temporary = data_dir(args.data_dir)
-    env = server_env(data)  # a fresh SQLite database in `data`, whatever DATABASE_URL says
-    env.pop("REDIS_URL", None)
-    children = Children(env)
-    story = Story(children, data, temporary, args.port, args.room, args.timeout)
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGTERM, _interrupt)
-    code = 130  # until the story has run: Ctrl-C (or SIGTERM) stops it half way
-    print(f"Guided fault demo: {len(story.steps)} steps, each checked within "
-          f"{args.timeout:g} s.", flush=True)
-    try:
-        started = time.monotonic()
-        try:
-            story.start()
-        except (ChildError, HttpError) as exc:
-            print(f"start-up failed: {exc}", file=sys.stderr)
-            code = 1
-            return code
-        startup = time.monotonic() - started
-        outcomes = story.run(stepping=args.step)
-        code = 0 if summary(startup, outcomes, [title for title, _, _ in story.steps]) else 1
-        if args.step or args.stay:
-            print("Everything keeps running for a look around; Ctrl-C stops it all.",
-                  flush=True)
-            while True:
-                signal.pause()
-    except KeyboardInterrupt:
-        if code == 130:
-            print("\ninterrupted", flush=True)
-    finally:
-        # A second Ctrl-C must not leave children behind: ignore it while they stop.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        print("stopping the server and the agents ...", flush=True)
-        children.stop_all()
-        for sig, handler in previous.items():
-            if handler is not None:  # None: not set from Python, nothing to restore
-                signal.signal(sig, handler)
-        finish_dir(data, temporary, keep=args.keep or code != 0)
-    return code
-
-
-def finish_dir(data: Path, temporary: bool, keep: bool) -> None:
-    if temporary and not keep:
-        shutil.rmtree(data, ignore_errors=True)
-    elif os.path.isdir(data):
-        print(f"Data and logs kept in {data}", flush=True)
