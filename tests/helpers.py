@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import selectors
-import signal
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TypeVar
+
+import pytest
+
+from launcher.child import stop_pid
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -58,14 +61,19 @@ def read_line_matching(proc: subprocess.Popen[str], marker: str, timeout: float,
 
 
 def stop_process(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
-    """Stop a child by pid: SIGTERM, then SIGKILL if it does not exit in time."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout)
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
+    """Stop a child by pid (the launcher's rule: SIGCONT, SIGTERM, then SIGKILL if it does
+    not exit in time) and close its pipes."""
+    stop_pid(proc, timeout)
+    if proc.stderr is not None:
+        proc.stderr.close()
+
+
+def require(reason: str | None, needs: str) -> None:
+    """Go on when `reason` is None; else skip the test saying what it needs and why it is
+    missing, or fail in CI, where a missing prerequisite is a broken machine."""
+    if reason is None:
+        return
+    message = f"{needs}: {reason}"
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)

@@ -5,16 +5,13 @@ import pytest
 
 from bench.delivery_paths import main
 from tests.faults.routed_network import unavailable_reason
-from tests.helpers import in_ci
+from tests.helpers import require
 
 
 def test_delivery_paths_benchmark_runs_and_prints_every_way(capsys: pytest.CaptureFixture[str],
                                                             ) -> None:
     reason = unavailable_reason()
-    if reason is not None:
-        if in_ci():
-            pytest.fail(f"the routed network cannot be made in CI: {reason}")
-        pytest.skip(f"needs a routed network of namespaces: {reason}")
+    require(reason, "needs a routed network of namespaces")
     assert main(["--messages", "2", "--no-write"]) == 0
     out = capsys.readouterr().out
     assert "| bob → carol, no peer between them, server up | via the server ×2 |" in out

@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from tests.browser.sealed_network import SealedNetwork, unavailable_reason
 from tests.browser.stack import PASSWORD, Server
-from tests.helpers import ROOT, in_ci
+from tests.helpers import ROOT, require
 
 CHROMIUM_PATHS = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
 SOCKET_IO_CLIENT = ROOT / "static" / "vendor" / "socket.io.esm.min.js"
@@ -59,10 +59,7 @@ def missing_prerequisite() -> str | None:
 def sealed_network() -> Iterator[SealedNetwork]:
     """Every browser test runs inside one sealed network namespace (see sealed_network.py)."""
     reason = missing_prerequisite()
-    if reason is not None:
-        if in_ci():
-            pytest.fail(f"browser tests cannot run in CI: {reason}")
-        pytest.skip(f"browser tests need a sealed network and Chromium: {reason}")
+    require(reason, "browser tests need a sealed network and Chromium")
     network = SealedNetwork()
     try:
         yield network

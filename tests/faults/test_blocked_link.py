@@ -12,7 +12,7 @@ import pytest
 
 from tests.faults.routed_network import Host, RoutedNetwork, unavailable_reason
 from tests.faults.routed_room import HostedAgent, HubServer, start_hosted_agent, wait_state
-from tests.helpers import in_ci, poll
+from tests.helpers import poll, require
 from tests.signaling.conftest import unique_name
 
 StartAgent = Callable[[str, Host], HostedAgent]
@@ -21,10 +21,7 @@ StartAgent = Callable[[str, Host], HostedAgent]
 @pytest.fixture
 def network() -> Iterator[RoutedNetwork]:
     reason = unavailable_reason()
-    if reason is not None:
-        if in_ci():
-            pytest.fail(f"the routed network cannot be made in CI: {reason}")
-        pytest.skip(f"needs a routed network of namespaces: {reason}")
+    require(reason, "needs a routed network of namespaces")
     made = RoutedNetwork()
     try:
         yield made

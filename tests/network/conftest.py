@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from signaling.turn import TurnSettings
-from tests.helpers import in_ci, poll, stop_process
+from tests.helpers import poll, require, stop_process
 from tests.network.natlab import PUBLIC, NatLab, unavailable_reason
 
 TURN_PORT = 3478
@@ -69,10 +69,7 @@ def missing_prerequisite() -> str | None:
 @pytest.fixture(scope="package")
 def lab() -> Iterator[NatLab]:
     reason = missing_prerequisite()
-    if reason is not None:
-        if in_ci():
-            pytest.fail(f"network tests cannot run in CI: {reason}")
-        pytest.skip(f"network tests need namespaces, iptables and coturn: {reason}")
+    require(reason, "network tests need namespaces, iptables and coturn")
     built = NatLab()
     try:
         yield built

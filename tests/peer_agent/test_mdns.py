@@ -13,16 +13,13 @@ import pytest
 from aioice import ice, mdns
 
 from tests.browser.sealed_network import NAMESPACE_ADDRESS, SealedNetwork, unavailable_reason
-from tests.helpers import in_ci
+from tests.helpers import require
 
 
 @pytest.fixture
 def own_network() -> Iterator[SealedNetwork]:
     reason = unavailable_reason()
-    if reason is not None:
-        if in_ci():
-            pytest.fail(f"cannot make a namespace in CI: {reason}")
-        pytest.skip(f"mDNS needs a namespace of its own: {reason}")
+    require(reason, "mDNS needs a namespace of its own")
     network = SealedNetwork()
     try:
         yield network

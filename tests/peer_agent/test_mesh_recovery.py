@@ -15,7 +15,7 @@ import pytest
 
 from peer_agent.mesh import LinkState
 from tests.browser.sealed_network import SealedNetwork, unavailable_reason
-from tests.helpers import in_ci
+from tests.helpers import require
 from tests.peer_agent.signal_bus import Room, run, sorted_keys, wait_until
 
 DROP_UDP = ["INPUT", "-p", "udp", "-j", "DROP"]
@@ -26,10 +26,7 @@ def own_network() -> Iterator[SealedNetwork]:
     """The test's thread in a fresh network namespace (its loopback and iptables its own)."""
     reason = unavailable_reason() or (
         None if shutil.which("iptables") else "`iptables` is not installed")
-    if reason is not None:
-        if in_ci():
-            pytest.fail(f"cannot cut traffic in CI: {reason}")
-        pytest.skip(f"cutting traffic needs a namespace of its own and iptables: {reason}")
+    require(reason, "cutting traffic needs a namespace of its own and iptables")
     network = SealedNetwork()
     try:
         yield network
