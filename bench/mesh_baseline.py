@@ -66,9 +66,10 @@ async def _link(a: Peer, b: Peer, pcs: list[RTCPeerConnection]) -> None:
     await answerer.setRemoteDescription(offerer.localDescription)
     await answerer.setLocalDescription(await answerer.createAnswer())
     await offerer.setRemoteDescription(answerer.localDescription)
-    await asyncio.wait_for(opened.wait(), 30)
-    while a.index not in b.channels:
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(30):
+        await opened.wait()
+        while a.index not in b.channels:
+            await asyncio.sleep(0.01)
 
 
 async def _measure(peers: int, senders: int, messages: int, idle: int) -> BareResult:

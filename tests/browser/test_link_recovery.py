@@ -8,12 +8,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests.browser.conftest import OpenPage, join_room_page, unique
 from tests.browser.stack import Server
-from tests.helpers import in_ci
+from tests.helpers import require
 
 LONG = 60_000  # ms: generous, the 2-core machine is shared
 DROP_UDP = ["INPUT", "-p", "udp", "-j", "DROP"]
@@ -31,10 +30,8 @@ def member(page: Page, user: str) -> Locator:
 def test_two_browsers_restart_ice_on_a_cut_link_and_keep_their_connection(
     open_page: OpenPage, server: Server,
 ) -> None:
-    if shutil.which("iptables") is None:
-        if in_ci():
-            pytest.fail("iptables is not installed")
-        pytest.skip("cutting traffic needs iptables (apt-get install iptables)")
+    require(None if shutil.which("iptables") else "iptables is not installed",
+            "cutting traffic needs iptables (apt-get install iptables)")
     room = unique("room")
     dave, erin = unique("dave"), unique("erin")
     server.register(dave)

@@ -7,8 +7,9 @@ legitimate messages are there once each."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,6 +208,20 @@ def rogue_frames(rogue: RoguePeer, alice_name: str) -> list[tuple[str, Any, str]
     ]
 
 
+@contextlib.asynccontextmanager
+async def rogue_linked_to(server: ServerProcess, agent: AgentProcess) -> AsyncIterator[RoguePeer]:
+    """A rogue member of the agent's room with an open data channel to it; closed afterwards."""
+    device = agent.state()["device"]
+    rogue = RoguePeer(server.url, str(agent.state()["room"]), unique_name("rogue"))
+    await rogue.start()
+    try:
+        await wait_until(lambda: rogue.connected_to(device), timeout=30,
+                         message=f"the rogue's channel to {agent.name}")
+        yield rogue
+    finally:
+        await rogue.close()
+
+
 def test_hostile_data_channel_frames_are_refused_with_their_reasons(
         server: ServerProcess, alice: AgentWitness) -> None:
     agent = alice.agent
@@ -214,11 +229,7 @@ def test_hostile_data_channel_frames_are_refused_with_their_reasons(
     sent: list[str] = []
 
     async def body() -> None:
-        rogue = RoguePeer(server.url, str(agent.state()["room"]), unique_name("rogue"))
-        await rogue.start()
-        try:
-            await wait_until(lambda: rogue.connected_to(alice_device), timeout=30,
-                             message="the rogue's channel to alice")
+        async with rogue_linked_to(server, agent) as rogue:
             for name, frame, reason in rogue_frames(rogue, agent.name):
                 before = len(alice.refusals())
                 rogue.send_raw(alice_device, frame)
@@ -237,8 +248,6 @@ def test_hostile_data_channel_frames_are_refused_with_their_reasons(
                              timeout=15, message="the good message after the bad ones")
             assert rogue.connected_to(alice_device)
             assert "too large" in alice.refusals()[-1]["reason"] + alice.refusals()[-1]["text"]
-        finally:
-            await rogue.close()
 
     run(body, timeout=90)
     assert len(sent) == 20
@@ -262,11 +271,7 @@ def test_forged_signals_are_counted_and_shown_as_refusals(
     alice_device = agent.state()["device"]
 
     async def body() -> None:
-        rogue = RoguePeer(server.url, str(agent.state()["room"]), unique_name("rogue"))
-        await rogue.start()
-        try:
-            await wait_until(lambda: rogue.connected_to(alice_device), timeout=30,
-                             message="the rogue's channel to alice")
+        async with rogue_linked_to(server, agent) as rogue:
             before = agent.state()["refused"].get("signal_refused", 0)
             for kind, payload in FORGED_SIGNALS:
                 assert await rogue.client.signal(alice_device, kind, payload)
@@ -276,8 +281,6 @@ def test_forged_signals_are_counted_and_shown_as_refusals(
             shown = [e for e in alice.refusals() if "signal refused" in e.get("reason", "")]
             assert len(shown) >= len(FORGED_SIGNALS), shown
             assert rogue.connected_to(alice_device)  # an open link is left alone
-        finally:
-            await rogue.close()
 
     run(body, timeout=60)
 

@@ -24,7 +24,7 @@ from playwright.sync_api import expect, sync_playwright
 from launcher import AgentProcess, ServerProcess
 from signaling.turn import TurnSettings, turn_ice_server
 from tests.browser.conftest import CHROMIUM_ARGS, DESKTOP, chromium_path, screenshot
-from tests.helpers import ROOT, in_ci, poll
+from tests.helpers import ROOT, poll, require
 from tests.network.conftest import Coturn
 from tests.network.natlab import PUBLIC, NatLab, inside
 from tests.network.pair import open_pair
@@ -201,10 +201,9 @@ def test_the_network_view_says_the_link_goes_through_the_turn_relay(
     """alice's own chat UI, in Chromium run inside her namespace (Playwright drives it over a
     pipe, so only the page's HTTP travels in the namespace)."""
     executable = chromium_path()
-    if executable is None:
-        if in_ci():
-            pytest.fail("Debian's chromium is not installed")
-        pytest.skip("the view needs Debian's chromium (apt-get install chromium)")
+    require(None if executable else "Debian's chromium is not installed",
+            "the view needs Debian's chromium (apt-get install chromium)")
+    assert executable is not None
     _, alice, _ = turn_room
     wrapper = tmp_path / "chromium-in-a"
     wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {lab.ns("a")} {executable} "$@"\n')
