@@ -27,7 +27,11 @@ class AgentProcess(Child):
     first start registers the account if `register`, a restart never does; a restart keeps the
     data dir and, with `keep_ports`, the UI and rendezvous ports (an open page reconnects).
     `sync_interval` and `reconnect_max` set the agent's --sync-interval and --reconnect-max
-    (None: the agent's defaults, meant for a server across the internet)."""
+    (None: the agent's defaults, meant for a server across the internet). `rooms` are joined
+    besides `room` on the first start; the agent remembers them (and every room joined through
+    its UI) in its data dir.
+
+    Calls about one room take `room` (None: the agent's first room)."""
 
     def __init__(self, server: HasUrl | str, user: str, room: str, data_dir: Path, password: str,
                  *, name: str | None = None, register: bool = True,
@@ -35,12 +39,13 @@ class AgentProcess(Child):
                  rendezvous_host: str | None = None, ui_port: int = 0,
                  rendezvous_port: int = 0, keep_ports: bool = False,
                  sync_interval: float | None = None, reconnect_max: float | None = None,
-                 log_path: Path | None = None,
+                 log_path: Path | None = None, rooms: tuple[str, ...] = (),
                  ready_timeout: float = 60.0) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "GIBBERISH_PASSWORD": password}
         super().__init__(log_path or data_dir / "agent.log", env, ready_timeout)
         self.server, self.user, self.room, self.data_dir = server, user, room, data_dir
+        self.rooms = rooms
         self.name = name or user
         self.password, self.register = password, register
         self.ice_host, self.rendezvous = ice_host, rendezvous
@@ -60,7 +65,8 @@ class AgentProcess(Child):
 
     def args(self) -> list[str]:
         args = ["-m", "peer_agent", "--server", self.server_url, "--user", self.user,
-                "--room", self.room, "--data-dir", str(self.data_dir),
+                "--room", self.room, *(a for r in self.rooms for a in ("--room", r)),
+                "--data-dir", str(self.data_dir),
                 "--ui-port", str(self.ui_port if self.keep_ports else 0)]
         if self.ice_host is not None:
             args += ["--ice-host", self.ice_host]
@@ -91,13 +97,14 @@ class AgentProcess(Child):
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
         return call("GET", self.url + path + query, timeout=timeout)
 
-    def state(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.get("/api/state")
+    def state(self, room: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self.get("/api/state", {"room": room} if room else None)
         return result
 
-    def send(self, text: str, timeout: float = 10.0) -> dict[str, Any]:
+    def send(self, text: str, timeout: float = 10.0, room: str | None = None) -> dict[str, Any]:
         """Post a message; the answer is the stored message (it is in the local log)."""
-        message: dict[str, Any] = call("POST", self.url + "/api/messages", {"text": text},
+        body = {"text": text, **({"room": room} if room else {})}
+        message: dict[str, Any] = call("POST", self.url + "/api/messages", body,
                                        timeout=timeout)["message"]
         return message
 
@@ -105,20 +112,45 @@ class AgentProcess(Child):
         """Add a line to the agent's timeline (the network view's notes)."""
         call("POST", self.url + "/api/events", {"text": text})
 
-    def messages(self) -> list[dict[str, Any]]:
-        """The whole local log in display order, paged backwards from the newest."""
+    def messages(self, room: str | None = None) -> list[dict[str, Any]]:
+        """The whole local log of a room in display order, paged backwards from the newest."""
         pages: list[list[dict[str, Any]]] = []
         before: str | None = None
         while True:
             page = self.get("/api/messages",
-                            {"limit": str(PAGE), **({"before": before} if before else {})})
+                            {"limit": str(PAGE), **({"before": before} if before else {}),
+                             **({"room": room} if room else {})})
             pages.append(page["messages"])
             before = page["older"]
             if before is None:
                 return [m for chunk in reversed(pages) for m in chunk]
 
-    def texts(self) -> list[str]:
-        return [m["text"] for m in self.messages()]
+    def texts(self, room: str | None = None) -> list[str]:
+        return [m["text"] for m in self.messages(room)]
+
+    def room_list(self) -> list[dict[str, Any]]:
+        """The rooms the agent is in, each with its kind and unread count."""
+        rooms: list[dict[str, Any]] = self.get("/api/rooms")["rooms"]
+        return rooms
+
+    def join(self, room: str, private: bool = False) -> dict[str, Any]:
+        """Join a room (create it private with `private`); the room's state."""
+        state: dict[str, Any] = call("POST", self.url + "/api/rooms",
+                                     {"name": room, "private": private})
+        return state
+
+    def leave(self, room: str) -> None:
+        call("DELETE", self.url + f"/api/rooms/{urllib.parse.quote(room)}")
+
+    def direct(self, user: str) -> dict[str, Any]:
+        """Open the direct-message room with `user`; its state."""
+        state: dict[str, Any] = call("POST", self.url + "/api/dm", {"user": user})
+        return state
+
+    def device_links(self) -> list[dict[str, Any]]:
+        """Every peer connection of the device, with the rooms it carries."""
+        links: list[dict[str, Any]] = self.get("/api/links")["links"]
+        return links
 
     def linked_users(self) -> set[str]:
         """The users this agent has an open data channel to."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from protocol.catchup import SYNC_INTERVAL
 
-from .agent import Agent, AgentConfig
+from .device import AgentConfig, Device
 from .ice import pin_ice_hosts
 from .signaling_client import RECONNECT_MAX, SignInError
 
@@ -22,13 +22,16 @@ from .signaling_client import RECONNECT_MAX, SignInError
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m peer_agent",
-        description="Join a Gibberish room: a WebRTC data channel to every peer, a local log, "
+        description="Run a Gibberish agent for one device of a user: every room it joins, one "
+                    "WebRTC connection per peer device, a local log, "
                     "and the chat UI at http://127.0.0.1:PORT/. The password comes from "
                     "GIBBERISH_PASSWORD or a prompt.",
     )
     parser.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:5000")
     parser.add_argument("--user", required=True, help="your user name")
-    parser.add_argument("--room", required=True, help="the room to join")
+    parser.add_argument("--room", action="append", default=[], metavar="ROOM",
+                        help="a room to join (repeat for more); rooms joined before are "
+                             "remembered in the data dir and joined again")
     parser.add_argument("--ui-port", type=int, default=0,
                         help="port of the chat UI on 127.0.0.1 (default: a free one, printed)")
     parser.add_argument("--data-dir", type=Path, required=True,
@@ -85,8 +88,8 @@ def rendezvous_host(args: argparse.Namespace) -> str | None:
 
 async def run(args: argparse.Namespace, password: str | None) -> None:
     pin_ice_hosts(args.ice_host)
-    agent = Agent(AgentConfig(
-        server_url=args.server, username=args.user, room=args.room, data_dir=args.data_dir,
+    agent = Device(AgentConfig(
+        server_url=args.server, username=args.user, rooms=args.room, data_dir=args.data_dir,
         password=password, register=args.register, ui_port=args.ui_port,
         ice_hosts=args.ice_host, rendezvous_host=rendezvous_host(args),
         rendezvous_port=args.rendezvous_port, sync_interval=args.sync_interval,
@@ -101,8 +104,10 @@ async def run(args: argparse.Namespace, password: str | None) -> None:
         # The UI line first: scripts read up to it (the rendezvous address is also in
         # /api/state).
         print(f"Gibberish agent UI on {agent.ui.url}", flush=True)
-        if agent.rendezvous is not None:
-            print(f"Gibberish agent rendezvous on {agent.rendezvous.address}", flush=True)
+        for room in agent.rooms.values():
+            if room.rendezvous is not None:
+                print(f"Gibberish agent #{room.room} rendezvous on {room.rendezvous.address}",
+                      flush=True)
         await stop.wait()
     finally:
         await agent.close()

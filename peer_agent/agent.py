@@ -1,5 +1,6 @@
-"""The agent: wires the server link, the mesh, the local log, the outbox and the UI around the
-room core (`room_core.py`), carrying out the effects the core decides.
+"""One room of the device (device.py): wires the room's server link, its view of the device's
+mesh (room_mesh.py), the local log, the outbox and the UI around the room core (`room_core.py`),
+carrying out the effects the core decides.
 
 Rules it keeps: a message is stored locally before it is shown or sent; every received
 envelope is verified (by the core) before it is stored, shown or passed on; the server is told
@@ -18,22 +19,19 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from protocol import MAX_BATCH, ProtocolError, VersionVector
-from protocol.catchup import SYNC_INTERVAL, CatchUp, PullServer
-from protocol.channel import parse_channel_frame
+from protocol.catchup import CatchUp, PullServer
+from protocol.channel import Frame
 from protocol.links import MAX_LINKS, LinkReport, LinksFrame
 from protocol.roster import kept_on_join
 from protocol.sync import batches_for, keys_frames_for
 
 from . import ui_state
-from .log import LocalLog
-from .mesh import LinkState, Mesh, PeerInfo
+from .mesh import LinkState, PeerInfo
 from .outbox import Outbox
 from .reach import Reach
 from .records import NOTE_MAX_CHARS, PathJournal, Timeline
@@ -59,52 +57,40 @@ from .room_core import (
     Store,
     Upload,
 )
-from .roster import RosterCache
-from .session import load_or_create_key, server_address, sign_in
-from .signaling_client import RECONNECT_MAX, SignalingClient, SignInError
-from .ui import ChatUI, UIError
+from .room_mesh import RoomMesh
+from .roster import RosterCache, roster_file
+from .session import server_address
+from .signaling_client import SignalingClient, SignInError
+from .ui import UIError
+
+if TYPE_CHECKING:
+    from .device import Device
 
 log = logging.getLogger("gibberish.agent")
-
-LOG_FILE = "log.sqlite3"
-ROSTER_FILE = "peers.json"
 
 # How often each agent tells its linked peers about its data channels (and on every change),
 # for their network views.
 LINKS_REPORT_INTERVAL = 5.0
 
 
-@dataclass
-class AgentConfig:
-    server_url: str
-    username: str
-    room: str
-    data_dir: Path
-    password: str | None = None
-    register: bool = False
-    ui_host: str = "127.0.0.1"
-    ui_port: int = 0
-    ice_hosts: list[str] | None = None
-    rendezvous_host: str | None = "127.0.0.1"
-    rendezvous_port: int = 0
-    sync_interval: float = SYNC_INTERVAL
-    reconnect_max: float = RECONNECT_MAX
-
-
 class Agent:
-    """One user's device in one room."""
+    """One room of the user's device."""
 
-    def __init__(self, config: AgentConfig) -> None:
-        self.config = config
-        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.key = load_or_create_key(config.data_dir)
-        self.room = config.room
-        self.user = config.username
-        self.store = LocalLog(config.data_dir / LOG_FILE)
+    def __init__(self, device: Device, room: str) -> None:
+        self.device = device
+        self.config = config = device.config
+        self.key = device.key
+        self.room = room
+        self.user = device.user
+        self.store = device.store
+        # What the server said of the room: public, private or direct, and for the last two
+        # the users on its member list (peers not on it are refused).
+        self.kind = "public"
+        self.members: set[str] | None = None
         self.roster: dict[str, PeerInfo] = {}
         self._learned: dict[str, int] = {}  # device -> the join generation it was learned in
         self.present: set[str] = set()
-        self.known = RosterCache(config.data_dir / ROSTER_FILE, self.room)
+        self.known = RosterCache(config.data_dir / roster_file(room), self.room)
         self.refused: Counter[str] = Counter()
         # What to decide in this room (protocol/catchup.py inside); woken when it may be due
         # sooner.
@@ -116,16 +102,17 @@ class Agent:
             on_joined=self._on_joined, on_peer_joined=self._on_peer_joined,
             on_peer_left=self._on_peer_left, on_signal=self._on_signal,
             on_stored=self._on_stored, on_link=self._on_server_link,
+            on_members=self._on_members, on_removed=self._on_removed,
             reconnect_max=config.reconnect_max,
         )
-        self.mesh: Mesh | None = None
+        self.mesh = RoomMesh(device, room, self.on_peer_link)
         self.outbox = Outbox(self.store, self.client, self.room, on_uploaded=self._on_own_upload)
-        self.ui = ChatUI(self, config.ui_host, config.ui_port)
+        self.ui = device.ui
         # What this device saw happen, for the network view (docs/network-view.md).
         self.timeline = Timeline(self._publish_event)
         self.paths = PathJournal(self.store, self.room)
         self._server_up: bool | None = None
-        self.started_at = int(time.time() * 1000)  # tells a page that the process changed
+        self.started_at = device.started_at  # tells a page that the process changed
         self._link_states: dict[str, str] = {}
         self.rendezvous: Rendezvous | None = None  # made once signed in (the name is known)
         self.reach = Reach(self)
@@ -138,23 +125,17 @@ class Agent:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.user = await sign_in(self.client, self.config.data_dir, self.config.server_url,
-                                  self.config.username, self.config.password,
-                                  self.config.register)
-        self.mesh = Mesh(
-            key=self.key, user=self.user, room=self.room, send_signal=self._send_signal,
-            on_frame=self._on_frame, on_link=self._on_peer_link,
-            on_refused=self._on_signal_refused, ice_servers=[],
-        )
+        self.user = self.device.user
+        assert self.device.token is not None, "the device signs in first"
+        self.client.use_token(self.device.token, self.user)
         if self.config.rendezvous_host is not None:
             self.rendezvous = Rendezvous(
                 key=self.key, user=self.user, room=self.room,
-                host=self.config.rendezvous_host, port=self.config.rendezvous_port,
+                host=self.config.rendezvous_host, port=self._rendezvous_port(),
                 vouched=self.reach.vouched_peer, on_frame=self.reach.on_path_frame,
                 on_session=self.reach.on_rendezvous_session,
                 server=server_address(self.config.server_url))
             self.client.rendezvous = await self.rendezvous.start()
-        await self.ui.start()
         self.paths.start()
         self.timeline.add("started", f"{self.user}'s agent started in #{self.room}")
         self.outbox.start()
@@ -168,8 +149,20 @@ class Agent:
         self.spawn(self.reach.keep_in_reach())
         self.spawn(self._report_links_forever())
         self.spawn(self._catch_up_forever())
-        log.info("%s's agent for #%s: UI on %s, rendezvous on %s", self.user, self.room,
-                 self.ui.url, self.rendezvous.address if self.rendezvous else "(none)")
+        log.info("%s's agent in #%s: rendezvous on %s", self.user, self.room,
+                 self.rendezvous.address if self.rendezvous else "(none)")
+
+    async def leave(self) -> None:
+        """Leave the room for good: the server tells its members at once (a closed connection
+        alone looks like a network fault, which peers linked to us wait out), then close."""
+        await self.client.leave()
+        await self.close()
+
+    def _rendezvous_port(self) -> int:
+        """A port asked for (--rendezvous-port) goes to the first room; the others take free
+        ones, published in their presence like any."""
+        first = next(iter(self.device.rooms), self.room)
+        return self.config.rendezvous_port if first == self.room else 0
 
     async def close(self) -> None:
         # Every task the agent starts is in _tasks (the key and ICE refreshes too), so none
@@ -182,11 +175,8 @@ class Agent:
             await self.rendezvous.close()
         await self.outbox.close()
         await self.client.close()
-        if self.mesh is not None:
-            await self.mesh.close()
-        await self.ui.close()
+        await self.mesh.close()
         await self.paths.close()
-        self.store.close()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `coro` as a task the agent owns: close() cancels it."""
@@ -197,7 +187,7 @@ class Agent:
 
     # -- the server -------------------------------------------------------------------------
 
-    async def _send_signal(self, to: str, kind: str, payload: dict[str, Any]) -> None:
+    async def send_signal(self, to: str, kind: str, payload: dict[str, Any]) -> None:
         """Signal through the server; when it cannot (down, frozen, or `to` is not connected to
         it), through the peers."""
         if self.client.joined and await self.client.signal(to, kind, payload):
@@ -220,8 +210,32 @@ class Agent:
             self._server_up = up
         self.push_state()
 
+    def describe(self, room: dict[str, Any]) -> None:
+        """Take what the server says of the room (join reply, creation, `members`): its kind
+        and member list."""
+        self.kind = str(room.get("kind") or "public")
+        members = room.get("members")
+        self.members = ({m for m in members if isinstance(m, str)}
+                        if isinstance(members, list) else None)
+        self.device.push_rooms()
+
+    async def _on_members(self, data: dict[str, Any]) -> None:
+        """The member list changed: devices of users taken off it are dropped and refused."""
+        self.describe(data)
+        for device, peer in list(self.roster.items()):
+            if not self.admits(peer.user):
+                self.timeline.add("left", f"{peer.user} is no longer a member",
+                                  user=peer.user, device=device)
+                self._drop_peer(device)
+        self.push_state()
+
+    async def _on_removed(self, data: dict[str, Any]) -> None:
+        """This user was taken off the room's member list: the device leaves the room."""
+        self.timeline.add("removed", f"removed from #{self.room} by its owner")
+        self.device.spawn(self.device.leave(self.room))
+
     async def _on_joined(self, reply: dict[str, Any]) -> None:
-        assert self.mesh is not None
+        self.describe(reply)
         self.mesh.ice_servers = list(reply.get("ice_servers") or [])
         self._refresh_ice_servers_later(reply.get("ice_ttl"))
         # The server's roster is who is present now; a peer whose data channel is still open
@@ -265,8 +279,7 @@ class Agent:
                 log.info("could not refresh the ICE servers: %s", exc)
                 delay = 10.0
                 continue
-            if self.mesh is not None:
-                self.mesh.ice_servers = servers
+            self.mesh.ice_servers = servers
             if ttl is None:
                 return
             delay = ttl / 2
@@ -275,7 +288,7 @@ class Agent:
         """Take a roster entry from the server: the mesh links to it, its key is vouched for,
         and the roster cache remembers it with its rendezvous address."""
         info = PeerInfo(user=peer["user"], device=peer["device"], public_key=peer["public_key"])
-        if info.device == self.key.device_id:
+        if info.device == self.key.device_id or not self.admits(info.user):
             return None
         self.roster[info.device] = info
         self._learned[info.device] = self.client.join_generation
@@ -284,8 +297,11 @@ class Agent:
         self.known.remember(info, peer.get("rendezvous"), int(time.time() * 1000))
         return info
 
+    def admits(self, user: str) -> bool:
+        """Whether `user` may take part here: anyone in a public room, members in the others."""
+        return self.members is None or user in self.members
+
     async def _on_peer_joined(self, data: dict[str, Any]) -> None:
-        assert self.mesh is not None
         info = self._add_from_server(data["peer"])
         self.known.save()
         self.mesh.update_roster(self.roster.values())
@@ -299,7 +315,6 @@ class Agent:
         self.push_state()
 
     async def _on_peer_left(self, data: dict[str, Any]) -> None:
-        assert self.mesh is not None
         device = data["device"]
         self.present.discard(device)
         peer = self.roster.get(device)
@@ -307,7 +322,7 @@ class Agent:
         self.timeline.add("left", f"{user} left the server (device {device[:8]})",
                           user=user, device=device)
         link = self.mesh.links.get(device)
-        if link is not None and link.state == LinkState.CONNECTED:
+        if data.get("reason") != "left" and link is not None and link.state == LinkState.CONNECTED:
             # Only its server connection may be gone: the pings will tell if the peer is.
             log.info("the server says %s left; its data channel is open, so it stays", device[:8])
         else:
@@ -316,14 +331,13 @@ class Agent:
 
     def _drop_peer(self, device: str) -> None:
         self.core.forget(device)
-        if self.mesh is not None:
-            self.roster.pop(device, None)
-            self.reach.down_since.pop(device, None)
-            self.mesh.peer_left(device)
+        self.roster.pop(device, None)
+        self.reach.down_since.pop(device, None)
+        self.mesh.peer_left(device)
 
     def _drop_if_gone(self, device: str) -> None:
         """Drop a peer whose link failed if the server, reachable, does not list it."""
-        link = self.mesh.links.get(device) if self.mesh is not None else None
+        link = self.mesh.links.get(device)
         if (link is not None and link.state != LinkState.CONNECTED and self.client.joined
                 and device not in self.present):
             log.info("link to %s failed and the server does not list it: dropped", device[:8])
@@ -331,7 +345,6 @@ class Agent:
             self.push_state()
 
     async def _on_signal(self, data: dict[str, Any]) -> None:
-        assert self.mesh is not None
         sender = data.get("from") or {}
         if sender.get("device") not in self.roster and sender.get("public_key"):
             # An offer can overtake the peer_joined that announces its sender; the server
@@ -341,7 +354,7 @@ class Agent:
         await self.mesh.handle_signal(sender.get("user", ""), sender.get("device", ""),
                                       str(data.get("kind")), data.get("payload") or {})
 
-    def _on_signal_refused(self, device: str, reason: str) -> None:
+    def on_signal_refused(self, device: str, reason: str) -> None:
         """A forged, malformed or unexpected offer, answer or candidate: counted and shown like
         every other refusal."""
         peer = self.roster.get(device)
@@ -416,10 +429,10 @@ class Agent:
 
     # -- peers ------------------------------------------------------------------------------
 
-    def _on_peer_link(self, peer: PeerInfo, state: LinkState) -> None:
+    def on_peer_link(self, peer: PeerInfo, state: LinkState) -> None:
         if self._link_states.get(peer.device) != state.value:
             self._link_states[peer.device] = state.value
-            link = self.mesh.links.get(peer.device) if self.mesh is not None else None
+            link = self.mesh.links.get(peer.device)
             self.timeline.add("link", f"data channel to {peer.user} {state.value}",
                               user=peer.user, device=peer.device, state=state.value,
                               rtt_ms=link.rtt_ms if link is not None else None)
@@ -441,15 +454,15 @@ class Agent:
             asyncio.get_running_loop().call_soon(self._drop_if_gone, peer.device)
         self.push_state()
 
-    def _on_frame(self, info: PeerInfo, text: str) -> None:
-        """A frame from a data channel: parsed once, decided by the core, its effects run."""
+    def on_room_frame(self, info: PeerInfo, frame: Frame) -> None:
+        """A frame of this room from a data channel (parsed once by the device): decided by
+        the core, its effects run."""
         peer = Peer(info.user, info.device)
-        try:
-            frame = parse_channel_frame(text)
-        except ProtocolError as exc:
-            self._run(self.core.refused(peer, exc))
-            return
         self._run(self.core.frame(peer, frame, time.monotonic(), int(time.time() * 1000)))
+
+    def refuse_unparsed(self, info: PeerInfo, error: ProtocolError) -> None:
+        """A frame from a device of this room that did not parse."""
+        self._run(self.core.refused(Peer(info.user, info.device), error))
 
     def refuse_frame(self, user: str, device: str, reason: str) -> None:
         """Count, log and show a frame dropped from `device`."""
@@ -462,13 +475,13 @@ class Agent:
         """Carry out what the room core decided, in order."""
         for effect in effects:
             if isinstance(effect, Send):
-                if self.mesh is not None:
-                    self.mesh.send(effect.device, effect.frame.encode())
+                self.mesh.send(effect.device, effect.frame.encode())
             elif isinstance(effect, Store):
                 self._store(effect)
             elif isinstance(effect, Show):
                 message = ui_state.message_dict(self, effect.envelope)
-                self.spawn(self.ui.publish({"type": "message", "message": message}))
+                self.publish({"type": "message", "message": message})
+                self.device.shown(self.room, message["mine"])
             elif isinstance(effect, Record):
                 self.paths.record(effect.message_id, effect.what, **effect.fields)
             elif isinstance(effect, Event):
@@ -488,9 +501,8 @@ class Agent:
         elif isinstance(effect, StateChanged):
             self.push_state()
         elif isinstance(effect, SendKeys):
-            if self.mesh is not None:
-                for text in keys_frames_for(self.store.known_keys()):
-                    self.mesh.send(effect.device, text)
+            for text in keys_frames_for(self.store.known_keys()):
+                self.mesh.send(effect.device, text)
         elif isinstance(effect, RememberKeys):
             for k in effect.devices:
                 self.store.remember_key(k.id, k.user, k.public_key, effect.source)
@@ -501,7 +513,7 @@ class Agent:
             self.reach.on_relay_frame(effect.peer.user, effect.peer.device, effect.frame)
         elif isinstance(effect, PullServer):
             self.spawn(self._pull_from_server())
-        elif isinstance(effect, Broadcast) and self.mesh is not None:
+        elif isinstance(effect, Broadcast):
             self.mesh.broadcast(effect.frame.encode())
 
     def _store(self, effect: Store) -> None:
@@ -529,8 +541,6 @@ class Agent:
 
     def _report_links(self) -> None:
         """Tell the linked peers which data channels this device has, with their RTTs."""
-        if self.mesh is None:
-            return
         links = tuple(LinkReport(device, link.state.value, link.rtt_ms)
                       for device, link in sorted(self.mesh.links.items())[:MAX_LINKS])
         self.mesh.broadcast(LinksFrame(links).encode())
@@ -565,7 +575,7 @@ class Agent:
         """Send a peer everything its vector says it lacks, walking the log in bounded
         batches; the last batch says `more: false`."""
         after: tuple[str, int] | None = None
-        while self.mesh is not None:
+        while True:
             batch = self.store.missing_for(self.room, vector, limit=MAX_BATCH, after=after)
             for frame in batches_for(batch, more_after=bool(batch)):
                 if not self.mesh.send(device, frame):
@@ -593,13 +603,13 @@ class Agent:
             if isinstance(effect, Broadcast):
                 self._broadcast_own(env.id, effect.frame.encode())
             elif isinstance(effect, Show):  # with the dict returned to the page that posted
-                self.spawn(self.ui.publish({"type": "message", "message": message}))
+                self.publish({"type": "message", "message": message})
             else:
                 self._run([effect])
         return message
 
     def _broadcast_own(self, message_id: str, text: str) -> None:
-        sent = self.mesh.broadcast(text) if self.mesh is not None else []
+        sent = self.mesh.broadcast(text)
         peers = [{"user": self.roster[d].user if d in self.roster else d[:8], "device": d}
                  for d in sent]
         self.paths.record(
@@ -610,12 +620,17 @@ class Agent:
     def _push_delivery(self, message_id: str) -> None:
         env = self.store.get(self.room, message_id)
         if env is not None and env.device == self.key.device_id:
-            self.spawn(self.ui.publish({"type": "delivery", "id": message_id,
-                                        "delivery": ui_state.delivery_dict(self, env)}))
+            self.publish({"type": "delivery", "id": message_id,
+                          "delivery": ui_state.delivery_dict(self, env)})
 
     def push_state(self) -> None:
         """Push the agent's state to every open page."""
-        self.spawn(self.ui.publish({"type": "state", "state": self.state()}))
+        self.publish({"type": "state", "state": self.state()})
+
+    def publish(self, event: dict[str, Any]) -> None:
+        """Push a live event of this room to every open page (each shows the rooms it shows)."""
+        event["room"] = self.room
+        self.spawn(self.ui.publish(event))
 
     def state(self) -> dict[str, Any]:
         return ui_state.state(self)
@@ -640,7 +655,7 @@ class Agent:
         return {"id": message_id, "steps": self.paths.steps(message_id)}
 
     def _publish_event(self, event: dict[str, Any]) -> None:
-        self.spawn(self.ui.publish({"type": "event", "event": event}))
+        self.publish({"type": "event", "event": event})
 
 
 def _envelope_fields(row: dict[str, Any]) -> dict[str, Any]:

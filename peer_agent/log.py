@@ -471,6 +471,31 @@ class LocalLog:
             # Everything up to the cursor has been read from the server by now.
             db.execute("DELETE FROM server_known WHERE room = ? AND cursor <= ?", (room, cursor))
 
+    # --- rooms and read markers ---------------------------------------------------------------
+
+    def rooms(self) -> list[str]:
+        """Every room the log holds envelopes of (an agent from before rooms were remembered
+        finds the rooms it was in here)."""
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT DISTINCT room FROM messages ORDER BY room").fetchall()]
+
+    def unread(self, room: str) -> int:
+        """How many envelopes from other devices arrived in the room since it was last read."""
+        with self._lock:
+            marker = _scalar(self._db, "SELECT value FROM sync_state WHERE room = ? "
+                             "AND key = 'read_rowid'", room)
+            return _scalar(self._db, "SELECT COUNT(*) FROM messages WHERE room = ? "
+                           "AND origin != 'self' AND rowid > ?", room, int(marker or 0)) or 0
+
+    def mark_read(self, room: str) -> None:
+        """Everything the room holds now counts as read."""
+        with self._lock, self._write() as db:
+            db.execute(
+                "INSERT INTO sync_state (room, key, value) SELECT ?, 'read_rowid', "
+                "COALESCE(MAX(rowid), 0) FROM messages WHERE room = ? "
+                "ON CONFLICT (room, key) DO UPDATE SET value = excluded.value", (room, room))
+
     # --- message paths -----------------------------------------------------------------------
 
     def add_path_steps(self, room: str, steps: Iterable[PathStep]) -> None:

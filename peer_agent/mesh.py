@@ -132,6 +132,9 @@ class Link:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _offer_oid: int | None = field(default=None, init=False, repr=False)
     _accepted_oid: int | None = field(default=None, init=False, repr=False)
+    # The room the current offer and answer are signed for and travel through: the offerer
+    # picks one both share, the answerer answers in the offer's room.
+    _signal_room: str | None = field(default=None, init=False, repr=False)
 
     @property
     def path(self) -> LinkPath | None:
@@ -140,6 +143,9 @@ class Link:
 
 
 SendSignal = Callable[[str, str, dict[str, Any]], Awaitable[None]]
+SendRoomSignal = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
+"""`(room, to, kind, payload)`: signal `to` through the room `room` (the server's signal needs
+a room both ends are in)."""
 """Send a signal through the server: (to_device, kind, payload), kind in SIGNAL_KINDS."""
 
 
@@ -163,8 +169,10 @@ class Mesh:
         *,
         key: DeviceKey,
         user: str,
-        room: str,
-        send_signal: SendSignal,
+        room: str | None = None,
+        send_signal: SendSignal | None = None,
+        room_for: Callable[[str], str] | None = None,
+        send_room_signal: SendRoomSignal | None = None,
         on_frame: Callable[[PeerInfo, str], None],
         on_link: Callable[[PeerInfo, LinkState], None],
         on_refused: Callable[[str, str], None] | None = None,
@@ -179,8 +187,24 @@ class Mesh:
         self._key = key
         self._device = key.device_id
         self._user = user
-        self._room = room
-        self._send_signal = send_signal
+        # One room (`room`, `send_signal`), or every room the device is in: `room_for(device)`
+        # names a room shared with `device` to signal it through (`send_room_signal`).
+        if room_for is None:
+            if room is None or send_signal is None:
+                raise TypeError("give room and send_signal, or room_for and send_room_signal")
+            self._room_for: Callable[[str], str] = lambda _device: room
+        else:
+            self._room_for = room_for
+        if send_room_signal is None:
+            if send_signal is None:
+                raise TypeError("give send_signal or send_room_signal")
+            one_room_send = send_signal
+
+            async def send_room_signal(_room: str, to: str, kind: str,
+                                       payload: dict[str, Any]) -> None:
+                await one_room_send(to, kind, payload)
+
+        self._send_room_signal: SendRoomSignal = send_room_signal
         self._on_frame = on_frame
         self._on_link = on_link
         self._on_refused = on_refused
@@ -297,9 +321,11 @@ class Mesh:
         self._close_link(device)
 
     async def handle_signal(
-        self, from_user: str, from_device: str, kind: str, payload: dict[str, Any]
+        self, from_user: str, from_device: str, kind: str, payload: dict[str, Any],
+        room: str | None = None,
     ) -> None:
-        """Act on a signal relayed by the server; refuse (and log) anything not to be trusted.
+        """Act on a signal relayed by the server (through `room`, when the mesh serves several
+        rooms); refuse (and log) anything not to be trusted.
 
         Never raises for bad input: a refused offer or answer is not answered and marks a link
         that is not connected as failed; an established link is left alone.
@@ -321,9 +347,9 @@ class Mesh:
                 if self._links.get(from_device) is not link:
                     return
                 if kind == "offer":
-                    await self._accept_offer(link, payload)
+                    await self._accept_offer(link, payload, room or self._room_for(from_device))
                 elif kind == "answer":
-                    await self._accept_answer(link, payload)
+                    await self._accept_answer(link, payload, room or self._room_for(from_device))
                 elif kind == "candidate":
                     await self._add_candidate(link, payload)
                 else:
@@ -490,13 +516,14 @@ class Mesh:
                 return
             link._awaiting_answer = True
             link._offer_oid = self._next_oid()
+            link._signal_room = self._room_for(link.peer.device)
             await self._signal(link, "offer",
                                self._signed_description(pc, link, link._offer_oid))
         except Exception as exc:
             if link._pc is pc:
                 self._fail(link, f"could not send an offer: {exc!r}")
 
-    async def _accept_offer(self, link: Link, payload: dict[str, Any]) -> None:
+    async def _accept_offer(self, link: Link, payload: dict[str, Any], room: str) -> None:
         if link.offerer:
             raise SignalRefused(
                 f"offer from {_short(link.peer.device)}, which waits for our offer (offer rule)"
@@ -506,7 +533,8 @@ class Mesh:
             log.info("offer %d from %s is older than one already taken (%d); ignored",
                      oid, _short(link.peer.device), link._accepted_oid)
             return
-        sdp = self._verified_sdp(link, payload, "offer")
+        sdp = self._verified_sdp(link, payload, "offer", room)
+        link._signal_room = room
         if oid is not None:
             link._accepted_oid = oid
         self._drop_connection(link)
@@ -528,7 +556,7 @@ class Mesh:
             if link._pc is pc:
                 self._fail(link, f"could not send an answer: {exc!r}")
 
-    async def _accept_answer(self, link: Link, payload: dict[str, Any]) -> None:
+    async def _accept_answer(self, link: Link, payload: dict[str, Any], room: str) -> None:
         pc = link._pc
         oid = _oid(payload)
         if oid is not None and (oid != link._offer_oid or not link._awaiting_answer):
@@ -537,7 +565,7 @@ class Mesh:
             return
         if not link._awaiting_answer or pc is None:
             raise SignalRefused(f"answer from {_short(link.peer.device)} with no offer pending")
-        sdp = self._verified_sdp(link, payload, "answer")
+        sdp = self._verified_sdp(link, payload, "answer", room)
         link._awaiting_answer = False
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
@@ -583,7 +611,8 @@ class Mesh:
                             oid: int | None) -> dict[str, Any]:
         description = pc.localDescription
         fingerprint = sdp_fingerprint(description.sdp)
-        signed = fingerprint_signed_bytes(self._room, self._device, link.peer.device, fingerprint)
+        signed = fingerprint_signed_bytes(self._link_room(link), self._device, link.peer.device,
+                                          fingerprint)
         payload: dict[str, Any] = {
             "sdp": description.sdp,
             "type": description.type,
@@ -600,7 +629,10 @@ class Mesh:
         self._last_oid = next_offer_id(self._last_oid, time.time_ns() // 1000)
         return self._last_oid
 
-    def _verified_sdp(self, link: Link, payload: dict[str, Any], kind: str) -> str:
+    def _link_room(self, link: Link) -> str:
+        return link._signal_room or self._room_for(link.peer.device)
+
+    def _verified_sdp(self, link: Link, payload: dict[str, Any], kind: str, room: str) -> str:
         sdp, fp_sig = payload.get("sdp"), payload.get("fp_sig")
         kind_in_payload = payload.get("type")
         peer = _short(link.peer.device)
@@ -612,7 +644,7 @@ class Mesh:
             verify_signature(
                 link.peer.public_key,
                 signature,
-                fingerprint_signed_bytes(self._room, link.peer.device, self._device, fingerprint),
+                fingerprint_signed_bytes(room, link.peer.device, self._device, fingerprint),
             )
         except (ValueError, BadSignature, InvalidEnvelope) as exc:
             raise SignalRefused(
@@ -620,7 +652,7 @@ class Mesh:
         return sdp
 
     async def _signal(self, link: Link, kind: str, payload: dict[str, Any]) -> None:
-        await self._send_signal(link.peer.device, kind, payload)
+        await self._send_room_signal(self._link_room(link), link.peer.device, kind, payload)
 
     async def _watch_connect(self, link: Link, pc: RTCPeerConnection) -> None:
         await asyncio.sleep(self._connect_timeout)

@@ -53,15 +53,14 @@ class Reach:
         agent = self.agent
         if agent.rendezvous is not None and agent.rendezvous.send(device, text):
             return True
-        return agent.mesh is not None and agent.mesh.send(device, text)
+        return agent.mesh.send(device, text)
 
     def neighbours(self) -> list[str]:
         """Devices with a direct path: a rendezvous session or an open data channel."""
         agent = self.agent
         devices = set(agent.rendezvous.sessions) if agent.rendezvous is not None else set()
-        if agent.mesh is not None:
-            devices |= {d for d, link in agent.mesh.links.items()
-                        if link.state == LinkState.CONNECTED}
+        devices |= {d for d, link in agent.mesh.links.items()
+                    if link.state == LinkState.CONNECTED}
         return sorted(devices)
 
     def on_path_frame(self, via: PeerInfo, text: str) -> None:
@@ -86,11 +85,11 @@ class Reach:
         A sender the mesh does not know is taken in only if the server once vouched for its
         key (it may have restarted while the server is down)."""
         agent = self.agent
-        if agent.mesh is None or sender.device == agent.key.device_id:
+        if sender.device == agent.key.device_id:
             return
         if sender.device not in agent.roster:
             info = self.vouched_peer(sender.device)
-            if info is None or info.user != sender.user:
+            if info is None or info.user != sender.user or not agent.admits(info.user):
                 agent.refused["unknown_sender"] += 1
                 log.warning("relayed %s from unknown device %s refused", kind, sender.device[:8])
                 agent.timeline.add(
@@ -127,8 +126,6 @@ class Reach:
         """A neighbour appeared while links are down: offer where this side offers, and say
         hello where it waits for an offer, so the other side offers now."""
         agent = self.agent
-        if agent.mesh is None:
-            return
         now = time.monotonic()
         address = agent.rendezvous.address if agent.rendezvous is not None else None
         for device, link in agent.mesh.links.items():
@@ -150,7 +147,7 @@ class Reach:
         delay = 0.5
         while True:
             await asyncio.sleep(delay * random.uniform(0.75, 1.25))
-            if agent.client.joined or agent.rendezvous is None or agent.mesh is None:
+            if agent.client.joined or agent.rendezvous is None:
                 delay = 0.5
                 continue
             if await self._dial_someone():
@@ -160,7 +157,7 @@ class Reach:
 
     async def _dial_someone(self) -> bool:
         agent = self.agent
-        assert agent.rendezvous is not None and agent.mesh is not None
+        assert agent.rendezvous is not None
         sessions = agent.rendezvous.sessions
         links = agent.mesh.links
         if not sessions and all(link.state != LinkState.CONNECTED for link in links.values()):

@@ -40,6 +40,11 @@ class KnownPeer:
         return PeerInfo(self.user, self.device, self.public_key)
 
 
+def roster_file(room: str) -> str:
+    """The file name of a room's roster cache in the data dir."""
+    return f"peers.{room}.json"
+
+
 class RosterCache:
     """The cached roster of one room, loaded from and saved to `path`."""
 

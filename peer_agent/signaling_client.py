@@ -45,6 +45,7 @@ class SignalingClient:
         self, server_url: str, room: str, key: DeviceKey, *,
         on_joined: Handler, on_peer_joined: Handler, on_peer_left: Handler,
         on_signal: Handler, on_stored: Handler, on_link: Callable[[bool], None],
+        on_members: Handler | None = None, on_removed: Handler | None = None,
         rendezvous: str | None = None, reconnect_base: float = 0.5,
         reconnect_max: float = RECONNECT_MAX,
         call_timeout: float = 10.0,
@@ -62,8 +63,16 @@ class SignalingClient:
         # Set once a connection attempt failed or the link broke, cleared on joining: the UI
         # tells "connecting" (first attempt under way) from "down".
         self.unreachable = False
+        # The server's answer to the last join: set once it joined or refused (`refusal` then
+        # holds its error), so that joining from the UI can say at once why it failed.
+        self.settled = asyncio.Event()
+        self.refusal: dict[str, Any] | None = None
         self._handlers = {"peer_joined": on_peer_joined, "peer_left": on_peer_left,
                           "signal": on_signal, "stored": on_stored}
+        if on_members is not None:
+            self._handlers["members"] = on_members
+        if on_removed is not None:
+            self._handlers["removed"] = on_removed
         self._on_joined = on_joined
         self._on_link = on_link
         self._call_timeout = call_timeout
@@ -123,6 +132,20 @@ class SignalingClient:
     def use_token(self, token: str, username: str) -> None:
         """Use a token kept from an earlier run (the server may be down right now)."""
         self.token, self.username = token, username
+
+    async def create_room(self, room: str, private: bool,
+                          members: list[str] | None = None) -> dict[str, Any]:
+        """Make a room on the server (this user its owner); what the server says of it."""
+        body: dict[str, Any] = {"name": room, "private": private}
+        if members:
+            body["members"] = members
+        data: dict[str, Any] = await self._post("/api/rooms", body, auth=True)
+        return data
+
+    async def direct_room(self, username: str) -> str:
+        """The name of the direct-message room with `username`, made on first use."""
+        data = await self._post("/api/dm", {"username": username}, auth=True)
+        return str(data["room"])
 
     async def history(self, after: int, limit: int = 500) -> tuple[list[dict[str, Any]], int]:
         """Messages the server stored after `after`, and the cursor to ask for next time."""
@@ -199,7 +222,12 @@ class SignalingClient:
             return
         if not reply.get("ok"):
             log.error("the server refused to join %s: %s", self.room, reply.get("error"))
+            error = reply.get("error")
+            self.refusal = error if isinstance(error, dict) else {"message": str(error)}
+            self.settled.set()
             return
+        self.refusal = None
+        self.settled.set()
         self.joined = True
         self.unreachable = False
         self._on_link(True)
@@ -233,6 +261,17 @@ class SignalingClient:
         if not reply.get("ok"):
             log.warning("signal to %s refused: %s", to, reply.get("error"))
         return bool(reply.get("ok"))
+
+    async def leave(self) -> None:
+        """Leave the room on the server (members hear `peer_left` with reason "left");
+        best effort: a server that does not answer learns it when the connection closes."""
+        if not self.joined:
+            return
+        try:
+            await self._sio.call("leave", {"room": self.room}, timeout=self._call_timeout)
+        except (socketio.exceptions.TimeoutError, socketio.exceptions.SocketIOError) as exc:
+            log.info("leave not acknowledged: %s", exc)
+        self.joined = False
 
     async def publish(self, envelopes: list[Envelope]) -> list[dict[str, Any]] | None:
         """Upload envelopes; the per-envelope results, or None if the server is unreachable."""

@@ -4,7 +4,11 @@ Only same-origin requests are served: a request whose Host is not this agent's a
 rebinding) or whose Origin is another site (a page elsewhere posting into the chat, or any
 scheme but http) gets 403, and posting a message needs a JSON body, which a cross-site form
 cannot send. Bodies are decoded by one policy (`protocol.strict_json`, UTF-8 only): whatever
-cannot be decoded is a 400 that says why."""
+cannot be decoded is a 400 that says why.
+
+One UI serves every room of the device. Calls about one room name it (`?room=` or `"room"` in
+the body); without a name they mean the first room joined. Live events carry their `room`."""
+
 
 from __future__ import annotations
 
@@ -26,14 +30,21 @@ MAX_BODY = 64 * 1024
 
 
 class ChatBackend(Protocol):
-    """What the UI needs from the agent."""
+    """What the UI needs from the agent (device.py); `room` None means the first room."""
 
-    def state(self) -> dict[str, Any]: ...
-    def messages_page(self, before: str | None, limit: int) -> dict[str, Any]: ...
-    async def post_message(self, text: str) -> dict[str, Any]: ...
-    def events(self, limit: int) -> dict[str, Any]: ...
-    def note(self, text: str) -> dict[str, Any]: ...
-    def message_path(self, message_id: str) -> dict[str, Any]: ...
+    def state(self, room: str | None = None) -> dict[str, Any]: ...
+    def messages_page(self, room: str | None, before: str | None,
+                      limit: int) -> dict[str, Any]: ...
+    async def post_message(self, room: str | None, text: str) -> dict[str, Any]: ...
+    def events(self, room: str | None, limit: int) -> dict[str, Any]: ...
+    def note(self, room: str | None, text: str) -> dict[str, Any]: ...
+    def message_path(self, room: str | None, message_id: str) -> dict[str, Any]: ...
+    def rooms_list(self) -> list[dict[str, Any]]: ...
+    async def join(self, name: str, private: bool = False) -> dict[str, Any]: ...
+    async def direct(self, user: str) -> dict[str, Any]: ...
+    async def leave(self, name: str) -> dict[str, Any]: ...
+    def mark_read(self, name: str) -> dict[str, Any]: ...
+    def links(self) -> dict[str, Any]: ...
 
 
 class UIError(Exception):
@@ -65,6 +76,12 @@ class ChatUI:
             web.get("/api/messages/{id}/path", self._message_path),
             web.get("/api/events", self._events),
             web.post("/api/events", self._post_event),
+            web.get("/api/rooms", self._rooms),
+            web.post("/api/rooms", self._join),
+            web.delete("/api/rooms/{room}", self._leave),
+            web.post("/api/rooms/{room}/read", self._read),
+            web.post("/api/dm", self._direct),
+            web.get("/api/links", self._links),
             web.get("/ws", self._ws),
             web.static("/static", STATIC),
         ])
@@ -113,32 +130,71 @@ class ChatUI:
         return web.FileResponse(STATIC / "chat.html")
 
     async def _state(self, request: web.Request) -> web.Response:
-        return web.json_response(self.backend.state())
+        return web.json_response(self.backend.state(request.query.get("room")))
 
     async def _messages(self, request: web.Request) -> web.Response:
         limit = _limit(request, default=50, most=200)
-        return web.json_response(self.backend.messages_page(request.query.get("before"), limit))
+        return web.json_response(self.backend.messages_page(
+            request.query.get("room"), request.query.get("before"), limit))
 
     async def _post_message(self, request: web.Request) -> web.Response:
-        message = await self.backend.post_message(await _text_body(request))
+        body = await _json_body(request)
+        message = await self.backend.post_message(_room_of(body), _text_of(body))
         return web.json_response({"message": message}, status=201)
 
     async def _message_path(self, request: web.Request) -> web.Response:
-        return web.json_response(self.backend.message_path(request.match_info["id"]))
+        return web.json_response(self.backend.message_path(request.query.get("room"),
+                                                           request.match_info["id"]))
 
     async def _events(self, request: web.Request) -> web.Response:
-        return web.json_response(self.backend.events(_limit(request, default=500, most=500)))
+        return web.json_response(self.backend.events(request.query.get("room"),
+                                                     _limit(request, default=500, most=500)))
 
     async def _post_event(self, request: web.Request) -> web.Response:
-        event = self.backend.note(await _text_body(request))
+        body = await _json_body(request)
+        event = self.backend.note(_room_of(body), _text_of(body))
         return web.json_response({"event": event}, status=201)
+
+    async def _rooms(self, request: web.Request) -> web.Response:
+        return web.json_response({"rooms": self.backend.rooms_list()})
+
+    async def _join(self, request: web.Request) -> web.Response:
+        """Join a room by name, or create it private: `{"name", "private": bool}`."""
+        body = await _json_body(request)
+        name, private = body.get("name"), body.get("private", False)
+        if not isinstance(name, str) or not isinstance(private, bool):
+            raise UIError(400, "invalid_request",
+                          "the body must be {\"name\": \"…\", \"private\": false}")
+        return web.json_response(await self.backend.join(name, private), status=201)
+
+    async def _leave(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.backend.leave(request.match_info["room"]))
+
+    async def _read(self, request: web.Request) -> web.Response:
+        return web.json_response(self.backend.mark_read(request.match_info["room"]))
+
+    async def _direct(self, request: web.Request) -> web.Response:
+        """Open the direct-message room with `{"user"}`."""
+        user = (await _json_body(request)).get("user")
+        if not isinstance(user, str):
+            raise UIError(400, "invalid_request", "the body must be {\"user\": \"…\"}")
+        return web.json_response(await self.backend.direct(user), status=201)
+
+    async def _links(self, request: web.Request) -> web.Response:
+        return web.json_response(self.backend.links())
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=20)
         await ws.prepare(request)
         self._sockets.add(ws)
         try:
-            await ws.send_json({"type": "state", "state": self.backend.state()})
+            rooms = self.backend.rooms_list()
+            if not rooms:
+                await ws.send_json({"type": "state", "room": None, "state": self.backend.state()})
+            for room in rooms:
+                await ws.send_json({"type": "state", "room": room["name"],
+                                    "state": self.backend.state(room["name"])})
+            await ws.send_json({"type": "rooms", "rooms": rooms})
             async for msg in ws:
                 if msg.type == WSMsgType.ERROR:
                     break
@@ -180,8 +236,8 @@ def _limit(request: web.Request, default: int, most: int) -> int:
         raise UIError(400, "invalid_argument", "limit must be an integer") from None
 
 
-async def _text_body(request: web.Request) -> str:
-    """The `text` of a JSON body {"text": "…"}; a cross-site form cannot send JSON."""
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    """A JSON object body; a cross-site form cannot send JSON."""
     if request.content_type != "application/json":
         raise UIError(415, "json_required", "send a JSON body {\"text\": …}")
     charset = request.charset
@@ -192,7 +248,20 @@ async def _text_body(request: web.Request) -> str:
         body = loads(await request.read())
     except InvalidJson as exc:
         raise UIError(400, "invalid_json", str(exc)) from None
-    text = body.get("text") if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        raise UIError(400, "invalid_request", "the body must be a JSON object")
+    return body
+
+
+def _text_of(body: dict[str, Any]) -> str:
+    text = body.get("text")
     if not isinstance(text, str):
         raise UIError(400, "invalid_request", "the body must be {\"text\": \"…\"}")
     return text
+
+
+def _room_of(body: dict[str, Any]) -> str | None:
+    room = body.get("room")
+    if room is not None and not isinstance(room, str):
+        raise UIError(400, "invalid_request", "room must be a room name")
+    return room

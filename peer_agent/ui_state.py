@@ -66,6 +66,8 @@ def state(agent: Agent) -> dict[str, Any]:
     rendezvous = agent.rendezvous
     return {
         "user": agent.user, "device": agent.key.device_id, "room": agent.room,
+        "kind": agent.kind, "members": sorted(agent.members) if agent.members is not None else None,
+        "rooms": agent.device.rooms_list(),
         "started_at": agent.started_at,
         "server": {"url": agent.config.server_url, "connected": client.joined,
                    "state": server_state, "outbox": agent.outbox.pending()},

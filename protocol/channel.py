@@ -15,6 +15,12 @@ A channel frame is one JSON object of at most MAX_FRAME_BYTES whose "t" names it
 | `ping`  | `PingFrame`    | here                 | liveness probe, answered by a pong       |
 | `pong`  | `PongFrame`    | here                 | the answer to a ping, echoing it         |
 
+Every frame but ping and pong belongs to one room and travels tagged with it: `"room"` is its
+first key (`tag_room`), and the receiver hands it to that room, or refuses it when the room is
+not one it shares with the sender (`parse_room_frame`). One data channel per pair of devices
+carries every room the two share (docs/protocol.md says why); ping and pong are about the
+channel itself and carry no room.
+
 Each class has `t`, a `parse(obj)` classmethod that validates the decoded JSON object and
 raises InvalidEnvelope (a ProtocolError) naming what is wrong, and `encode()`. The browser peer
 (static/chat/protocol.js) exports the same names as `FRAME_TYPES`; a test holds them equal.
@@ -24,20 +30,23 @@ mesh tells them from the frames it passes on without decoding those.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, TypeAlias
 
 from .errors import InvalidEnvelope
-from .frames import encode_frame, parse_frame
+from .frames import _check_size, encode_frame, parse_frame
 from .limits import MAX_BATCH, MAX_SAFE_INTEGER
 from .links import LinksFrame
+from .names import is_normalized_room
 from .relay import SignalFrame
 from .sync import BatchFrame, DigestFrame, KeysFrame, MsgFrame, VectorFrame
 
 __all__ = [
     "FRAMES", "FRAME_TYPES", "AckFrame", "BatchFrame", "DigestFrame", "Frame", "KeysFrame",
     "LinksFrame", "MsgFrame", "PingFrame", "PongFrame", "SignalFrame", "VectorFrame",
-    "frame_from_object", "is_control_frame", "parse_channel_frame",
+    "frame_from_object", "is_control_frame", "parse_channel_frame", "parse_room_frame",
+    "tag_room",
 ]
 
 MAX_ACK_IDS: Final = 2 * MAX_BATCH
@@ -149,6 +158,34 @@ def parse_channel_frame(data: str | bytes) -> Frame:
     malformed. Signatures are not checked here.
     """
     return frame_from_object(parse_frame(data))
+
+
+def tag_room(text: str, room: str) -> str:
+    """An encoded room frame as sent: `"room"` first, then the frame's own fields.
+
+    Raises FrameTooLarge if the tagged frame is over MAX_FRAME_BYTES (frames packed by
+    `protocol.sync` leave ROOM_TAG_BYTES free for the tag, so theirs never are)."""
+    tagged = '{"room":' + json.dumps(room, ensure_ascii=False) + "," + text[1:]
+    _check_size(len(tagged.encode("utf-8", "surrogatepass")))
+    return tagged
+
+
+def parse_room_frame(data: str | bytes) -> tuple[str, Frame]:
+    """Decode a room frame from a data channel, once: its room and the frame.
+
+    Raises what `parse_channel_frame` raises, and InvalidEnvelope for a frame with no room or a
+    room that is not a room name, and for a ping or pong that names a room."""
+    obj = parse_frame(data)
+    if not isinstance(obj, dict):
+        raise InvalidEnvelope("a channel frame must be a JSON object")
+    room = obj.pop("room", None)
+    if not is_normalized_room(room):
+        raise InvalidEnvelope("a channel frame needs 'room': the name of the room it belongs to")
+    frame = frame_from_object(obj)
+    if isinstance(frame, PingFrame | PongFrame):
+        raise InvalidEnvelope(f"a {frame.t} frame belongs to the channel, not to a room")
+    assert isinstance(room, str)
+    return room, frame
 
 
 def frame_from_object(obj: object) -> Frame:

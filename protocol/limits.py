@@ -29,6 +29,11 @@ the bound only stops one envelope from pushing the room's clock to MAX_LAMPORT (
 MAX_USERNAME_CHARS: Final = 32
 MAX_ROOM_CHARS: Final = 64
 
+ROOM_TAG_BYTES: Final = 400
+"""Bytes every packed frame leaves free for its room tag (`"room":"…",`, a room name of at most
+MAX_ROOM_CHARS characters of up to four UTF-8 bytes each, escaped), so that a tagged frame stays
+within MAX_FRAME_BYTES (see `protocol.channel.tag_room`)."""
+
 MAX_BATCH: Final = 100
 """Most envelopes in one sync batch or upload batch."""
 

@@ -29,7 +29,7 @@ from .envelope import DEVICE_ID, Envelope
 from .errors import InvalidEnvelope
 from .frames import encode_frame, parse_frame
 from .keys import device_id_for, load_public_key
-from .limits import MAX_BATCH, MAX_FRAME_BYTES
+from .limits import MAX_BATCH, MAX_FRAME_BYTES, ROOM_TAG_BYTES
 from .names import is_normalized_username
 from .vector import DIGEST_BYTES, VersionVector
 
@@ -259,7 +259,7 @@ def batches_for(envelopes: Sequence[Envelope], more_after: bool) -> list[str]:
     is nothing (more) for it.
     """
     sizes = [_utf8_size(env.to_json()) for env in envelopes]
-    groups = _pack(sizes, _utf8_size(encode(BatchFrame((), more=False))))
+    groups = _pack(sizes, _utf8_size(encode(BatchFrame((), more=False))) + ROOM_TAG_BYTES)
     frames: list[str] = []
     for index, (start, end) in enumerate(groups):
         more = True if index < len(groups) - 1 else more_after
@@ -273,7 +273,7 @@ def keys_frames_for(devices: Sequence[KnownDevice]) -> list[str]:
     if not devices:
         return []
     sizes = [_utf8_size(encode_frame(device.to_dict())) for device in devices]
-    groups = _pack(sizes, _utf8_size(encode(KeysFrame(()))))
+    groups = _pack(sizes, _utf8_size(encode(KeysFrame(()))) + ROOM_TAG_BYTES)
     return [encode(KeysFrame(tuple(devices[start:end]))) for start, end in groups]
 
 

@@ -185,7 +185,7 @@ def on_leave(data: Any) -> dict[str, Any]:
         for p in rows:
             db.session.delete(p)
             emit("peer_left", {"room": room.name, "device": p.device_id, "user": user.username,
-                               "epoch": presence_epoch(p.joined_at)},
+                               "epoch": presence_epoch(p.joined_at), "reason": "left"},
                  to=channel(room.name), include_self=False)
         db.session.commit()
     leave_room(channel(req.room))

@@ -36,6 +36,7 @@ import {
   JsonNumber,
   MAX_FRAME_BYTES,
   parseFrame,
+  tagRoom,
   pathKind,
   ProtocolError,
   sdpFingerprint,
@@ -197,15 +198,18 @@ export class Mesh {
     return link.queue;
   }
 
-  /** Send a text frame to `device`; false if its channel is not open. */
+  /** Send a frame of this room to `device`, tagged with the room; false if its channel is not
+   * open. */
   send(device, text) {
+    text = tagRoom(text, this.room);
     this.checkSize(text);
     const link = this.links.get(device);
     return Boolean(link && this.sendOn(link, text));
   }
 
-  /** Send a frame to every connected device; the devices it was sent to. */
+  /** Send a frame of this room to every connected device; the devices it was sent to. */
   broadcast(text) {
+    text = tagRoom(text, this.room);
     this.checkSize(text);
     return [...this.links.values()].filter((l) => this.sendOn(l, text)).map((l) => l.peer.device);
   }

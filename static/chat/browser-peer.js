@@ -27,6 +27,7 @@ import {
   msgFrame,
   orderToken,
   parseFrame,
+  untagRoom,
   parseLinksFrame,
   parseOrderToken,
   ProtocolError,
@@ -622,7 +623,7 @@ export class BrowserPeer {
   async handleFrame(peer, text) {
     let frame;
     try {
-      const raw = parseFrame(text);
+      const raw = untagRoom(parseFrame(text), this.room);
       if (raw && raw.t === "ack") {
         this.onAck(peer, raw);
         return;

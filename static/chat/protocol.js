@@ -9,6 +9,8 @@ export const VECTOR_DIGEST_DOMAIN = "gibberish/vector-digest/v1";
 export const MAX_TEXT_CHARS = 4000;
 export const MAX_TEXT_BYTES = 12000;
 export const MAX_FRAME_BYTES = 16384;
+// Bytes a packed frame leaves free for its room tag (protocol/limits.py ROOM_TAG_BYTES).
+export const ROOM_TAG_BYTES = 400;
 export const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 export const MAX_BATCH = 100;
 export const MAX_VECTOR_DEVICES = 10000;
@@ -899,6 +901,31 @@ export function parseLinksFrame(obj) {
   });
 }
 
+/**
+ * A frame of `room` as sent on a data channel: `"room"` first, then the frame's own fields
+ * (protocol/channel.py tag_room). Every frame but ping and pong belongs to a room.
+ */
+export function tagRoom(text, room) {
+  return `{"room":${JSON.stringify(room)},${text.slice(1)}`;
+}
+
+/**
+ * The frame a parsed room frame carries, once its room is checked to be `room` (the only room
+ * this page is in); ProtocolError for a frame without a room or of another room.
+ */
+export function untagRoom(raw, room) {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return raw;
+  if (typeof raw.room !== "string") {
+    throw new InvalidEnvelope("a channel frame needs 'room': the name of the room it belongs to");
+  }
+  if (raw.room !== room) {
+    throw new ProtocolError(`a frame for room ${raw.room.slice(0, 64)}, not ${room}`, "not_in_room");
+  }
+  const frame = { ...raw };
+  delete frame.room;
+  return frame;
+}
+
 /** Split items of the given JSON sizes into [start, end) runs that each fit one frame. */
 function pack(sizes, overhead) {
   const groups = [];
@@ -926,7 +953,7 @@ function pack(sizes, overhead) {
  */
 export function batchesFor(envs, moreAfter) {
   const sizes = envs.map((env) => utf8Size(envelopeToJSON(env)));
-  const overhead = utf8Size(encodeFrame({ t: "batch", envs: [], more: false }));
+  const overhead = utf8Size(encodeFrame({ t: "batch", envs: [], more: false })) + ROOM_TAG_BYTES;
   const groups = pack(sizes, overhead);
   return groups.map(([start, end], index) => encodeFrame({
     t: "batch",
@@ -940,7 +967,7 @@ export function keysFramesFor(devices) {
   if (!devices.length) return [];
   const items = devices.map((d) => ({ id: d.id, user: d.user, public_key: d.public_key }));
   const sizes = items.map((d) => utf8Size(JSON.stringify(d)));
-  const overhead = utf8Size(encodeFrame({ t: "keys", devices: [] }));
+  const overhead = utf8Size(encodeFrame({ t: "keys", devices: [] })) + ROOM_TAG_BYTES;
   return pack(sizes, overhead).map(([start, end]) =>
     encodeFrame({ t: "keys", devices: items.slice(start, end) }));
 }

@@ -322,7 +322,29 @@ def test_the_port_has_the_python_frame_types_and_limits(page: Page) -> None:
         "LINK_STATES": list(link_rules.LINK_STATES), "MAX_LINKS": link_rules.MAX_LINKS,
         "MAX_RTT_MS": link_rules.MAX_RTT_MS,
         "MAX_JSON_DEPTH": strict_json.MAX_JSON_DEPTH, "MAX_INT_DIGITS": strict_json.MAX_INT_DIGITS,
+        "ROOM_TAG_BYTES": limits.ROOM_TAG_BYTES,
     }
     got = run_js(page, "return Object.fromEntries(arg.map((name) => [name, p[name]]));",
                  list(expected))
     assert got == expected
+
+
+def test_room_tags_are_written_and_checked_as_in_python(page: Page) -> None:
+    """Every frame but ping and pong names its room; both ports write the tag byte for byte
+    alike, and the browser (one room per page) refuses an untagged frame or another room's."""
+    from protocol.channel import AckFrame, parse_room_frame, tag_room
+
+    frame = AckFrame(("a:1", "b:2")).encode()
+    for room in ("lobby", "café-été", "a.b_c-d"):
+        got = run_js(page, "return p.tagRoom(arg[0], arg[1]);", [frame, room])
+        assert got == tag_room(frame, room)
+        assert parse_room_frame(got) == (room, AckFrame(("a:1", "b:2")))
+    refusals = run_js(page, """
+        const codes = [];
+        for (const raw of arg) {
+          try { p.untagRoom(raw, "lobby"); codes.push("accepted"); }
+          catch (err) { codes.push(err.code); }
+        }
+        return codes;""", [{"t": "ack", "ids": []}, {"room": "other", "t": "ack", "ids": []},
+                          {"room": "lobby", "t": "ack", "ids": []}])
+    assert refusals == ["invalid_envelope", "not_in_room", "accepted"]

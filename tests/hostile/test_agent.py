@@ -205,6 +205,9 @@ def rogue_frames(rogue: RoguePeer, alice_name: str) -> list[tuple[str, Any, str]
         ("sig-bad-kind", {"t": "sig", "id": "abcdefgh", "to": DEVICE, "kind": "evil",
                           "payload": {}}, "relay frame"),
         ("msg-extra-key", {"t": "msg", "env": tampered, "x": 1}, "wrong keys"),
+        ("no-room", {"room": None, "t": "ack", "ids": []}, "needs 'room'"),
+        ("foreign-room", {"room": "elsewhere", "t": "ack", "ids": []}, "not_in_room"),
+        ("ping-in-room", {"t": "ping", "n": 1, "at": 1.0}, "belongs to the channel"),
     ]
 
 
@@ -250,7 +253,7 @@ def test_hostile_data_channel_frames_are_refused_with_their_reasons(
             assert "too large" in alice.refusals()[-1]["reason"] + alice.refusals()[-1]["text"]
 
     run(body, timeout=90)
-    assert len(sent) == 20
+    assert len(sent) == 23
     assert sum(agent.state()["refused"].values()) >= len(sent) + 1
 
 

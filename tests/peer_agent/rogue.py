@@ -9,6 +9,7 @@ from typing import Any
 from peer_agent.mesh import LinkState, Mesh, PeerInfo
 from peer_agent.signaling_client import Credentials, SignalingClient
 from protocol import DeviceKey, Envelope
+from protocol.channel import is_control_frame, tag_room
 
 PASSWORD = "rogue-password-123"
 
@@ -61,6 +62,15 @@ class RoguePeer:
                                seq=self.seq, lamport=lamport, ts=1_700_000_000_000, text=text)
 
     def send_raw(self, device: str, frame: Any) -> None:
+        """Send a frame tagged with the rogue's room, as every peer sends room frames: a string
+        that opens a JSON object gets the tag put in front (other strings go as they are); an
+        object gets it unless it names a room itself, or "room": None (sent with no room)."""
+        if isinstance(frame, str) and frame.startswith("{") and not is_control_frame(frame):
+            frame = tag_room(frame, self.room)
+        if isinstance(frame, dict):
+            room = frame.get("room", self.room)
+            rest = {k: v for k, v in frame.items() if k != "room"}
+            frame = rest if room is None else {"room": room, **rest}
         text = frame if isinstance(frame, str) else json.dumps(frame)
         assert self.mesh.send(device, text), "the channel is not open"
 

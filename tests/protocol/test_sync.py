@@ -28,6 +28,7 @@ from protocol import (
     VersionVector,
     display_sorted,
 )
+from protocol.limits import ROOM_TAG_BYTES
 from protocol.sync import (
     BatchFrame,
     Frame,
@@ -286,7 +287,9 @@ def test_batches_for_fills_each_frame_with_as_many_small_envelopes_as_fit(
     frames = [parse_sync_frame(text) for text in texts]
     sizes = [len(frame.envs) for frame in frames if isinstance(frame, BatchFrame)]
     assert sum(sizes) == 250 and len(sizes) == 4
-    assert all(MAX_FRAME_BYTES - 300 < len(text.encode()) <= MAX_FRAME_BYTES for text in texts[:-1])
+    # Each leaves ROOM_TAG_BYTES free for its room tag (protocol.channel.tag_room).
+    assert all(MAX_FRAME_BYTES - ROOM_TAG_BYTES - 300 < len(text.encode())
+               <= MAX_FRAME_BYTES - ROOM_TAG_BYTES for text in texts[:-1])
     assert [frame.more for frame in frames if isinstance(frame, BatchFrame)] == [
         True, True, True, False
     ]

@@ -1,0 +1,369 @@
+"""One user's device: every room it is in, over one mesh, with one key, one log and one UI.
+
+The device signs in once, holds the device key, the local log of every room and the chat UI,
+and one `Mesh`: one RTCPeerConnection and data channel per peer device, whatever rooms the two
+share. Each room is an `Agent` (agent.py) with its own server link, roster, outbox, rendezvous
+listener and room core, seeing the mesh through a `RoomMesh` (room_mesh.py).
+
+Frames on a data channel name their room (protocol.channel): the device hands each to that
+room, and refuses one for a room it is not in or from a device the room does not list (for a
+private room the server lists members only, so a non-member's frames never reach the core).
+
+The rooms joined are remembered in the data dir (`rooms.json`) and joined again on restart;
+a data dir from before (one room per agent) is upgraded in place: its rooms are read from its
+log and its roster cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from protocol import ProtocolError
+from protocol.catchup import SYNC_INTERVAL
+from protocol.channel import parse_room_frame
+from protocol.errors import InvalidName
+from protocol.names import normalize_room
+
+from .agent import Agent
+from .log import LocalLog
+from .mesh import LinkState, Mesh, PeerInfo
+from .roster import roster_file
+from .session import load_or_create_key, sign_in
+from .signaling_client import RECONNECT_MAX, SignalingClient, SignInError
+from .ui import ChatUI, UIError
+
+log = logging.getLogger("gibberish.agent")
+
+LOG_FILE = "log.sqlite3"
+ROOMS_FILE = "rooms.json"
+# How long joining from the UI waits for the server's answer before leaving it to the
+# background (the server may be down: the room is joined once it is back).
+JOIN_ANSWER_WAIT = 5.0
+OLD_ROSTER_FILE = "peers.json"  # one room's roster cache, before rooms were remembered
+
+
+@dataclass
+class AgentConfig:
+    server_url: str
+    username: str
+    data_dir: Path
+    rooms: list[str] = field(default_factory=list)
+    password: str | None = None
+    register: bool = False
+    ui_host: str = "127.0.0.1"
+    ui_port: int = 0
+    ice_hosts: list[str] | None = None
+    rendezvous_host: str | None = "127.0.0.1"
+    rendezvous_port: int = 0
+    sync_interval: float = SYNC_INTERVAL
+    reconnect_max: float = RECONNECT_MAX
+
+
+class Device:
+    """The agent process: one device of one user, in every room it joined."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.key = load_or_create_key(config.data_dir)
+        self.user = config.username
+        self.store = LocalLog(config.data_dir / LOG_FILE)
+        self.rooms: dict[str, Agent] = {}
+        self.refused: Counter[str] = Counter()
+        self.unread: dict[str, int] = {}
+        self.started_at = int(time.time() * 1000)
+        self.token: str | None = None
+        # The HTTP side of the server for the device itself: sign-in, rooms, direct messages.
+        self.account = SignalingClient(
+            config.server_url, "", self.key, on_joined=_ignore, on_peer_joined=_ignore,
+            on_peer_left=_ignore, on_signal=_ignore, on_stored=_ignore, on_link=lambda up: None)
+        self.mesh = Mesh(key=self.key, user=self.user, room_for=self._room_for,
+                         send_room_signal=self._send_room_signal, on_frame=self._on_frame,
+                         on_link=self._on_link, on_refused=self._on_refused, ice_servers=[])
+        self.ui = ChatUI(self, config.ui_host, config.ui_port)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `coro` as a task of the device (not of a room: leaving a room cancels those)."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.user = await sign_in(self.account, self.config.data_dir, self.config.server_url,
+                                  self.config.username, self.config.password,
+                                  self.config.register)
+        self.token = self.account.token
+        await self.ui.start()
+        for room in self._rooms_to_join():
+            await self._open(room)
+        self._save_rooms()
+        log.info("%s's agent: UI on %s, rooms %s", self.user, self.ui.url,
+                 ", ".join(self.rooms) or "(none)")
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for agent in list(self.rooms.values()):
+            await agent.close()
+        await self.mesh.close()
+        await self.account.close()
+        await self.ui.close()
+        self.store.close()
+
+    def _rooms_to_join(self) -> list[str]:
+        """The rooms remembered, then those asked for on the command line; a data dir from
+        before rooms were remembered gives the rooms its log and roster cache name."""
+        remembered = self._load_rooms()
+        if remembered is None:
+            remembered = self.store.rooms()
+            old = self.config.data_dir / OLD_ROSTER_FILE
+            try:
+                data = json.loads(old.read_text()) if old.exists() else None
+            except (OSError, ValueError):
+                data = None
+            old_room = data.get("room") if isinstance(data, dict) else None
+            if isinstance(old_room, str):
+                if old_room not in remembered:
+                    remembered.append(old_room)
+                target = self.config.data_dir / roster_file(old_room)
+                if not target.exists():
+                    os.replace(old, target)
+        wanted = list(remembered)
+        for room in self.config.rooms:
+            if room not in wanted:
+                wanted.append(room)
+        return wanted
+
+    def _load_rooms(self) -> list[str] | None:
+        path = self.config.data_dir / ROOMS_FILE
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            rooms = [r for r in data["rooms"] if isinstance(r, str)]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring %s: %s", path, exc)
+            return None
+        return rooms
+
+    def _save_rooms(self) -> None:
+        path = self.config.data_dir / ROOMS_FILE
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"rooms": list(self.rooms)}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    async def _open(self, room: str) -> Agent:
+        agent = Agent(self, room)
+        self.rooms[room] = agent
+        self.unread[room] = self.store.unread(room)
+        await agent.start()
+        return agent
+
+    # -- rooms, for the UI ------------------------------------------------------------------
+
+    def room(self, name: str | None) -> Agent:
+        """The room named (the first room joined when no name is given)."""
+        if name is None:
+            if not self.rooms:
+                raise UIError(404, "no_room", "this agent is in no room yet: join one")
+            return next(iter(self.rooms.values()))
+        agent = self.rooms.get(name)
+        if agent is None:
+            raise UIError(404, "no_such_room", f"this agent is not in room {name[:64]!r}")
+        return agent
+
+    def rooms_list(self) -> list[dict[str, Any]]:
+        return [{"name": name, "kind": agent.kind, "unread": self.unread.get(name, 0),
+                 "server": agent.client.joined}
+                for name, agent in self.rooms.items()]
+
+    async def join(self, name: str, private: bool = False) -> dict[str, Any]:
+        """Join (or, with `private`, create as private) a room; its state."""
+        try:
+            room = normalize_room(name)
+        except InvalidName as exc:
+            raise UIError(400, "invalid_name", str(exc)) from None
+        made: dict[str, Any] | None = None
+        if private:
+            try:
+                made = await self.account.create_room(room, private=True)
+            except SignInError as exc:
+                raise UIError(409, "refused", str(exc)) from None
+        if room not in self.rooms:
+            agent = await self._open(room)
+            if made is not None:
+                agent.describe(made)
+            await self._settle(agent)
+            self._save_rooms()
+        self.push_rooms()
+        return self.rooms[room].state()
+
+    async def _settle(self, agent: Agent) -> None:
+        """Wait briefly for the server's answer to a join from the UI: a refusal (a private
+        room of others, a bad name) is reported and the room dropped; a server that does not
+        answer in time leaves the room joined, to be entered once the server is back."""
+        try:
+            async with asyncio.timeout(JOIN_ANSWER_WAIT):
+                await agent.client.settled.wait()
+        except TimeoutError:
+            return
+        refusal = agent.client.refusal
+        if refusal is not None:
+            del self.rooms[agent.room]
+            self.unread.pop(agent.room, None)
+            await agent.close()
+            raise UIError(int(refusal.get("status") or 403), str(refusal.get("code") or "refused"),
+                          str(refusal.get("message") or "the server refused the join"))
+
+    async def direct(self, user: str) -> dict[str, Any]:
+        """Open (or reopen) the direct-message room with `user`; its state."""
+        try:
+            room = await self.account.direct_room(user)
+        except SignInError as exc:
+            raise UIError(409, "refused", str(exc)) from None
+        return await self.join(room)
+
+    async def leave(self, name: str) -> dict[str, Any]:
+        agent = self.room(name)
+        del self.rooms[name]
+        self.unread.pop(name, None)
+        await agent.leave()
+        self._save_rooms()
+        self.push_rooms()
+        return {"left": name}
+
+    def mark_read(self, name: str) -> dict[str, Any]:
+        self.room(name)
+        self.store.mark_read(name)
+        self.unread[name] = 0
+        self.push_rooms()
+        return {"room": name, "unread": 0}
+
+    def shown(self, room: str, mine: bool) -> None:
+        """A message was shown in `room`: one more unread unless it is ours."""
+        if not mine and room in self.unread:
+            self.unread[room] += 1
+            self.push_rooms()
+
+    def push_rooms(self) -> None:
+        self.spawn(self.ui.publish({"type": "rooms", "rooms": self.rooms_list()}))
+
+    # -- the mesh ---------------------------------------------------------------------------
+
+    def _rooms_of(self, device: str) -> list[Agent]:
+        """The rooms that list `device`, in the order they were joined."""
+        return [agent for agent in self.rooms.values() if device in agent.mesh.peers]
+
+    def _room_for(self, device: str) -> str:
+        """The room to signal `device` through: the first shared one (the first room at all
+        if none lists it yet)."""
+        shared = self._rooms_of(device)
+        if shared:
+            return shared[0].room
+        return next(iter(self.rooms), "")
+
+    async def _send_room_signal(self, room: str, to: str, kind: str,
+                                payload: dict[str, Any]) -> None:
+        agent = self.rooms.get(room) or next(iter(self._rooms_of(to)), None)
+        if agent is not None:
+            await agent.send_signal(to, kind, payload)
+
+    def roster_changed(self) -> None:
+        """A room's roster changed: link to every device any room lists."""
+        union: dict[str, PeerInfo] = {}
+        for agent in self.rooms.values():
+            for device, info in agent.mesh.peers.items():
+                union.setdefault(device, info)
+        self.mesh.update_roster(union.values())
+
+    def _on_frame(self, info: PeerInfo, text: str) -> None:
+        """A frame from a data channel: parsed once, handed to its room if the sender is in
+        it, refused otherwise."""
+        try:
+            room, frame = parse_room_frame(text)
+        except ProtocolError as exc:
+            rooms = self._rooms_of(info.device)
+            for listing in rooms:
+                listing.refuse_unparsed(info, exc)
+            if not rooms:
+                self._refuse(info, f"{exc.code}: {exc}")
+            return
+        target = self.rooms.get(room)
+        if target is None or info.device not in target.mesh.peers:
+            self._refuse(info, f"not_in_room: a frame for room {room!r}, which this device "
+                         "does not share with the sender")
+            return
+        target.on_room_frame(info, frame)
+
+    def _refuse(self, info: PeerInfo, reason: str) -> None:
+        rooms = self._rooms_of(info.device)
+        if rooms:
+            for agent in rooms:
+                agent.refuse_frame(info.user, info.device, reason)
+        else:
+            self.refused[reason.split(":", 1)[0]] += 1
+            log.warning("refused a frame from %s (%s): %s", info.user, info.device, reason)
+
+    def _on_link(self, info: PeerInfo, state: LinkState) -> None:
+        for agent in self._rooms_of(info.device):
+            agent.on_peer_link(info, state)
+
+    def _on_refused(self, device: str, reason: str) -> None:
+        rooms = self._rooms_of(device) or list(self.rooms.values())[:1]
+        for agent in rooms:
+            agent.on_signal_refused(device, reason)
+
+    # -- the UI's backend (ui.ChatBackend) --------------------------------------------------
+
+    def state(self, room: str | None = None) -> dict[str, Any]:
+        if not self.rooms and room is None:
+            return {"user": self.user, "device": self.key.device_id, "room": None,
+                    "started_at": self.started_at, "rooms": []}
+        return self.room(room).state()
+
+    def messages_page(self, room: str | None, before: str | None,
+                      limit: int) -> dict[str, Any]:
+        return self.room(room).messages_page(before, limit)
+
+    async def post_message(self, room: str | None, text: str) -> dict[str, Any]:
+        return await self.room(room).post_message(text)
+
+    def events(self, room: str | None, limit: int) -> dict[str, Any]:
+        return self.room(room).events(limit)
+
+    def note(self, room: str | None, text: str) -> dict[str, Any]:
+        return self.room(room).note(text)
+
+    def message_path(self, room: str | None, message_id: str) -> dict[str, Any]:
+        return self.room(room).message_path(message_id)
+
+    def links(self) -> dict[str, Any]:
+        """Every link of the device, with the rooms it carries."""
+        return {"links": [
+            {"user": link.peer.user, "device": device, "state": link.state.value,
+             "rtt_ms": link.rtt_ms, "attempts": link.attempts, "connect_ms": link.connect_ms,
+             "rooms": [a.room for a in self._rooms_of(device)]}
+            for device, link in sorted(self.mesh.links.items())]}
+
+
+async def _ignore(data: Any) -> None:
+    return None
