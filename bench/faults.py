@@ -93,7 +93,7 @@ def server_restart(work: Path, history: int, missed: int,
         poll(lambda: all(not _offline(a) for a in agents), timeout=300, interval=0.05,
              message="every agent joined again")
         rejoined = time.monotonic() - started
-        poll(lambda: converged(agents, reader), timeout=300, interval=0.05,
+        poll(lambda: converged(agents, {room: reader}), timeout=300, interval=0.05,
              message="the converged log")
         return {REJOINED: rejoined, CONVERGED: time.monotonic() - started}
     finally:

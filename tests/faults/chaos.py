@@ -1,7 +1,8 @@
-"""A seeded fault-injection run: a server and N agents in one room; a sender posts messages
-from every live agent while the schedule kills, restarts, freezes and resumes the server and
-the agents; then everything is healed and the logs must converge, with the checker's four
-counts (lost, duplicated, order, divergence) at 0.
+"""A seeded fault-injection run: a server and N agents, each in every room of the run (one
+agent, one connection per pair of devices, for all of them); a sender posts messages from every
+live agent into each room in turn while the schedule kills, restarts, freezes and resumes the
+server and the agents; then everything is healed and every room's logs must converge, with the
+checker's four counts (lost, duplicated, order, divergence) at 0 in each room.
 
 A message counts as acknowledged when its author's `POST /api/messages` answered 201: it is
 then in the author's local log. A post that got no answer (its agent died or froze) does not
@@ -37,6 +38,9 @@ class RunReport:
     messages: int = 0
     heal_s: float = 0.0
     counts: Counts | None = None
+    # Per room: the acknowledged ids and the counts (`counts` sums them).
+    room_acknowledged: dict[str, list[str]] = field(default_factory=dict)
+    room_counts: dict[str, Counts] = field(default_factory=dict)
 
     def summary(self) -> str:
         kinds = {(f.target == SERVER, f.kind): 0 for f in self.faults}
@@ -45,20 +49,27 @@ class RunReport:
         hurt = ", ".join(f"{n} {'server' if s else 'agent'} {k}s"
                          for (s, k), n in sorted(kinds.items()))
         counts = self.counts.line() if self.counts else "not checked"
-        return (f"fault run seed={self.seed}: {self.agents} agents, {self.duration:.0f} s, "
+        if len(self.room_counts) > 1:
+            counts += "".join(f"; #{room}: {c.line()}" for room, c in self.room_counts.items())
+        rooms = max(1, len(self.room_counts))
+        return (f"fault run seed={self.seed}: {self.agents} agents in {rooms} rooms, "
+                f"{self.duration:.0f} s, "
                 f"{len(self.faults)} faults ({hurt}); {self.posted} posts, "
                 f"{len(self.acknowledged)} acknowledged, {self.messages} messages in the "
                 f"converged log; healed and converged in {self.heal_s:.1f} s; {counts}")
 
 
 class Sender(threading.Thread):
-    """Posts a message every `interval` seconds from the next live agent, round robin."""
+    """Posts a message every `interval` seconds from the next live agent into the next room,
+    round robin."""
 
-    def __init__(self, agents: list[Agent], interval: float, seed: int) -> None:
+    def __init__(self, agents: list[Agent], interval: float, seed: int,
+                 rooms: list[str]) -> None:
         super().__init__(name="fault-sender", daemon=True)
         self.agents = agents
+        self.rooms = rooms
         self.interval = interval
-        self.acknowledged: list[str] = []
+        self.acknowledged: dict[str, list[str]] = {room: [] for room in rooms}
         self.posted = 0
         self._halt = threading.Event()
         self._rng = random.Random(seed)
@@ -70,15 +81,16 @@ class Sender(threading.Thread):
             if not live:
                 continue
             agent = live[turn % len(live)]
+            room = self.rooms[turn % len(self.rooms)]
             turn += 1
             self.posted += 1
             try:
-                reply = requests.post(agent.url + "/api/messages", timeout=5,
-                                      json={"text": f"{agent.name} says {self.posted}"})
+                reply = requests.post(agent.url + "/api/messages", timeout=5, json={
+                    "text": f"{agent.name} says {self.posted}", "room": room})
             except (requests.RequestException, AssertionError):
                 continue  # no answer: not acknowledged
             if reply.status_code == 201:
-                self.acknowledged.append(reply.json()["message"]["id"])
+                self.acknowledged[room].append(reply.json()["message"]["id"])
 
     def stop(self) -> None:
         self._halt.set()
@@ -86,22 +98,30 @@ class Sender(threading.Thread):
             self.join(timeout=30)
 
 
-def converged(agents: list[Agent], reader: Reader) -> bool:
-    """Every agent joined, every outbox empty, every log equal to the server's."""
+def converged(agents: list[Agent], readers: dict[str, Reader]) -> bool:
+    """Every agent joined in every room, every outbox empty, every room's log equal to the
+    server's."""
     try:
-        states = [a.state() for a in agents]
-        if not all(s["server"]["connected"] and s["server"]["outbox"] == 0 for s in states):
-            return False
-        reference = reader.log_keys()
-        return all(a.log_keys() == reference for a in agents)
+        for room, reader in readers.items():
+            states = [a.state(room) for a in agents]
+            if not all(s["server"]["connected"] and s["server"]["outbox"] == 0 for s in states):
+                return False
+            reference = reader.log_keys()
+            if not all(a.log_keys(room) == reference for a in agents):
+                return False
+        return True
     except (requests.RequestException, HttpError):
         return False
 
 
-def run_faults(workdir: Path, room: str, names: list[str], *, seed: int, duration: float,
+def run_faults(workdir: Path, room: str | list[str], names: list[str], *, seed: int,
+               duration: float,
                interval: float = 0.15, heal_timeout: float = 240.0,
                log: list[str] | None = None) -> RunReport:
-    """Run one seeded fault run and return its report (the counts are in `report.counts`)."""
+    """Run one seeded fault run and return its report (the counts are in `report.counts`,
+    summed over the rooms, and per room in `report.room_counts`). `room` is one room or the
+    list of rooms every agent is in."""
+    rooms = [room] if isinstance(room, str) else list(room)
     say = log.append if log is not None else print
     faults = make_schedule(seed, duration, names)
     report = RunReport(seed, len(names), duration, faults)
@@ -109,9 +129,10 @@ def run_faults(workdir: Path, room: str, names: list[str], *, seed: int, duratio
     for fault in faults:
         say("  " + fault.describe())
     server = Server(workdir / "server")
-    agents = [Agent(name, workdir / name, server, room) for name in names]
+    agents = [Agent(name, workdir / name, server, rooms[0], rooms=tuple(rooms[1:]))
+              for name in names]
     by_name: dict[str, Server | Agent] = {SERVER: server, **{a.name: a for a in agents}}
-    sender = Sender(agents, interval, seed)
+    sender = Sender(agents, interval, seed, rooms)
     try:
         server.start()
         start_all(agents)
@@ -142,7 +163,9 @@ def run_faults(workdir: Path, room: str, names: list[str], *, seed: int, duratio
         if remaining > 0:
             time.sleep(remaining)
         sender.stop()
-        report.posted, report.acknowledged = sender.posted, list(sender.acknowledged)
+        report.posted = sender.posted
+        report.room_acknowledged = {r: list(ids) for r, ids in sender.acknowledged.items()}
+        report.acknowledged = [i for ids in report.room_acknowledged.values() for i in ids]
         healing = time.monotonic()
         for thread in restarting.values():
             thread.join()
@@ -151,16 +174,19 @@ def run_faults(workdir: Path, room: str, names: list[str], *, seed: int, duratio
                 process.thaw()
             elif not process.up:
                 process.start()
-        reader = Reader(server, room, names[0])
+        readers = {r: Reader(server, r, names[0]) for r in rooms}
         try:
-            poll(lambda: converged(agents, reader), timeout=heal_timeout, interval=0.5,
+            poll(lambda: converged(agents, readers), timeout=heal_timeout, interval=0.5,
                  message="every log converged")
         finally:
             report.heal_s = time.monotonic() - healing
-            logs = {a.name: a.log_keys() for a in agents}
-            logs[SERVER] = reader.log_keys()
-            report.messages = len(logs[SERVER])
-            report.counts = check(report.acknowledged, logs)
+            for r, reader in readers.items():
+                logs = {a.name: a.log_keys(r) for a in agents}
+                logs[SERVER] = reader.log_keys()
+                report.messages += len(logs[SERVER])
+                report.room_counts[r] = check(report.room_acknowledged[r], logs)
+            report.counts = Counts(*(sum(getattr(c, f) for c in report.room_counts.values())
+                                     for f in ("lost", "duplicated", "order", "divergence")))
             say(report.summary())
         return report
     finally:

@@ -39,17 +39,19 @@ class Server(ServerProcess):
 
 class Agent(AgentProcess):
     """One user's agent across restarts: its name and data dir stay, its process changes. The
-    first start registers the user; `server_url` is another way to the server (a proxy)."""
+    first start registers the user; `server_url` is another way to the server (a proxy).
+    `rooms` are joined besides `room` (one agent holds every room of its user)."""
 
     def __init__(self, name: str, data_dir: Path, server: Server, room: str,
                  server_url: str | None = None,
-                 reconnect_max: float | None = LOOPBACK_RECONNECT_MAX) -> None:
+                 reconnect_max: float | None = LOOPBACK_RECONNECT_MAX,
+                 rooms: tuple[str, ...] = ()) -> None:
         super().__init__(server_url or server, name, room, data_dir, PASSWORD,
-                         reconnect_max=reconnect_max)
+                         reconnect_max=reconnect_max, rooms=rooms)
 
-    def log_keys(self) -> list[tuple[int, str, int]]:
-        """The whole local log as (lamport, device, seq), in the order the agent shows it."""
-        return [(m["lamport"], m["device"], m["seq"]) for m in self.messages()]
+    def log_keys(self, room: str | None = None) -> list[tuple[int, str, int]]:
+        """A room's whole local log as (lamport, device, seq), in the order the agent shows it."""
+        return [(m["lamport"], m["device"], m["seq"]) for m in self.messages(room)]
 
     def stored(self) -> int:
         """How many messages the agent's local log holds, read straight from its SQLite file
@@ -137,11 +139,14 @@ def holds(predicate: Callable[[], object], duration: float, interval: float = 0.
 
 
 def wait_mesh(agents: list[Agent], timeout: float = 60) -> None:
-    """Poll until every agent has an open data channel to every other."""
+    """Poll until every agent has an open data channel to every other (in each of its rooms)."""
     want = len(agents) - 1
     for agent in agents:
-        poll(lambda agent=agent: agent.connected_peers() >= want, timeout=timeout,
-             interval=0.2, message=f"{agent.name} linked to {want} peers")
+        for room in (agent.room, *agent.rooms):
+            poll(lambda agent=agent, room=room: sum(
+                p["state"] == "connected" for p in agent.state(room)["peers"]) >= want,
+                timeout=timeout, interval=0.2,
+                message=f"{agent.name} linked to {want} peers in #{room}")
 
 
 def wait_joined(agents: list[Agent], timeout: float = 60) -> None:

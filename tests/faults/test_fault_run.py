@@ -21,12 +21,13 @@ SEED = int(os.environ.get("GIBBERISH_FAULT_SEED", "20261126"))
 def test_a_short_seeded_fault_run_loses_duplicates_reorders_and_diverges_nothing(
         tmp_path: Path) -> None:
     names = [unique_name(n) for n in ("alice", "bob", "carol", "dave")]
+    rooms = [unique_name("room"), unique_name("other")]  # every agent in both rooms at once
     lines: list[str] = []
-    report = run_faults(tmp_path, unique_name("room"), names, seed=SEED, duration=40.0,
-                        log=lines)
+    report = run_faults(tmp_path, rooms, names, seed=SEED, duration=40.0, log=lines)
     print("\n".join(lines))
     assert report.counts is not None and report.counts.ok(), "\n".join(lines)
-    assert len(report.acknowledged) > 50
+    assert set(report.room_counts) == set(rooms)
+    assert all(len(report.room_acknowledged[r]) > 20 for r in rooms)
 
 
 @pytest.mark.slow
@@ -35,8 +36,9 @@ def test_a_soak_of_faults_loses_duplicates_reorders_and_diverges_nothing(
         tmp_path: Path) -> None:
     seconds = float(os.environ.get("GIBBERISH_SOAK_SECONDS", "300"))
     names = [unique_name(n) for n in ("alice", "bob", "carol", "dave", "erin")]
+    rooms = [unique_name("room"), unique_name("other")]
     lines: list[str] = []
-    report = run_faults(tmp_path, unique_name("room"), names, seed=SEED + 1, duration=seconds,
+    report = run_faults(tmp_path, rooms, names, seed=SEED + 1, duration=seconds,
                         heal_timeout=600.0, log=lines)
     print("\n".join(lines))
     assert report.counts is not None and report.counts.ok(), "\n".join(lines)
