@@ -22,7 +22,7 @@ from . import accounts, rooms, store
 from .errors import ApiError, error_body
 from .extensions import db, rollback_quietly, socketio
 from .models import Device, Presence, Room, User
-from .presence import presence_epoch
+from .presence import channel, presence_epoch
 from .ratelimit import EventLimits
 from .schemas import JoinRequest, LeaveRequest, PublishRequest, SignalRequest, first_error
 from .turn import ice_servers_for
@@ -31,11 +31,6 @@ log = logging.getLogger("gibberish.signaling")
 
 # sid -> user id, for the connections this process holds (a sid lives on one process).
 _connections: dict[str, int] = {}
-
-
-def channel(room: str) -> str:
-    """The Socket.IO room that carries a chat room's notices."""
-    return f"room:{room}"
 
 
 def peer_dict(p: Presence) -> dict[str, Any]:

@@ -40,6 +40,11 @@ STALE_BEATS = 3
 NAMESPACE = "/"
 
 
+def channel(room: str) -> str:
+    """The Socket.IO room that carries a chat room's notices."""
+    return f"room:{room}"
+
+
 def clear_presence(app: Flask) -> int:
     """Forget presence left by a previous run. A single process (no Redis queue) owns every
     connection, so at start nobody is connected; with several processes sharing Redis only
@@ -210,8 +215,6 @@ class PresenceKeeper:
                           presence_epoch(r.joined_at)) for r in rows if r.id in taken]
 
     def _announce(self, gone: list[Departure]) -> None:
-        from .events import channel
-
         for d in gone:
             log.info("presence of %s (%s) in %s pruned: its connection is gone",
                      d.device, d.user, d.room)
