@@ -224,7 +224,17 @@ def browser_peer(room: str) -> ResponseReturnValue:
     refusal = _refusal(name)
     if refusal is not None:
         return refusal
-    return render_template("room.html", room=name)
+    return render_template("room.html", room=name, title=_title(name))
+
+
+def _title(name: str) -> str:
+    """How the page names a room: `#name`, or `@other` for a direct room (its name is a hash)."""
+    found = store.get_room(name)
+    if found is not None and found.kind == "direct":
+        others = [m for m in rooms.member_names(found) if m != g.page_user.username]
+        if others:
+            return f"@{others[0]}"
+    return f"#{name}"
 
 
 def _refusal(name: str) -> ResponseReturnValue | None:
