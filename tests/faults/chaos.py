@@ -99,11 +99,12 @@ def converged(agents: list[Agent], reader: Reader) -> bool:
 
 
 def run_faults(workdir: Path, room: str, names: list[str], *, seed: int, duration: float,
-               interval: float = 0.15, heal_timeout: float = 240.0,
+               interval: float = 0.15, heal_timeout: float = 240.0, every_kind: bool = False,
                log: list[str] | None = None) -> RunReport:
-    """Run one seeded fault run and return its report (the counts are in `report.counts`)."""
+    """Run one seeded fault run and return its report (the counts are in `report.counts`).
+    `every_kind`: the schedule hurts the server and an agent both ways (see make_schedule)."""
     say = log.append if log is not None else print
-    faults = make_schedule(seed, duration, names)
+    faults = make_schedule(seed, duration, names, every_kind=every_kind)
     report = RunReport(seed, len(names), duration, faults)
     say(f"schedule (seed {seed}):")
     for fault in faults:
