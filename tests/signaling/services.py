@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,11 +261,24 @@ class Gunicorn:
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        workers = self.worker_pids()
-        stop_process(self.proc, timeout=30)
-        for pid in workers:  # a worker outliving its arbiter would keep its port
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        stop_gunicorns([self])
+
+
+def stop_gunicorns(processes: list[Gunicorn], timeout: float = 30.0) -> None:
+    """Stop several side by side, by pid: SIGTERM to every arbiter at once, then wait for each
+    (SIGKILL when the shared deadline passes). Their workers are killed afterwards: a worker
+    outliving its arbiter would keep its port."""
+    workers = [pid for p in processes for pid in p.worker_pids()]
+    for process in processes:
+        if process.proc.poll() is None:
+            os.kill(process.proc.pid, signal.SIGCONT)
+            os.kill(process.proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        stop_process(process.proc, timeout=max(0.1, deadline - time.monotonic()))
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def start_gunicorn(env: dict[str, str], log_path: Path) -> Gunicorn:
