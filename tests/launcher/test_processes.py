@@ -1,16 +1,36 @@
 """The launcher's promises, on the real server: it starts on a free port, comes back in place
 after kill -9 (same port, same database and secret), answers nothing while frozen and again once
-thawed, and a child that dies at start is reported with the end of its log."""
+thawed, a child that dies at start is reported with the end of its log, and children left running
+are stopped when the process that started them exits or is sent SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from launcher import ChildError, HttpError, ServerProcess, call
+from launcher import ROOT, ChildError, HttpError, ServerProcess, call, track
 from launcher.server import OPEN_LIMITS
+from tests.helpers import poll, read_line_matching, stop_process
 from tests.signaling.conftest import PASSWORD, unique_name
+
+# A program that starts a server with the launcher, says its pid, and never stops it: it ends
+# when its stdin closes, or on a signal.
+LEAVES_A_SERVER = """
+import sys
+from pathlib import Path
+from launcher import ServerProcess
+from launcher.server import OPEN_LIMITS
+server = ServerProcess(Path(sys.argv[1]), env=OPEN_LIMITS)
+server.start()
+print("server pid", server.pid, flush=True)
+sys.stdin.read()
+"""
 
 
 def register(server: ServerProcess, name: str) -> str:
@@ -57,3 +77,35 @@ def test_a_child_that_dies_at_start_is_named_with_the_end_of_its_log(tmp_path: P
     with pytest.raises(ChildError, match=r"exited before printing 'listening on'.*server\.log"):
         server.start(timeout=60)
     assert not server.running
+
+
+def gone(pid: int) -> bool:
+    """No such process, or only its zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("ending", ["exit", "SIGTERM"])
+def test_a_child_left_running_is_stopped_when_its_parent_ends(tmp_path: Path,
+                                                              ending: str) -> None:
+    parent = track(subprocess.Popen([sys.executable, "-c", LEAVES_A_SERVER, str(tmp_path)],
+                                    cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    text=True))
+    server_pid = 0
+    try:
+        server_pid = int(read_line_matching(parent, "server pid", timeout=60).split()[-1])
+        assert not gone(server_pid)
+        assert parent.stdin is not None
+        if ending == "exit":
+            parent.stdin.close()
+        else:
+            os.kill(parent.pid, signal.SIGTERM)
+        assert parent.wait(timeout=30) == (0 if ending == "exit" else -signal.SIGTERM)
+        poll(lambda: gone(server_pid), timeout=10, message=f"server {server_pid} to stop")
+    finally:
+        stop_process(parent)
+        if server_pid and not gone(server_pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(server_pid, signal.SIGKILL)

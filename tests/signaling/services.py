@@ -31,6 +31,7 @@ import redis
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from launcher import track
 from tests.helpers import ROOT, in_ci, poll, stop_process
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -140,10 +141,10 @@ class PrivatePostgres:
     def start(self) -> None:
         log = open(self.root / "server.log", "a")  # noqa: SIM115  (owned by the child)
         with log:
-            self.proc = subprocess.Popen(
+            self.proc = track(subprocess.Popen(
                 [_postgres_bin("postgres"), "-D", str(self.root / "data"), "-p", str(self.port),
                  "-k", str(self.root), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-                stdout=log, stderr=log, text=True, user="postgres")
+                stdout=log, stderr=log, text=True, user="postgres"))
 
         def ready() -> bool:
             try:
@@ -199,11 +200,11 @@ class PrivateRedis:
         if binary is None:
             missing_service("redis-server", "not on PATH")
         self.root.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
+        self.proc = track(subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.root),
              "--logfile", str(self.root / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True))
 
         def ready() -> bool:
             try:
@@ -292,8 +293,8 @@ def launch_gunicorn(env: dict[str, str], log_path: Path) -> subprocess.Popen[str
     several launched at once start side by side."""
     env = {**env, "PORT": "0"}
     with open(log_path, "a") as log:
-        return subprocess.Popen(["bash", "-c", "exec " + procfile()["web"]], cwd=ROOT, env=env,
-                                stdout=log, stderr=log, text=True)
+        return track(subprocess.Popen(["bash", "-c", "exec " + procfile()["web"]], cwd=ROOT,
+                                      env=env, stdout=log, stderr=log, text=True))
 
 
 def wait_gunicorn(proc: subprocess.Popen[str], log_path: Path) -> Gunicorn:
