@@ -1,7 +1,7 @@
 """The launcher's promises, on the real server: it starts on a free port, comes back in place
 after kill -9 (same port, same database and secret), answers nothing while frozen and again once
-thawed, a child that dies at start is reported with the end of its log, and children left running
-are stopped when the process that started them exits or is sent SIGTERM."""
+thawed, a child that dies at start is reported with the end of its log, and a child left running
+is stopped when the process that started it exits or is sent SIGTERM."""
 
 from __future__ import annotations
 
@@ -19,16 +19,27 @@ from launcher.server import OPEN_LIMITS
 from tests.helpers import poll, read_line_matching, stop_process
 from tests.signaling.conftest import PASSWORD, unique_name
 
-# A program that starts a server with the launcher, says its pid, and never stops it: it ends
-# when its stdin closes, or on a signal.
-LEAVES_A_SERVER = """
+# A program that starts a child with the launcher (Python's own HTTP server: any child will
+# do, and this one starts at once), says its pid, and never stops it: it ends when its stdin
+# closes, or on a signal.
+LEAVES_A_CHILD = """
+import os
 import sys
 from pathlib import Path
-from launcher import ServerProcess
-from launcher.server import OPEN_LIMITS
-server = ServerProcess(Path(sys.argv[1]), env=OPEN_LIMITS)
-server.start()
-print("server pid", server.pid, flush=True)
+from launcher import Child
+
+class HttpServer(Child):
+    markers = ("Serving HTTP on",)
+
+    def args(self):
+        return ["-m", "http.server", "0", "--bind", "127.0.0.1"]
+
+    def started(self, words):
+        pass
+
+child = HttpServer(Path(sys.argv[1]) / "http.log", {**os.environ, "PYTHONUNBUFFERED": "1"})
+child.start()
+print("child pid", child.pid, flush=True)
 sys.stdin.read()
 """
 
@@ -90,22 +101,22 @@ def gone(pid: int) -> bool:
 @pytest.mark.parametrize("ending", ["exit", "SIGTERM"])
 def test_a_child_left_running_is_stopped_when_its_parent_ends(tmp_path: Path,
                                                               ending: str) -> None:
-    parent = track(subprocess.Popen([sys.executable, "-c", LEAVES_A_SERVER, str(tmp_path)],
+    parent = track(subprocess.Popen([sys.executable, "-c", LEAVES_A_CHILD, str(tmp_path)],
                                     cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     text=True))
-    server_pid = 0
+    child_pid = 0
     try:
-        server_pid = int(read_line_matching(parent, "server pid", timeout=60).split()[-1])
-        assert not gone(server_pid)
+        child_pid = int(read_line_matching(parent, "child pid", timeout=60).split()[-1])
+        assert not gone(child_pid)
         assert parent.stdin is not None
         if ending == "exit":
             parent.stdin.close()
         else:
             os.kill(parent.pid, signal.SIGTERM)
         assert parent.wait(timeout=30) == (0 if ending == "exit" else -signal.SIGTERM)
-        poll(lambda: gone(server_pid), timeout=10, message=f"server {server_pid} to stop")
+        poll(lambda: gone(child_pid), timeout=10, message=f"child {child_pid} to stop")
     finally:
         stop_process(parent)
-        if server_pid and not gone(server_pid):
+        if child_pid and not gone(child_pid):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(server_pid, signal.SIGKILL)
+                os.kill(child_pid, signal.SIGKILL)
