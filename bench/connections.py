@@ -18,7 +18,6 @@ import statistics
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -26,6 +25,8 @@ import requests
 import socketio
 
 from bench.databases import (
+    Deployer,
+    FreshDeployments,
     cpu_seconds,
     database,
     database_version,
@@ -36,7 +37,7 @@ from bench.databases import (
 from bench.report import machine, percentile, write_section
 from protocol import DeviceKey
 from tests.signaling.conftest import PASSWORD
-from tests.signaling.deployment import Deployment, deploy
+from tests.signaling.deployment import Deployment
 from tests.signaling.services import REDIS_TEST_URL, require_redis
 
 CHUNK = 50  # clients connected or joined at once
@@ -203,19 +204,22 @@ def service_versions() -> str:
         client.close()
 
 
-def run(args: argparse.Namespace, workdir: Path) -> list[Outcome]:
-    env = {"RATELIMIT_JOIN": "1000000 per minute", "RATELIMIT_REGISTER": "100000 per minute",
-           # Each WebSocket holds one of gunicorn's threads: room for every client and HTTP.
-           "WEB_THREADS": str(args.clients + 200), "WEB_CONNECTIONS": str(args.clients + 400)}
+def server_env(clients: int) -> dict[str, str]:
+    """What each server process runs with for `clients` clients."""
+    return {"RATELIMIT_JOIN": "1000000 per minute", "RATELIMIT_REGISTER": "100000 per minute",
+            # Each WebSocket holds one of gunicorn's threads: room for every client and HTTP.
+            "WEB_THREADS": str(clients + 200), "WEB_CONNECTIONS": str(clients + 400)}
+
+
+def run(args: argparse.Namespace, deployer: Deployer) -> list[Outcome]:
+    env = server_env(args.clients)
     layouts = [("one process", 1, None), ("one process, Redis queue", 1, REDIS_TEST_URL),
                ("two processes, Redis queue", 2, REDIS_TEST_URL)]
     outcomes = []
     for name, count, redis_url in layouts:
         if redis_url is not None:
             require_redis()
-        with database("postgresql", workdir) as url, \
-                deploy(workdir / name.replace(" ", "-"), url, redis_url, count=count,
-                       extra_env=env) as deployment:
+        with deployer("postgresql", count, redis_url, env) as deployment:
             try:
                 outcomes.append(asyncio.run(exercise(deployment, name, args.clients,
                                                      args.room_size, args.joins,
@@ -272,7 +276,9 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, services: str,
     ])
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, deployer: Deployer | None = None) -> int:
+    """The command line; `deployer` says where the server processes come from (by default a
+    fresh database and deployment for each layout)."""
     parser = argparse.ArgumentParser(prog="python -m bench.connections", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=1000)
@@ -284,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]  # other work on the machine skews the figures: say how much
     require_redis()
     with workspace("connections") as workdir:
-        outcomes = run(args, workdir)
+        outcomes = run(args, deployer or FreshDeployments(workdir))
     text = report(outcomes, args, service_versions(), load)
     print(text)
     if not args.no_write:

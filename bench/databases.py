@@ -1,5 +1,6 @@
 """What the server benchmarks share: a fresh database of either kind, its version, a scratch
-folder, and the CPU time a process has used."""
+folder, server processes deployed on a fresh database for each layout, and the CPU time a
+process has used."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import sqlalchemy as sa
 
 from signaling.config import normalize_database_url
+from tests.signaling.deployment import Deployment, deploy
 from tests.signaling.services import temporary_database
 
 
@@ -33,6 +36,35 @@ def database(backend: str, workdir: Path) -> Iterator[str]:
             yield url
     else:
         raise SystemExit(f"unknown backend {backend!r}: use sqlite or postgresql")
+
+
+class Deployer(Protocol):
+    """Where a server benchmark gets the server processes of one layout: `count` processes
+    from the Procfile on a database of `backend`, sharing Redis at `redis_url` if given, with
+    `env` set on each."""
+
+    def __call__(self, backend: str, count: int = 1, redis_url: str | None = None,
+                 env: dict[str, str] | None = None,
+                 ) -> contextlib.AbstractContextManager[Deployment]: ...
+
+
+class FreshDeployments:
+    """A fresh database and a fresh deployment for each layout, both removed after it: what
+    the benchmarks measure on, so that no figure carries what an earlier layout left."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.made = 0
+
+    @contextlib.contextmanager
+    def __call__(self, backend: str, count: int = 1, redis_url: str | None = None,
+                 env: dict[str, str] | None = None) -> Iterator[Deployment]:
+        self.made += 1
+        place = self.workdir / f"layout-{self.made}-{backend}"
+        place.mkdir(parents=True)
+        with database(backend, place) as url, \
+                deploy(place, url, redis_url, count=count, extra_env=env) as deployment:
+            yield deployment
 
 
 def database_version(database_url: str) -> str:

@@ -16,16 +16,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import requests
 import sqlalchemy as sa
 
-from bench.databases import database, database_version, workspace
+from bench.databases import Deployer, FreshDeployments, database_version, workspace
 from bench.report import machine, percentile, write_section
 from signaling.config import normalize_database_url
 from tests.signaling.conftest import register_account
-from tests.signaling.deployment import deploy
 
 ROOM = "history-bench"
 PAGE = 100
@@ -134,9 +132,9 @@ def measure(engine: sa.Engine, server: str, room: int, count: int, times: int,
     return pages
 
 
-def run_backend(backend: str, count: int, times: int, workdir: Path) -> Result:
-    with database(backend, workdir) as url, \
-            deploy(workdir / backend, url, None, count=1) as deployment:
+def run_backend(backend: str, count: int, times: int, deployer: Deployer) -> Result:
+    with deployer(backend) as deployment:
+        url = deployment.database_url
         engine = sa.create_engine(normalize_database_url(url))
         try:
             room, seconds = fill(engine, count)
@@ -183,7 +181,9 @@ def report(results: list[Result], args: argparse.Namespace, load: float) -> str:
     ])
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, deployer: Deployer | None = None) -> int:
+    """The command line; `deployer` says where the server processes come from (by default a
+    fresh database and deployment for each backend)."""
     parser = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=1_000_000)
@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     load = os.getloadavg()[0]  # other work on the machine skews the figures: say how much
     with workspace("history") as workdir:
-        results = [run_backend(b, args.messages, args.requests, workdir)
+        results = [run_backend(b, args.messages, args.requests,
+                               deployer or FreshDeployments(workdir))
                    for b in args.backends.split(",")]
     text = report(results, args, load)
     print(text)

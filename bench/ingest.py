@@ -17,24 +17,28 @@ import secrets
 import time
 from dataclasses import dataclass
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 import socketio
 import sqlalchemy as sa
 
-from bench.databases import cpu_seconds, database, database_version, workspace
+from bench.databases import (
+    Deployer,
+    FreshDeployments,
+    cpu_seconds,
+    database_version,
+    workspace,
+)
 from bench.report import machine, write_section
 from protocol import MAX_BATCH, Envelope
 from signaling.config import normalize_database_url
 from signaling.models import utcnow
 from tests.signaling.conftest import Account, register_account
-from tests.signaling.deployment import deploy
 
 GOAL = 5000
 TEXT = "ingest benchmark message, about as long as a chat line: " + "x" * 40
 SERVER_ENV = {"RATELIMIT_PUBLISH": "100000000 per 10 seconds",
-              "RATELIMIT_JOIN": "100000 per minute"}
+              "RATELIMIT_JOIN": "1000000 per minute"}
 IN_FLIGHT = 2  # batches each uploader keeps in flight
 
 
@@ -108,11 +112,10 @@ def plain_insert(database_url: str, envelopes: list[dict[str, Any]]) -> float:
     return elapsed
 
 
-def run_backend(backend: str, envelopes: int, uploaders: int, workdir: Path) -> Result:
+def run_backend(backend: str, envelopes: int, uploaders: int, deployer: Deployer) -> Result:
     room = "ingest-" + secrets.token_hex(3)
-    with database(backend, workdir) as url, \
-            deploy(workdir / backend, url, None, count=1, extra_env=SERVER_ENV) as deployment:
-        server = deployment.urls[0]
+    with deployer(backend, env=SERVER_ENV) as deployment:
+        server, url = deployment.urls[0], deployment.database_url
         accounts = [register_account(server, "uploader") for _ in range(uploaders)]
         share = envelopes // uploaders
         per_account = [signed(a, room, share) for a in accounts]
@@ -166,7 +169,9 @@ def report(results: list[Result], args: argparse.Namespace, load: float) -> str:
     ])
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, deployer: Deployer | None = None) -> int:
+    """The command line; `deployer` says where the server processes come from (by default a
+    fresh database and deployment for each backend)."""
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envelopes", type=int, default=20000)
@@ -177,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     load = os.getloadavg()[0]  # other work on the machine skews the figures: say how much
     with workspace("ingest") as workdir:
-        results = [run_backend(b, args.envelopes, args.uploaders, workdir)
+        results = [run_backend(b, args.envelopes, args.uploaders,
+                               deployer or FreshDeployments(workdir))
                    for b in args.backends.split(",")]
     text = report(results, args, load)
     print(text)

@@ -1,15 +1,22 @@
 """One child process of the launcher: started from the repository root with its stderr in a log
 file, read up to the lines that announce its addresses, and stopped by pid (SIGTERM, then
 SIGKILL after a deadline). A `Child` can also be killed (-9), frozen (SIGSTOP), thawed
-(SIGCONT) and started again in place."""
+(SIGCONT) and started again in place.
+
+Every child started is tracked until it is stopped, killed or reaped: whatever is still running
+when this process exits (atexit, or a SIGTERM this process has no handler of its own for) is
+stopped by pid, so that a test worker that ends mid-test leaves no server or agent behind."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +26,67 @@ ROOT = Path(__file__).resolve().parent.parent
 # still be held for a moment by its killed self. Longer, something else holds them.
 RESTART_RETRY_SECONDS = 5.0
 RESTART_BACKOFF_SECONDS = 0.5
+
+
+# Children started and not yet stopped, by pid (see `track`).
+_TRACKED: dict[int, subprocess.Popen[str]] = {}
+_TRACKED_LOCK = threading.RLock()  # re-entered by the SIGTERM handler
+_EXIT_HOOKS_INSTALLED = False
+LEFTOVER_STOP_SECONDS = 5.0
+
+
+def track(proc: subprocess.Popen[str]) -> subprocess.Popen[str]:
+    """Have `proc` stopped when this process exits, unless it was stopped before (stop_pid,
+    kill_pid, stop_all); returns it. For every child process a test or the demo starts."""
+    global _EXIT_HOOKS_INSTALLED
+    with _TRACKED_LOCK:
+        for pid in [pid for pid, p in _TRACKED.items() if p.returncode is not None]:
+            _TRACKED.pop(pid, None)
+        _TRACKED[proc.pid] = proc
+        install = not _EXIT_HOOKS_INSTALLED
+        _EXIT_HOOKS_INSTALLED = True
+    if install:
+        atexit.register(stop_leftovers)
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+            signal.signal(signal.SIGTERM, _stop_leftovers_and_die)
+    return proc
+
+
+def _forget(proc: subprocess.Popen[str]) -> None:
+    with _TRACKED_LOCK:
+        if _TRACKED.get(proc.pid) is proc:
+            del _TRACKED[proc.pid]
+
+
+def stop_leftovers(timeout: float = LEFTOVER_STOP_SECONDS) -> list[int]:
+    """Stop every tracked child still running: SIGCONT and SIGTERM to each at once, SIGKILL
+    to those still there when the deadline passes. Returns their pids."""
+    with _TRACKED_LOCK:
+        procs = list(_TRACKED.values())
+        _TRACKED.clear()
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGCONT)
+            os.kill(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in running:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return [p.pid for p in running]
+
+
+def _stop_leftovers_and_die(signum: int, frame: object) -> None:
+    """SIGTERM with no handler of the program's own: stop the children, then end as SIGTERM
+    would have."""
+    stop_leftovers()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 class ChildError(RuntimeError):
@@ -66,6 +134,7 @@ def stop_pid(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=timeout)
+    _forget(proc)
     _close(proc)
 
 
@@ -74,6 +143,7 @@ def kill_pid(proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=timeout)
+    _forget(proc)
     _close(proc)
 
 
@@ -136,9 +206,9 @@ class Child:
         assert not self.running, f"{self.log_path.stem} is running"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a") as log_file:
-            self.proc = subprocess.Popen(
+            self.proc = track(subprocess.Popen(
                 self.command(), cwd=ROOT, env=self.env,
-                stdout=subprocess.PIPE, stderr=log_file, text=True)
+                stdout=subprocess.PIPE, stderr=log_file, text=True))
         self.frozen = False
         return self.proc
 
@@ -221,6 +291,7 @@ def stop_all(children: Sequence[Child], timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+        _forget(proc)
         _close(proc)
     for child in children:
         child.frozen = False

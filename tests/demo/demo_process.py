@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from launcher import track
 from tests.helpers import ROOT
 
 STEPS = 7
@@ -24,11 +25,11 @@ class Demo:
 
     def __init__(self, data_dir: Path, *extra: str) -> None:
         self.data_dir = data_dir
-        self.proc = subprocess.Popen(
+        self.proc = track(subprocess.Popen(
             [sys.executable, "-m", "demo", "--faults", "--port", "0",
              "--data-dir", str(data_dir), *extra],
             cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
         self.lines: list[str] = []
         self._read = 0  # lines already matched by `wait_for`
         self._changed = threading.Condition()

@@ -115,15 +115,15 @@ def converged(agents: list[Agent], readers: dict[str, Reader]) -> bool:
 
 
 def run_faults(workdir: Path, room: str | list[str], names: list[str], *, seed: int,
-               duration: float,
-               interval: float = 0.15, heal_timeout: float = 240.0,
-               log: list[str] | None = None) -> RunReport:
+               duration: float, interval: float = 0.15, heal_timeout: float = 240.0,
+               every_kind: bool = False, log: list[str] | None = None) -> RunReport:
     """Run one seeded fault run and return its report (the counts are in `report.counts`,
     summed over the rooms, and per room in `report.room_counts`). `room` is one room or the
-    list of rooms every agent is in."""
+    list of rooms every agent is in. `every_kind`: the schedule hurts the server and an agent
+    both ways (see make_schedule)."""
     rooms = [room] if isinstance(room, str) else list(room)
     say = log.append if log is not None else print
-    faults = make_schedule(seed, duration, names)
+    faults = make_schedule(seed, duration, names, every_kind=every_kind)
     report = RunReport(seed, len(names), duration, faults)
     say(f"schedule (seed {seed}):")
     for fault in faults:

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from launcher import track
 from tests.helpers import read_line_matching, stop_process
 
 CLONE_NEWNET = 0x40000000
@@ -114,9 +115,9 @@ class RoutedNetwork:
     def add_host(self) -> Host:
         """A new host joined to the hub, with its address and a default route through it."""
         index = len(self.hosts) + 1
-        holder = subprocess.Popen(
+        holder = track(subprocess.Popen(
             ["unshare", "--net", "sh", "-c", "echo ready && exec sleep infinity"],
-            stdout=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, text=True))
         host = Host(index, holder)
         self.hosts.append(host)
         read_line_matching(holder, "ready", timeout=30)

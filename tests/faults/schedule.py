@@ -9,6 +9,9 @@ from typing import Literal
 
 SERVER = "server"
 Kind = Literal["kill", "freeze"]
+# Each (on the server?, kind) pair: the server or an agent, killed or frozen.
+KINDS: tuple[tuple[bool, Kind], ...] = ((True, "kill"), (True, "freeze"), (False, "kill"),
+                                        (False, "freeze"))
 
 
 @dataclass(frozen=True)
@@ -38,26 +41,53 @@ class Step:
 
 def make_schedule(seed: int, duration: float, agents: list[str], *, mean_gap: float = 4.0,
                   hold: tuple[float, float] = (2.0, 9.0), server_share: float = 0.3,
-                  ) -> list[Fault]:
+                  every_kind: bool = False) -> list[Fault]:
     """Faults over `duration` seconds, about one every `mean_gap` seconds (exponential gaps).
 
     The server is the target of about `server_share` of them, the agents share the rest;
     kills and freezes are equally likely. A process is hurt again only a second after it was
     healed, so faults on one process never overlap; faults on different processes do.
+
+    With `every_kind`, each of the four kinds (the server or an agent, killed or frozen) comes
+    up: while one has not, the next fault is one that has not (a seeded choice among those
+    whose target is free), and the schedule runs past `duration` until all four did. A short
+    run then hurts everything every way; without it, the same seed gives the same schedule as
+    it always did.
     """
     rng = random.Random(seed)
     healed_at = {name: 0.0 for name in [SERVER, *agents]}
+    missing = set(KINDS) if every_kind else set()
     faults: list[Fault] = []
     at = rng.uniform(1.0, mean_gap)
-    while at < duration:
+    while at < duration or missing:
         target = SERVER if rng.random() < server_share else rng.choice(agents)
         if healed_at[target] + 1.0 <= at:
             kind: Kind = "kill" if rng.random() < 0.5 else "freeze"
+            if missing and (target == SERVER, kind) not in missing:
+                target, kind = (_missing_kind(rng, sorted(missing), target, at, healed_at)
+                                or (target, kind))
             length = round(rng.uniform(*hold), 1)
             faults.append(Fault(round(at, 1), target, kind, length))
             healed_at[target] = at + length
+            missing.discard((target == SERVER, kind))
         at += rng.expovariate(1.0 / mean_gap)
     return faults
+
+
+def _missing_kind(rng: random.Random, missing: list[tuple[bool, Kind]], drawn: str, at: float,
+                  healed_at: dict[str, float]) -> tuple[str, Kind] | None:
+    """A fault of a kind not yet scheduled whose target is free at `at`: the server, or an
+    agent (the one drawn if it is one, else a seeded choice among the free ones); None when
+    every missing kind's target is busy."""
+    free_agents = [drawn] if drawn != SERVER else [
+        a for a in healed_at if a != SERVER and healed_at[a] + 1.0 <= at]
+    server_free = healed_at[SERVER] + 1.0 <= at
+    choices = [(on_server, kind) for on_server, kind in missing
+               if (server_free if on_server else free_agents)]
+    if not choices:
+        return None
+    on_server, kind = rng.choice(choices)
+    return (SERVER if on_server else rng.choice(free_agents)), kind
 
 
 def timeline(faults: list[Fault]) -> list[Step]:

@@ -28,6 +28,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from launcher import track
+
 CLONE_NEWNET = 0x40000000
 PUBLIC = "198.51.100.1"
 NAT_PUBLIC = "198.51.100.2"
@@ -112,8 +114,8 @@ class NatLab:
 
     def popen(self, role: str, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[str]:
         """Start a process inside a namespace (stop it by pid: `ip netns exec` execs it)."""
-        return subprocess.Popen(["ip", "netns", "exec", self.names[role], *args], text=True,
-                                **kwargs)
+        return track(subprocess.Popen(["ip", "netns", "exec", self.names[role], *args],
+                                      text=True, **kwargs))
 
     def call_in(self, role: str, fn: Callable[[], T]) -> T:
         """Run `fn` on a thread moved into the namespace (HTTP to a UI bound on its loopback)."""

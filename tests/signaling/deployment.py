@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.signaling.conftest import SHARED_SERVER_LIMITS
-from tests.signaling.services import Gunicorn, launch_gunicorn, run_release, wait_gunicorn
+from tests.signaling.services import (
+    Gunicorn,
+    launch_gunicorn,
+    run_release,
+    stop_gunicorns,
+    wait_gunicorn,
+)
 
 # Heartbeats every second: a crashed process's presence goes within 3 to 4 seconds.
 HEARTBEAT_SECONDS = 1.0
@@ -75,6 +81,4 @@ def deploy(workdir: Path, database_url: str, redis_url: str | None, count: int =
         waited = {id(p.proc) for p in processes}
         processes += [Gunicorn(proc, "", log_path) for proc, log_path in launched
                       if id(proc) not in waited]
-        for process in processes:
-            if process.proc.poll() is None:
-                process.stop()
+        stop_gunicorns([p for p in processes if p.proc.poll() is None])

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ import redis
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from launcher import track
 from tests.helpers import ROOT, in_ci, poll, stop_process
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -139,10 +141,10 @@ class PrivatePostgres:
     def start(self) -> None:
         log = open(self.root / "server.log", "a")  # noqa: SIM115  (owned by the child)
         with log:
-            self.proc = subprocess.Popen(
+            self.proc = track(subprocess.Popen(
                 [_postgres_bin("postgres"), "-D", str(self.root / "data"), "-p", str(self.port),
                  "-k", str(self.root), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-                stdout=log, stderr=log, text=True, user="postgres")
+                stdout=log, stderr=log, text=True, user="postgres"))
 
         def ready() -> bool:
             try:
@@ -198,11 +200,11 @@ class PrivateRedis:
         if binary is None:
             missing_service("redis-server", "not on PATH")
         self.root.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
+        self.proc = track(subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.root),
              "--logfile", str(self.root / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True))
 
         def ready() -> bool:
             try:
@@ -260,11 +262,24 @@ class Gunicorn:
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        workers = self.worker_pids()
-        stop_process(self.proc, timeout=30)
-        for pid in workers:  # a worker outliving its arbiter would keep its port
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        stop_gunicorns([self])
+
+
+def stop_gunicorns(processes: list[Gunicorn], timeout: float = 30.0) -> None:
+    """Stop several side by side, by pid: SIGTERM to every arbiter at once, then wait for each
+    (SIGKILL when the shared deadline passes). Their workers are killed afterwards: a worker
+    outliving its arbiter would keep its port."""
+    workers = [pid for p in processes for pid in p.worker_pids()]
+    for process in processes:
+        if process.proc.poll() is None:
+            os.kill(process.proc.pid, signal.SIGCONT)
+            os.kill(process.proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        stop_process(process.proc, timeout=max(0.1, deadline - time.monotonic()))
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def start_gunicorn(env: dict[str, str], log_path: Path) -> Gunicorn:
@@ -278,8 +293,8 @@ def launch_gunicorn(env: dict[str, str], log_path: Path) -> subprocess.Popen[str
     several launched at once start side by side."""
     env = {**env, "PORT": "0"}
     with open(log_path, "a") as log:
-        return subprocess.Popen(["bash", "-c", "exec " + procfile()["web"]], cwd=ROOT, env=env,
-                                stdout=log, stderr=log, text=True)
+        return track(subprocess.Popen(["bash", "-c", "exec " + procfile()["web"]], cwd=ROOT,
+                                      env=env, stdout=log, stderr=log, text=True))
 
 
 def wait_gunicorn(proc: subprocess.Popen[str], log_path: Path) -> Gunicorn:
