@@ -21,13 +21,10 @@ from collections import Counter
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from protocol import MAX_BATCH, ProtocolError, VersionVector
 from protocol.catchup import CatchUp, PullServer
 from protocol.channel import Frame
 from protocol.links import MAX_LINKS, LinkReport, LinksFrame
-from protocol.roster import kept_on_join
 from protocol.sync import batches_for, keys_frames_for
 
 from . import ui_state
@@ -58,9 +55,9 @@ from .room_core import (
     Upload,
 )
 from .room_mesh import RoomMesh
+from .room_server import RoomServer
 from .roster import RosterCache, roster_file
 from .session import server_address
-from .signaling_client import SignalingClient, SignInError
 from .ui import UIError
 
 if TYPE_CHECKING:
@@ -88,7 +85,6 @@ class Agent:
         self.kind = "public"
         self.members: set[str] | None = None
         self.roster: dict[str, PeerInfo] = {}
-        self._learned: dict[str, int] = {}  # device -> the join generation it was learned in
         self.present: set[str] = set()
         self.known = RosterCache(config.data_dir / roster_file(room), self.room)
         self.refused: Counter[str] = Counter()
@@ -97,21 +93,15 @@ class Agent:
         self.core = RoomCore(self.room, self.key.device_id, self.store,
                              CatchUp(interval=config.sync_interval))
         self._catchup_wake = asyncio.Event()
-        self.client = SignalingClient(
-            config.server_url, self.room, self.key,
-            on_joined=self._on_joined, on_peer_joined=self._on_peer_joined,
-            on_peer_left=self._on_peer_left, on_signal=self._on_signal,
-            on_stored=self._on_stored, on_link=self._on_server_link,
-            on_members=self._on_members, on_removed=self._on_removed,
-            reconnect_max=config.reconnect_max,
-        )
+        self.server = RoomServer(self)
+        self.client = self.server.client
         self.mesh = RoomMesh(device, room, self.on_peer_link)
-        self.outbox = Outbox(self.store, self.client, self.room, on_uploaded=self._on_own_upload)
+        self.outbox = Outbox(self.store, self.client, self.room,
+                             on_uploaded=self.server.on_own_upload)
         self.ui = device.ui
         # What this device saw happen, for the network view (docs/network-view.md).
         self.timeline = Timeline(self._publish_event)
         self.paths = PathJournal(self.store, self.room)
-        self._server_up: bool | None = None
         self.started_at = device.started_at  # tells a page that the process changed
         self._link_states: dict[str, str] = {}
         self.rendezvous: Rendezvous | None = None  # made once signed in (the name is known)
@@ -119,8 +109,6 @@ class Agent:
         self.relay = SignalRelay(self.key.device_id, send_direct=self.reach.send_direct,
                                  neighbours=self.reach.neighbours)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._key_refresh: asyncio.Task[None] | None = None
-        self._ice_refresh: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -185,248 +173,6 @@ class Agent:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    # -- the server -------------------------------------------------------------------------
-
-    async def send_signal(self, to: str, kind: str, payload: dict[str, Any]) -> None:
-        """Signal through the server; when it cannot (down, frozen, or `to` is not connected to
-        it), through the peers."""
-        if self.client.joined and await self.client.signal(to, kind, payload):
-            self.reach.unrouted.discard(to)
-            return
-        if self.relay.send(to, kind, payload):
-            self.reach.unrouted.discard(to)
-        else:
-            self.reach.unrouted.add(to)
-
-    def _on_server_link(self, up: bool) -> None:
-        if up:
-            self.outbox.wake()
-        if up != self._server_up:
-            if up:
-                text = "server link up" if self._server_up is None else "server back: link up"
-            else:
-                text = "server lost" if self._server_up else "cannot reach the server"
-            self.timeline.add("server", text, state="connected" if up else "down")
-            self._server_up = up
-        self.push_state()
-
-    def describe(self, room: dict[str, Any]) -> None:
-        """Take what the server says of the room (join reply, creation, `members`): its kind
-        and member list."""
-        self.kind = str(room.get("kind") or "public")
-        members = room.get("members")
-        self.members = ({m for m in members if isinstance(m, str)}
-                        if isinstance(members, list) else None)
-        self.device.push_rooms()
-
-    async def _on_members(self, data: dict[str, Any]) -> None:
-        """The member list changed: devices of users taken off it are dropped and refused."""
-        self.describe(data)
-        for device, peer in list(self.roster.items()):
-            if not self.admits(peer.user):
-                self.timeline.add("left", f"{peer.user} is no longer a member",
-                                  user=peer.user, device=device)
-                self._drop_peer(device)
-        self.push_state()
-
-    async def _on_removed(self, data: dict[str, Any]) -> None:
-        """This user was taken off the room's member list: the device leaves the room."""
-        self.timeline.add("removed", f"removed from #{self.room} by its owner")
-        self.device.spawn(self.device.leave(self.room))
-
-    async def _on_joined(self, reply: dict[str, Any]) -> None:
-        self.describe(reply)
-        self.mesh.ice_servers = list(reply.get("ice_servers") or [])
-        self._refresh_ice_servers_later(reply.get("ice_ttl"))
-        # The server's roster is who is present now; a peer whose data channel is still open
-        # stays even if the server (just restarted) does not list it yet.
-        # A peer_joined or an offer that came while the join ran is newer than the reply and
-        # stays too: rebuilding from the reply left such a pair unlinked.
-        links = self.mesh.links
-        linked = {d for d, link in links.items() if link.state == LinkState.CONNECTED}
-        stay = kept_on_join({d: self._learned.get(d, 0) for d in self.roster}, (),
-                            self.client.join_generation, linked)
-        self.roster = {d: p for d, p in self.roster.items() if d in stay}
-        self.present = set()
-        for peer in reply.get("peers", []):
-            self._add_from_server(peer)
-        self.known.save()
-        self.mesh.update_roster(self.roster.values())
-        for device in self.roster:
-            # Offers made before the join (from the cached roster, with no path) went nowhere.
-            self.mesh.nudge(device, force=device in self.reach.unrouted)
-        self.push_state()
-        await self._refresh_keys()
-        await self._catch_up_from_server()
-
-    def _refresh_ice_servers_later(self, ttl: Any) -> None:
-        """TURN credentials minted by the server expire after `ttl` seconds (TURN_TTL): fetch
-        fresh ones at half their life, so that connections made later can still get a relay."""
-        if self._ice_refresh is not None:
-            self._ice_refresh.cancel()
-            self._ice_refresh = None
-        if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0:
-            self._ice_refresh = asyncio.ensure_future(self._refresh_ice_servers(ttl / 2))
-            self._tasks.add(self._ice_refresh)
-            self._ice_refresh.add_done_callback(self._tasks.discard)
-
-    async def _refresh_ice_servers(self, delay: float) -> None:
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                servers, ttl = await self.client.ice_config()
-            except (SignInError, OSError, aiohttp.ClientError) as exc:
-                log.info("could not refresh the ICE servers: %s", exc)
-                delay = 10.0
-                continue
-            self.mesh.ice_servers = servers
-            if ttl is None:
-                return
-            delay = ttl / 2
-
-    def _add_from_server(self, peer: dict[str, Any]) -> PeerInfo | None:
-        """Take a roster entry from the server: the mesh links to it, its key is vouched for,
-        and the roster cache remembers it with its rendezvous address."""
-        info = PeerInfo(user=peer["user"], device=peer["device"], public_key=peer["public_key"])
-        if info.device == self.key.device_id or not self.admits(info.user):
-            return None
-        self.roster[info.device] = info
-        self._learned[info.device] = self.client.join_generation
-        self.present.add(info.device)
-        self.store.remember_key(info.device, info.user, info.public_key, "server")
-        self.known.remember(info, peer.get("rendezvous"), int(time.time() * 1000))
-        return info
-
-    def admits(self, user: str) -> bool:
-        """Whether `user` may take part here: anyone in a public room, members in the others."""
-        return self.members is None or user in self.members
-
-    async def _on_peer_joined(self, data: dict[str, Any]) -> None:
-        info = self._add_from_server(data["peer"])
-        self.known.save()
-        self.mesh.update_roster(self.roster.values())
-        if info is not None:
-            self.timeline.add("joined", f"{info.user} joined (device {info.device[:8]})",
-                              user=info.user, device=info.device)
-            # It may be a restart: offer now rather than when the retry backoff ends, and
-            # make sure an open link is not one to its previous process.
-            self.mesh.nudge(info.device)
-            self.mesh.probe(info.device)
-        self.push_state()
-
-    async def _on_peer_left(self, data: dict[str, Any]) -> None:
-        device = data["device"]
-        self.present.discard(device)
-        peer = self.roster.get(device)
-        user = peer.user if peer is not None else "?"
-        self.timeline.add("left", f"{user} left the server (device {device[:8]})",
-                          user=user, device=device)
-        link = self.mesh.links.get(device)
-        if data.get("reason") != "left" and link is not None and link.state == LinkState.CONNECTED:
-            # Only its server connection may be gone: the pings will tell if the peer is.
-            log.info("the server says %s left; its data channel is open, so it stays", device[:8])
-        else:
-            self._drop_peer(device)
-        self.push_state()
-
-    def _drop_peer(self, device: str) -> None:
-        self.core.forget(device)
-        self.roster.pop(device, None)
-        self.reach.down_since.pop(device, None)
-        self.mesh.peer_left(device)
-
-    def _drop_if_gone(self, device: str) -> None:
-        """Drop a peer whose link failed if the server, reachable, does not list it."""
-        link = self.mesh.links.get(device)
-        if (link is not None and link.state != LinkState.CONNECTED and self.client.joined
-                and device not in self.present):
-            log.info("link to %s failed and the server does not list it: dropped", device[:8])
-            self._drop_peer(device)
-            self.push_state()
-
-    async def _on_signal(self, data: dict[str, Any]) -> None:
-        sender = data.get("from") or {}
-        if sender.get("device") not in self.roster and sender.get("public_key"):
-            # An offer can overtake the peer_joined that announces its sender; the server
-            # vouches for the sender's key in the signal itself.
-            self._add_from_server(sender)
-            self.mesh.update_roster(self.roster.values())
-        await self.mesh.handle_signal(sender.get("user", ""), sender.get("device", ""),
-                                      str(data.get("kind")), data.get("payload") or {})
-
-    def on_signal_refused(self, device: str, reason: str) -> None:
-        """A forged, malformed or unexpected offer, answer or candidate: counted and shown like
-        every other refusal."""
-        peer = self.roster.get(device)
-        user = peer.user if peer is not None else f"device {device[:8]}"
-        self.refused["signal_refused"] += 1
-        self.timeline.add("refused", f"refused a signal from {user}: {reason[:200]}",
-                          user=user, device=device, reason=f"signal refused: {reason[:200]}")
-
-    async def _on_stored(self, data: dict[str, Any]) -> None:
-        ids = {m["id"]: int(m["cursor"]) for m in data.get("messages", [])
-               if isinstance(m, dict) and "id" in m and "cursor" in m}
-        self.store.mark_known_by_server(self.room, ids)
-        # Ids this device lacks are read from the server's history soon, unless a peer brings
-        # them first.
-        self._run(self.core.server_named(ids, time.monotonic()))
-        self._catchup_wake.set()
-
-    def _on_own_upload(self, ids: dict[str, int]) -> None:
-        """This agent's outbox uploaded these and the server acknowledged them."""
-        for message_id, cursor in ids.items():
-            self.paths.record(message_id, "uploaded", cursor=cursor,
-                              text=f"uploaded from here; the server stored it at cursor {cursor}")
-        if ids:
-            last = max(ids.values())
-            count = len(ids)
-            self.timeline.add(
-                "uploaded",
-                f"server stored {count} message{'s' if count != 1 else ''} (up to cursor {last})",
-                count=count, cursor=last)
-        self._run(self.core.uploaded(ids))
-
-    async def _refresh_keys(self) -> None:
-        try:
-            for device in await self.client.room_keys():
-                self.store.remember_key(device["id"], device["user"], device["public_key"],
-                                        "server")
-        except (SignInError, OSError) as exc:
-            log.info("could not refresh the room's keys: %s", exc)
-
-    async def _catch_up_from_server(self) -> None:
-        """Read the server's history after the last cursor seen, verified like any message."""
-        after = self.store.server_cursor(self.room)
-        while True:
-            try:
-                rows, last = await self.client.history(after)
-            except (SignInError, OSError) as exc:
-                log.info("history catch-up stopped: %s", exc)
-                return
-            effects: list[RoomEffect] = []
-            envelopes = self.core.verify_all((_envelope_fields(row) for row in rows), None,
-                                             int(time.time() * 1000), effects)
-            by_id = {f"{row['device']}:{row['seq']}": int(row["cursor"]) for row in rows}
-            cursors = {env.id: by_id[env.id] for env in envelopes}
-            self._run(effects)
-            fresh = self.store.add_many(envelopes, "server")
-            for env in fresh:
-                self.paths.record(env.id, "received", via="server", cursor=cursors[env.id],
-                                  text=f"received via the server: read from its history "
-                                       f"(cursor {cursors[env.id]})")
-            store = Store(tuple(envelopes), None, False, len(rows))
-            self._run(self.core.stored(store, fresh, time.monotonic()))
-            self._catchup_wake.set()
-            if rows:
-                self.timeline.add(
-                    "history", f"history from the server: {len(rows)} messages, "
-                    f"{len(fresh)} new", count=len(rows), fresh=len(fresh))
-            self.store.mark_known_by_server(self.room, cursors)
-            self.store.set_server_cursor(self.room, last)
-            if not rows or last == after:
-                return
-            after = last
-
     # -- peers ------------------------------------------------------------------------------
 
     def on_peer_link(self, peer: PeerInfo, state: LinkState) -> None:
@@ -451,7 +197,7 @@ class Agent:
             # A peer neither answering nor listed by the server is gone: no need to wait out
             # the grace a disconnected link gets. Not from inside the mesh's own callback:
             # it is still updating the link.
-            asyncio.get_running_loop().call_soon(self._drop_if_gone, peer.device)
+            asyncio.get_running_loop().call_soon(self.server.drop_if_gone, peer.device)
         self.push_state()
 
     def on_room_frame(self, info: PeerInfo, frame: Frame) -> None:
@@ -507,8 +253,7 @@ class Agent:
             for k in effect.devices:
                 self.store.remember_key(k.id, k.user, k.public_key, effect.source)
         elif isinstance(effect, RefreshKeys):
-            if self._key_refresh is None or self._key_refresh.done():
-                self._key_refresh = self.spawn(self._refresh_keys())
+            self.server.refresh_keys_soon()
         elif isinstance(effect, RelaySignal):
             self.reach.on_relay_frame(effect.peer.user, effect.peer.device, effect.frame)
         elif isinstance(effect, PullServer):
@@ -552,7 +297,7 @@ class Agent:
 
     async def _pull_from_server(self) -> None:
         try:
-            await self._catch_up_from_server()
+            await self.server.catch_up()
         finally:
             self.core.catchup.server_pull_ended()
             self._catchup_wake.set()
@@ -657,8 +402,3 @@ class Agent:
     def _publish_event(self, event: dict[str, Any]) -> None:
         self.publish({"type": "event", "event": event})
 
-
-def _envelope_fields(row: dict[str, Any]) -> dict[str, Any]:
-    """The envelope in a row of the server's history (which adds its cursor)."""
-    return {k: row[k] for k in ("room", "author", "device", "seq", "lamport", "ts", "text",
-                                "sig")}

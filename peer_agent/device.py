@@ -211,7 +211,7 @@ class Device:
         if room not in self.rooms:
             agent = await self._open(room)
             if made is not None:
-                agent.describe(made)
+                agent.server.describe(made)
             await self._settle(agent)
             self._save_rooms()
         self.push_rooms()
@@ -285,7 +285,7 @@ class Device:
                                 payload: dict[str, Any]) -> None:
         agent = self.rooms.get(room) or next(iter(self._rooms_of(to)), None)
         if agent is not None:
-            await agent.send_signal(to, kind, payload)
+            await agent.server.send_signal(to, kind, payload)
 
     def roster_changed(self) -> None:
         """A room's roster changed: link to every device any room lists."""
@@ -330,7 +330,7 @@ class Device:
     def _on_refused(self, device: str, reason: str) -> None:
         rooms = self._rooms_of(device) or list(self.rooms.values())[:1]
         for agent in rooms:
-            agent.on_signal_refused(device, reason)
+            agent.server.on_signal_refused(device, reason)
 
     # -- the UI's backend (ui.ChatBackend) --------------------------------------------------
 

@@ -89,7 +89,7 @@ class Reach:
             return
         if sender.device not in agent.roster:
             info = self.vouched_peer(sender.device)
-            if info is None or info.user != sender.user or not agent.admits(info.user):
+            if info is None or info.user != sender.user or not agent.server.admits(info.user):
                 agent.refused["unknown_sender"] += 1
                 log.warning("relayed %s from unknown device %s refused", kind, sender.device[:8])
                 agent.timeline.add(
