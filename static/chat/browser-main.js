@@ -26,16 +26,19 @@ async function run() {
   root.dataset.device = peer.key.device;
 }
 
-// One tab per user and room is this device's peer: two would share the device key and
-// hand out the same message numbers. A second tab says so instead of joining.
+// One tab per user is this device's peer, whatever its room: two tabs share the device key,
+// so two would hand out the same message numbers in one room, and in two rooms would each make
+// their own connection for the one device, to an agent that keeps one connection per device
+// (for every room the two share). A second tab says so instead of joining; switching rooms
+// inside one page is for a later release.
 if (!globalThis.isSecureContext || !navigator.locks) {
   fatal("This page needs a secure connection (HTTPS, or http://127.0.0.1 on this machine) "
     + "to keep your device key.");
 } else {
-  navigator.locks.request(`gibberish:${user}:${room}`, { ifAvailable: true }, async (lock) => {
+  navigator.locks.request(`gibberish:${user}`, { ifAvailable: true }, async (lock) => {
     if (!lock) {
-      fatal(`#${room} is already open in another tab of this browser. Use that tab, or close `
-        + "it and reload this one.");
+      fatal("Gibberish is already open in another tab of this browser (one tab per device). "
+        + "Use that tab, or close it and reload this one.");
       return;
     }
     try {
