@@ -385,6 +385,18 @@ class LocalLog:
             ).fetchone()
         return None if row is None else _envelope(row)
 
+    def holds(self, env: Envelope) -> bool:
+        """Tell whether this very envelope, every field and the signature equal, is held. The
+        log keeps only verified envelopes, so one it holds need not be verified again."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM messages WHERE room = ? AND device = ? AND seq = ? "
+                "AND author = ? AND lamport = ? AND ts = ? AND text = ? AND sig = ?",
+                (env.room, env.device, env.seq, env.author, env.lamport, env.ts, env.text,
+                 env.sig),
+            ).fetchone()
+        return row is not None
+
     def count(self, room: str) -> int:
         """How many envelopes the room holds."""
         with self._lock:

@@ -174,6 +174,15 @@ def test_a_different_envelope_under_a_held_id_conflicts_and_the_first_is_kept(
     assert log.conflicts == 1
 
 
+def test_holds_answers_only_for_the_very_envelope_held(log: LocalLog) -> None:
+    env = envelope(BOB, 1)
+    assert not log.holds(env)
+    log.add(env, peer_origin(BOB))
+    assert log.holds(env)
+    assert not log.holds(Envelope.from_dict(dict(env.to_dict(), text="altered")))
+    assert not log.holds(Envelope.from_dict(dict(env.to_dict(), room="kitchen")))
+
+
 def test_add_many_skips_conflicts_and_returns_only_new_envelopes(log: LocalLog) -> None:
     log.add(envelope(BOB, 2, text="first"), peer_origin(BOB))
     batch = [envelope(BOB, 1), envelope(BOB, 2, text="rival"), envelope(BOB, 2, text="first"),
