@@ -389,13 +389,7 @@ class LocalLog:
         """Tell whether this very envelope, every field and the signature equal, is held. The
         log keeps only verified envelopes, so one it holds need not be verified again."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM messages WHERE room = ? AND device = ? AND seq = ? "
-                "AND author = ? AND lamport = ? AND ts = ? AND text = ? AND sig = ?",
-                (env.room, env.device, env.seq, env.author, env.lamport, env.ts, env.text,
-                 env.sig),
-            ).fetchone()
-        return row is not None
+            return self._holds(self._db, env)
 
     def count(self, room: str) -> int:
         """How many envelopes the room holds."""
@@ -642,14 +636,9 @@ class LocalLog:
              int(self._clock() * 1000), origin),
         ).rowcount
         if not inserted:
-            held = _envelope(
-                db.execute(
-                    f"SELECT {_ENVELOPE_COLUMNS} FROM messages "
-                    "WHERE room = ? AND device = ? AND seq = ?",
-                    key,
-                ).fetchone()
-            )
-            if not held.same_content(env):
+            # Compared in SQL: a duplicate (the common case: one message, several paths) costs
+            # no rebuilding of the held envelope.
+            if not self._holds(db, env):
                 self.conflicts += 1
                 raise Conflict(
                     f"envelope {env.id} differs from the one already held under that id; "
@@ -697,6 +686,15 @@ class LocalLog:
             "highest = excluded.highest",
             (env.room, env.device, contiguous, max(highest, env.seq)),
         )
+
+    @staticmethod
+    def _holds(db: sqlite3.Connection, env: Envelope) -> bool:
+        row = db.execute(
+            "SELECT 1 FROM messages WHERE room = ? AND device = ? AND seq = ? "
+            "AND author = ? AND lamport = ? AND ts = ? AND text = ? AND sig = ?",
+            (env.room, env.device, env.seq, env.author, env.lamport, env.ts, env.text, env.sig),
+        ).fetchone()
+        return row is not None
 
     @staticmethod
     def _max_lamport(db: sqlite3.Connection, room: str) -> int:
