@@ -403,9 +403,13 @@ class RoomCore:
         return effects
 
     def uploaded(self, ids: Mapping[str, int]) -> list[RoomEffect]:
-        """The server acknowledged these ids."""
+        """The server acknowledged these ids; those of our messages change their delivery."""
         effects: list[RoomEffect] = []
         for message_id in ids:
+            # Only our own messages show a delivery: others' ids (every `stored` broadcast
+            # names them) would cost a UI update that changes nothing.
+            if message_id.partition(":")[0] != self.device:
+                continue
             self.delivery.setdefault(message_id, Delivery()).server = True
             effects.append(ShowDelivery(message_id))
         effects.append(StateChanged())

@@ -188,6 +188,14 @@ def test_a_receipt_counts_a_peer_once_for_our_message() -> None:
     assert core.delivery[mine.id].peers == {bob.device_id}
 
 
+def test_the_server_storing_a_message_updates_the_delivery_of_ours_only() -> None:
+    core, _, bob, _ = setup()
+    mine = f"{core.device}:1"
+    effects = core.server_named({mine: 7, f"{bob.device_id}:1": 8}, 0.0)
+    assert [e for e in effects if isinstance(e, ShowDelivery)] == [ShowDelivery(mine)]
+    assert core.delivery[mine].server and list(core.delivery) == [mine]
+
+
 def test_a_malformed_frame_is_refused_with_its_reason() -> None:
     core, _, _, peer = setup()
     with pytest.raises(ProtocolError) as caught:
