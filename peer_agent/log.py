@@ -19,9 +19,9 @@ that stored it returns, and what a power loss takes back comes again from the pe
 server. This device's own messages are the exception: `author_message` commits with
 `synchronous = FULL` (an fsync of the WAL, which also makes every earlier commit durable),
 because a seq handed out and sent to peers must never be handed out again, even after a power
-loss. (Measured by `python -m bench.mesh`; docs/benchmarks.md. Deferring commits to the end of
-an event-loop turn instead was not done: a receipt or a UI push queued in that turn could leave
-before the commit.)
+loss. (Measured by `python -m bench.receive_path` and `bench.mesh`; docs/benchmarks.md.
+Deferring commits to the end of an event-loop turn instead was not done: a receipt or a UI
+push queued in that turn could leave before the commit.)
 """
 
 from __future__ import annotations
