@@ -8,7 +8,6 @@ cannot be decoded is a 400 that says why."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -55,7 +54,6 @@ class ChatUI:
         self.host = host
         self.port = port
         self._sockets: set[web.WebSocketResponse] = set()
-        self._latest_state: dict[str, Any] | None = None
         self._runner: web.AppRunner | None = None
         self.app = web.Application(middlewares=[self._same_origin, self._errors],
                                    client_max_size=MAX_BODY)
@@ -149,17 +147,7 @@ class ChatUI:
         return ws
 
     async def publish(self, event: dict[str, Any]) -> None:
-        """Send a live event (message, state, delivery) to every open page.
-
-        A `state` is the whole state, so of the state pushes made in one turn of the event
-        loop only the last is sent (the agent pushes one per upload and per post); every other
-        event is sent as it comes."""
-        if event.get("type") == "state":
-            self._latest_state = event
-            # The pushes made in this turn start before this one resumes.
-            await asyncio.sleep(0)
-            if self._latest_state is not event:
-                return
+        """Send a live event (message, state, delivery) to every open page."""
         data = json.dumps(event)
         for ws in list(self._sockets):
             try:
