@@ -70,8 +70,16 @@ class Profile:
     areas: Counter[str]
 
 
+# Innermost frames that are waits, not work: the event loop in epoll_wait and a worker thread
+# waiting for its next job. py-spy's idle detection misses them when it samples with
+# --nonblocking on a busy machine, and they landed in the agent's own areas (__main__ is on
+# every stack); they are left out like the idle samples py-spy does recognise.
+WAITS = ("EpollSelector.select (selectors.py)", "_worker (concurrent/futures/thread.py)")
+
+
 def read_collapsed(path: Path) -> Profile:
-    """Parse py-spy's raw output: one `frame;frame;… count` line per distinct stack."""
+    """Parse py-spy's raw output: one `frame;frame;… count` line per distinct stack, waits
+    (`WAITS`) left out."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     areas: Counter[str] = Counter()
@@ -84,7 +92,7 @@ def read_collapsed(path: Path) -> Profile:
         frames = [_frame(f) for f in stack.split(";")]
         # the first frame names the thread ("process …" / "thread …") when py-spy adds it
         frames = [f for f in frames if not f.startswith(("process ", "thread "))]
-        if not frames:
+        if not frames or frames[-1] in WAITS:
             continue
         samples += count
         own[frames[-1]] += count

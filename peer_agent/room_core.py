@@ -9,7 +9,11 @@ agent to commit envelopes, and the agent tells the core what was fresh with `sto
 
 Rules kept here, once: a received envelope is taken only if it is for this room, its device's
 key is known and belongs to its author, its signature verifies, and its Lamport time is within
-the horizon (`verify`); receipts name only what we stored from the peer; catch-up follows
+the horizon (`verify`). One identical to an envelope the log holds, or to one verified a moment
+ago (the same message often comes live, in a peer's sync batch and from the server's history
+at once), was verified already and is taken without checking its signature again
+(`verify_all`); a different envelope under a held id is verified like any other. Receipts name
+only what we stored from the peer; catch-up follows
 `protocol.catchup`. No asyncio, no aiortc, no clock read: time is passed in (`now` in monotonic
 seconds for the catch-up rules, `now_ms` since the epoch for the Lamport horizon).
 """
@@ -38,11 +42,16 @@ from protocol.links import LinkReport
 from protocol.sync import KnownDevice
 from protocol.vector import vector_digest
 
+RECENTLY_VERIFIED = 4096
+"""How many verified envelopes the core remembers, so that one arriving by several paths at
+once (live, in sync batches, from the server) has its signature checked once."""
+
 
 class LogView(Protocol):
     """What the core reads of the local log (`peer_agent.log.LocalLog` is one)."""
 
     def key_for(self, device: str) -> tuple[str, str] | None: ...
+    def holds(self, env: Envelope) -> bool: ...
     def vector(self, room: str) -> VersionVector: ...
     def gaps(self, room: str) -> Mapping[str, Sequence[int]]: ...
 
@@ -201,6 +210,8 @@ class RoomCore:
         self.delivery: dict[str, Delivery] = {}
         # What each linked peer last reported of its own data channels (protocol/links.py).
         self.reported: dict[str, tuple[LinkReport, ...]] = {}
+        # The last envelopes `verify_all` verified, by id, oldest first (RECENTLY_VERIFIED).
+        self._verified: dict[str, Envelope] = {}
 
     # -- verification -----------------------------------------------------------------------
 
@@ -223,18 +234,34 @@ class RoomCore:
 
     def verify_all(self, raws: Iterable[Envelope | object], origin: Peer | None, now_ms: int,
                    effects: list[RoomEffect]) -> list[Envelope]:
-        """The envelopes that pass `verify`; each one refused adds its effects."""
+        """The envelopes that pass `verify`; each one refused adds its effects.
+
+        An envelope equal (signature included) to one verified recently or held in the log
+        passed `verify` before and is taken as it is: the log keeps only verified envelopes,
+        so its copy vouches for this one."""
         good: list[Envelope] = []
         asked = False
         for raw in raws:
             try:
-                good.append(self.verify(raw, now_ms))
+                env = raw if isinstance(raw, Envelope) else Envelope.from_dict(raw)
+                if env.room == self.room and (self._verified.get(env.id) == env
+                                              or self.log.holds(env)):
+                    good.append(env)
+                    continue
+                good.append(self.verify(env, now_ms))
+                self._remember_verified(env)
             except ProtocolError as exc:
                 if isinstance(exc, UnknownDevice) and not asked:
                     effects.append(RefreshKeys())
                     asked = True
                 effects.append(Refuse(origin, type(exc).__name__, str(exc), what="message"))
         return good
+
+    def _remember_verified(self, env: Envelope) -> None:
+        self._verified.pop(env.id, None)
+        self._verified[env.id] = env
+        if len(self._verified) > RECENTLY_VERIFIED:
+            del self._verified[next(iter(self._verified))]
 
     # -- frames from peers ------------------------------------------------------------------
 
@@ -376,9 +403,13 @@ class RoomCore:
         return effects
 
     def uploaded(self, ids: Mapping[str, int]) -> list[RoomEffect]:
-        """The server acknowledged these ids."""
+        """The server acknowledged these ids; those of our messages change their delivery."""
         effects: list[RoomEffect] = []
         for message_id in ids:
+            # Only our own messages show a delivery: others' ids (every `stored` broadcast
+            # names them) would cost a UI update that changes nothing.
+            if message_id.partition(":")[0] != self.device:
+                continue
             self.delivery.setdefault(message_id, Delivery()).server = True
             effects.append(ShowDelivery(message_id))
         effects.append(StateChanged())

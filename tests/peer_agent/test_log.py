@@ -174,6 +174,15 @@ def test_a_different_envelope_under_a_held_id_conflicts_and_the_first_is_kept(
     assert log.conflicts == 1
 
 
+def test_holds_answers_only_for_the_very_envelope_held(log: LocalLog) -> None:
+    env = envelope(BOB, 1)
+    assert not log.holds(env)
+    log.add(env, peer_origin(BOB))
+    assert log.holds(env)
+    assert not log.holds(Envelope.from_dict(dict(env.to_dict(), text="altered")))
+    assert not log.holds(Envelope.from_dict(dict(env.to_dict(), room="kitchen")))
+
+
 def test_add_many_skips_conflicts_and_returns_only_new_envelopes(log: LocalLog) -> None:
     log.add(envelope(BOB, 2, text="first"), peer_origin(BOB))
     batch = [envelope(BOB, 1), envelope(BOB, 2, text="rival"), envelope(BOB, 2, text="first"),
@@ -329,6 +338,55 @@ def test_a_key_of_another_device_is_refused(log: LocalLog) -> None:
     with pytest.raises(InvalidEnvelope, match="belongs to device"):
         log.remember_key(BOB.device_id, "bob", CAROL.public_key_b64, "server")
     assert log.key_for(BOB.device_id) is None
+
+
+STORER = """
+import hashlib, sys
+from peer_agent.log import LocalLog
+from protocol import DeviceKey, Envelope
+
+def key(name):
+    return DeviceKey.from_private_bytes(hashlib.sha256(name.encode()).digest())
+
+me, peer = key("storer"), key("peer")
+log = LocalLog(sys.argv[1])
+n = 0
+while True:
+    n += 1
+    mine = log.author_message(me, "lobby", "alice", f"message {n}", n)
+    print("held", mine.id, flush=True)  # as the UI is told it is sent
+    reply = Envelope.create(peer, room="lobby", author="bob", seq=n, lamport=n, ts=n,
+                            text=f"reply {n}")
+    assert log.add_many([reply], "peer:" + peer.device_id) == [reply]
+    print("held", reply.id, flush=True)  # as a receipt tells its author
+"""
+
+
+def test_what_a_call_stored_is_held_after_the_process_is_killed(tmp_path: Path) -> None:
+    # Commits are not fsync'd for received envelopes (synchronous = NORMAL), but a process
+    # killed right after a call returned still leaves its envelope in the file.
+    path = tmp_path / "log.sqlite3"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STORER, str(path)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    said: list[str] = []
+    try:
+        while len(said) < 300:
+            said.append(read_line_matching(proc, "held", timeout=20).split()[1])
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        proc.stderr.close()
+    check_consistent(path)
+    with LocalLog(path) as log:
+        assert [i for i in said if log.get("lobby", i) is None] == []
 
 
 # --- the file -----------------------------------------------------------------------------------

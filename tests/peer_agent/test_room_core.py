@@ -16,6 +16,7 @@ from peer_agent.room_core import (
     RefreshKeys,
     Refuse,
     RoomCore,
+    RoomEffect,
     Send,
     SendKeys,
     SendMissing,
@@ -34,14 +35,19 @@ NOW_MS = 1_700_000_000_000
 
 
 class DictLog:
-    """The log as the core reads it: keys, a vector and gaps, from plain dicts."""
+    """The log as the core reads it: keys, envelopes held, a vector and gaps, from plain
+    dicts."""
 
     def __init__(self) -> None:
         self.keys: dict[str, tuple[str, str]] = {}
         self.seqs: dict[str, int] = {}
+        self.held: dict[str, Envelope] = {}
 
     def key_for(self, device: str) -> tuple[str, str] | None:
         return self.keys.get(device)
+
+    def holds(self, env: Envelope) -> bool:
+        return self.held.get(env.id) == env
 
     def vector(self, room: str) -> VersionVector:
         return VersionVector(self.seqs)
@@ -95,6 +101,44 @@ def test_a_forged_message_is_refused_and_not_stored() -> None:
     assert isinstance(refused, Refuse) and refused.code == "BadSignature"
 
 
+def test_a_message_the_log_holds_is_taken_again_without_its_key() -> None:
+    # Its copy in the log was verified when stored; the signature is not checked again (the
+    # key being gone shows it: checking would refuse it as from an unknown device).
+    core, log, bob, peer = setup()
+    env = envelope(bob)
+    log.held[env.id] = env
+    del log.keys[bob.device_id]
+    effects = core.frame(peer, MsgFrame(env), 0.0, NOW_MS)
+    assert effects == [Store((env,), peer, True, 1)]
+
+
+def test_a_different_message_under_a_held_id_is_still_verified() -> None:
+    core, log, bob, peer = setup()
+    env = envelope(bob)
+    log.held[env.id] = env
+    forged = Envelope.from_dict(dict(env.to_dict(), text="altered"))
+    effects = core.frame(peer, MsgFrame(forged), 0.0, NOW_MS)
+    assert [type(e) for e in effects] == [Refuse, Store]
+    assert effects[1] == Store((), peer, True, 1)
+
+
+def test_a_message_arriving_by_several_paths_at_once_is_verified_once() -> None:
+    # Live from bob, then in carol's sync batch and from the server before the first copy
+    # was stored: only the first is checked (bob's key is gone by then).
+    core, log, bob, peer = setup()
+    carol = Peer("carol", DeviceKey.generate().device_id)
+    env = envelope(bob)
+    assert core.frame(peer, MsgFrame(env), 0.0, NOW_MS) == [Store((env,), peer, True, 1)]
+    del log.keys[bob.device_id]
+    batch = parse_channel_frame('{"t":"batch","more":true,"envs":[' + env.to_json() + "]}")
+    assert core.frame(carol, batch, 0.0, NOW_MS) == [Store((env,), carol, False, 1)]
+    assert core.verify_all([env.to_dict()], None, NOW_MS, []) == [env]
+    forged = Envelope.from_dict(dict(env.to_dict(), text="altered"))
+    effects: list[RoomEffect] = []
+    assert core.verify_all([forged], None, NOW_MS, effects) == []
+    assert [type(e) for e in effects] == [RefreshKeys, Refuse]
+
+
 def test_an_impostor_of_another_user_is_refused() -> None:
     core, _, bob, peer = setup()
     effects = core.frame(peer, MsgFrame(envelope(bob, author="alice")), 0.0, NOW_MS)
@@ -142,6 +186,14 @@ def test_a_receipt_counts_a_peer_once_for_our_message() -> None:
     again = core.frame(peer, AckFrame((mine.id,)), 0.0, NOW_MS)
     assert ShowDelivery(mine.id) in first and again == []
     assert core.delivery[mine.id].peers == {bob.device_id}
+
+
+def test_the_server_storing_a_message_updates_the_delivery_of_ours_only() -> None:
+    core, _, bob, _ = setup()
+    mine = f"{core.device}:1"
+    effects = core.server_named({mine: 7, f"{bob.device_id}:1": 8}, 0.0)
+    assert [e for e in effects if isinstance(e, ShowDelivery)] == [ShowDelivery(mine)]
+    assert core.delivery[mine].server and list(core.delivery) == [mine]
 
 
 def test_a_malformed_frame_is_refused_with_its_reason() -> None:
