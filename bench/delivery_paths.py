@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 
 from bench.report import machine, percentile, write_section
-from launcher import start_all
+from launcher import start_all, ui_events
 from tests.faults.routed_network import RoutedNetwork, unavailable_reason
 from tests.faults.routed_room import HostedAgent, HubServer, wait_state
 
@@ -68,9 +68,9 @@ class Endpoint:
         """Wait for `text` on the WebSocket; returns its id."""
         assert self.ws is not None
         while True:
-            event = await self.ws.receive_json(timeout=30)
-            if event["type"] == "message" and event["message"]["text"] == text:
-                return str(event["message"]["id"])
+            for event in ui_events(await self.ws.receive_json(timeout=30)):
+                if event["type"] == "message" and event["message"]["text"] == text:
+                    return str(event["message"]["id"])
 
     async def came(self, message_id: str) -> str:
         """How the message reached this agent, from its path: server, a user, or live."""

@@ -21,7 +21,7 @@ import aiohttp
 import socketio
 
 from bench.report import machine, percentile, write_section
-from launcher import AgentProcess, ServerProcess, start_all, stop_all
+from launcher import AgentProcess, ServerProcess, start_all, stop_all, ui_events
 from launcher.server import OPEN_LIMITS
 from tests.helpers import poll
 from tests.signaling.conftest import register_account
@@ -36,9 +36,9 @@ async def agent_sample(http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketR
     async with http.post(sender_url + "/api/messages", json={"text": text}) as reply:
         assert reply.status == 201, await reply.text()
     while True:
-        event = await ws.receive_json(timeout=10)
-        if event["type"] == "message" and event["message"]["text"] == text:
-            return time.perf_counter() - start
+        for event in ui_events(await ws.receive_json(timeout=10)):
+            if event["type"] == "message" and event["message"]["text"] == text:
+                return time.perf_counter() - start
 
 
 class RelayPair:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
+from launcher import ui_events
 from tests.peer_agent.agents import AgentProcess, start_agent, wait_connected
 from tests.signaling.conftest import SHARED_SERVER_LIMITS, ServerProcess, start_server
 
@@ -26,7 +27,8 @@ SERVER_LIMITS = {**SHARED_SERVER_LIMITS, "RATELIMIT_SIGNAL": "1000000 per 10 sec
                  "RATELIMIT_PUBLISH": "1000000 per 10 seconds",
                  "RATELIMIT_JOIN": "100000 per minute"}
 TICKS = os.sysconf("SC_CLK_TCK")
-MESSAGE_EVENT = '{"type": "message"'  # how the agent's json.dumps starts one
+# How the agent's json.dumps starts a message event, or a batch of one loop turn's events.
+EVENTS_WANTED = ('{"type": "message"', '{"type": "batch"')
 
 
 def cpu_seconds(pid: int) -> float:
@@ -99,11 +101,12 @@ class Room:
 
     async def _read(self, index: int, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.TEXT or not msg.data.startswith(MESSAGE_EVENT):
+            if msg.type != aiohttp.WSMsgType.TEXT or not msg.data.startswith(EVENTS_WANTED):
                 continue
             at = time.perf_counter()
-            event = msg.json()
-            self.watch.saw(index, event["message"]["text"], at)
+            for event in ui_events(msg.json()):
+                if event["type"] == "message":
+                    self.watch.saw(index, event["message"]["text"], at)
 
     async def post(self, author: int, text: str) -> None:
         assert self.http is not None

@@ -5,13 +5,14 @@ file, a start-up deadline, and stop / kill -9 / freeze / thaw / restart always b
 One launcher for the tests, the benchmarks and the demo, so that all three start the same
 processes the same way. Plain urllib for HTTP: the demo runs with the runtime dependencies only."""
 
-from launcher.agent import LOOPBACK_RECONNECT_MAX, AgentProcess
+from launcher.agent import LOOPBACK_RECONNECT_MAX, AgentProcess, ui_events
 from launcher.child import ROOT, Child, ChildError, start_all, stop_all, stop_leftovers, track
 from launcher.history import HistoryReader, LogKey, keys
 from launcher.http import HttpError, call
 from launcher.server import ServerProcess
 
 __all__ = [
+    "ui_events",
     "LOOPBACK_RECONNECT_MAX", "ROOT", "AgentProcess", "Child", "ChildError", "HistoryReader",
     "HttpError", "LogKey", "ServerProcess", "call", "keys", "start_all", "stop_all",
     "stop_leftovers", "track",

@@ -16,6 +16,14 @@ PAGE = 200
 LOOPBACK_RECONNECT_MAX = 1.0
 
 
+def ui_events(frame: dict[str, Any]) -> list[dict[str, Any]]:
+    """The live events in one frame of an agent's UI WebSocket: the events of one turn of the
+    agent's loop may come together as `{"type": "batch", "events": [...]}`."""
+    if frame.get("type") == "batch":
+        return list(frame["events"])
+    return [frame]
+
+
 class HasUrl(Protocol):
     @property
     def url(self) -> str: ...

@@ -65,6 +65,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gibberish.agent")
 
+# The longest a page waits for a change of the room's state (links, outbox, server link):
+# pushes closer together than this are merged into one.
+STATE_PUSH_INTERVAL = 0.05
+
 # How often each agent tells its linked peers about its data channels (and on every change),
 # for their network views.
 LINKS_REPORT_INTERVAL = 5.0
@@ -109,6 +113,8 @@ class Agent:
         self.relay = SignalRelay(self.key.device_id, send_direct=self.reach.send_direct,
                                  neighbours=self.reach.neighbours)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._state_push: asyncio.TimerHandle | None = None
+        self._state_pushed_at = float("-inf")
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -153,6 +159,8 @@ class Agent:
         return self.config.rendezvous_port if first == self.room else 0
 
     async def close(self) -> None:
+        if self._state_push is not None:
+            self._state_push.cancel()
         # Every task the agent starts is in _tasks (the key and ICE refreshes too), so none
         # outlives close().
         tasks = list(self._tasks)
@@ -363,19 +371,29 @@ class Agent:
             if peers else "no data channel open: sent to no peer (sync will carry it)")
 
     def _push_delivery(self, message_id: str) -> None:
-        env = self.store.get(self.room, message_id)
-        if env is not None and env.device == self.key.device_id:
+        # Our own ids are `<our device>:<seq>`: no read of the log to tell.
+        if message_id.startswith(self.key.device_id + ":"):
             self.publish({"type": "delivery", "id": message_id,
-                          "delivery": ui_state.delivery_dict(self, env)})
+                          "delivery": ui_state.delivery_of(self, message_id)})
 
     def push_state(self) -> None:
-        """Push the agent's state to every open page."""
+        """Push the agent's state to every open page, at most every STATE_PUSH_INTERVAL: a
+        busy room changes it with every message, and building it reads the whole roster."""
+        if self._state_push is not None:
+            return
+        loop = asyncio.get_running_loop()
+        due = max(0.0, self._state_pushed_at + STATE_PUSH_INTERVAL - loop.time())
+        self._state_push = loop.call_later(due, self._push_state_now)
+
+    def _push_state_now(self) -> None:
+        self._state_push = None
+        self._state_pushed_at = asyncio.get_running_loop().time()
         self.publish({"type": "state", "state": self.state()})
 
     def publish(self, event: dict[str, Any]) -> None:
         """Push a live event of this room to every open page (each shows the rooms it shows)."""
         event["room"] = self.room
-        self.spawn(self.ui.publish(event))
+        self.ui.post(event)
 
     def state(self) -> dict[str, Any]:
         return ui_state.state(self)

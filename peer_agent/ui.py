@@ -12,6 +12,7 @@ the body); without a name they mean the first room joined. Live events carry the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -65,6 +66,9 @@ class ChatUI:
         self.host = host
         self.port = port
         self._sockets: set[web.WebSocketResponse] = set()
+        # Events posted in one turn of the event loop go out together (`post`).
+        self._pending: list[str] = []
+        self._flushing: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self.app = web.Application(middlewares=[self._same_origin, self._errors],
                                    client_max_size=MAX_BODY)
@@ -204,12 +208,36 @@ class ChatUI:
 
     async def publish(self, event: dict[str, Any]) -> None:
         """Send a live event (message, state, delivery) to every open page."""
-        data = json.dumps(event)
-        for ws in list(self._sockets):
-            try:
-                await ws.send_str(data)
-            except (ConnectionError, RuntimeError):
-                self._sockets.discard(ws)
+        self.post(event)
+
+    def post(self, event: dict[str, Any]) -> None:
+        """Queue a live event for every open page. The events of one loop turn leave in one
+        WebSocket frame: the event itself when it is alone, else `{"type": "batch", "events":
+        [...]}` in the order posted (a busy room sends many per turn, and each frame is a
+        write to every socket)."""
+        if not self._sockets:
+            return
+        self._pending.append(json.dumps(event))
+        if self._flushing is None:
+            self._flushing = asyncio.ensure_future(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            await asyncio.sleep(0)  # let the rest of this turn's events join
+            pending, self._pending = self._pending, []
+            if not pending:
+                return
+            data = (pending[0] if len(pending) == 1
+                    else '{"type": "batch", "events": [' + ", ".join(pending) + "]}")
+            for ws in list(self._sockets):
+                try:
+                    await ws.send_str(data)
+                except (ConnectionError, RuntimeError):
+                    self._sockets.discard(ws)
+        finally:
+            self._flushing = None
+            if self._pending:
+                self._flushing = asyncio.ensure_future(self._flush())
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
@@ -222,6 +250,8 @@ class ChatUI:
             self.port = sockets[0].getsockname()[1]
 
     async def close(self) -> None:
+        if self._flushing is not None:
+            self._flushing.cancel()
         for ws in list(self._sockets):
             await ws.close()
         if self._runner is not None:

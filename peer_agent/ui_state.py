@@ -31,8 +31,13 @@ def delivery_dict(agent: Agent, env: Envelope) -> dict[str, Any] | None:
     message is not ours)."""
     if env.device != agent.key.device_id:
         return None
-    d = agent.core.delivery.get(env.id)
-    on_server = (d.server if d else False) or agent.store.on_server(agent.room, env.id)
+    return delivery_of(agent, env.id)
+
+
+def delivery_of(agent: Agent, message_id: str) -> dict[str, Any]:
+    """The delivery of our message `message_id` (see `delivery_dict`)."""
+    d = agent.core.delivery.get(message_id)
+    on_server = (d.server if d else False) or agent.store.on_server(agent.room, message_id)
     reached = len(d.peers) if d else 0
     return {"peers_reached": reached, "peers_total": len(agent.roster), "server": on_server}
 

@@ -74,7 +74,11 @@ export class AgentBackend {
       if (this.opened) this.emit({ type: "reconnected" });
       this.opened = true;
     });
-    ws.addEventListener("message", (e) => this.emit(JSON.parse(e.data)));
+    ws.addEventListener("message", (e) => {
+      // The events of one turn of the agent's loop may come in one frame.
+      const data = JSON.parse(e.data);
+      for (const event of data.type === "batch" ? data.events : [data]) this.emit(event);
+    });
     ws.addEventListener("close", () => {
       // The agent restarted or the page slept: reconnect, then refresh the state.
       setTimeout(() => this.connect(), this.retry);

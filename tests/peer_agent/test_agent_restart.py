@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websocket
 
+from launcher import ui_events
 from tests.helpers import poll
 from tests.peer_agent.agents import AgentProcess, start_agent, wait_connected
 from tests.signaling.conftest import ServerProcess, start_server, unique_name
@@ -67,10 +69,11 @@ def test_ui_websocket_pushes_new_messages_live(
         first = json.loads(ws.recv())
         assert first["type"] == "state"
         alice.send("live to bob")
-        while True:
-            event = json.loads(ws.recv())
-            if event["type"] == "message":
-                break
+        event: dict[str, Any] = {}
+        while event.get("type") != "message":
+            for event in ui_events(json.loads(ws.recv())):
+                if event["type"] == "message":
+                    break
         assert event["message"]["text"] == "live to bob"
         assert event["message"]["author"] == alice.name
     finally:
