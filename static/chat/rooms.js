@@ -23,6 +23,15 @@ function el(tag, attrs = {}, text) {
   return node;
 }
 
+/** The room the page's address names after its `#`, or null. */
+function roomInAddress() {
+  try {
+    return decodeURIComponent(location.hash.slice(1)) || null;
+  } catch {
+    return null; // a malformed address: the first room is shown
+  }
+}
+
 function unreadText(n) {
   return n > MOST_SHOWN_UNREAD ? `${MOST_SHOWN_UNREAD}+` : String(n);
 }
@@ -38,7 +47,7 @@ function buildRoomsPanel(panel) {
     el("button", { type: "submit", className: "small" }, "Join"));
   const privateLabel = el("label", { className: "rooms-check" });
   privateLabel.append(el("input", { type: "checkbox", id: "join-private", name: "private" }),
-    document.createTextNode(" private: a new room, for members only"));
+    document.createTextNode(" private (new, members only)"));
   join.append(el("label", { for: "join-name" }, "Join or create a room"), joinRow, privateLabel);
   const direct = el("form", { className: "rooms-form", id: "dm-form" });
   const directRow = el("div", { className: "rooms-form-row" });
@@ -65,6 +74,7 @@ export class RoomList {
     this.directForm = doc.getElementById("dm-form");
     this.directUser = doc.getElementById("dm-user");
     this.errorBox = doc.getElementById("rooms-error");
+    this.errorText = doc.getElementById("rooms-error-text");
     this.toggle = doc.getElementById("rooms-toggle");
     this.toggleUnread = doc.getElementById("rooms-toggle-unread");
     this.leaveButton = doc.getElementById("leave-room");
@@ -89,6 +99,8 @@ export class RoomList {
     this.joinForm.addEventListener("submit", (e) => { e.preventDefault(); this.join(); });
     this.directForm.addEventListener("submit", (e) => { e.preventDefault(); this.direct(); });
     this.leaveButton.addEventListener("click", () => this.leave());
+    this.doc.getElementById("rooms-error-dismiss").addEventListener("click",
+      () => this.showError(null));
     this.toggle.addEventListener("click", () => this.showPanel(!this.panelOpen()));
     this.doc.addEventListener("keydown", (e) => {
       if (e.key === "Escape" && this.panelOpen() && this.current !== null) this.showPanel(false);
@@ -102,7 +114,7 @@ export class RoomList {
     });
     this.update(await this.backend.rooms(), false);
     this.view.bind();
-    const asked = decodeURIComponent(location.hash.slice(1));
+    const asked = roomInAddress();
     const first = this.rooms.some((r) => r.name === asked) ? asked : this.rooms[0]?.name;
     await this.open(first ?? null);
   }
@@ -205,8 +217,9 @@ export class RoomList {
     this.toggle.setAttribute("aria-expanded", open ? "true" : "false");
   }
 
+  /** Say what went wrong above the page, until dismissed or the next action. */
   showError(err) {
-    this.errorBox.textContent = err ? err.message : "";
+    this.errorText.textContent = err ? err.message : "";
     this.errorBox.hidden = !err;
   }
 
