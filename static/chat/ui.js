@@ -103,6 +103,7 @@ export function buildChatLayout(root) {
 export class ChatView {
   constructor(doc, backend, root = doc.getElementById("chat")) {
     buildChatLayout(root);
+    this.root = root;
     this.backend = backend;
     this.list = doc.getElementById("messages");
     this.scroller = doc.getElementById("chat-scroll");
@@ -195,6 +196,7 @@ export class ChatView {
     this.text.value = room === null ? "" : this.drafts.get(room) || "";
     this.fitComposer();
     this.form.hidden = room === null;
+    this.root.toggleAttribute("data-no-room", room === null);
     if (room === null) {
       this.empty.textContent = emptyText;
       this.empty.hidden = false;

@@ -221,6 +221,7 @@ def test_leaving_every_room_leaves_the_page_ready_to_join_one(
     expect(page.locator("#composer")).to_be_hidden()
     expect(page.locator("#leave-room")).to_be_hidden()
     assert rooms.alice.room_list() == []
+    screenshot(page, "agent-rooms-none")
     page.fill("#join-name", rooms.second)
     page.click("#join-form button[type=submit]")
     expect(entry(page, rooms.second)).to_have_attribute("aria-current", "true", timeout=LONG)
