@@ -272,35 +272,40 @@ def test_switching_rooms_while_messages_arrive_keeps_each_in_its_room(
 ) -> None:
     page = open_ui(open_page, rooms.alice)
     expect(entry(page, rooms.first)).to_have_attribute("aria-current", "true", timeout=LONG)
-    count = 25
-    sent = {rooms.first: [f"A{n:02d}" for n in range(count)],
-            rooms.second: [f"B{n:02d}" for n in range(count)]}
+    prefix = {rooms.first: "A", rooms.second: "B"}
+    sent: dict[str, list[str]] = {rooms.first: [], rooms.second: []}
+    switched = threading.Event()
     failures: list[BaseException] = []
 
     def send_both() -> None:
+        """Bob writes in both rooms, in turn, for as long as alice's page switches."""
         try:
-            for a, b in zip(sent[rooms.first], sent[rooms.second], strict=True):
-                rooms.bob.send(a, room=rooms.first)
-                rooms.bob.send(b, room=rooms.second)
+            n = 0
+            # At most 150 a room: the page holds the newest 200 (message-window.js).
+            while (not switched.is_set() or n < 10) and n < 150:
+                for room in (rooms.first, rooms.second):
+                    text = f"{prefix[room]}{n:03d}"
+                    rooms.bob.send(text, room=room)
+                    sent[room].append(text)
+                n += 1
         except BaseException as exc:  # reported by the test below
             failures.append(exc)
 
     sender = threading.Thread(target=send_both)
     sender.start()
     try:
-        prefix = {rooms.first: "A", rooms.second: "B"}
-        flips = 0
-        while sender.is_alive() or flips < 6:
-            room = rooms.second if flips % 2 == 0 else rooms.first
+        for flip in range(10):
+            room = rooms.second if flip % 2 == 0 else rooms.first
             open_room(page, room)
             expect(page.locator("#room-title")).to_have_text(f"#{room}")
             # Whatever the page shows now is of the room shown, never of the one left.
             shown = browser_texts(page)
             assert all(t.startswith(prefix[room]) for t in shown), (room, shown)
-            flips += 1
     finally:
+        switched.set()
         sender.join()
     assert not failures, failures
+    assert len(sent[rooms.first]) >= 10
     for room in (rooms.second, rooms.first):
         open_room(page, room)
         expect(page.locator("#messages .text")).to_have_text(sent[room], timeout=LONG)
