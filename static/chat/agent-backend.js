@@ -88,6 +88,10 @@ export class AgentBackend {
     return this.json(`/api/rooms/${encodeURIComponent(room)}`, { method: "DELETE" });
   }
 
+  /** The device's peer connections, one per other device: [{user, device, state, rtt_ms,
+   * rooms}]. */
+  async links() { return (await this.json("/api/links")).links; }
+
   /** Mark everything in `room` read. */
   markRead(room) { return this.post(`/api/rooms/${encodeURIComponent(room)}/read`, {}); }
 

@@ -4,13 +4,22 @@
 // (ui.js, `openRoom`) without a reload. On a narrow screen the list is a panel that the
 // topbar's "Rooms" button opens over the chat and choosing a room closes.
 //
+// Under them, the device's links: one peer connection per other device, whatever rooms the
+// two share, each with the rooms it carries (GET /api/links).
+//
 // Unread counts are the agent's (GET /api/rooms, then its {type: "rooms"} events): the room
 // shown is marked read when it is opened, and again whenever its count rises while the page
 // is visible. Errors from the API are shown above the page, in the agent's words.
 // User text only ever goes through textContent.
 
+import { LINK_STATES } from "./network.js";
+
 const KIND_LABELS = { public: "public", private: "private", direct: "direct" };
 const MOST_SHOWN_UNREAD = 99;
+// The device's links are read again this often while the page is visible (and soon after a
+// change of the room list or the room shown's state), not pushed by the agent.
+const LINKS_REFRESH_MS = 5000;
+const LINKS_SOON_MS = 300;
 
 function el(tag, attrs = {}, text) {
   const node = document.createElement(tag);
@@ -56,7 +65,10 @@ function buildRoomsPanel(panel) {
       autocomplete: "off", placeholder: "user name", spellcheck: "false" }),
     el("button", { type: "submit", className: "small" }, "Message"));
   direct.append(el("label", { for: "dm-user" }, "Direct message"), directRow);
-  panel.replaceChildren(el("h2", {}, "Rooms"), list, join, direct);
+  const links = el("section", { className: "device-links", "aria-labelledby": "device-links-heading" });
+  links.append(el("h2", { id: "device-links-heading" }, "This device's links"),
+    el("ul", { id: "device-links" }));
+  panel.replaceChildren(el("h2", {}, "Rooms"), list, join, direct, links);
 }
 
 export class RoomList {
@@ -111,7 +123,9 @@ export class RoomList {
     });
     this.backend.subscribe((event) => {
       if (event.type === "rooms") this.update(event.rooms);
+      if (event.type === "rooms" || event.type === "state") this.readLinksSoon();
     });
+    setInterval(() => { if (!this.doc.hidden) this.readLinks(); }, LINKS_REFRESH_MS);
     this.update(await this.backend.rooms(), false);
     this.view.bind();
     const asked = roomInAddress();
@@ -205,6 +219,39 @@ export class RoomList {
     li.append(button);
     this.entries.set(room, li);
     return li;
+  }
+
+  readLinksSoon() {
+    if (this.linksTimer) return;
+    this.linksTimer = setTimeout(() => { this.linksTimer = null; this.readLinks(); }, LINKS_SOON_MS);
+  }
+
+  /** Read and show the device's links (kept as they were if the agent does not answer). */
+  async readLinks() {
+    let links;
+    try {
+      links = await this.backend.links();
+    } catch {
+      return; // the agent is restarting: the next read shows them
+    }
+    const items = links.map((link) => {
+      const li = el("li", { className: "device-link" });
+      li.dataset.device = link.device;
+      li.dataset.state = link.state;
+      const rtt = link.state === "connected" && Number.isFinite(link.rtt_ms)
+        ? ` · ${link.rtt_ms.toFixed(1)} ms` : "";
+      const state = LINK_STATES[link.state];
+      const head = el("div", { className: "device-link-head" });
+      head.append(el("span", { className: "member-name" }, link.user),
+        el("span", { className: "link-state " + link.state },
+          (state ? state.label : link.state) + rtt));
+      const rooms = (link.rooms || []).map((r) => this.titleOf(r));
+      li.append(head, el("span", { className: "device-link-rooms" },
+        rooms.length ? rooms.join(", ") : "no room in common"));
+      return li;
+    });
+    if (!items.length) items.push(el("li", { className: "room-list-empty" }, "No other device yet."));
+    this.doc.getElementById("device-links").replaceChildren(...items);
   }
 
   panelOpen() {

@@ -110,6 +110,12 @@ def test_room_list_shows_every_room_with_its_kind_and_the_room_shown(
     expect(entry(page, rooms.first)).to_have_attribute("aria-current", "true")
     expect(page.locator("#room-title")).to_have_text(f"#{rooms.first}")
     expect(page.locator("#room-kind")).to_be_hidden()
+    # Under the list, the device's links: one to bob's device, carrying both rooms they share.
+    link = page.locator("#device-links .device-link")
+    expect(link).to_have_count(1, timeout=LONG)
+    expect(link).to_have_attribute("data-device", rooms.bob.device)
+    expect(link).to_have_attribute("data-state", "connected")
+    expect(link.locator(".device-link-rooms")).to_have_text(f"#{rooms.first}, #{rooms.second}")
     screenshot(page, "agent-rooms-list")
     screenshot_phone_panel(page, "agent-rooms-panel")
     open_room(page, direct)
