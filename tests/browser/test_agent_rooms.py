@@ -121,6 +121,10 @@ def test_room_list_shows_every_room_with_its_kind_and_the_room_shown(
     open_room(page, direct)
     expect(page.locator("#room-title")).to_have_text(f"@{rooms.bob.name}")
     expect(page.locator("#room-kind")).to_have_text("direct")
+    # The address names the room shown: a reload comes back to it.
+    page.reload()
+    expect(entry(page, direct)).to_have_attribute("aria-current", "true", timeout=LONG)
+    expect(page.locator("#room-title")).to_have_text(f"@{rooms.bob.name}")
 
 
 def test_unread_count_rises_for_another_room_and_clears_when_it_is_opened(
