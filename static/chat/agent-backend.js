@@ -1,7 +1,8 @@
 // The backend of the chat UI when it is served by the user's own peer agent: the agent's
 // JSON API and its WebSocket of live events (same origin only). One agent serves every room
-// of the device: this backend shows one room at a time (`room`; null until the agent names its
-// first), passes it with every call and lets through only that room's live events.
+// of the device: this backend shows one room at a time (`room`; null until the page or the
+// agent names one), passes it with every call and lets through only that room's live events,
+// and the room list's events ({type: "rooms"}) whatever the room.
 
 export class AgentBackend {
   constructor(base = "") {
@@ -9,6 +10,18 @@ export class AgentBackend {
     this.listeners = [];
     this.retry = 500;
     this.room = null;
+    // Once the page has chosen a room (setRoom), a state event no longer picks one for it.
+    this.chosen = false;
+    // What the last state of each room said of it, live events of every room included:
+    // room -> {kind, members}. The room list names a direct room after the other member.
+    this.described = new Map();
+    this.user = null; // the agent's user, from the first state read
+  }
+
+  /** Show `room` from now on (null: none): calls name it, and only its live events pass. */
+  setRoom(room) {
+    this.room = room;
+    this.chosen = true;
   }
 
   /** `path` with this backend's room added to its query. */
@@ -27,7 +40,15 @@ export class AgentBackend {
     return body;
   }
 
-  state() { return this.json(this.inRoom("/api/state")); }
+  post(path, body) {
+    return this.json(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  }
+
+  state() { return this.json(this.inRoom("/api/state")).then((s) => this.remember(s)); }
 
   /** Up to `limit` messages before the page token `before` (the newest without one). */
   messages(before, limit = 50) {
@@ -44,17 +65,55 @@ export class AgentBackend {
   path(id) { return this.json(this.inRoom(`/api/messages/${encodeURIComponent(id)}/path`)); }
 
   async send(text) {
-    const body = await this.json("/api/messages", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(this.room === null ? { text } : { text, room: this.room }),
-    });
+    const body = await this.post("/api/messages",
+      this.room === null ? { text } : { text, room: this.room });
     return body.message;
   }
 
+  // -- the rooms of the device -------------------------------------------------------------
+
+  /** The rooms joined, in the order joined: [{name, kind, unread, server}]. */
+  async rooms() { return (await this.json("/api/rooms")).rooms; }
+
+  /** Join a room, or create it private; the room's state. */
+  join(name, isPrivate) {
+    return this.post("/api/rooms", { name, private: isPrivate }).then((s) => this.remember(s));
+  }
+
+  /** Open the direct-message room with `user`; its state. */
+  direct(user) { return this.post("/api/dm", { user }).then((s) => this.remember(s)); }
+
+  leave(room) {
+    this.described.delete(room);
+    return this.json(`/api/rooms/${encodeURIComponent(room)}`, { method: "DELETE" });
+  }
+
+  /** The device's peer connections, one per other device: [{user, device, state, rtt_ms,
+   * rooms}]. */
+  async links() { return (await this.json("/api/links")).links; }
+
+  /** Mark everything in `room` read. */
+  markRead(room) { return this.post(`/api/rooms/${encodeURIComponent(room)}/read`, {}); }
+
+  /** The state of `room`, whichever room is shown. */
+  stateOf(room) {
+    return this.json(`/api/state?room=${encodeURIComponent(room)}`).then((s) => this.remember(s));
+  }
+
+  remember(state) {
+    if (state && typeof state.user === "string") this.user = state.user;
+    if (state && typeof state.room === "string") {
+      this.described.set(state.room, { kind: state.kind, members: state.members });
+    }
+    return state;
+  }
+
+  // -- live events -------------------------------------------------------------------------
+
   emit(event) {
+    if (event.type === "state") this.remember(event.state);
     if (event.room !== undefined && event.room !== null) {
-      if (this.room === null && event.type === "state") this.room = event.room;
+      if (this.room === null && !this.chosen && event.type === "state") this.room = event.room;
       if (event.room !== this.room) return;
     }
     for (const listener of this.listeners) listener(event);

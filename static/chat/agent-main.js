@@ -1,8 +1,11 @@
 import { AgentBackend } from "./agent-backend.js";
+import { RoomList } from "./rooms.js";
 import { ChatView } from "./ui.js";
 
-const view = new ChatView(document, new AgentBackend());
-view.start().catch((err) => {
+const backend = new AgentBackend();
+const view = new ChatView(document, backend);
+const rooms = new RoomList(document, backend, view);
+rooms.start().catch((err) => {
   const banner = document.getElementById("server-banner");
   banner.textContent = "Cannot reach your Gibberish agent: " + err.message;
   banner.hidden = false;

@@ -3,6 +3,8 @@
 // the same thing, and talks to a "backend":
 //   { state(), messages(before, limit), send(text), subscribe(onEvent), events(), path(id) }
 // served by the agent's JSON API (agent-backend.js) or by the browser peer (browser-peer.js).
+// A backend with a `setRoom(room)` can be switched to another room with `openRoom(room)`:
+// the view empties and reads that room afresh (the agent page's room list, rooms.js).
 // Beside the chat sits the Network panel (network.js, docs/network-view.md); on a narrow
 // screen the "Chat" and "Network" tabs switch between the two.
 // User text only ever goes through textContent.
@@ -101,6 +103,7 @@ export function buildChatLayout(root) {
 export class ChatView {
   constructor(doc, backend, root = doc.getElementById("chat")) {
     buildChatLayout(root);
+    this.root = root;
     this.backend = backend;
     this.list = doc.getElementById("messages");
     this.scroller = doc.getElementById("chat-scroll");
@@ -119,6 +122,11 @@ export class ChatView {
     this.messages = new MessageWindow(this.list, (m) => this.renderMessage(m));
     this.olderToken = null;
     this.loadingOlder = null;
+    // Bumped whenever the view starts showing another room: a reply asked for before that
+    // belongs to the room left and is dropped.
+    this.generation = 0;
+    this.drafts = new Map(); // room -> the composer's text left there
+    this.titleOf = (state) => "#" + state.room;
   }
 
   /** Show the chat or the Network panel (only matters on narrow screens, see style.css). */
@@ -131,7 +139,14 @@ export class ChatView {
     else this.scrollToEnd();
   }
 
+  /** Wire the page's controls and live events, then read the backend's room. */
   async start() {
+    this.bind();
+    await this.load(this.generation);
+  }
+
+  /** Wire the page's controls, the live events and the periodic state refresh. */
+  bind() {
     this.form.addEventListener("submit", (e) => { e.preventDefault(); this.submit(); });
     this.text.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); this.submit(); }
@@ -149,35 +164,90 @@ export class ChatView {
       if (button) this.togglePath(button.closest(".message"));
     });
     this.backend.subscribe((event) => this.onEvent(event));
-    this.renderState(await this.backend.state());
+    setInterval(() => this.refreshState(), STATE_REFRESH_MS);
+  }
+
+  /** Read the backend's room: its state, its newest messages, then its events. */
+  async load(generation) {
+    const state = await this.backend.state();
+    if (generation !== this.generation) return;
+    this.renderState(state);
     const page = await this.backend.messages(null, WINDOW);
+    if (generation !== this.generation) return;
     this.setOlder(page.older);
     this.addMessages(page.messages, true);
     this.scrollToEnd();
     this.loadEvents();
-    setInterval(() => this.refreshState(), STATE_REFRESH_MS);
+  }
+
+  /**
+   * Show another room of the backend (null: none, with `emptyText` said instead) without a
+   * reload: the messages, members, Network panel and composer start empty and are read
+   * afresh; replies still on their way for the room left are dropped. The composer's text is
+   * kept per room.
+   */
+  async openRoom(room, emptyText = "You are in no room yet: join or create one.") {
+    const left = this.backend.room;
+    if (left !== null && this.text.value) this.drafts.set(left, this.text.value);
+    else if (left !== null) this.drafts.delete(left);
+    this.backend.setRoom(room);
+    this.generation += 1;
+    this.clear();
+    this.text.value = room === null ? "" : this.drafts.get(room) || "";
+    this.fitComposer();
+    this.form.hidden = room === null;
+    this.root.toggleAttribute("data-no-room", room === null);
+    if (room === null) {
+      this.empty.textContent = emptyText;
+      this.empty.hidden = false;
+      if (this.roomTitle) this.roomTitle.textContent = "";
+      return;
+    }
+    this.empty.textContent = "No messages yet. Say hello!";
+    await this.load(this.generation);
+  }
+
+  /** Empty every part that shows one room. */
+  clear() {
+    this.list.replaceChildren();
+    this.messages = new MessageWindow(this.list, (m) => this.renderMessage(m));
+    this.setOlder(null);
+    this.loadingOlder = null;
+    this.members.replaceChildren();
+    this.error.hidden = true;
+    this.empty.hidden = true;
+    this.banner.hidden = true;
+    const panel = buildNetworkPanel(document);
+    this.network.panel.replaceWith(panel);
+    this.network = new NetworkView(panel);
+    this.tabs.network.removeAttribute("data-unseen");
+    // The rooms of one agent start at different times: no "restarted" for a new room.
+    this.startedAt = undefined;
   }
 
   async refreshState() {
     if (document.hidden) return;
+    const generation = this.generation;
     try {
-      this.renderState(await this.backend.state());
+      const state = await this.backend.state();
+      if (generation === this.generation) this.renderState(state);
     } catch {
       // The agent is restarting; its WebSocket brings the state back when it returns.
     }
   }
 
   async loadEvents() {
+    const network = this.network;
     if (typeof this.backend.events !== "function") {
-      this.network.failEvents(new Error("this backend keeps no events"));
+      network.failEvents(new Error("this backend keeps no events"));
       return;
     }
-    this.network.expectEvents();
+    network.expectEvents();
     try {
       const reply = await this.backend.events();
-      this.network.loadEvents(reply.events);
+      network.loadEvents(reply.events);
     } catch (err) {
-      this.network.failEvents(err);
+      network.failEvents(err);
     }
   }
 
@@ -191,12 +261,20 @@ export class ChatView {
     const text = this.text.value;
     if (!text.trim()) return;
     this.error.hidden = true;
+    const generation = this.generation;
+    const room = this.backend.room;
     try {
       const message = await this.backend.send(text);
+      if (generation !== this.generation) {
+        // Sent in a room left meanwhile: its text is no draft there any more.
+        if (this.drafts.get(room) === text) this.drafts.delete(room);
+        return;
+      }
       this.text.value = "";
       this.fitComposer();
       this.addMessages([message], true);
     } catch (err) {
+      if (generation !== this.generation) return;
       this.error.textContent = err.message;
       this.error.hidden = false;
     }
@@ -213,8 +291,10 @@ export class ChatView {
 
   async readOlder() {
     const token = this.olderToken;
+    const generation = this.generation;
     const page = await this.backend.messages(token, OLDER_PAGE);
-    if (token !== this.olderToken) return; // the window was trimmed meanwhile: read again
+    // The window was trimmed, or shows another room, meanwhile: read again.
+    if (token !== this.olderToken || generation !== this.generation) return;
     const keepBottom = this.scroller.scrollHeight - this.scroller.scrollTop;
     this.setOlder(page.older);
     for (const m of page.messages) this.place(m, false);
@@ -348,13 +428,14 @@ export class ChatView {
   }
 
   renderState(state) {
+    if (!state.server) return; // an agent in no room: nothing to show
     if (this.startedAt && state.started_at && state.started_at !== this.startedAt) {
       this.network.restarted();
       this.loadEvents();
     }
     this.startedAt = state.started_at;
     this.network.renderState(state);
-    if (this.roomTitle) this.roomTitle.textContent = "#" + state.room;
+    if (this.roomTitle) this.roomTitle.textContent = this.titleOf(state);
     if (this.whoami) this.whoami.textContent = state.user;
     const server = state.server;
     this.banner.dataset.outbox = String(server.outbox);
