@@ -29,7 +29,7 @@ from typing import Any
 
 from protocol import ProtocolError
 from protocol.catchup import SYNC_INTERVAL
-from protocol.channel import parse_room_frame
+from protocol.channel import Frame, parse_room_frame
 from protocol.errors import InvalidName
 from protocol.names import normalize_room
 
@@ -45,6 +45,11 @@ log = logging.getLogger("gibberish.agent")
 
 LOG_FILE = "log.sqlite3"
 ROOMS_FILE = "rooms.json"
+# A frame of a room whose roster does not list its sender yet is held this long (at most
+# EARLY_FRAMES_MAX per room and sender): the sender may have read the room's roster before
+# this device heard from the server that it joined. Then it is refused as not_in_room.
+EARLY_FRAME_HOLD = 3.0
+EARLY_FRAMES_MAX = 64
 # How long joining from the UI waits for the server's answer before leaving it to the
 # background (the server may be down: the room is joined once it is back).
 JOIN_ANSWER_WAIT = 5.0
@@ -91,6 +96,7 @@ class Device:
                          on_link=self._on_link, on_refused=self._on_refused, ice_servers=[])
         self.ui = ChatUI(self, config.ui_host, config.ui_port)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._early: dict[tuple[str, str], list[tuple[PeerInfo, Frame]]] = {}
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `coro` as a task of the device (not of a room: leaving a room cancels those)."""
@@ -308,11 +314,41 @@ class Device:
                 self._refuse(info, f"{exc.code}: {exc}")
             return
         target = self.rooms.get(room)
-        if target is None or info.device not in target.mesh.peers:
+        if target is None:
             self._refuse(info, f"not_in_room: a frame for room {room!r}, which this device "
-                         "does not share with the sender")
+                         "is not in")
+            return
+        if info.device not in target.mesh.peers:
+            self._hold(room, info, frame)
             return
         target.on_room_frame(info, frame)
+
+    def _hold(self, room: str, info: PeerInfo, frame: Frame) -> None:
+        """Keep a frame from a device the room does not list (yet), until the room admits it
+        or EARLY_FRAME_HOLD passes."""
+        key = (room, info.device)
+        held = self._early.get(key)
+        if held is None:
+            held = self._early[key] = []
+            asyncio.get_running_loop().call_later(EARLY_FRAME_HOLD, self._expire, key)
+        if len(held) < EARLY_FRAMES_MAX:
+            held.append((info, frame))
+        else:
+            self._refuse(info, f"not_in_room: too many frames for room {room!r} before it "
+                         "lists the sender")
+
+    def admitted(self, room: str, device: str) -> None:
+        """The room now lists `device`: hand it the frames held for it, in order."""
+        held = self._early.pop((room, device), None)
+        agent = self.rooms.get(room)
+        for info, frame in held or ():
+            if agent is not None:
+                agent.on_room_frame(info, frame)
+
+    def _expire(self, key: tuple[str, str]) -> None:
+        for info, frame in self._early.pop(key, None) or ():
+            self._refuse(info, f"not_in_room: a {frame.t} frame for room {key[0]!r}, which "
+                         f"has not listed the sender within {EARLY_FRAME_HOLD:g} s")
 
     def _refuse(self, info: PeerInfo, reason: str) -> None:
         rooms = self._rooms_of(info.device)

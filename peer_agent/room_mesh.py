@@ -25,6 +25,7 @@ class MeshOwner(Protocol):
     mesh: Mesh
 
     def roster_changed(self) -> None: ...
+    def admitted(self, room: str, device: str) -> None: ...
 
 
 class RoomMesh:
@@ -67,6 +68,7 @@ class RoomMesh:
             link = links.get(device)
             if link is not None and link.state is LinkState.CONNECTED:
                 self._on_link(link.peer, LinkState.CONNECTED)
+            self._owner.admitted(self.room, device)
 
     def nudge(self, device: str, *, force: bool = False) -> bool:
         return device in self.peers and self._mesh.nudge(device, force=force)

@@ -56,10 +56,23 @@ class RoguePeer:
         link = self.mesh.links.get(device)
         return link is not None and link.state == LinkState.CONNECTED
 
-    def envelope(self, text: str, author: str | None = None, lamport: int = 1) -> Envelope:
+    def envelope(self, text: str, author: str | None = None, lamport: int = 1,
+                 room: str | None = None) -> Envelope:
         self.seq += 1
-        return Envelope.create(self.key, room=self.room, author=author or self.name,
+        return Envelope.create(self.key, room=room or self.room, author=author or self.name,
                                seq=self.seq, lamport=lamport, ts=1_700_000_000_000, text=text)
+
+    def join_also(self, room: str) -> SignalingClient:
+        """Enter another room on the server with the same device (its link stays the one it
+        has); the caller closes the client returned."""
+        assert self.client.token is not None and self.client.username is not None
+        other = SignalingClient(
+            self.client.server_url, room, self.key, on_joined=lambda reply: None,
+            on_peer_joined=lambda data: None, on_peer_left=lambda data: None,
+            on_signal=lambda data: None, on_stored=lambda data: None, on_link=lambda up: None)
+        other.use_token(self.client.token, self.client.username)
+        other.start()
+        return other
 
     def send_raw(self, device: str, frame: Any) -> None:
         """Send a frame tagged with the rogue's room, as every peer sends room frames: a string

@@ -177,3 +177,33 @@ def test_a_private_room_is_closed_to_non_members_by_the_server_and_the_peers(
     assert refused.value.status in (403, 409)
     assert [r["name"] for r in bob.room_list()] == [public]
     assert alice.texts(private) == ["members only"]
+
+
+def test_a_frame_that_overtakes_the_rooms_roster_is_held_until_the_room_lists_its_sender(
+        room_server: ServerProcess, tmp_path: Path, agents: list[AgentProcess]) -> None:
+    """A peer that joins a room sends its frames as soon as its join answer lists us, which may
+    be before the server's peer_joined reaches us: such a frame waits, and is taken when the
+    room lists the sender."""
+    first, second = unique_name("first"), unique_name("second")
+    alice = start(room_server, tmp_path, "alice", first, second, agents=agents)
+
+    async def body() -> None:
+        rogue = RoguePeer(room_server.url, first, unique_name("ivan"))
+        await rogue.start()
+        joined = None
+        try:
+            await wait_until(lambda: rogue.connected_to(alice.device), timeout=30,
+                             message="ivan's channel to alice in the first room")
+            early = rogue.envelope("sent before alice heard I joined", room=second)
+            rogue.send_raw(alice.device, {"room": second, "t": "msg", "env": early.to_dict()})
+            joined = rogue.join_also(second)
+            await wait_until(lambda: "sent before alice heard I joined" in alice.texts(second),
+                             timeout=15, message="the held frame taken once ivan is listed")
+            refused = alice.state(second)["refused"]
+            assert not refused.get("not_in_room"), refused
+        finally:
+            if joined is not None:
+                await joined.close()
+            await rogue.close()
+
+    run(body, timeout=60)
