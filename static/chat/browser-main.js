@@ -7,6 +7,8 @@ const root = document.getElementById("chat");
 const room = root.dataset.room;
 const user = root.dataset.user;
 const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
+// How long a page waits for the device's lock (see below) before it says another tab has it.
+const LOCK_WAIT_MS = 3000;
 
 function fatal(message) {
   const notice = document.createElement("p");
@@ -35,19 +37,24 @@ if (!globalThis.isSecureContext || !navigator.locks) {
   fatal("This page needs a secure connection (HTTPS, or http://127.0.0.1 on this machine) "
     + "to keep your device key.");
 } else {
-  navigator.locks.request(`gibberish:${user}`, { ifAvailable: true }, async (lock) => {
-    if (!lock) {
+  // Going from one room's page to another in the same tab, the page left may still hold the
+  // lock for a moment: wait a little for it before saying another tab has it.
+  navigator.locks.request(`gibberish:${user}`, { signal: AbortSignal.timeout(LOCK_WAIT_MS) },
+    async () => {
+      try {
+        await run();
+      } catch (err) {
+        fatal(`Could not join #${room}: ${err.message}`);
+        return;
+      }
+      // Hold the lock for as long as the page lives.
+      await new Promise(() => {});
+    }).catch((err) => {
+    if (err.name === "TimeoutError" || err.name === "AbortError") {
       fatal("Gibberish is already open in another tab of this browser (one tab per device). "
         + "Use that tab, or close it and reload this one.");
-      return;
-    }
-    try {
-      await run();
-    } catch (err) {
+    } else {
       fatal(`Could not join #${room}: ${err.message}`);
-      return;
     }
-    // Hold the lock for as long as the page lives.
-    await new Promise(() => {});
   });
 }

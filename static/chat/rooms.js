@@ -13,6 +13,7 @@
 // User text only ever goes through textContent.
 
 import { LINK_STATES } from "./network.js";
+import { el } from "./dom.js";
 
 const KIND_LABELS = { public: "public", private: "private", direct: "direct" };
 const MOST_SHOWN_UNREAD = 99;
@@ -20,17 +21,6 @@ const MOST_SHOWN_UNREAD = 99;
 // change of the room list or the room shown's state), not pushed by the agent.
 const LINKS_REFRESH_MS = 5000;
 const LINKS_SOON_MS = 300;
-
-function el(tag, attrs = {}, text) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (name === "className") node.className = value;
-    else if (value === true) node.setAttribute(name, "");
-    else node.setAttribute(name, value);
-  }
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 /** The room the page's address names after its `#`, or null. */
 function roomInAddress() {

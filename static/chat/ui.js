@@ -12,6 +12,7 @@
 import { MessageWindow, tokenOf, WINDOW } from "./message-window.js";
 import { buildNetworkPanel, clock, NetworkView } from "./network.js";
 import { setTime } from "./timestamps.js";
+import { el } from "./dom.js";
 
 // Round-trip times are measured every couple of seconds but only pushed with the next state
 // change: the state is read again this often, while the page is visible, to keep them fresh.
@@ -29,17 +30,6 @@ const LINK_LABELS = {
   closed: "offline",
   offline: "offline",
 };
-
-function el(tag, attrs = {}, text) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (name === "className") node.className = value;
-    else if (value === true) node.setAttribute(name, "");
-    else node.setAttribute(name, value);
-  }
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function formatTime(d) {
   const now = new Date();

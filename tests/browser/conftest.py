@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from tests.browser.sealed_network import SealedNetwork, unavailable_reason
 from tests.browser.stack import PASSWORD, Server
@@ -216,6 +216,14 @@ def join_room_page(page: Page, server: Server, name: str, room: str) -> str:
     device = chat.get_attribute("data-device")
     assert device
     return device
+
+
+def send_from_page(page: Page, text: str) -> None:
+    """Type `text` into the chat page's composer and send it, as a person would; returns once
+    the composer is cleared (the page took it)."""
+    page.fill("#composer-text", text)
+    page.press("#composer-text", "Enter")
+    expect(page.locator("#composer-text")).to_have_value("", timeout=60_000)
 
 
 def browser_texts(page: Page) -> list[str]:

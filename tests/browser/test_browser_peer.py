@@ -13,6 +13,7 @@ from tests.browser.conftest import (
     browser_texts,
     join_room_page,
     screenshot,
+    send_from_page,
     state_of,
     unique,
 )
@@ -20,12 +21,6 @@ from tests.browser.stack import PASSWORD, Agent, Server, start_agent, wait_agent
 from tests.helpers import poll
 
 LONG = 60_000  # ms: generous, the 2-core machine is shared
-
-
-def send_from_page(page: Page, text: str) -> None:
-    page.fill("#composer-text", text)
-    page.press("#composer-text", "Enter")
-    expect(page.locator("#composer-text")).to_have_value("", timeout=LONG)
 
 
 def wait_page_linked(page: Page, users: set[str]) -> None:

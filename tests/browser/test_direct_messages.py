@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from tests.browser.conftest import (
     OpenPage,
     browser_texts,
     join_room_page,
     screenshot,
+    send_from_page,
     sign_in,
     state_of,
     unique,
@@ -22,11 +23,6 @@ from tests.browser.stack import Server, start_agent
 from tests.helpers import poll
 
 LONG = 60_000  # ms
-
-
-def send_from_page(page: Page, text: str) -> None:
-    page.fill("#composer-text", text)
-    page.press("#composer-text", "Enter")
 
 
 def test_a_dm_between_a_browser_and_an_agent_over_one_connection(

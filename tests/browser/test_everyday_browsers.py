@@ -10,7 +10,14 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import OpenPage, browser_texts, join_room_page, state_of, unique
+from tests.browser.conftest import (
+    OpenPage,
+    browser_texts,
+    join_room_page,
+    send_from_page,
+    state_of,
+    unique,
+)
 from tests.browser.stack import Agent, Server, start_agent
 from tests.helpers import poll
 
@@ -28,12 +35,6 @@ HOST_CANDIDATES = """async () => {
   pc.close();
   return found.filter((c) => c.includes(" typ host")).map((c) => c.split(" ")[4]);
 }"""
-
-
-def send_from_page(page: Page, text: str) -> None:
-    page.fill("#composer-text", text)
-    page.press("#composer-text", "Enter")
-    expect(page.locator("#composer-text")).to_have_value("", timeout=LONG)
 
 
 def wait_everyone_holds(pages: list[Page], agent: Agent, wanted: list[str]) -> None:

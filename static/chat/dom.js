@@ -1,0 +1,16 @@
+// The one DOM helper the chat pages share.
+
+/**
+ * A new element: `attrs` set as attributes (`className` as the class, `true` as an empty
+ * attribute), `text` as its text (never parsed as markup).
+ */
+export function el(tag, attrs = {}, text) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "className") node.className = value;
+    else if (value === true) node.setAttribute(name, "");
+    else node.setAttribute(name, value);
+  }
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
