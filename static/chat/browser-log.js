@@ -1,3 +1,4 @@
+// @ts-check
 // The browser peer's local storage, in IndexedDB (one database per user of this browser):
 // the device's Ed25519 key (non-extractable), the room's log with its outbox and server
 // cursor, and the device keys learnt. The JavaScript twin of peer_agent/log.py.
@@ -119,6 +120,7 @@ export class BrowserLog {
     this.serverKnown = new Map(); // id -> cursor, for ids the server holds that we lack
     this.cursor = 0;
     this.conflicts = 0;
+    /** @type {Promise<unknown>} */
     this.writing = Promise.resolve();
   }
 
@@ -150,7 +152,12 @@ export class BrowserLog {
     while (head.seqs.has(head.contiguous + 1)) head.contiguous++;
   }
 
-  /** Serialise writes: each runs after the previous one committed. */
+  /**
+   * Serialise writes: each runs after the previous one committed.
+   * @template T
+   * @param {() => Promise<T>} work
+   * @returns {Promise<T>}
+   */
   serial(work) {
     const next = this.writing.then(work, work);
     this.writing = next.catch(() => {});

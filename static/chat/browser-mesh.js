@@ -1,3 +1,4 @@
+// @ts-check
 // The browser peer's WebRTC mesh: one RTCPeerConnection and one ordered, reliable data
 // channel labelled "gibberish" per device of the room, Python agents and browsers alike.
 // It keeps the rules of peer_agent/mesh.py, so both kinds of peer interoperate:
@@ -99,11 +100,34 @@ function short(device) {
 }
 
 /**
+ * A device of the room, as the roster gives it (its id checked against its key).
+ * @typedef {{user: string, device: string, public_key: string}} Peer
+ */
+
+/**
  * Peer connections to every other device of one room, kept open and healed.
  * `sendSignal(to, kind, payload)` goes through the server; `onFrame(peer, text)` gets every
  * text frame that is not a ping or pong; `onLink(peer, state)` every link state change.
  */
 export class Mesh {
+  /**
+   * @param {object} options
+   * @param {import("./protocol.js").DeviceKey} options.key
+   * @param {string} options.room
+   * @param {(to: string, kind: string, payload: object) => Promise<void>} options.sendSignal
+   * @param {(peer: Peer, text: string) => void} options.onFrame
+   * @param {(peer: Peer, state: string) => void} options.onLink
+   * @param {(peer: Peer) => void} [options.onPath]
+   * @param {RTCIceServer[]} [options.iceServers]
+   * @param {number} [options.retryBase]
+   * @param {number} [options.retryMax]
+   * @param {number} [options.pingInterval]
+   * @param {number} [options.pingTimeout]
+   * @param {number} [options.recoverGrace]
+   * @param {number} [options.connectTimeout]
+   * @param {number} [options.answerTimeout]
+   * @param {Console} [options.log]
+   */
   constructor({ key, room, sendSignal, onFrame, onLink, onPath = () => {}, iceServers = [],
                 retryBase = 500, retryMax = 15000, pingInterval = 2000, pingTimeout = 6000,
                 recoverGrace = 10000, connectTimeout = 10000, answerTimeout = 400,
@@ -599,6 +623,7 @@ export class Mesh {
       return;
     }
     if (link.pc !== pc) return;
+    /** @type {RTCIceCandidatePairStats | null} */
     let pair = null;
     report.forEach((s) => {
       if (s.type === "transport" && s.selectedCandidatePairId) {

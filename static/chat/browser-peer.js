@@ -1,3 +1,4 @@
+// @ts-check
 // The browser peer: in JavaScript, what peer_agent/agent.py does in Python. It wires the
 // server link, the mesh, the local log and the uploads together, and is the chat UI's backend
 // ({state(), messages(before), send(text), subscribe(onEvent)}, as the agent's JSON API is).

@@ -1,3 +1,4 @@
+// @ts-check
 // The browser peer's link to the server: a bearer token got with the page's session cookie,
 // the JSON API, and Socket.IO (the official client, served from static/vendor/) for presence,
 // signals and log uploads. The JavaScript twin of peer_agent/signaling_client.py.
@@ -58,6 +59,7 @@ export class ServerLink {
   }
 
   async api(method, path, body) {
+    /** @type {RequestInit & {headers: Record<string, string>}} */
     const init = {
       method,
       headers: { Authorization: `Bearer ${this.token}` },

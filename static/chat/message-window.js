@@ -1,3 +1,4 @@
+// @ts-check
 // The messages a chat page holds: a window of them (the newest WINDOW once the reader is at
 // the bottom, more while they read older pages), in display order (lamport, device, seq),
 // in memory and in the DOM. Inserting one costs a binary search and one DOM insertion,

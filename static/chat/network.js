@@ -1,3 +1,4 @@
+// @ts-check
 // The Network panel of the chat UI (docs/network-view.md): a graph of this device, its peers
 // and the server, drawn from the backend's `state`, and a timeline of the backend's events.
 //

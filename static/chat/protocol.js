@@ -1,3 +1,4 @@
+// @ts-check
 // The Gibberish protocol in browser JavaScript: a port of the Python package `protocol/`
 // (see docs/protocol.md). Pure code: no sockets, no storage, no clock; WebCrypto does the
 // hashing and Ed25519. tests/browser checks this port against tests/protocol/vectors.json.
@@ -23,6 +24,20 @@ export const KEY_BYTES = 32;
 // This peer relays no signals, so it refuses "sig" frames like any it cannot use.
 export const FRAME_TYPES = ["msg", "vv", "vvd", "batch", "keys", "ack", "links", "sig", "ping", "pong"];
 export const LAMPORT_LEAD_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * A signed message as the wire carries it (protocol/envelope.py), frozen once checked.
+ * @typedef {Readonly<{room: string, author: string, device: string, seq: number,
+ *   lamport: number, ts: number, text: string, sig: string}>} Envelope
+ */
+/**
+ * Where a message sits in the display order: an envelope or a page token's key.
+ * @typedef {{lamport: number, device: string, seq: number}} OrderKey
+ */
+/**
+ * This device's key: the private half for signing, the public one and its device id.
+ * @typedef {{privateKey: CryptoKey, publicKey: string, device: string}} DeviceKey
+ */
 
 /** The keys of an envelope on the wire, in wire order, exactly these and no others. */
 export const FIELDS = ["room", "author", "device", "seq", "lamport", "ts", "text", "sig"];
@@ -228,6 +243,7 @@ function short(value, limit = 40) {
  * Build a frozen envelope from untrusted parsed JSON, or throw InvalidEnvelope naming the
  * field: exactly the eight keys, exact types (no float or boolean for an integer), every limit.
  * Structural only: verify it with `verifyEnvelope` before storing, showing or forwarding it.
+ * @returns {Envelope}
  */
 export function envelopeFromObject(obj) {
   if (!isPlainObject(obj)) throw new InvalidEnvelope("envelope must be a JSON object");
@@ -240,19 +256,26 @@ export function envelopeFromObject(obj) {
     if (extra.length) problems.push("unexpected " + extra.slice(0, 5).map((k) => short(k)).join(", "));
     throw new InvalidEnvelope("envelope has the wrong keys: " + problems.join("; "));
   }
-  const env = {};
+  const env = /** @type {Record<string, any>} */ ({});
   for (const f of FIELDS) env[f] = obj[f];
   checkFields(env);
   checkSig(env.sig);
-  return Object.freeze(env);
+  return /** @type {Envelope} */ (Object.freeze(env));
 }
 
-/** The envelope's id, `device:seq`: the key that makes duplicates impossible. */
+/**
+ * The envelope's id, `device:seq`: the key that makes duplicates impossible.
+ * @param {{device: string, seq: number}} env
+ */
 export function envelopeId(env) {
   return `${env.device}:${env.seq}`;
 }
 
-/** The display order every peer and the server share: (lamport, device, seq). */
+/**
+ * The display order every peer and the server share: (lamport, device, seq).
+ * @param {OrderKey} a
+ * @param {OrderKey} b
+ */
 export function compareOrder(a, b) {
   if (a.lamport !== b.lamport) return a.lamport < b.lamport ? -1 : 1;
   if (a.device !== b.device) return a.device < b.device ? -1 : 1;
@@ -281,7 +304,11 @@ export function envelopeSignedBytes(e) {
     [e.room, e.author, e.device, e.seq, e.lamport, e.ts, e.text]);
 }
 
-/** Whether two envelopes are the very same, signature included. */
+/**
+ * Whether two envelopes are the very same, signature included.
+ * @param {Envelope} a
+ * @param {Envelope} b
+ */
 export function sameEnvelope(a, b) {
   return FIELDS.every((f) => a[f] === b[f]);
 }
@@ -291,8 +318,12 @@ export function envelopeToJSON(env) {
   return JSON.stringify(envelopeToObject(env));
 }
 
+/**
+ * @param {Envelope} env
+ * @returns {Record<string, string | number>}
+ */
 export function envelopeToObject(env) {
-  const out = {};
+  const out = /** @type {Record<string, string | number>} */ ({});
   for (const f of FIELDS) out[f] = env[f];
   return out;
 }
@@ -300,6 +331,10 @@ export function envelopeToObject(env) {
 /**
  * Sign a new envelope from this device (fields validated first, so nothing invalid is ever
  * signed). `key` is {privateKey: CryptoKey, device: string}.
+ * @param {{privateKey: CryptoKey, device: string}} key
+ * @param {{room: string, author: string, seq: number, lamport: number, ts: number,
+ *   text: string}} fields
+ * @returns {Promise<Envelope>}
  */
 export async function createEnvelope(key, { room, author, seq, lamport, ts, text }) {
   const fields = { room, author, device: key.device, seq, lamport, ts, text };
@@ -330,6 +365,10 @@ export async function importPublicKey(publicKeyB64) {
   return key;
 }
 
+/**
+ * @param {CryptoKey} privateKey
+ * @param {BufferSource} bytes
+ */
 export async function sign(privateKey, bytes) {
   return new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, privateKey, bytes));
 }
@@ -349,7 +388,11 @@ export async function verifySignature(publicKeyB64, signature, bytes) {
   if (!ok) throw new BadSignature("the signature does not match the signed data and key");
 }
 
-/** Throw BadSignature unless `publicKeyB64` is the envelope's device key and signed it. */
+/**
+ * Throw BadSignature unless `publicKeyB64` is the envelope's device key and signed it.
+ * @param {Envelope} env
+ * @param {string} publicKeyB64
+ */
 export async function verifyEnvelope(env, publicKeyB64) {
   let raw;
   try {
@@ -998,7 +1041,10 @@ export function fingerprintSignedBytes(room, sender, receiver, fingerprint) {
 
 // -- page tokens --------------------------------------------------------------------------
 
-/** A page token `lamport.device.seq`: the order key of a page's first message. */
+/**
+ * A page token `lamport.device.seq`: the order key of a page's first message.
+ * @param {OrderKey} env
+ */
 export function orderToken(env) {
   return `${env.lamport}.${env.device}.${env.seq}`;
 }
@@ -1006,6 +1052,7 @@ export function orderToken(env) {
 /**
  * The order key in a page token, or null for a missing or malformed one (protocol/paging.py
  * parse_order_token): lamport and seq at most MAX_SAFE, a device of at most 32 characters.
+ * @returns {OrderKey | null}
  */
 export function parseOrderToken(raw) {
   if (typeof raw !== "string" || !raw) return null;

@@ -1,3 +1,4 @@
+// @ts-check
 // Who is in a room, merged from the server's presence events in whatever order they arrive:
 // the port of protocol/roster.py (its docstring gives the rules), run through the same
 // interleavings by the tests. Entries carry the device's presence epoch; peer_left leaves a

@@ -1,3 +1,4 @@
+// @ts-check
 // The author's timestamp (`ts`, ms since the epoch) as people see it: the JavaScript twin of
 // protocol/timestamps.py. Any integer from 0 to 2^53−1 is a valid `ts`, but Date ends at
 // 8.64e15 ms and Python's datetime with the year 9999, so every renderer shows a date up to
