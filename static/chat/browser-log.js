@@ -50,6 +50,7 @@ function done(request) {
   });
 }
 
+/** @returns {Promise<void>} */
 function committed(tx) {
   return new Promise((resolve, reject) => {
     tx.oncomplete = () => resolve();

@@ -245,7 +245,7 @@ export class Mesh {
     if (!channel || channel.readyState !== "open") return false;
     if (channel.bufferedAmount < HIGH_WATER) return true;
     channel.bufferedAmountLowThreshold = HIGH_WATER / 4;
-    await new Promise((resolve) => {
+    await /** @type {Promise<void>} */ (new Promise((resolve) => {
       const finish = () => {
         channel.removeEventListener("bufferedamountlow", finish);
         channel.removeEventListener("close", finish);
@@ -253,7 +253,7 @@ export class Mesh {
       };
       channel.addEventListener("bufferedamountlow", finish);
       channel.addEventListener("close", finish);
-    });
+    }));
     return channel.readyState === "open";
   }
 
@@ -623,7 +623,7 @@ export class Mesh {
       return;
     }
     if (link.pc !== pc) return;
-    /** @type {RTCIceCandidatePairStats | null} */
+    /** @type {any} set in forEach callbacks, which tsc's narrowing does not follow */
     let pair = null;
     report.forEach((s) => {
       if (s.type === "transport" && s.selectedCandidatePairId) {

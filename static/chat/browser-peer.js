@@ -12,6 +12,7 @@ import { BrowserLog, loadOrCreateDeviceKey, openDatabase } from "./browser-log.j
 import { LinkState, Mesh } from "./browser-mesh.js";
 import { ServerLink } from "./browser-server.js";
 import { Roster } from "./roster.js";
+/** @typedef {import("./protocol.js").Envelope} Envelope */
 import {
   batchesFor,
   CatchUp,
@@ -91,6 +92,19 @@ export class BrowserPeer {
     // What to pull, from whom and when (protocol.js CatchUp), and the timer of its next turn.
     this.catchup = new CatchUp();
     this.catchupTimer = null;
+    // Set by start(), before the server link calls back or the UI asks for anything.
+    /** @type {string} */
+    this.user;
+    /** @type {IDBDatabase} */
+    this.db;
+    /** @type {import("./protocol.js").DeviceKey} */
+    this.key;
+    /** @type {Roster} */
+    this.rosterRule;
+    /** @type {BrowserLog} */
+    this.store;
+    /** @type {Mesh} */
+    this.mesh;
     this.server = new ServerLink({
       room, csrfToken, log,
       handlers: {
@@ -734,7 +748,9 @@ export class BrowserPeer {
     if (live && fresh.length < good.length) {
       // A live message is sent once, by its author, on each channel: one held already was
       // replayed. Ignored (the log keeps one copy), and said.
-      const held = envelopeId(good.find((e) => !fresh.includes(e)));
+      // fresh is a subset of good and shorter: some envelope of good is not in it.
+      const replayed = /** @type {Envelope} */ (good.find((e) => !fresh.includes(e)));
+      const held = envelopeId(replayed);
       this.addEvent("refused", `ignored a replayed message from ${peer.user}: ${held} is `
         + "already held", { user: peer.user, device: peer.device,
           reason: `replayed: ${held} already held` });

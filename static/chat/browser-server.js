@@ -37,6 +37,7 @@ export class ServerLink {
     this.device = null;
     this.joined = false;
     this.everJoined = false;
+    /** @type {import("../vendor/socket.io.esm.min.js").Socket | null} */
     this.socket = null;
   }
 
@@ -139,7 +140,9 @@ export class ServerLink {
     } catch (err) {
       this.log.warn(`could not refresh the token: ${err.message}`);
     }
-    setTimeout(() => { if (!this.socket.connected) this.socket.connect(); }, 2000);
+    // Called from the socket's own connect_error handler: start() made it.
+    const socket = /** @type {import("../vendor/socket.io.esm.min.js").Socket} */ (this.socket);
+    setTimeout(() => { if (!socket.connected) socket.connect(); }, 2000);
   }
 
   async join() {
@@ -162,7 +165,8 @@ export class ServerLink {
   }
 
   call(event, data) {
-    return this.socket.timeout(CALL_TIMEOUT_MS).emitWithAck(event, data);
+    const socket = /** @type {import("../vendor/socket.io.esm.min.js").Socket} */ (this.socket);
+    return socket.timeout(CALL_TIMEOUT_MS).emitWithAck(event, data);
   }
 
   /** Relay a signal through the server; whether the server took it. */

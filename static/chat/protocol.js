@@ -170,6 +170,7 @@ export function isNormalizedName(s, maxChars) {
 
 // -- envelopes ----------------------------------------------------------------------------
 
+/** @returns {never} */
 function fail(field, problem) {
   throw new InvalidEnvelope(`envelope field '${field}' ${problem}`);
 }
@@ -440,6 +441,7 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 
 function parseStrictJSON(text) {
   let i = 0;
+  /** @type {(what: string) => never} */
   const bad = (what) => { throw new InvalidEnvelope(`frame is not valid JSON: ${what} at ${i}`); };
   const space = () => {
     while (i < text.length) {
