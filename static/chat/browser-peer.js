@@ -412,6 +412,7 @@ export class BrowserPeer {
   }
 
   async onStored(data) {
+    /** @type {Record<string, number>} id -> cursor */
     const ids = {};
     for (const m of data.messages || []) {
       if (m && typeof m.id === "string" && Number.isSafeInteger(m.cursor)) ids[m.id] = m.cursor;
@@ -466,6 +467,7 @@ export class BrowserPeer {
       }
       const rows = page.messages || [];
       const good = [];
+      /** @type {Record<string, number>} id -> cursor */
       const cursors = {};
       for (const row of rows) {
         const raw = {};
@@ -515,6 +517,7 @@ export class BrowserPeer {
         if (!batch.length) return;
         const results = await this.server.publish(batch.map(envelopeToObject));
         if (!results) return;
+        /** @type {Record<string, number>} id -> cursor */
         const stored = {};
         const dropped = [];
         batch.forEach((env, i) => {
