@@ -13,6 +13,7 @@ import { LinkState, Mesh } from "./browser-mesh.js";
 import { ServerLink } from "./browser-server.js";
 import { Roster } from "./roster.js";
 /** @typedef {import("./protocol.js").Envelope} Envelope */
+/** @typedef {import("./browser-mesh.js").Peer} Peer */
 import {
   batchesFor,
   CatchUp,
@@ -53,6 +54,9 @@ const PATHS_KEPT = 5000;
 const LINKS_REPORT_MS = 5000;
 const SERVER_STEPS = new Set(["uploaded", "on_server"]);
 
+/**
+ * @param {string} device
+ */
 function short(device) {
   return String(device).slice(0, 8);
 }
@@ -62,7 +66,12 @@ function nowSeconds() {
   return performance.now() / 1000;
 }
 
-/** How a message came, for its path: from its author, or passed on by another peer. */
+/**
+ * How a message came, for its path: from its author, or passed on by another peer.
+ * @param {Envelope} env
+ * @param {Peer} peer
+ * @param {boolean} live
+ */
 function receivedText(env, peer, live) {
   if (live) return `received from ${peer.user} live on the data channel`;
   if (env.device === peer.device) return `received from ${peer.user} by anti-entropy (sync batch)`;
@@ -71,18 +80,24 @@ function receivedText(env, peer, live) {
 }
 
 export class BrowserPeer {
+  /**
+   * @param {{room: string, csrfToken: string, log?: Console}} options
+   */
   constructor({ room, csrfToken, log = console }) {
     this.room = room;
     this.log = log;
+    /** @type {((event: object) => void)[]} */
     this.listeners = [];
     this.roster = new Map(); // device -> {user, device, public_key}
     this.delivery = new Map(); // own message id -> {peers: Set, server: bool}
+    /** @type {Record<string, number>} refusal code -> count */
     this.refused = {};
     this.peerQueues = new Map();
     this.keyRefresh = null;
     this.uploading = false;
     this.startedAt = Date.now();
     this.present = new Set(); // devices the server lists in the room
+    /** @type {object[]} */
     this.timeline = [];
     this.eventSeq = 0;
     this.paths = new Map(); // message id -> steps, the last PATHS_KEPT messages
@@ -144,10 +159,16 @@ export class BrowserPeer {
 
   // -- the chat UI's backend ----------------------------------------------------------------
 
+  /**
+   * @param {(event: object) => void} listener
+   */
   subscribe(listener) {
     this.listeners.push(listener);
   }
 
+  /**
+   * @param {object} event
+   */
   emit(event) {
     for (const listener of this.listeners) {
       try {
@@ -166,12 +187,20 @@ export class BrowserPeer {
     return { events: [...this.timeline] };
   }
 
+  /**
+   * @param {string} id
+   */
   async path(id) {
     if (!this.store.get(id)) throw new Error("this device holds no such message");
     const steps = [...(this.paths.get(id) || [])].sort((a, b) => a.at - b.at);
     return { id, steps };
   }
 
+  /**
+   * @param {string} kind
+   * @param {string} text
+   * @param {object} [fields]
+   */
   addEvent(kind, text, fields = {}) {
     this.eventSeq += 1;
     const event = { seq: this.eventSeq, at: Date.now(), kind, text, ...fields };
@@ -181,7 +210,13 @@ export class BrowserPeer {
     return event;
   }
 
-  /** One step of a message's path; one server step per message, this device's upload wins. */
+  /**
+   * One step of a message's path; one server step per message, this device's upload wins.
+   * @param {string} id
+   * @param {string} what
+   * @param {string} text
+   * @param {object} [fields]
+   */
   record(id, what, text, fields = {}) {
     let steps = this.paths.get(id);
     if (!steps) {
@@ -199,6 +234,9 @@ export class BrowserPeer {
     steps.push({ at: Date.now(), what, text, ...fields });
   }
 
+  /**
+   * @param {string} device
+   */
   peerName(device) {
     const peer = this.roster.get(device);
     return peer ? peer.user : short(device);
@@ -232,6 +270,10 @@ export class BrowserPeer {
     };
   }
 
+  /**
+   * @param {unknown} before a page token, or nothing for the newest page
+   * @param {number} [limit]
+   */
   async messages(before, limit = PAGE) {
     const key = parseOrderToken(before);
     const { envs, more } = this.store.page(key, Math.max(1, Math.min(limit, MAX_PAGE)));
@@ -241,6 +283,9 @@ export class BrowserPeer {
     };
   }
 
+  /**
+   * @param {string} text
+   */
   async send(text) {
     let env;
     try {
@@ -264,6 +309,9 @@ export class BrowserPeer {
     return message;
   }
 
+  /**
+   * @param {Envelope} env
+   */
   messageDict(env) {
     return {
       id: envelopeId(env), author: env.author, device: env.device, seq: env.seq,
@@ -273,6 +321,9 @@ export class BrowserPeer {
     };
   }
 
+  /**
+   * @param {Envelope} env
+   */
   deliveryDict(env) {
     if (env.device !== this.key.device) return null;
     const d = this.delivery.get(envelopeId(env));
@@ -287,6 +338,9 @@ export class BrowserPeer {
     this.emit({ type: "state", state: this.currentState() });
   }
 
+  /**
+   * @param {string} id
+   */
   pushDelivery(id) {
     const env = this.store.get(id);
     if (env && env.device === this.key.device) {
@@ -294,12 +348,18 @@ export class BrowserPeer {
     }
   }
 
+  /**
+   * @param {Envelope} env
+   */
   announce(env) {
     this.emit({ type: "message", message: this.messageDict(env) });
   }
 
   // -- the server ---------------------------------------------------------------------------
 
+  /**
+   * @param {boolean} up
+   */
   onServerLink(up) {
     if (up !== this.serverUp) {
       const text = up ? (this.serverUp === null ? "server link up" : "server back: link up")
@@ -311,6 +371,10 @@ export class BrowserPeer {
     if (this.server.joined) this.flushOutbox();
   }
 
+  /**
+   * @param {any} reply the server's join reply
+   * @param {number} generation
+   */
   async onJoined(reply, generation) {
     this.mesh.iceServers = Array.isArray(reply.ice_servers) ? reply.ice_servers : [];
     const listed = [];
@@ -331,7 +395,10 @@ export class BrowserPeer {
     this.flushOutbox();
   }
 
-  /** Whether a roster entry from the server is sound (its id is its key's); remembers the key. */
+  /**
+   * Whether a roster entry from the server is sound (its id is its key's); remembers the key.
+   * @param {any} peer untrusted: from the server
+   */
   async vouchedPeer(peer) {
     if (!peer || typeof peer.device !== "string" || peer.device === this.key.device) return false;
     const known = this.rosterRule.get(peer.device);
@@ -351,6 +418,9 @@ export class BrowserPeer {
     this.mesh.updateRoster(this.roster.values());
   }
 
+  /**
+   * @param {any} data untrusted: from the server
+   */
   async onPeerJoined(data) {
     const peer = data.peer;
     if (!(await this.vouchedPeer(peer))) return;
@@ -376,6 +446,10 @@ export class BrowserPeer {
     this.mesh.broadcast(linksFrame(links));
   }
 
+  /**
+   * @param {Peer} peer
+   * @param {any} links untrusted: from the peer
+   */
   onLinksReport(peer, links) {
     if (JSON.stringify(this.reported.get(peer.device) || null) !== JSON.stringify(links)) {
       this.reported.set(peer.device, links);
@@ -383,6 +457,9 @@ export class BrowserPeer {
     }
   }
 
+  /**
+   * @param {any} data untrusted: from the server
+   */
   onPeerLeft(data) {
     if (!this.rosterRule.left(data.device, data.epoch) && this.rosterRule.has(data.device)) {
       return; // an older presence of a device that has joined again since
@@ -397,6 +474,9 @@ export class BrowserPeer {
     this.pushState();
   }
 
+  /**
+   * @param {any} data untrusted: from the server
+   */
   async onSignal(data) {
     const sender = data.from || {};
     // An offer can overtake the peer_joined that announces its sender; the server vouches
@@ -411,6 +491,9 @@ export class BrowserPeer {
       String(data.kind), data.payload || {});
   }
 
+  /**
+   * @param {any} data untrusted: from the server
+   */
   async onStored(data) {
     /** @type {Record<string, number>} id -> cursor */
     const ids = {};
@@ -428,6 +511,9 @@ export class BrowserPeer {
     this.wakeCatchUp();
   }
 
+  /**
+   * @param {string[]} ids
+   */
   onUploaded(ids) {
     for (const id of ids) {
       const d = this.delivery.get(id) || { peers: new Set(), server: false };
@@ -470,6 +556,7 @@ export class BrowserPeer {
       /** @type {Record<string, number>} id -> cursor */
       const cursors = {};
       for (const row of rows) {
+        /** @type {Record<string, unknown>} */
         const raw = {};
         for (const f of ["room", "author", "device", "seq", "lamport", "ts", "text", "sig"]) {
           raw[f] = row[f];
@@ -519,6 +606,7 @@ export class BrowserPeer {
         if (!results) return;
         /** @type {Record<string, number>} id -> cursor */
         const stored = {};
+        /** @type {string[]} */
         const dropped = [];
         batch.forEach((env, i) => {
           const result = results[i] || {};
@@ -552,6 +640,10 @@ export class BrowserPeer {
 
   // -- peers --------------------------------------------------------------------------------
 
+  /**
+   * @param {Peer} peer
+   * @param {string} state
+   */
   onPeerLink(peer, state) {
     if (state !== LinkState.CONNECTED) this.reported.delete(peer.device);
     this.reportLinks();
@@ -574,7 +666,10 @@ export class BrowserPeer {
 
   // -- delivery that needs no particular link (protocol.js CatchUp) ---------------------------
 
-  /** Carry out what the catch-up rules decided: digests, pulls, a read of the server. */
+  /**
+   * Carry out what the catch-up rules decided: digests, pulls, a read of the server.
+   * @param {import("./protocol.js").CatchUpEffect[]} effects
+   */
   async apply(effects) {
     let digest = null;
     for (const effect of effects) {
@@ -618,7 +713,11 @@ export class BrowserPeer {
     }
   }
 
-  /** Fresh messages arrived: linked peers that may lack them get our digest soon. */
+  /**
+   * Fresh messages arrived: linked peers that may lack them get our digest soon.
+   * @param {string | null} source the device they came from, or null for the server
+   * @param {Envelope[]} fresh
+   */
   noteFresh(source, fresh) {
     if (!fresh.length) return;
     const reports = new Map();
@@ -629,7 +728,11 @@ export class BrowserPeer {
     this.wakeCatchUp();
   }
 
-  /** Handle a peer's frames one at a time, in order (checking signatures is asynchronous). */
+  /**
+   * Handle a peer's frames one at a time, in order (checking signatures is asynchronous).
+   * @param {Peer} peer
+   * @param {string} text
+   */
   onFrame(peer, text) {
     const queue = this.peerQueues.get(peer.device) || Promise.resolve();
     const next = queue.then(() => this.handleFrame(peer, text)).catch((err) => {
@@ -638,6 +741,10 @@ export class BrowserPeer {
     this.peerQueues.set(peer.device, next);
   }
 
+  /**
+   * @param {Peer} peer
+   * @param {string} text
+   */
   async handleFrame(peer, text) {
     let frame;
     try {
@@ -669,6 +776,10 @@ export class BrowserPeer {
     } else if (frame.t === "keys") await this.learnKeys(peer, frame.devices);
   }
 
+  /**
+   * @param {Peer} peer
+   * @param {any[]} devices
+   */
   async learnKeys(peer, devices) {
     // As in Python, one key that is not its device's refuses the whole frame.
     for (const d of devices) {
@@ -685,6 +796,10 @@ export class BrowserPeer {
     }
   }
 
+  /**
+   * @param {Peer} peer
+   * @param {Error & {code?: string}} err
+   */
   refuse(peer, err) {
     const code = err.code || "error";
     this.refused[code] = (this.refused[code] || 0) + 1;
@@ -694,6 +809,10 @@ export class BrowserPeer {
       { user: peer.user, device: peer.device, reason });
   }
 
+  /**
+   * @param {Peer} peer
+   * @param {any} raw untrusted: from the peer
+   */
   onAck(peer, raw) {
     if (!Array.isArray(raw.ids)) return;
     for (const id of raw.ids.slice(0, 200)) {
@@ -707,7 +826,12 @@ export class BrowserPeer {
     }
   }
 
-  /** An envelope checked against the key vouched for its device and author, or null. */
+  /**
+   * An envelope checked against the key vouched for its device and author, or null.
+   * @param {unknown} raw untrusted
+   * @param {string} origin
+   * @returns {Promise<Envelope | null>}
+   */
   async verified(raw, origin) {
     try {
       const env = envelopeFromObject(raw);
@@ -738,6 +862,11 @@ export class BrowserPeer {
     }
   }
 
+  /**
+   * @param {unknown[]} envs untrusted
+   * @param {Peer} peer
+   * @param {boolean} live
+   */
   async receive(envs, peer, live) {
     const good = [];
     for (const env of envs) {
@@ -780,7 +909,10 @@ export class BrowserPeer {
   }
 
   /** Send a peer everything its vector says it lacks, in bounded batches; the last batch
-   * says more: false. */
+   * says more: false.
+   * @param {string} device
+   * @param {Map<string, number>} vector
+   */
   async sendMissing(device, vector) {
     const missing = this.store.missingFor(vector);
     const user = this.peerName(device);

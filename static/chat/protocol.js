@@ -556,6 +556,10 @@ export function encodeFrame(obj) {
 // -- version vectors and sync frames ------------------------------------------------------
 
 /** A version vector (device -> highest contiguous seq) from untrusted JSON, as a Map. */
+/**
+ * @param {any} obj untrusted
+ * @returns {Map<string, number>}
+ */
 export function vectorFromObject(obj) {
   if (!isPlainObject(obj)) throw new InvalidEnvelope("version vector must be a JSON object");
   const entries = Object.entries(obj);
@@ -626,11 +630,24 @@ const FRAME_KEYS = {
  * field and envelope; signatures and key-to-device bindings are not checked here. Returns
  * {t:"msg", env} | {t:"vv", vector: Map} | {t:"vvd", digest} | {t:"batch", envs, more} |
  * {t:"keys", devices}.
+ * @param {string} text
  */
 export function parseSyncFrame(text) {
   return syncFrameFromObject(parseFrame(text));
 }
 
+/**
+ * A checked anti-entropy frame.
+ * @typedef {{t: "msg", env: Envelope} | {t: "vv", vector: Map<string, number>}
+ *   | {t: "vvd", digest: string} | {t: "batch", envs: Envelope[], more: boolean}
+ *   | {t: "keys", devices: {id: string, user: string, public_key: string}[]}} SyncFrame
+ */
+
+/**
+ * parseSyncFrame for an object already parsed.
+ * @param {any} obj untrusted
+ * @returns {SyncFrame}
+ */
 export function syncFrameFromObject(obj) {
   if (!isPlainObject(obj)) throw new InvalidEnvelope("sync frame must be a JSON object");
   const kind = obj.t;
@@ -764,6 +781,11 @@ export const SERVER_PULL_DELAY = 0.2;
  * (seconds) passed in. Effects: {kind: "digest", device} (send our vector's digest),
  * {kind: "pull", device} (send our vector), {kind: "pull_server"} (read the server's history).
  */
+/**
+ * What CatchUp decided: send a peer our vector's digest, pull from a peer, read the server.
+ * @typedef {{kind: "digest" | "pull", device: string} | {kind: "pull_server"}} CatchUpEffect
+ */
+
 export class CatchUp {
   constructor({ interval = SYNC_INTERVAL, hintGap = HINT_GAP, pullTimeout = PULL_TIMEOUT,
                 serverDelay = SERVER_PULL_DELAY } = {}) {
@@ -861,6 +883,7 @@ export class CatchUp {
 
   /** What is due at `now`: digests to send, and a server read for named ids still lacking. */
   due(now, ours, serverUp) {
+    /** @type {CatchUpEffect[]} */
     const effects = [];
     for (const device of [...this.links.keys()].sort()) {
       const link = this.links.get(device);
@@ -892,6 +915,11 @@ export class CatchUp {
     return times.length ? Math.min(...times) : null;
   }
 
+  /**
+   * @param {string} device
+   * @param {number} now
+   * @returns {CatchUpEffect[]}
+   */
   pull(device, now) {
     const link = this.links.get(device);
     if (!link) return [];
