@@ -92,6 +92,7 @@ export class BrowserPeer {
     this.delivery = new Map(); // own message id -> {peers: Set, server: bool}
     /** @type {Record<string, number>} refusal code -> count */
     this.refused = {};
+    /** @type {Map<string, Promise<void>>} device -> its frames being handled, in order */
     this.peerQueues = new Map();
     this.keyRefresh = null;
     this.uploading = false;
@@ -100,10 +101,17 @@ export class BrowserPeer {
     /** @type {object[]} */
     this.timeline = [];
     this.eventSeq = 0;
-    this.paths = new Map(); // message id -> steps, the last PATHS_KEPT messages
+    /** @type {Map<string, Record<string, any>[]>} id -> steps, the last PATHS_KEPT messages */
+    this.paths = new Map();
+    /** @type {boolean | null} null until the server link first comes up or fails */
     this.serverUp = null;
+    /** @type {Map<string, string>} device -> link state */
     this.linkStates = new Map();
-    this.reported = new Map(); // device -> the links that peer last reported of its own
+    /**
+     * @type {Map<string, {device: string, state: string, rtt_ms: number | null}[]>} device ->
+     *   the links that peer last reported of its own
+     */
+    this.reported = new Map();
     // What to pull, from whom and when (protocol.js CatchUp), and the timer of its next turn.
     this.catchup = new CatchUp();
     this.catchupTimer = null;
@@ -222,7 +230,9 @@ export class BrowserPeer {
     if (!steps) {
       steps = [];
       this.paths.set(id, steps);
-      if (this.paths.size > PATHS_KEPT) this.paths.delete(this.paths.keys().next().value);
+      if (this.paths.size > PATHS_KEPT) {
+        this.paths.delete(/** @type {string} */ (this.paths.keys().next().value));
+      }
     }
     if (SERVER_STEPS.has(what)) {
       const i = steps.findIndex((s) => SERVER_STEPS.has(s.what));

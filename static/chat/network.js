@@ -250,7 +250,9 @@ export class NetworkView {
 
   /** @param {any} state the backend's state() */
   renderState(state) {
+    /** @type {any[]} */
     const peers = Array.isArray(state.peers) ? state.peers : [];
+    /** @type {any[]} */
     const offline = Array.isArray(state.offline) ? state.offline : [];
     const server = state.server || {};
     const serverState = server.state || (server.connected ? "connected" : "down");
@@ -311,6 +313,7 @@ export class NetworkView {
         "data-state": serverState, "data-outbox": outbox });
       const top = SERVER_Y + SERVER_H / 2;
       g.append(svg("line", { x1: CX, y1: CY - SELF_R, x2: CX, y2: top }));
+      /** @type {Record<string, string>} */
       const words = { connected: "connected", connecting: "connecting…", down: "down" };
       g.append(textBlock(CX + 8, (CY - SELF_R + top) / 2, [
         [[words[serverState] || serverState, "edge-state"]],

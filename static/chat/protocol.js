@@ -62,15 +62,19 @@ export class ProtocolError extends Error {
   }
 }
 export class InvalidEnvelope extends ProtocolError {
+  /** @param {string} message */
   constructor(message) { super(message, "invalid_envelope"); }
 }
 export class BadSignature extends ProtocolError {
+  /** @param {string} message */
   constructor(message) { super(message, "bad_signature"); }
 }
 export class FrameTooLarge extends ProtocolError {
+  /** @param {string} message */
   constructor(message) { super(message, "too_large"); }
 }
 export class Conflict extends ProtocolError {
+  /** @param {string} message */
   constructor(message) { super(message, "conflict"); }
 }
 
@@ -197,7 +201,11 @@ export function isNormalizedName(s, maxChars) {
 
 // -- envelopes ----------------------------------------------------------------------------
 
-/** @returns {never} */
+/**
+ * @param {string} field
+ * @param {string} problem
+ * @returns {never}
+ */
 function fail(field, problem) {
   throw new InvalidEnvelope(`envelope field '${field}' ${problem}`);
 }
@@ -367,7 +375,8 @@ export function envelopeSignedBytes(e) {
  * @param {Envelope} b
  */
 export function sameEnvelope(a, b) {
-  return FIELDS.every((f) => a[f] === b[f]);
+  return FIELDS.every((f) => a[/** @type {keyof Envelope} */ (f)]
+    === b[/** @type {keyof Envelope} */ (f)]);
 }
 
 /**
@@ -384,7 +393,7 @@ export function envelopeToJSON(env) {
  */
 export function envelopeToObject(env) {
   const out = /** @type {Record<string, string | number>} */ ({});
-  for (const f of FIELDS) out[f] = env[f];
+  for (const f of FIELDS) out[f] = env[/** @type {keyof Envelope} */ (f)];
   return out;
 }
 
@@ -494,6 +503,7 @@ export async function verifyEnvelope(env, publicKeyB64) {
  * float where an integer is expected; `text` is the number exactly as it was sent.
  */
 export class JsonNumber {
+  /** @param {string} text */
   constructor(text) {
     this.text = text;
     this.value = Number(text);
@@ -507,6 +517,10 @@ export const MAX_JSON_DEPTH = 32;
 export const MAX_INT_DIGITS = 64;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
+/**
+ * @param {string} text
+ * @returns {any}
+ */
 function parseStrictJSON(text) {
   let i = 0;
   /** @type {(what: string) => never} */
@@ -527,9 +541,11 @@ function parseStrictJSON(text) {
     if (LONE_SURROGATE.test(parsed)) bad("a string holds a lone surrogate");
     return parsed;
   };
+  /** @param {number} depth */
   const nest = (depth) => {
     if (depth + 1 > MAX_JSON_DEPTH) bad(`nested too deeply: at most ${MAX_JSON_DEPTH} levels`);
   };
+  /** @type {(depth: number) => any} */
   const value = (depth) => {
     space();
     const c = text[i];
@@ -562,6 +578,7 @@ function parseStrictJSON(text) {
     if (c === "[") {
       nest(depth);
       i++;
+      /** @type {unknown[]} */
       const arr = [];
       space();
       if (text[i] === "]") { i++; return arr; }
@@ -708,6 +725,7 @@ function checkKeys(obj, expected, what) {
   throw new InvalidEnvelope(`${what} has the wrong keys: ` + problems.join("; "));
 }
 
+/** @type {Record<string, string[]>} */
 const FRAME_KEYS = {
   msg: ["t", "env"],
   vv: ["t", "vector"],
@@ -1122,7 +1140,7 @@ export function parseLinksFrame(obj) {
   if (obj.links.length > MAX_LINKS) {
     throw new InvalidEnvelope(`links frame: more than ${MAX_LINKS} links`);
   }
-  return obj.links.map((link, i) => {
+  return obj.links.map((/** @type {any} */ link, /** @type {number} */ i) => {
     const keys = link && typeof link === "object" && !Array.isArray(link)
       ? Object.keys(link).sort().join(",") : "";
     if (keys !== "device,rtt_ms,state") {
