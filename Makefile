@@ -20,9 +20,12 @@ demo-faults: bootstrap
 server: bootstrap
 	$(PY) -m signaling --host $(HOST) --port $(PORT)
 
+# tsc (typescript pinned in package.json) checks the JSDoc types of the `// @ts-check` modules
+# listed in tsconfig.json.
 lint: bootstrap
 	.venv/bin/ruff check .
 	.venv/bin/mypy
+	node_modules/.bin/tsc -p tsconfig.json
 
 # The whole suite on TEST_WORKERS processes (pytest-xdist). Most of its time is waiting on
 # servers, agents and browsers, so more workers than cores pays. --dist worksteal lets an idle

@@ -1,3 +1,4 @@
+// @ts-check
 // The browser peer's local storage, in IndexedDB (one database per user of this browser):
 // the device's Ed25519 key (non-extractable), the room's log with its outbox and server
 // cursor, and the device keys learnt. The JavaScript twin of peer_agent/log.py.
@@ -14,11 +15,34 @@ import {
   sameEnvelope,
 } from "./protocol.js";
 
+/** @typedef {import("./protocol.js").Envelope} Envelope */
+/** @typedef {import("./protocol.js").OrderKey} OrderKey */
+/** @typedef {import("./protocol.js").DeviceKey} DeviceKey */
+/**
+ * One stored message: the envelope, where it came from ("self", "peer:<device>" or
+ * "server") and whether the server holds it; room, device and seq are its IndexedDB key.
+ * @typedef {{room: string, device: string, seq: number, env: Envelope, origin: string,
+ *   onServer: boolean}} LogRecord
+ */
+/**
+ * A device key learnt, and from whom ("self", "server" or a peer).
+ * @typedef {{device: string, user: string, public_key: string, source: string}} KnownKey
+ */
+/**
+ * One device's part of the log: the seqs held, and the highest with none missing below.
+ * @typedef {{seqs: Set<number>, records: Map<number, LogRecord>, contiguous: number,
+ *   highest: number}} Head
+ */
+
 const DB_VERSION = 1;
 // Sources a key can come from; the server's word (or this device's own) replaces a peer's.
 const AUTHORITATIVE = new Set(["self", "server"]);
 
-/** Index of the first record after the order key `key` in `ordered` (binary search). */
+/**
+ * Index of the first record after the order key `key` in `ordered` (binary search).
+ * @param {LogRecord[]} ordered
+ * @param {OrderKey} key
+ */
 function after(ordered, key) {
   let low = 0;
   let high = ordered.length;
@@ -30,7 +54,11 @@ function after(ordered, key) {
   return low;
 }
 
-/** Index of the first record at or after the order key `key` in `ordered`. */
+/**
+ * Index of the first record at or after the order key `key` in `ordered`.
+ * @param {LogRecord[]} ordered
+ * @param {OrderKey} key
+ */
 function atOrAfter(ordered, key) {
   let low = 0;
   let high = ordered.length;
@@ -42,6 +70,11 @@ function atOrAfter(ordered, key) {
   return low;
 }
 
+/**
+ * @template T
+ * @param {IDBRequest<T>} request
+ * @returns {Promise<T>}
+ */
 function done(request) {
   return new Promise((resolve, reject) => {
     request.onsuccess = () => resolve(request.result);
@@ -49,6 +82,10 @@ function done(request) {
   });
 }
 
+/**
+ * @param {IDBTransaction} tx
+ * @returns {Promise<void>}
+ */
 function committed(tx) {
   return new Promise((resolve, reject) => {
     tx.oncomplete = () => resolve();
@@ -57,7 +94,10 @@ function committed(tx) {
   });
 }
 
-/** Open (and on first use create) the IndexedDB database of `user` in this browser. */
+/**
+ * Open (and on first use create) the IndexedDB database of `user` in this browser.
+ * @param {string} user
+ */
 export function openDatabase(user) {
   const request = indexedDB.open(`gibberish:${user}`, DB_VERSION);
   request.onupgradeneeded = () => {
@@ -75,6 +115,8 @@ export function openDatabase(user) {
  * This browser's device key for the database's user, made on first use: an Ed25519 key pair
  * whose private half WebCrypto never lets out (non-extractable), kept in IndexedDB.
  * Returns {privateKey, publicKey: base64url, device}.
+ * @param {IDBDatabase} db
+ * @returns {Promise<DeviceKey>}
  */
 export async function loadOrCreateDeviceKey(db) {
   const tx = db.transaction("device", "readonly");
@@ -108,17 +150,28 @@ export async function loadOrCreateDeviceKey(db) {
  * Call `load()` once before anything else.
  */
 export class BrowserLog {
+  /**
+   * @param {IDBDatabase} db
+   * @param {string} room
+   */
   constructor(db, room) {
     this.db = db;
     this.room = room;
-    this.byId = new Map(); // id -> record {env, origin, onServer}
-    this.ordered = []; // records in display order
-    this.pending = new Map(); // id -> record the server has not acknowledged (the outbox)
-    this.heads = new Map(); // device -> {seqs: Set, contiguous, highest}
-    this.keys = new Map(); // device -> {device, user, public_key, source}
-    this.serverKnown = new Map(); // id -> cursor, for ids the server holds that we lack
+    /** @type {Map<string, LogRecord>} id -> record */
+    this.byId = new Map();
+    /** @type {LogRecord[]} records in display order */
+    this.ordered = [];
+    /** @type {Map<string, LogRecord>} id -> record the server has not acknowledged (the outbox) */
+    this.pending = new Map();
+    /** @type {Map<string, Head>} device -> head */
+    this.heads = new Map();
+    /** @type {Map<string, KnownKey>} device -> key */
+    this.keys = new Map();
+    /** @type {Map<string, number>} id -> cursor, for ids the server holds that we lack */
+    this.serverKnown = new Map();
     this.cursor = 0;
     this.conflicts = 0;
+    /** @type {Promise<unknown>} */
     this.writing = Promise.resolve();
   }
 
@@ -131,6 +184,7 @@ export class BrowserLog {
     for (const k of keys) this.keys.set(k.device, k);
   }
 
+  /** @param {LogRecord} record */
   remember(record) {
     const id = envelopeId(record.env);
     this.byId.set(id, record);
@@ -150,13 +204,19 @@ export class BrowserLog {
     while (head.seqs.has(head.contiguous + 1)) head.contiguous++;
   }
 
-  /** Serialise writes: each runs after the previous one committed. */
+  /**
+   * Serialise writes: each runs after the previous one committed.
+   * @template T
+   * @param {() => Promise<T>} work
+   * @returns {Promise<T>}
+   */
   serial(work) {
     const next = this.writing.then(work, work);
     this.writing = next.catch(() => {});
     return next;
   }
 
+  /** @param {string} id */
   get(id) {
     const record = this.byId.get(id);
     return record ? record.env : null;
@@ -170,12 +230,18 @@ export class BrowserLog {
    * Store verified envelopes in one transaction; returns the new ones. A duplicate is
    * skipped; a different envelope under a held id is a conflict: the first one is kept.
    * `origin` is "self", "peer:<device>" or "server".
+   * @param {Envelope[]} envs
+   * @param {string} origin
+   * @returns {Promise<Envelope[]>}
    */
   addMany(envs, origin) {
     return this.serial(async () => {
+      /** @type {Envelope[]} */
       const fresh = [];
+      /** @type {LogRecord[]} */
       const records = [];
-      const batch = new Map(); // id -> record, for duplicates within `envs`
+      /** @type {Map<string, LogRecord>} id -> record, for duplicates within `envs` */
+      const batch = new Map();
       for (const env of envs) {
         const id = envelopeId(env);
         const held = this.byId.get(id) || batch.get(id);
@@ -207,6 +273,10 @@ export class BrowserLog {
    * Sign and store a new message of this device: the next seq (never reused, even if one was
    * fetched back from the server), lamport one past the room's highest. Stored before it is
    * shown or sent.
+   * @param {DeviceKey} key
+   * @param {string} author
+   * @param {string} text
+   * @param {number} ts
    */
   author(key, author, text, ts) {
     return this.serial(async () => {
@@ -242,12 +312,16 @@ export class BrowserLog {
     return false;
   }
 
-  /** Every envelope above the peer's vector, ordered by (device, seq). */
+  /**
+   * Every envelope above the peer's vector, ordered by (device, seq).
+   * @param {Map<string, number>} vector
+   */
   missingFor(vector) {
+    /** @type {Envelope[]} */
     const out = [];
     const devices = [...this.heads.keys()].sort();
     for (const device of devices) {
-      const head = this.heads.get(device);
+      const head = /** @type {Head} */ (this.heads.get(device));
       const from = vector.get(device) || 0;
       if (head.highest <= from) continue;
       // Walk the device's seqs above the vector when that is the shorter way, else its records.
@@ -264,7 +338,11 @@ export class BrowserLog {
     return out;
   }
 
-  /** Up to `limit` envelopes in display order before `before` (a {lamport, device, seq}). */
+  /**
+   * Up to `limit` envelopes in display order before `before` (a {lamport, device, seq}).
+   * @param {OrderKey | null} before
+   * @param {number} limit
+   */
   page(before, limit) {
     const end = before ? atOrAfter(this.ordered, before) : this.ordered.length;
     const start = Math.max(0, end - limit);
@@ -281,13 +359,19 @@ export class BrowserLog {
     return this.pending.size;
   }
 
+  /** @param {string} id */
   onServer(id) {
     const record = this.byId.get(id);
     return Boolean(record && record.onServer);
   }
 
-  /** The server holds these ids (id -> cursor): they leave the outbox, or skip it later. */
+  /**
+   * The server holds these ids (id -> cursor): they leave the outbox, or skip it later.
+   * @param {Record<string, number>} ids
+   * @returns {Promise<void>}
+   */
   markOnServer(ids) {
+    /** @type {LogRecord[]} */
     const changed = [];
     for (const id of Object.keys(ids)) {
       const record = this.byId.get(id);
@@ -305,11 +389,15 @@ export class BrowserLog {
     return committed(tx);
   }
 
-  /** Drop from the outbox what the server refused for good (the message stays in the log). */
+  /**
+   * Drop from the outbox what the server refused for good (the message stays in the log).
+   * @param {string[]} ids
+   */
   dropFromOutbox(ids) {
     return this.markOnServer(Object.fromEntries(ids.map((id) => [id, 0])));
   }
 
+  /** @param {number} cursor */
   async setCursor(cursor) {
     this.cursor = cursor;
     const tx = this.db.transaction("meta", "readwrite");
@@ -321,6 +409,10 @@ export class BrowserLog {
    * Cache a device's key and user; true if the cache changed. The key must be the device's.
    * A key from the server (or this device) replaces any earlier entry; a peer's claim is kept
    * only when nothing is known about the device.
+   * @param {string} device
+   * @param {string} user
+   * @param {string} publicKey
+   * @param {string} source
    */
   async rememberKey(device, user, publicKey, source) {
     if (!isNormalizedName(user, MAX_USERNAME_CHARS)) return false;
@@ -338,6 +430,7 @@ export class BrowserLog {
     return true;
   }
 
+  /** @param {string} device */
   keyFor(device) {
     return this.keys.get(device) || null;
   }

@@ -1,3 +1,4 @@
+// @ts-check
 // The browser peer's WebRTC mesh: one RTCPeerConnection and one ordered, reliable data
 // channel labelled "gibberish" per device of the room, Python agents and browsers alike.
 // It keeps the rules of peer_agent/mesh.py, so both kinds of peer interoperate:
@@ -59,28 +60,44 @@ export const LinkState = Object.freeze({
   CLOSED: "closed",
 });
 
+/** The link to one device: its connection, its channel and its state. */
 class Link {
+  /**
+   * @param {Peer} peer
+   * @param {boolean} offerer
+   */
   constructor(peer, offerer) {
     this.peer = peer;
     this.offerer = offerer;
+    /** @type {string} a LinkState */
     this.state = LinkState.CONNECTING;
+    /** @type {number | null} */
     this.rttMs = null;
+    /** @type {number | null} */
     this.connectMs = null;
+    /** @type {RTCPeerConnection | null} */
     this.pc = null;
+    /** @type {RTCDataChannel | null} */
     this.channel = null;
     this.awaitingAnswer = false;
+    /** @type {number | null} */
     this.offerOid = null;
+    /** @type {number | null} */
     this.acceptedOid = null;
     this.unanswered = 0;
     this.descriptionSent = false;
+    /** @type {object[]} candidates held until the offer or answer is sent */
     this.localCandidates = [];
     this.failures = 0;
+    /** @type {Set<ReturnType<typeof setTimeout>>} */
     this.timers = new Set();
     this.pingN = 0;
     this.pingSentAt = 0;
     this.lastPong = 0;
     this.attemptStarted = 0;
+    /** @type {Promise<void>} signals of this peer, one at a time */
     this.queue = Promise.resolve();
+    /** @type {object | null} the selected candidate pair's path, as getStats() gives it */
     this.path = null;
     this.peerRestarts = false; // the peer said it can restart ICE on a live connection
     this.restarts = 0;
@@ -88,15 +105,25 @@ class Link {
   }
 }
 
-/** The `oid` of an offer or answer, or null when it has none (an older peer) or a bad one. */
+/**
+ * The `oid` of an offer or answer, or null when it has none (an older peer) or a bad one.
+ * @param {any} payload untrusted: from a peer
+ * @returns {number | null}
+ */
 function offerId(payload) {
   const oid = payload && payload.oid;
   return Number.isSafeInteger(oid) && oid > 0 ? oid : null;
 }
 
+/** @param {string} device */
 function short(device) {
   return String(device).slice(0, 8);
 }
+
+/**
+ * A device of the room, as the roster gives it (its id checked against its key).
+ * @typedef {{user: string, device: string, public_key: string}} Peer
+ */
 
 /**
  * Peer connections to every other device of one room, kept open and healed.
@@ -104,6 +131,24 @@ function short(device) {
  * text frame that is not a ping or pong; `onLink(peer, state)` every link state change.
  */
 export class Mesh {
+  /**
+   * @param {object} options
+   * @param {import("./protocol.js").DeviceKey} options.key
+   * @param {string} options.room
+   * @param {(to: string, kind: string, payload: object) => Promise<void>} options.sendSignal
+   * @param {(peer: Peer, text: string) => void} options.onFrame
+   * @param {(peer: Peer, state: string) => void} options.onLink
+   * @param {(peer: Peer) => void} [options.onPath]
+   * @param {RTCIceServer[]} [options.iceServers]
+   * @param {number} [options.retryBase]
+   * @param {number} [options.retryMax]
+   * @param {number} [options.pingInterval]
+   * @param {number} [options.pingTimeout]
+   * @param {number} [options.recoverGrace]
+   * @param {number} [options.connectTimeout]
+   * @param {number} [options.answerTimeout]
+   * @param {Console} [options.log]
+   */
   constructor({ key, room, sendSignal, onFrame, onLink, onPath = () => {}, iceServers = [],
                 retryBase = 500, retryMax = 15000, pingInterval = 2000, pingTimeout = 6000,
                 recoverGrace = 10000, connectTimeout = 10000, answerTimeout = 400,
@@ -125,7 +170,9 @@ export class Mesh {
     this.answerTimeout = answerTimeout;
     this.lastOid = 0;
     this.log = log;
+    /** @type {Map<string, Peer>} */
     this.roster = new Map();
+    /** @type {Map<string, Link>} */
     this.links = new Map();
     this.refused = 0;
     this.closed = false;
@@ -134,6 +181,7 @@ export class Mesh {
   /**
    * Make the mesh match the room's roster ({user, device, public_key}, the caller checked each
    * id against its key): link new devices, close removed ones, relink a changed one.
+   * @param {Iterable<Peer>} peers
    */
   updateRoster(peers) {
     if (this.closed) return;
@@ -153,7 +201,10 @@ export class Mesh {
     }
   }
 
-  /** Offer to `device` now, skipping the backoff, if this side offers and is not linked. */
+  /**
+   * Offer to `device` now, skipping the backoff, if this side offers and is not linked.
+   * @param {string} device
+   */
   nudge(device) {
     const link = this.links.get(device);
     if (!link || !link.offerer || link.state === LinkState.CONNECTED) return false;
@@ -163,7 +214,10 @@ export class Mesh {
     return true;
   }
 
-  /** Close the link to `device` and forget it until the roster lists it again. */
+  /**
+   * Close the link to `device` and forget it until the roster lists it again.
+   * @param {string} device
+   */
   peerLeft(device) {
     this.closeLink(device);
   }
@@ -171,6 +225,11 @@ export class Mesh {
   /**
    * Act on a signal relayed by the server; refuse (and count) anything not to be trusted.
    * Signals of one peer are handled one at a time, in the order they came.
+   * @param {string} fromUser
+   * @param {string} fromDevice
+   * @param {string} kind
+   * @param {any} payload untrusted: from a peer, through the server
+   * @returns {Promise<void>}
    */
   handleSignal(fromUser, fromDevice, kind, payload) {
     const link = this.links.get(fromDevice);
@@ -199,7 +258,10 @@ export class Mesh {
   }
 
   /** Send a frame of this room to `device`, tagged with the room; false if its channel is not
-   * open. */
+   * open.
+   * @param {string} device
+   * @param {string} text
+   */
   send(device, text) {
     text = tagRoom(text, this.room);
     this.checkSize(text);
@@ -207,21 +269,27 @@ export class Mesh {
     return Boolean(link && this.sendOn(link, text));
   }
 
-  /** Send a frame of this room to every connected device; the devices it was sent to. */
+  /**
+   * Send a frame of this room to every connected device; the devices it was sent to.
+   * @param {string} text
+   */
   broadcast(text) {
     text = tagRoom(text, this.room);
     this.checkSize(text);
     return [...this.links.values()].filter((l) => this.sendOn(l, text)).map((l) => l.peer.device);
   }
 
-  /** Wait until `device`'s channel has room for more (or is gone); false if it is gone. */
+  /**
+   * Wait until `device`'s channel has room for more (or is gone); false if it is gone.
+   * @param {string} device
+   */
   async drained(device) {
     const link = this.links.get(device);
     const channel = link && link.channel;
     if (!channel || channel.readyState !== "open") return false;
     if (channel.bufferedAmount < HIGH_WATER) return true;
     channel.bufferedAmountLowThreshold = HIGH_WATER / 4;
-    await new Promise((resolve) => {
+    await /** @type {Promise<void>} */ (new Promise((resolve) => {
       const finish = () => {
         channel.removeEventListener("bufferedamountlow", finish);
         channel.removeEventListener("close", finish);
@@ -229,7 +297,7 @@ export class Mesh {
       };
       channel.addEventListener("bufferedamountlow", finish);
       channel.addEventListener("close", finish);
-    });
+    }));
     return channel.readyState === "open";
   }
 
@@ -240,6 +308,9 @@ export class Mesh {
     this.roster.clear();
   }
 
+  /**
+   * @param {string} text
+   */
   checkSize(text) {
     const size = text.length > MAX_FRAME_BYTES ? text.length : utf8Size(text);
     if (size > MAX_FRAME_BYTES) {
@@ -249,6 +320,9 @@ export class Mesh {
 
   // -- links ------------------------------------------------------------------------------
 
+  /**
+   * @param {Peer} peer
+   */
   openLink(peer) {
     const link = new Link(peer, this.device < peer.device);
     this.links.set(peer.device, link);
@@ -256,6 +330,9 @@ export class Mesh {
     if (link.offerer) this.offer(link);
   }
 
+  /**
+   * @param {string} device
+   */
   closeLink(device) {
     this.roster.delete(device);
     const link = this.links.get(device);
@@ -265,6 +342,10 @@ export class Mesh {
     this.setState(link, LinkState.CLOSED);
   }
 
+  /**
+   * @param {Link} link
+   * @param {string} reason
+   */
   fail(link, reason) {
     if (this.closed || this.links.get(link.peer.device) !== link) return;
     if (link.state === LinkState.FAILED && !link.pc) return;
@@ -282,12 +363,20 @@ export class Mesh {
     }
   }
 
+  /**
+   * @param {Link} link
+   * @param {() => void} fn
+   * @param {number} ms
+   */
   later(link, fn, ms) {
     const timer = setTimeout(() => { link.timers.delete(timer); fn(); }, ms);
     link.timers.add(timer);
     return timer;
   }
 
+  /**
+   * @param {Link} link
+   */
   dropConnection(link) {
     for (const timer of link.timers) { clearTimeout(timer); clearInterval(timer); }
     link.timers.clear();
@@ -303,12 +392,19 @@ export class Mesh {
     }
   }
 
+  /**
+   * @param {Link} link
+   * @param {string} state
+   */
   setState(link, state) {
     if (link.state === state) return;
     link.state = state;
     this.notify(link);
   }
 
+  /**
+   * @param {Link} link
+   */
   notify(link) {
     try {
       this.onLink(link.peer, link.state);
@@ -317,6 +413,10 @@ export class Mesh {
     }
   }
 
+  /**
+   * @param {Link | null} link
+   * @param {string} reason
+   */
   refuse(link, reason) {
     this.refused++;
     this.log.warn(`signal refused: ${reason}`);
@@ -325,6 +425,9 @@ export class Mesh {
 
   // -- offer and answer -------------------------------------------------------------------
 
+  /**
+   * @param {Link} link
+   */
   newConnection(link) {
     // Only the servers the server hands out: never a public STUN default.
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
@@ -361,6 +464,9 @@ export class Mesh {
     return pc;
   }
 
+  /**
+   * @param {Link} link
+   */
   async offer(link) {
     this.dropConnection(link);
     this.setState(link, LinkState.CONNECTING);
@@ -386,6 +492,10 @@ export class Mesh {
     }
   }
 
+  /**
+   * @param {Link} link
+   * @param {any} payload untrusted
+   */
   async acceptOffer(link, payload) {
     if (link.offerer) {
       throw new ProtocolError(
@@ -433,6 +543,10 @@ export class Mesh {
     }
   }
 
+  /**
+   * @param {Link} link
+   * @param {any} payload untrusted
+   */
   async acceptAnswer(link, payload) {
     const pc = link.pc;
     const oid = offerId(payload);
@@ -454,6 +568,10 @@ export class Mesh {
     }
   }
 
+  /**
+   * @param {Link} link
+   * @param {any} payload untrusted
+   */
   async addCandidate(link, payload) {
     const pc = link.pc;
     if (!pc || !pc.remoteDescription) return; // no negotiation under way: stale, ignored
@@ -473,12 +591,21 @@ export class Mesh {
     }
   }
 
+  /**
+   * @param {Link} link
+   * @param {RTCPeerConnection} pc
+   * @param {string} kind
+   * @param {boolean} [restart]
+   * @param {number | null} [oid]
+   */
   async sendDescription(link, pc, kind, restart = false, oid = null) {
-    const description = pc.localDescription;
+    // Set: every caller awaited setLocalDescription first.
+    const description = /** @type {RTCSessionDescription} */ (pc.localDescription);
     const fingerprint = sdpFingerprint(description.sdp);
     const signed = fingerprintSignedBytes(this.room, this.device, link.peer.device, fingerprint);
     const fpSig = b64encode(await sign(this.key.privateKey, signed));
     if (link.pc !== pc) return;
+    /** @type {Record<string, unknown>} */
     const payload = { sdp: description.sdp, type: description.type, fp_sig: fpSig,
                       ice_restart: true };
     if (restart) payload.restart = true;
@@ -498,12 +625,22 @@ export class Mesh {
     return this.lastOid;
   }
 
+  /**
+   * @param {Link} link
+   * @param {string} kind
+   * @param {object} payload
+   */
   signal(link, kind, payload) {
     this.sendSignal(link.peer.device, kind, payload).catch((err) => {
       this.log.warn(`${kind} to ${short(link.peer.device)} not sent: ${err.message}`);
     });
   }
 
+  /**
+   * @param {Link} link
+   * @param {any} payload untrusted
+   * @param {string} kind
+   */
   async verifiedSdp(link, payload, kind) {
     const { sdp, fp_sig: fpSig, type } = payload || {};
     if (typeof sdp !== "string" || typeof fpSig !== "string" || type !== kind) {
@@ -522,6 +659,10 @@ export class Mesh {
 
   // -- the data channel -------------------------------------------------------------------
 
+  /**
+   * @param {Link} link
+   * @param {RTCDataChannel} channel
+   */
   attachChannel(link, channel) {
     link.channel = channel;
     channel.addEventListener("open", () => this.channelOpened(link, channel));
@@ -534,6 +675,10 @@ export class Mesh {
     if (channel.readyState === "open") this.channelOpened(link, channel);
   }
 
+  /**
+   * @param {Link} link
+   * @param {RTCDataChannel} channel
+   */
   channelOpened(link, channel) {
     if (link.channel !== channel || link.state === LinkState.CONNECTED) return;
     const now = performance.now();
@@ -570,7 +715,11 @@ export class Mesh {
     ping();
   }
 
-  /** Restart ICE on the live connection (the offering side, to a browser that can). */
+  /**
+   * Restart ICE on the live connection (the offering side, to a browser that can).
+   * @param {Link} link
+   * @param {RTCPeerConnection | null} pc
+   */
   async restartIce(link, pc) {
     if (!pc || link.pc !== pc || pc.signalingState !== "stable") return;
     link.restarts++;
@@ -589,7 +738,11 @@ export class Mesh {
     }
   }
 
-  /** Read which way the link goes from the selected candidate pair; onPath when it changes. */
+  /**
+   * Read which way the link goes from the selected candidate pair; onPath when it changes.
+   * @param {Link} link
+   * @param {RTCPeerConnection | null} pc
+   */
   async readPath(link, pc) {
     if (!pc) return;
     let report;
@@ -599,6 +752,7 @@ export class Mesh {
       return;
     }
     if (link.pc !== pc) return;
+    /** @type {any} set in forEach callbacks, which tsc's narrowing does not follow */
     let pair = null;
     report.forEach((s) => {
       if (s.type === "transport" && s.selectedCandidatePairId) {
@@ -634,6 +788,10 @@ export class Mesh {
     }
   }
 
+  /**
+   * @param {Link} link
+   * @param {unknown} data
+   */
   received(link, data) {
     if (typeof data !== "string") return; // binary frames are not part of the protocol
     if (data.length <= CONTROL_FRAME_MAX_CHARS && this.controlFrame(link, data)) return;
@@ -644,7 +802,11 @@ export class Mesh {
     }
   }
 
-  /** Handle a ping or pong; whether `text` was one. */
+  /**
+   * Handle a ping or pong; whether `text` was one.
+   * @param {Link} link
+   * @param {string} text
+   */
   controlFrame(link, text) {
     let frame;
     try {
@@ -681,7 +843,12 @@ export class Mesh {
     return true;
   }
 
-  /** Send on an open channel; pings and pongs (`control`) also go on a disconnected link. */
+  /**
+   * Send on an open channel; pings and pongs (`control`) also go on a disconnected link.
+   * @param {Link} link
+   * @param {string} text
+   * @param {boolean} [control]
+   */
   sendOn(link, text, control = false) {
     const channel = link.channel;
     const usable = link.state === LinkState.CONNECTED

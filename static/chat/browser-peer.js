@@ -1,3 +1,4 @@
+// @ts-check
 // The browser peer: in JavaScript, what peer_agent/agent.py does in Python. It wires the
 // server link, the mesh, the local log and the uploads together, and is the chat UI's backend
 // ({state(), messages(before), send(text), subscribe(onEvent)}, as the agent's JSON API is).
@@ -11,6 +12,8 @@ import { BrowserLog, loadOrCreateDeviceKey, openDatabase } from "./browser-log.j
 import { LinkState, Mesh } from "./browser-mesh.js";
 import { ServerLink } from "./browser-server.js";
 import { Roster } from "./roster.js";
+/** @typedef {import("./protocol.js").Envelope} Envelope */
+/** @typedef {import("./browser-mesh.js").Peer} Peer */
 import {
   batchesFor,
   CatchUp,
@@ -51,6 +54,9 @@ const PATHS_KEPT = 5000;
 const LINKS_REPORT_MS = 5000;
 const SERVER_STEPS = new Set(["uploaded", "on_server"]);
 
+/**
+ * @param {string} device
+ */
 function short(device) {
   return String(device).slice(0, 8);
 }
@@ -60,7 +66,12 @@ function nowSeconds() {
   return performance.now() / 1000;
 }
 
-/** How a message came, for its path: from its author, or passed on by another peer. */
+/**
+ * How a message came, for its path: from its author, or passed on by another peer.
+ * @param {Envelope} env
+ * @param {Peer} peer
+ * @param {boolean} live
+ */
 function receivedText(env, peer, live) {
   if (live) return `received from ${peer.user} live on the data channel`;
   if (env.device === peer.device) return `received from ${peer.user} by anti-entropy (sync batch)`;
@@ -69,27 +80,54 @@ function receivedText(env, peer, live) {
 }
 
 export class BrowserPeer {
+  /**
+   * @param {{room: string, csrfToken: string, log?: Console}} options
+   */
   constructor({ room, csrfToken, log = console }) {
     this.room = room;
     this.log = log;
+    /** @type {((event: object) => void)[]} */
     this.listeners = [];
     this.roster = new Map(); // device -> {user, device, public_key}
     this.delivery = new Map(); // own message id -> {peers: Set, server: bool}
+    /** @type {Record<string, number>} refusal code -> count */
     this.refused = {};
+    /** @type {Map<string, Promise<void>>} device -> its frames being handled, in order */
     this.peerQueues = new Map();
     this.keyRefresh = null;
     this.uploading = false;
     this.startedAt = Date.now();
     this.present = new Set(); // devices the server lists in the room
+    /** @type {object[]} */
     this.timeline = [];
     this.eventSeq = 0;
-    this.paths = new Map(); // message id -> steps, the last PATHS_KEPT messages
+    /** @type {Map<string, Record<string, any>[]>} id -> steps, the last PATHS_KEPT messages */
+    this.paths = new Map();
+    /** @type {boolean | null} null until the server link first comes up or fails */
     this.serverUp = null;
+    /** @type {Map<string, string>} device -> link state */
     this.linkStates = new Map();
-    this.reported = new Map(); // device -> the links that peer last reported of its own
+    /**
+     * @type {Map<string, {device: string, state: string, rtt_ms: number | null}[]>} device ->
+     *   the links that peer last reported of its own
+     */
+    this.reported = new Map();
     // What to pull, from whom and when (protocol.js CatchUp), and the timer of its next turn.
     this.catchup = new CatchUp();
     this.catchupTimer = null;
+    // Set by start(), before the server link calls back or the UI asks for anything.
+    /** @type {string} */
+    this.user;
+    /** @type {IDBDatabase} */
+    this.db;
+    /** @type {import("./protocol.js").DeviceKey} */
+    this.key;
+    /** @type {Roster} */
+    this.rosterRule;
+    /** @type {BrowserLog} */
+    this.store;
+    /** @type {Mesh} */
+    this.mesh;
     this.server = new ServerLink({
       room, csrfToken, log,
       handlers: {
@@ -129,10 +167,16 @@ export class BrowserPeer {
 
   // -- the chat UI's backend ----------------------------------------------------------------
 
+  /**
+   * @param {(event: object) => void} listener
+   */
   subscribe(listener) {
     this.listeners.push(listener);
   }
 
+  /**
+   * @param {object} event
+   */
   emit(event) {
     for (const listener of this.listeners) {
       try {
@@ -151,12 +195,20 @@ export class BrowserPeer {
     return { events: [...this.timeline] };
   }
 
+  /**
+   * @param {string} id
+   */
   async path(id) {
     if (!this.store.get(id)) throw new Error("this device holds no such message");
     const steps = [...(this.paths.get(id) || [])].sort((a, b) => a.at - b.at);
     return { id, steps };
   }
 
+  /**
+   * @param {string} kind
+   * @param {string} text
+   * @param {object} [fields]
+   */
   addEvent(kind, text, fields = {}) {
     this.eventSeq += 1;
     const event = { seq: this.eventSeq, at: Date.now(), kind, text, ...fields };
@@ -166,13 +218,21 @@ export class BrowserPeer {
     return event;
   }
 
-  /** One step of a message's path; one server step per message, this device's upload wins. */
+  /**
+   * One step of a message's path; one server step per message, this device's upload wins.
+   * @param {string} id
+   * @param {string} what
+   * @param {string} text
+   * @param {object} [fields]
+   */
   record(id, what, text, fields = {}) {
     let steps = this.paths.get(id);
     if (!steps) {
       steps = [];
       this.paths.set(id, steps);
-      if (this.paths.size > PATHS_KEPT) this.paths.delete(this.paths.keys().next().value);
+      if (this.paths.size > PATHS_KEPT) {
+        this.paths.delete(/** @type {string} */ (this.paths.keys().next().value));
+      }
     }
     if (SERVER_STEPS.has(what)) {
       const i = steps.findIndex((s) => SERVER_STEPS.has(s.what));
@@ -184,6 +244,9 @@ export class BrowserPeer {
     steps.push({ at: Date.now(), what, text, ...fields });
   }
 
+  /**
+   * @param {string} device
+   */
   peerName(device) {
     const peer = this.roster.get(device);
     return peer ? peer.user : short(device);
@@ -217,6 +280,10 @@ export class BrowserPeer {
     };
   }
 
+  /**
+   * @param {unknown} before a page token, or nothing for the newest page
+   * @param {number} [limit]
+   */
   async messages(before, limit = PAGE) {
     const key = parseOrderToken(before);
     const { envs, more } = this.store.page(key, Math.max(1, Math.min(limit, MAX_PAGE)));
@@ -226,6 +293,9 @@ export class BrowserPeer {
     };
   }
 
+  /**
+   * @param {string} text
+   */
   async send(text) {
     let env;
     try {
@@ -249,6 +319,9 @@ export class BrowserPeer {
     return message;
   }
 
+  /**
+   * @param {Envelope} env
+   */
   messageDict(env) {
     return {
       id: envelopeId(env), author: env.author, device: env.device, seq: env.seq,
@@ -258,6 +331,9 @@ export class BrowserPeer {
     };
   }
 
+  /**
+   * @param {Envelope} env
+   */
   deliveryDict(env) {
     if (env.device !== this.key.device) return null;
     const d = this.delivery.get(envelopeId(env));
@@ -272,6 +348,9 @@ export class BrowserPeer {
     this.emit({ type: "state", state: this.currentState() });
   }
 
+  /**
+   * @param {string} id
+   */
   pushDelivery(id) {
     const env = this.store.get(id);
     if (env && env.device === this.key.device) {
@@ -279,12 +358,18 @@ export class BrowserPeer {
     }
   }
 
+  /**
+   * @param {Envelope} env
+   */
   announce(env) {
     this.emit({ type: "message", message: this.messageDict(env) });
   }
 
   // -- the server ---------------------------------------------------------------------------
 
+  /**
+   * @param {boolean} up
+   */
   onServerLink(up) {
     if (up !== this.serverUp) {
       const text = up ? (this.serverUp === null ? "server link up" : "server back: link up")
@@ -296,6 +381,10 @@ export class BrowserPeer {
     if (this.server.joined) this.flushOutbox();
   }
 
+  /**
+   * @param {any} reply the server's join reply
+   * @param {number} generation
+   */
   async onJoined(reply, generation) {
     this.mesh.iceServers = Array.isArray(reply.ice_servers) ? reply.ice_servers : [];
     const listed = [];
@@ -316,7 +405,10 @@ export class BrowserPeer {
     this.flushOutbox();
   }
 
-  /** Whether a roster entry from the server is sound (its id is its key's); remembers the key. */
+  /**
+   * Whether a roster entry from the server is sound (its id is its key's); remembers the key.
+   * @param {any} peer untrusted: from the server
+   */
   async vouchedPeer(peer) {
     if (!peer || typeof peer.device !== "string" || peer.device === this.key.device) return false;
     const known = this.rosterRule.get(peer.device);
@@ -336,6 +428,9 @@ export class BrowserPeer {
     this.mesh.updateRoster(this.roster.values());
   }
 
+  /**
+   * @param {any} data untrusted: from the server
+   */
   async onPeerJoined(data) {
     const peer = data.peer;
     if (!(await this.vouchedPeer(peer))) return;
@@ -361,6 +456,10 @@ export class BrowserPeer {
     this.mesh.broadcast(linksFrame(links));
   }
 
+  /**
+   * @param {Peer} peer
+   * @param {any} links untrusted: from the peer
+   */
   onLinksReport(peer, links) {
     if (JSON.stringify(this.reported.get(peer.device) || null) !== JSON.stringify(links)) {
       this.reported.set(peer.device, links);
@@ -368,6 +467,9 @@ export class BrowserPeer {
     }
   }
 
+  /**
+   * @param {any} data untrusted: from the server
+   */
   onPeerLeft(data) {
     if (!this.rosterRule.left(data.device, data.epoch) && this.rosterRule.has(data.device)) {
       return; // an older presence of a device that has joined again since
@@ -382,6 +484,9 @@ export class BrowserPeer {
     this.pushState();
   }
 
+  /**
+   * @param {any} data untrusted: from the server
+   */
   async onSignal(data) {
     const sender = data.from || {};
     // An offer can overtake the peer_joined that announces its sender; the server vouches
@@ -396,7 +501,11 @@ export class BrowserPeer {
       String(data.kind), data.payload || {});
   }
 
+  /**
+   * @param {any} data untrusted: from the server
+   */
   async onStored(data) {
+    /** @type {Record<string, number>} id -> cursor */
     const ids = {};
     for (const m of data.messages || []) {
       if (m && typeof m.id === "string" && Number.isSafeInteger(m.cursor)) ids[m.id] = m.cursor;
@@ -412,6 +521,9 @@ export class BrowserPeer {
     this.wakeCatchUp();
   }
 
+  /**
+   * @param {string[]} ids
+   */
   onUploaded(ids) {
     for (const id of ids) {
       const d = this.delivery.get(id) || { peers: new Set(), server: false };
@@ -451,8 +563,10 @@ export class BrowserPeer {
       }
       const rows = page.messages || [];
       const good = [];
+      /** @type {Record<string, number>} id -> cursor */
       const cursors = {};
       for (const row of rows) {
+        /** @type {Record<string, unknown>} */
         const raw = {};
         for (const f of ["room", "author", "device", "seq", "lamport", "ts", "text", "sig"]) {
           raw[f] = row[f];
@@ -500,7 +614,9 @@ export class BrowserPeer {
         if (!batch.length) return;
         const results = await this.server.publish(batch.map(envelopeToObject));
         if (!results) return;
+        /** @type {Record<string, number>} id -> cursor */
         const stored = {};
+        /** @type {string[]} */
         const dropped = [];
         batch.forEach((env, i) => {
           const result = results[i] || {};
@@ -534,6 +650,10 @@ export class BrowserPeer {
 
   // -- peers --------------------------------------------------------------------------------
 
+  /**
+   * @param {Peer} peer
+   * @param {string} state
+   */
   onPeerLink(peer, state) {
     if (state !== LinkState.CONNECTED) this.reported.delete(peer.device);
     this.reportLinks();
@@ -556,7 +676,10 @@ export class BrowserPeer {
 
   // -- delivery that needs no particular link (protocol.js CatchUp) ---------------------------
 
-  /** Carry out what the catch-up rules decided: digests, pulls, a read of the server. */
+  /**
+   * Carry out what the catch-up rules decided: digests, pulls, a read of the server.
+   * @param {import("./protocol.js").CatchUpEffect[]} effects
+   */
   async apply(effects) {
     let digest = null;
     for (const effect of effects) {
@@ -600,7 +723,11 @@ export class BrowserPeer {
     }
   }
 
-  /** Fresh messages arrived: linked peers that may lack them get our digest soon. */
+  /**
+   * Fresh messages arrived: linked peers that may lack them get our digest soon.
+   * @param {string | null} source the device they came from, or null for the server
+   * @param {Envelope[]} fresh
+   */
   noteFresh(source, fresh) {
     if (!fresh.length) return;
     const reports = new Map();
@@ -611,7 +738,11 @@ export class BrowserPeer {
     this.wakeCatchUp();
   }
 
-  /** Handle a peer's frames one at a time, in order (checking signatures is asynchronous). */
+  /**
+   * Handle a peer's frames one at a time, in order (checking signatures is asynchronous).
+   * @param {Peer} peer
+   * @param {string} text
+   */
   onFrame(peer, text) {
     const queue = this.peerQueues.get(peer.device) || Promise.resolve();
     const next = queue.then(() => this.handleFrame(peer, text)).catch((err) => {
@@ -620,6 +751,10 @@ export class BrowserPeer {
     this.peerQueues.set(peer.device, next);
   }
 
+  /**
+   * @param {Peer} peer
+   * @param {string} text
+   */
   async handleFrame(peer, text) {
     let frame;
     try {
@@ -651,6 +786,10 @@ export class BrowserPeer {
     } else if (frame.t === "keys") await this.learnKeys(peer, frame.devices);
   }
 
+  /**
+   * @param {Peer} peer
+   * @param {any[]} devices
+   */
   async learnKeys(peer, devices) {
     // As in Python, one key that is not its device's refuses the whole frame.
     for (const d of devices) {
@@ -667,6 +806,10 @@ export class BrowserPeer {
     }
   }
 
+  /**
+   * @param {Peer} peer
+   * @param {Error & {code?: string}} err
+   */
   refuse(peer, err) {
     const code = err.code || "error";
     this.refused[code] = (this.refused[code] || 0) + 1;
@@ -676,6 +819,10 @@ export class BrowserPeer {
       { user: peer.user, device: peer.device, reason });
   }
 
+  /**
+   * @param {Peer} peer
+   * @param {any} raw untrusted: from the peer
+   */
   onAck(peer, raw) {
     if (!Array.isArray(raw.ids)) return;
     for (const id of raw.ids.slice(0, 200)) {
@@ -689,7 +836,12 @@ export class BrowserPeer {
     }
   }
 
-  /** An envelope checked against the key vouched for its device and author, or null. */
+  /**
+   * An envelope checked against the key vouched for its device and author, or null.
+   * @param {unknown} raw untrusted
+   * @param {string} origin
+   * @returns {Promise<Envelope | null>}
+   */
   async verified(raw, origin) {
     try {
       const env = envelopeFromObject(raw);
@@ -720,6 +872,11 @@ export class BrowserPeer {
     }
   }
 
+  /**
+   * @param {unknown[]} envs untrusted
+   * @param {Peer} peer
+   * @param {boolean} live
+   */
   async receive(envs, peer, live) {
     const good = [];
     for (const env of envs) {
@@ -733,7 +890,9 @@ export class BrowserPeer {
     if (live && fresh.length < good.length) {
       // A live message is sent once, by its author, on each channel: one held already was
       // replayed. Ignored (the log keeps one copy), and said.
-      const held = envelopeId(good.find((e) => !fresh.includes(e)));
+      // fresh is a subset of good and shorter: some envelope of good is not in it.
+      const replayed = /** @type {Envelope} */ (good.find((e) => !fresh.includes(e)));
+      const held = envelopeId(replayed);
       this.addEvent("refused", `ignored a replayed message from ${peer.user}: ${held} is `
         + "already held", { user: peer.user, device: peer.device,
           reason: `replayed: ${held} already held` });
@@ -760,7 +919,10 @@ export class BrowserPeer {
   }
 
   /** Send a peer everything its vector says it lacks, in bounded batches; the last batch
-   * says more: false. */
+   * says more: false.
+   * @param {string} device
+   * @param {Map<string, number>} vector
+   */
   async sendMissing(device, vector) {
     const missing = this.store.missingFor(vector);
     const user = this.peerName(device);

@@ -1,13 +1,21 @@
+// @ts-check
 // The browser peer's link to the server: a bearer token got with the page's session cookie,
 // the JSON API, and Socket.IO (the official client, served from static/vendor/) for presence,
 // signals and log uploads. The JavaScript twin of peer_agent/signaling_client.py.
 
 import { io } from "../vendor/socket.io.esm.min.js";
 
+/** @typedef {import("../vendor/socket.io.esm.min.js").Socket} Socket */
+
 const CALL_TIMEOUT_MS = 10000;
 
 /** The server refused a request; `code` is the server's error code when it gave one. */
 export class ServerError extends Error {
+  /**
+   * @param {string} message
+   * @param {string} [code]
+   * @param {number} [status]
+   */
   constructor(message, code = "http_error", status = 0) {
     super(message);
     this.code = code;
@@ -22,6 +30,16 @@ export class ServerError extends Error {
  * `onJoining` gave when the join request went out (static/chat/roster.js).
  */
 export class ServerLink {
+  /**
+   * @param {object} options
+   * @param {string} options.room
+   * @param {string} options.csrfToken
+   * @param {Record<string, (data: any) => void>} options.handlers
+   * @param {(reply: any, generation: number) => Promise<void>} options.onJoined
+   * @param {(up: boolean) => void} options.onLink
+   * @param {() => number} [options.onJoining]
+   * @param {Console} [options.log]
+   */
   constructor({ room, csrfToken, handlers, onJoined, onLink, onJoining = () => 0,
                 log = console }) {
     this.room = room;
@@ -31,15 +49,22 @@ export class ServerLink {
     this.onJoining = onJoining; // () => the generation of the join request going out
     this.onLink = onLink;
     this.log = log;
+    /** @type {string | null} */
     this.token = null;
+    /** @type {string | null} */
     this.user = null;
+    /** @type {string | null} */
     this.device = null;
     this.joined = false;
     this.everJoined = false;
+    /** @type {Socket | null} */
     this.socket = null;
   }
 
-  /** Trade the page's session cookie for a bearer token (CSRF-protected POST). */
+  /**
+   * Trade the page's session cookie for a bearer token (CSRF-protected POST); the user name.
+   * @returns {Promise<string>}
+   */
   async fetchToken() {
     const reply = await fetch("/session/token", {
       method: "POST",
@@ -53,11 +78,20 @@ export class ServerLink {
       throw new ServerError(err.message || `HTTP ${reply.status}`, err.code, reply.status);
     }
     this.token = body.token;
-    this.user = body.user.username;
-    return this.user;
+    const user = /** @type {string} */ (body.user.username);
+    this.user = user;
+    return user;
   }
 
+  /**
+   * A JSON API call with the bearer token; the reply's JSON, or ServerError.
+   * @param {string} method
+   * @param {string} path
+   * @param {unknown} [body]
+   * @returns {Promise<any>}
+   */
   async api(method, path, body) {
+    /** @type {RequestInit & {headers: Record<string, string>}} */
     const init = {
       method,
       headers: { Authorization: `Bearer ${this.token}` },
@@ -77,7 +111,11 @@ export class ServerLink {
     return data;
   }
 
-  /** Register this device's public key to the account (a no-op when it already is). */
+  /**
+   * Register this device's public key to the account (a no-op when it already is).
+   * @param {string} publicKey
+   * @param {string} label
+   */
   async registerDevice(publicKey, label) {
     const data = await this.api("POST", "/api/devices", { public_key: publicKey, label });
     return data.device.id;
@@ -89,13 +127,20 @@ export class ServerLink {
     return data.devices;
   }
 
-  /** Messages the server stored after cursor `after`: {messages, next}. */
+  /**
+   * Messages the server stored after cursor `after`: {messages, next}.
+   * @param {number} after
+   * @param {number} [limit]
+   */
   history(after, limit = 500) {
     const query = `?after=${after}&limit=${limit}`;
     return this.api("GET", `/api/rooms/${encodeURIComponent(this.room)}/messages${query}`);
   }
 
-  /** Connect and keep connecting; join the room on every connection. */
+  /**
+   * Connect and keep connecting; join the room on every connection.
+   * @param {string} device
+   */
   start(device) {
     this.device = device;
     const socket = io({
@@ -137,7 +182,9 @@ export class ServerLink {
     } catch (err) {
       this.log.warn(`could not refresh the token: ${err.message}`);
     }
-    setTimeout(() => { if (!this.socket.connected) this.socket.connect(); }, 2000);
+    // Called from the socket's own connect_error handler: start() made it.
+    const socket = /** @type {Socket} */ (this.socket);
+    setTimeout(() => { if (!socket.connected) socket.connect(); }, 2000);
   }
 
   async join() {
@@ -159,18 +206,34 @@ export class ServerLink {
     await this.onJoined(reply, generation);
   }
 
+  /**
+   * @param {string} event
+   * @param {object} data
+   * @returns {Promise<any>} the server's acknowledgement
+   */
   call(event, data) {
-    return this.socket.timeout(CALL_TIMEOUT_MS).emitWithAck(event, data);
+    const socket = /** @type {Socket} */ (this.socket);
+    return socket.timeout(CALL_TIMEOUT_MS).emitWithAck(event, data);
   }
 
-  /** Relay a signal through the server; whether the server took it. */
+  /**
+   * Relay a signal through the server; ServerError unless the server took it.
+   * @param {string} to
+   * @param {string} kind
+   * @param {object} payload
+   * @returns {Promise<void>}
+   */
   async signal(to, kind, payload) {
     if (!this.joined) throw new ServerError("not connected to the server");
     const reply = await this.call("signal", { room: this.room, to, kind, payload });
     if (!reply.ok) throw new ServerError(reply.error.message, reply.error.code);
   }
 
-  /** Upload envelopes; the per-envelope results, or null when the server is unreachable. */
+  /**
+   * Upload envelopes; the per-envelope results, or null when the server is unreachable.
+   * @param {object[]} envelopes
+   * @returns {Promise<any[] | null>}
+   */
   async publish(envelopes) {
     if (!this.joined || !envelopes.length) return null;
     let reply;

@@ -1,3 +1,4 @@
+// @ts-check
 // The messages a chat page holds: a window of them (the newest WINDOW once the reader is at
 // the bottom, more while they read older pages), in display order (lamport, device, seq),
 // in memory and in the DOM. Inserting one costs a binary search and one DOM insertion,
@@ -6,7 +7,18 @@
 /** How many messages the page keeps when the reader is at the newest ones. */
 export const WINDOW = 200;
 
-/** Display order of two messages: (lamport, device, seq). */
+/**
+ * A message as the backends give it to the page: its order key, its id and what is shown.
+ * @typedef {{id: string, lamport: number, device: string, seq: number} & Record<string, any>}
+ *   Message
+ */
+/** @typedef {{message: Message, node: Element}} Entry */
+
+/**
+ * Display order of two messages: (lamport, device, seq).
+ * @param {Message} a
+ * @param {Message} b
+ */
 export function compare(a, b) {
   if (a.lamport !== b.lamport) return a.lamport < b.lamport ? -1 : 1;
   if (a.device !== b.device) return a.device < b.device ? -1 : 1;
@@ -14,24 +26,34 @@ export function compare(a, b) {
   return 0;
 }
 
-/** The page token of a message: the backends page with `before=<lamport>.<device>.<seq>`. */
+/**
+ * The page token of a message: the backends page with `before=<lamport>.<device>.<seq>`.
+ * @param {Message} m
+ */
 export function tokenOf(m) {
   return `${m.lamport}.${m.device}.${m.seq}`;
 }
 
 export class MessageWindow {
-  /** `list` is the <ol> the nodes go in; `render(message)` makes one message's node. */
+  /**
+   * `list` is the <ol> the nodes go in; `render(message)` makes one message's node.
+   * @param {Element} list
+   * @param {(message: Message) => Element} render
+   */
   constructor(list, render) {
     this.list = list;
     this.render = render;
-    this.entries = []; // {message, node}, in display order
-    this.byId = new Map(); // id -> entry
+    /** @type {Entry[]} in display order */
+    this.entries = [];
+    /** @type {Map<string, Entry>} id -> entry */
+    this.byId = new Map();
   }
 
   get size() {
     return this.entries.length;
   }
 
+  /** @param {string} id */
   get(id) {
     return this.byId.get(id);
   }
@@ -40,7 +62,10 @@ export class MessageWindow {
     return this.entries.length ? this.entries[0].message : null;
   }
 
-  /** Index of the first held message after `m` in display order (binary search). */
+  /**
+   * Index of the first held message after `m` in display order (binary search).
+   * @param {Message} m
+   */
   position(m) {
     let low = 0;
     let high = this.entries.length;
@@ -55,6 +80,9 @@ export class MessageWindow {
   /**
    * Show `m` at its place and return its entry; null when it belongs before the oldest held
    * message while older ones are not loaded (it shows when that page is read).
+   * @param {Message} m
+   * @param {boolean} olderUnloaded
+   * @returns {Entry | null}
    */
   insert(m, olderUnloaded) {
     const n = this.entries.length;
@@ -69,7 +97,10 @@ export class MessageWindow {
     return entry;
   }
 
-  /** Drop the oldest messages beyond `keep`; true if any went. */
+  /**
+   * Drop the oldest messages beyond `keep`; true if any went.
+   * @param {number} keep
+   */
   trimOldest(keep) {
     const drop = this.entries.length - keep;
     if (drop <= 0) return false;

@@ -1,3 +1,4 @@
+// @ts-check
 // The Network panel of the chat UI (docs/network-view.md): a graph of this device, its peers
 // and the server, drawn from the backend's `state`, and a timeline of the backend's events.
 //
@@ -40,7 +41,12 @@ const CROWDED_NAME_MAX = 10;
 
 const TIMELINE_MAX = 200;
 
-/** What each link state is called on the graph and in the legend. */
+/** @typedef {{label: string, help: string}} Named */
+
+/**
+ * What each link state is called on the graph and in the legend.
+ * @type {Record<string, Named>}
+ */
 export const LINK_STATES = {
   connected: { label: "connected", help: "direct data channel open" },
   connecting: { label: "connecting…", help: "setting up the channel" },
@@ -50,12 +56,18 @@ export const LINK_STATES = {
   closed: { label: "closed", help: "channel closed" },
 };
 
+/** @type {Record<string, string>} */
 const SERVER_STATES = {
   connected: "server connected",
   connecting: "connecting to server…",
   down: "server down",
 };
 
+/**
+ * @param {string} tag
+ * @param {Record<string, unknown>} [attrs]
+ * @param {string} [text]
+ */
 function svg(tag, attrs = {}, text) {
   const node = document.createElementNS(SVG, tag);
   for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
@@ -63,6 +75,13 @@ function svg(tag, attrs = {}, text) {
   return node;
 }
 
+/**
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {string} [className]
+ * @param {string} [text]
+ * @returns {HTMLElementTagNameMap[K]}
+ */
 function html(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -70,35 +89,54 @@ function html(tag, className, text) {
   return node;
 }
 
+/**
+ * @param {number} n
+ * @param {number} [width]
+ */
 function pad(n, width = 2) {
   return String(n).padStart(width, "0");
 }
 
-/** HH:MM:SS in local time, of a Date or of milliseconds since the epoch. */
+/**
+ * HH:MM:SS in local time, of a Date or of milliseconds since the epoch.
+ * @param {Date | number} ms
+ */
 export function clock(ms) {
   const d = ms instanceof Date ? ms : new Date(ms);
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
+/** @param {unknown} device */
 export function shortDevice(device) {
   return String(device || "").slice(0, 6);
 }
 
+/**
+ * @param {unknown} name
+ * @param {number} [max]
+ */
 function shortName(name, max = NAME_MAX) {
   const text = String(name ?? "?");
   return text.length > max ? text.slice(0, max - 1) + "…" : text;
 }
 
+/** @param {number | null | undefined} ms */
 function formatRtt(ms) {
   if (ms == null || !Number.isFinite(ms)) return "";
   return ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`;
 }
 
+/** @param {number} deg */
 function rad(deg) {
   return (deg * Math.PI) / 180;
 }
 
-/** A point on the ellipse around this device (or a circle of radius r). */
+/**
+ * A point on the ellipse around this device (or a circle of radius r).
+ * @param {number} angle
+ * @param {number} [rx]
+ * @param {number} [ry]
+ */
 function around(angle, rx = RX, ry = rx === RX ? RY : rx) {
   return { x: CX + rx * Math.cos(rad(angle)), y: CY + ry * Math.sin(rad(angle)) };
 }
@@ -107,6 +145,10 @@ function around(angle, rx = RX, ry = rx === RX ? RY : rx) {
  * A <text> at (x, y): `lines` is a list of lines, each a list of [text, className] pieces.
  * `anchor` is the SVG text-anchor; `place` says whether the block hangs below y ("below"),
  * stands above it ("above") or is centred on it ("middle").
+ * @param {number} x
+ * @param {number} y
+ * @param {string[][][]} lines
+ * @param {{anchor?: string, place?: string, className?: string}} [options]
  */
 function textBlock(x, y, lines, { anchor = "middle", place = "below", className = "" } = {}) {
   const text = svg("text", { x, y, "text-anchor": anchor, class: `graph-label ${className}` });
@@ -124,6 +166,7 @@ function textBlock(x, y, lines, { anchor = "middle", place = "below", className 
   return text;
 }
 
+/** @type {Record<string, number>} */
 const HEALTH = { connected: 3, disconnected: 2, connecting: 1, failed: 0, closed: 0 };
 
 /**
@@ -131,6 +174,7 @@ const HEALTH = { connected: 3, disconnected: 2, connecting: 1, failed: 0, closed
  * local_address, remote_address}, kind the less direct of the two candidate types): a short
  * label for the graph and a sentence for its title. No path: messages to that peer travel
  * through other peers or the server.
+ * @type {Record<string, Named>}
  */
 export const PATH_KINDS = {
   host: { label: "direct", help: "direct between the two devices' own addresses" },
@@ -141,6 +185,7 @@ export const PATH_KINDS = {
   relay: { label: "TURN relay", help: "relayed by the TURN server" },
 };
 
+/** @param {any} path a path as the backend reports it, or null */
 export function describePath(path) {
   if (!path || !PATH_KINDS[path.kind]) {
     return "no direct link: messages travel through other peers or the server";
@@ -153,15 +198,18 @@ export function describePath(path) {
  * The data channels between the other devices, from what each peer reports of its own
  * (state.peers[i].links): one per pair of devices on the graph, in the less healthy of the
  * two ends' states, with their mean round-trip time when both say it is open.
+ * @param {any[]} peers as the backend reports them
+ * @param {Map<string, unknown>} onGraph
  */
 function reportedLinks(peers, onGraph) {
+  /** @type {Map<string, {a: string, b: string, state: string, rtts: number[]}>} */
   const pairs = new Map();
   for (const p of peers) {
     for (const l of Array.isArray(p.links) ? p.links : []) {
       if (!onGraph.has(l.device) || l.device === p.device || !(l.state in HEALTH)) continue;
       const [a, b] = p.device < l.device ? [p.device, l.device] : [l.device, p.device];
       const key = `${a} ${b}`;
-      const known = pairs.get(key) || { a, b, state: l.state, rtts: [] };
+      const known = pairs.get(key) || { a, b, state: l.state, rtts: /** @type {number[]} */ ([]) };
       if (HEALTH[l.state] < HEALTH[known.state]) known.state = l.state;
       if (Number.isFinite(l.rtt_ms)) known.rtts.push(l.rtt_ms);
       pairs.set(key, known);
@@ -171,6 +219,10 @@ function reportedLinks(peers, onGraph) {
     && pair.rtts.length ? pair.rtts.reduce((x, y) => x + y, 0) / pair.rtts.length : null }));
 }
 
+/**
+ * @param {{user: string, device: string}} a
+ * @param {{user: string, device: string}} b
+ */
 function byUserThenDevice(a, b) {
   if (a.user !== b.user) return a.user < b.user ? -1 : 1;
   return a.device < b.device ? -1 : a.device > b.device ? 1 : 0;
@@ -180,22 +232,27 @@ export class NetworkView {
   /**
    * `panel` is the element built by buildNetworkPanel (it holds the graph, the legend, the
    * summary and the timeline).
+   * @param {HTMLElement} panel
    */
   constructor(panel) {
     this.panel = panel;
-    this.graph = panel.querySelector("#network-graph");
-    this.summary = panel.querySelector("#network-summary");
-    this.timeline = panel.querySelector("#timeline");
-    this.timelineEmpty = panel.querySelector("#timeline-empty");
-    this.pending = []; // live events that arrived while events() was being answered
+    this.graph = /** @type {SVGSVGElement} */ (panel.querySelector("#network-graph"));
+    this.summary = /** @type {HTMLElement} */ (panel.querySelector("#network-summary"));
+    this.timeline = /** @type {HTMLOListElement} */ (panel.querySelector("#timeline"));
+    this.timelineEmpty = /** @type {HTMLElement} */ (panel.querySelector("#timeline-empty"));
+    /** @type {any[]} live events that arrived while events() was being answered */
+    this.pending = [];
     this.loaded = false;
     this.lastSeq = -1;
   }
 
   // -- the graph -----------------------------------------------------------------------------
 
+  /** @param {any} state the backend's state() */
   renderState(state) {
+    /** @type {any[]} */
     const peers = Array.isArray(state.peers) ? state.peers : [];
+    /** @type {any[]} */
     const offline = Array.isArray(state.offline) ? state.offline : [];
     const server = state.server || {};
     const serverState = server.state || (server.connected ? "connected" : "down");
@@ -256,6 +313,7 @@ export class NetworkView {
         "data-state": serverState, "data-outbox": outbox });
       const top = SERVER_Y + SERVER_H / 2;
       g.append(svg("line", { x1: CX, y1: CY - SELF_R, x2: CX, y2: top }));
+      /** @type {Record<string, string>} */
       const words = { connected: "connected", connecting: "connecting…", down: "down" };
       g.append(textBlock(CX + 8, (CY - SELF_R + top) / 2, [
         [[words[serverState] || serverState, "edge-state"]],
@@ -360,7 +418,12 @@ export class NetworkView {
     this.summary.textContent = sentence;
   }
 
-  /** The graph in one sentence, for screen readers and the line under the graph. */
+  /**
+   * The graph in one sentence, for screen readers and the line under the graph.
+   * @param {any[]} devices
+   * @param {string} serverState
+   * @param {number} outbox
+   */
   describe(devices, serverState, outbox) {
     const peers = devices.filter((d) => d.kind === "peer");
     const up = peers.filter((d) => d.state === "connected").length;
@@ -386,7 +449,9 @@ export class NetworkView {
   }
 
   /** The events the backend had (oldest first) that are not shown yet, then the ones that
-   * came live while they were being fetched. */
+   * came live while they were being fetched.
+   * @param {any[] | null | undefined} events
+   */
   loadEvents(events) {
     for (const event of [...(events || []), ...this.pending]) {
       if (!(Number.isFinite(event.seq) && event.seq <= this.lastSeq)) this.renderEvent(event);
@@ -403,12 +468,14 @@ export class NetworkView {
     this.lastSeq = -1;
   }
 
+  /** @param {any} event untrusted: as the backend sent it */
   addEvent(event) {
     if (!event || typeof event !== "object") return;
     if (!this.loaded) this.pending.push(event);
     else this.renderEvent(event);
   }
 
+  /** @param {any} event */
   renderEvent(event) {
     if (Number.isFinite(event.seq)) this.lastSeq = Math.max(this.lastSeq, event.seq);
     const kind = String(event.kind || "event");
@@ -420,10 +487,13 @@ export class NetworkView {
     setTime(time, event.at, clock);
     li.append(time, html("span", "event-kind", kind), html("span", "event-text", String(event.text ?? "")));
     this.timeline.prepend(li);
-    while (this.timeline.childElementCount > TIMELINE_MAX) this.timeline.lastElementChild.remove();
+    while (this.timeline.childElementCount > TIMELINE_MAX) {
+      /** @type {Element} */ (this.timeline.lastElementChild).remove();
+    }
     this.timelineEmpty.hidden = true;
   }
 
+  /** @param {Error} err */
   failEvents(err) {
     this.timelineEmpty.textContent = `Could not load the events: ${err.message}`;
     this.timelineEmpty.hidden = false;
@@ -431,6 +501,10 @@ export class NetworkView {
   }
 }
 
+/**
+ * @param {string} className
+ * @param {string} [kind]
+ */
 function legendSample(className, kind = "line") {
   const sample = svg("svg", { class: `legend-sample ${className}`, viewBox: "0 0 36 12",
     width: 36, height: 12, "aria-hidden": "true" });
@@ -439,7 +513,10 @@ function legendSample(className, kind = "line") {
   return sample;
 }
 
-/** The Network panel's markup: heading, graph, summary, legend, timeline. */
+/**
+ * The Network panel's markup: heading, graph, summary, legend, timeline.
+ * @param {Document} doc
+ */
 export function buildNetworkPanel(doc) {
   const panel = doc.createElement("section");
   panel.className = "network-panel";

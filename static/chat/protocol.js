@@ -1,3 +1,4 @@
+// @ts-check
 // The Gibberish protocol in browser JavaScript: a port of the Python package `protocol/`
 // (see docs/protocol.md). Pure code: no sockets, no storage, no clock; WebCrypto does the
 // hashing and Ed25519. tests/browser checks this port against tests/protocol/vectors.json.
@@ -24,6 +25,20 @@ export const KEY_BYTES = 32;
 export const FRAME_TYPES = ["msg", "vv", "vvd", "batch", "keys", "ack", "links", "sig", "ping", "pong"];
 export const LAMPORT_LEAD_MS = 24 * 60 * 60 * 1000;
 
+/**
+ * A signed message as the wire carries it (protocol/envelope.py), frozen once checked.
+ * @typedef {Readonly<{room: string, author: string, device: string, seq: number,
+ *   lamport: number, ts: number, text: string, sig: string}>} Envelope
+ */
+/**
+ * Where a message sits in the display order: an envelope or a page token's key.
+ * @typedef {{lamport: number, device: string, seq: number}} OrderKey
+ */
+/**
+ * This device's key: the private half for signing, the public one and its device id.
+ * @typedef {{privateKey: CryptoKey, publicKey: string, device: string}} DeviceKey
+ */
+
 /** The keys of an envelope on the wire, in wire order, exactly these and no others. */
 export const FIELDS = ["room", "author", "device", "seq", "lamport", "ts", "text", "sig"];
 
@@ -37,27 +52,38 @@ const B64URL = /^[A-Za-z0-9_-]*={0,2}$/;
 
 /** Untrusted input broke a protocol rule; `code` names the rule (as in protocol/errors.py). */
 export class ProtocolError extends Error {
+  /**
+   * @param {string} message
+   * @param {string} [code]
+   */
   constructor(message, code = "protocol_error") {
     super(message);
     this.code = code;
   }
 }
 export class InvalidEnvelope extends ProtocolError {
+  /** @param {string} message */
   constructor(message) { super(message, "invalid_envelope"); }
 }
 export class BadSignature extends ProtocolError {
+  /** @param {string} message */
   constructor(message) { super(message, "bad_signature"); }
 }
 export class FrameTooLarge extends ProtocolError {
+  /** @param {string} message */
   constructor(message) { super(message, "too_large"); }
 }
 export class Conflict extends ProtocolError {
+  /** @param {string} message */
   constructor(message) { super(message, "conflict"); }
 }
 
 const encoder = new TextEncoder();
 
-/** UTF-8 size of `text`; a lone surrogate counts 3 bytes, as Python's "surrogatepass". */
+/**
+ * UTF-8 size of `text`; a lone surrogate counts 3 bytes, as Python's "surrogatepass".
+ * @param {string} text
+ */
 export function utf8Size(text) {
   return encoder.encode(text).length;
 }
@@ -65,6 +91,8 @@ export function utf8Size(text) {
 /**
  * The domain-separated, length-prefixed bytes that get signed:
  * utf8(domain) 0x00 { uint32_be(len(utf8(field))) utf8(field) }, integers as decimal text.
+ * @param {string} domain
+ * @param {(string | number)[]} fields
  */
 export function canonicalBytes(domain, fields) {
   if (domain.includes("\0")) throw new TypeError("a signing domain must not contain NUL");
@@ -90,14 +118,20 @@ export function canonicalBytes(domain, fields) {
   return out;
 }
 
-/** Unpadded base64url, the one text form of keys and signatures on the wire. */
+/**
+ * Unpadded base64url, the one text form of keys and signatures on the wire.
+ * @param {Uint8Array} bytes
+ */
 export function b64encode(bytes) {
   let binary = "";
   for (const b of bytes) binary += String.fromCharCode(b);
   return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
-/** Decode canonical base64url (padding optional); throws ProtocolError on anything else. */
+/**
+ * Decode canonical base64url (padding optional); throws ProtocolError on anything else.
+ * @param {unknown} text
+ */
 export function b64decode(text) {
   if (typeof text !== "string" || !B64URL.test(text)) {
     throw new ProtocolError("not base64url: only A-Z, a-z, 0-9, '-' and '_' are allowed");
@@ -114,11 +148,17 @@ export function b64decode(text) {
   return bytes;
 }
 
+/**
+ * @param {Uint8Array} bytes
+ */
 function hex(bytes) {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** The device id of a raw Ed25519 public key: the first 32 hex digits of its SHA-256. */
+/**
+ * The device id of a raw Ed25519 public key: the first 32 hex digits of its SHA-256.
+ * @param {Uint8Array<ArrayBuffer>} publicRaw
+ */
 export async function deviceIdFor(publicRaw) {
   if (publicRaw.length !== KEY_BYTES) {
     throw new ProtocolError(`an Ed25519 public key has ${KEY_BYTES} bytes, got ${publicRaw.length}`);
@@ -127,7 +167,11 @@ export async function deviceIdFor(publicRaw) {
   return hex(digest).slice(0, 32);
 }
 
-/** Whether a base64url public key is the key of `device` (ids name exactly one key). */
+/**
+ * Whether a base64url public key is the key of `device` (ids name exactly one key).
+ * @param {unknown} publicKeyB64
+ * @param {unknown} device
+ */
 export async function keyMatchesDevice(publicKeyB64, device) {
   try {
     return (await deviceIdFor(b64decode(publicKeyB64))) === device;
@@ -143,6 +187,8 @@ export async function keyMatchesDevice(publicKeyB64, device) {
  * Unicode case folding, so lower-casing stands in for it: a name this accepts and Python
  * refuses (e.g. one with "ß") cannot belong to a registered account, and every author is
  * checked against the key the server registered to that account anyway.
+ * @param {unknown} s
+ * @param {number} maxChars
  */
 export function isNormalizedName(s, maxChars) {
   if (typeof s !== "string" || s.length === 0 || s.length > 1024) return false;
@@ -155,17 +201,31 @@ export function isNormalizedName(s, maxChars) {
 
 // -- envelopes ----------------------------------------------------------------------------
 
+/**
+ * @param {string} field
+ * @param {string} problem
+ * @returns {never}
+ */
 function fail(field, problem) {
   throw new InvalidEnvelope(`envelope field '${field}' ${problem}`);
 }
 
+/**
+ * @param {string} name
+ * @param {unknown} value
+ * @param {number} low
+ * @param {number} high
+ */
 function checkInt(name, value, low, high) {
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value < low || value > high) {
     fail(name, `must be an integer from ${low} to ${high}`);
   }
 }
 
-/** Throws InvalidEnvelope unless `text` is a valid message text; the message says why. */
+/**
+ * Throws InvalidEnvelope unless `text` is a valid message text; the message says why.
+ * @param {unknown} text
+ */
 export function checkText(text) {
   if (typeof text !== "string") fail("text", "must be a string");
   if (!text) fail("text", "must not be empty");
@@ -186,6 +246,9 @@ export function checkText(text) {
   if (ONLY_WHITESPACE.test(text)) fail("text", "must not be only whitespace");
 }
 
+/**
+ * @param {Record<string, any>} e
+ */
 function checkFields(e) {
   if (!isNormalizedName(e.room, MAX_ROOM_CHARS)) {
     fail("room", "must be a room name in normal form (see normalize_room)");
@@ -202,6 +265,9 @@ function checkFields(e) {
   checkText(e.text);
 }
 
+/**
+ * @param {unknown} sig
+ */
 function checkSig(sig) {
   const problem = `must be unpadded base64url of ${SIGNATURE_BYTES} bytes`;
   if (typeof sig !== "string" || sig.length !== 86) fail("sig", problem);
@@ -214,11 +280,19 @@ function checkSig(sig) {
   if (raw.length !== SIGNATURE_BYTES) fail("sig", problem);
 }
 
+/**
+ * @param {unknown} value
+ * @returns {value is Record<string, any>}
+ */
 function isPlainObject(value) {
   return typeof value === "object" && value !== null && !Array.isArray(value)
     && !(value instanceof JsonNumber);
 }
 
+/**
+ * @param {unknown} value
+ * @param {number} [limit]
+ */
 function short(value, limit = 40) {
   const text = JSON.stringify(value) ?? String(value);
   return text.length <= limit ? text : text.slice(0, limit) + "…";
@@ -228,6 +302,8 @@ function short(value, limit = 40) {
  * Build a frozen envelope from untrusted parsed JSON, or throw InvalidEnvelope naming the
  * field: exactly the eight keys, exact types (no float or boolean for an integer), every limit.
  * Structural only: verify it with `verifyEnvelope` before storing, showing or forwarding it.
+ * @returns {Envelope}
+ * @param {unknown} obj untrusted
  */
 export function envelopeFromObject(obj) {
   if (!isPlainObject(obj)) throw new InvalidEnvelope("envelope must be a JSON object");
@@ -240,19 +316,26 @@ export function envelopeFromObject(obj) {
     if (extra.length) problems.push("unexpected " + extra.slice(0, 5).map((k) => short(k)).join(", "));
     throw new InvalidEnvelope("envelope has the wrong keys: " + problems.join("; "));
   }
-  const env = {};
+  const env = /** @type {Record<string, any>} */ ({});
   for (const f of FIELDS) env[f] = obj[f];
   checkFields(env);
   checkSig(env.sig);
-  return Object.freeze(env);
+  return /** @type {Envelope} */ (Object.freeze(env));
 }
 
-/** The envelope's id, `device:seq`: the key that makes duplicates impossible. */
+/**
+ * The envelope's id, `device:seq`: the key that makes duplicates impossible.
+ * @param {{device: string, seq: number}} env
+ */
 export function envelopeId(env) {
   return `${env.device}:${env.seq}`;
 }
 
-/** The display order every peer and the server share: (lamport, device, seq). */
+/**
+ * The display order every peer and the server share: (lamport, device, seq).
+ * @param {OrderKey} a
+ * @param {OrderKey} b
+ */
 export function compareOrder(a, b) {
   if (a.lamport !== b.lamport) return a.lamport < b.lamport ? -1 : 1;
   if (a.device !== b.device) return a.device < b.device ? -1 : 1;
@@ -265,6 +348,8 @@ export function compareOrder(a, b) {
  * receiver's horizon, its clock in ms plus LAMPORT_LEAD_MS (protocol/envelope.py
  * check_lamport_horizon): one signed envelope cannot push the room's clock to the maximum.
  * The refusal is for now only; anti-entropy offers the envelope again later.
+ * @param {Envelope} env
+ * @param {number} nowMs
  */
 export function checkLamportHorizon(env, nowMs) {
   const horizon = Math.min(MAX_SAFE, Math.max(0, nowMs) + LAMPORT_LEAD_MS);
@@ -275,31 +360,50 @@ export function checkLamportHorizon(env, nowMs) {
   }
 }
 
-/** The canonical bytes an envelope's signature covers: every field but `sig`. */
+/**
+ * The canonical bytes an envelope's signature covers: every field but `sig`.
+ * @param {Omit<Envelope, "sig">} e
+ */
 export function envelopeSignedBytes(e) {
   return canonicalBytes(ENVELOPE_DOMAIN,
     [e.room, e.author, e.device, e.seq, e.lamport, e.ts, e.text]);
 }
 
-/** Whether two envelopes are the very same, signature included. */
+/**
+ * Whether two envelopes are the very same, signature included.
+ * @param {Envelope} a
+ * @param {Envelope} b
+ */
 export function sameEnvelope(a, b) {
-  return FIELDS.every((f) => a[f] === b[f]);
+  return FIELDS.every((f) => a[/** @type {keyof Envelope} */ (f)]
+    === b[/** @type {keyof Envelope} */ (f)]);
 }
 
-/** The envelope as compact JSON with the wire keys in wire order. */
+/**
+ * The envelope as compact JSON with the wire keys in wire order.
+ * @param {Envelope} env
+ */
 export function envelopeToJSON(env) {
   return JSON.stringify(envelopeToObject(env));
 }
 
+/**
+ * @param {Envelope} env
+ * @returns {Record<string, string | number>}
+ */
 export function envelopeToObject(env) {
-  const out = {};
-  for (const f of FIELDS) out[f] = env[f];
+  const out = /** @type {Record<string, string | number>} */ ({});
+  for (const f of FIELDS) out[f] = env[/** @type {keyof Envelope} */ (f)];
   return out;
 }
 
 /**
  * Sign a new envelope from this device (fields validated first, so nothing invalid is ever
  * signed). `key` is {privateKey: CryptoKey, device: string}.
+ * @param {{privateKey: CryptoKey, device: string}} key
+ * @param {{room: string, author: string, seq: number, lamport: number, ts: number,
+ *   text: string}} fields
+ * @returns {Promise<Envelope>}
  */
 export async function createEnvelope(key, { room, author, seq, lamport, ts, text }) {
   const fields = { room, author, device: key.device, seq, lamport, ts, text };
@@ -312,7 +416,11 @@ export async function createEnvelope(key, { room, author, seq, lamport, ts, text
 
 const importedKeys = new Map();
 
-/** Import a base64url Ed25519 public key for verifying (cached); ProtocolError if malformed. */
+/**
+ * Import a base64url Ed25519 public key for verifying (cached); ProtocolError if malformed.
+ * @param {string} publicKeyB64
+ * @returns {Promise<CryptoKey>}
+ */
 export async function importPublicKey(publicKeyB64) {
   let key = importedKeys.get(publicKeyB64);
   if (key) return key;
@@ -330,11 +438,20 @@ export async function importPublicKey(publicKeyB64) {
   return key;
 }
 
+/**
+ * @param {CryptoKey} privateKey
+ * @param {BufferSource} bytes
+ */
 export async function sign(privateKey, bytes) {
   return new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, privateKey, bytes));
 }
 
-/** Throw BadSignature unless `signature` is the key's signature of `bytes`. */
+/**
+ * Throw BadSignature unless `signature` is the key's signature of `bytes`.
+ * @param {string} publicKeyB64
+ * @param {Uint8Array<ArrayBuffer>} signature
+ * @param {BufferSource} bytes
+ */
 export async function verifySignature(publicKeyB64, signature, bytes) {
   let key;
   try {
@@ -349,7 +466,11 @@ export async function verifySignature(publicKeyB64, signature, bytes) {
   if (!ok) throw new BadSignature("the signature does not match the signed data and key");
 }
 
-/** Throw BadSignature unless `publicKeyB64` is the envelope's device key and signed it. */
+/**
+ * Throw BadSignature unless `publicKeyB64` is the envelope's device key and signed it.
+ * @param {Envelope} env
+ * @param {string} publicKeyB64
+ */
 export async function verifyEnvelope(env, publicKeyB64) {
   let raw;
   try {
@@ -382,6 +503,7 @@ export async function verifyEnvelope(env, publicKeyB64) {
  * float where an integer is expected; `text` is the number exactly as it was sent.
  */
 export class JsonNumber {
+  /** @param {string} text */
   constructor(text) {
     this.text = text;
     this.value = Number(text);
@@ -395,8 +517,13 @@ export const MAX_JSON_DEPTH = 32;
 export const MAX_INT_DIGITS = 64;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
+/**
+ * @param {string} text
+ * @returns {any}
+ */
 function parseStrictJSON(text) {
   let i = 0;
+  /** @type {(what: string) => never} */
   const bad = (what) => { throw new InvalidEnvelope(`frame is not valid JSON: ${what} at ${i}`); };
   const space = () => {
     while (i < text.length) {
@@ -414,9 +541,11 @@ function parseStrictJSON(text) {
     if (LONE_SURROGATE.test(parsed)) bad("a string holds a lone surrogate");
     return parsed;
   };
+  /** @param {number} depth */
   const nest = (depth) => {
     if (depth + 1 > MAX_JSON_DEPTH) bad(`nested too deeply: at most ${MAX_JSON_DEPTH} levels`);
   };
+  /** @type {(depth: number) => any} */
   const value = (depth) => {
     space();
     const c = text[i];
@@ -449,6 +578,7 @@ function parseStrictJSON(text) {
     if (c === "[") {
       nest(depth);
       i++;
+      /** @type {unknown[]} */
       const arr = [];
       space();
       if (text[i] === "]") { i++; return arr; }
@@ -483,6 +613,9 @@ function parseStrictJSON(text) {
   return result;
 }
 
+/**
+ * @param {number} size
+ */
 function checkFrameSize(size) {
   if (size > MAX_FRAME_BYTES) {
     throw new FrameTooLarge(
@@ -494,6 +627,8 @@ function checkFrameSize(size) {
  * Parse one JSON frame from untrusted input, its size checked first: FrameTooLarge over
  * MAX_FRAME_BYTES, InvalidEnvelope for invalid JSON or an object with a repeated key (which
  * parsers resolve differently, so a signed field could be read two ways).
+ * @param {string} text
+ * @returns {any} the parsed JSON, untrusted
  */
 export function parseFrame(text) {
   if (typeof text !== "string") throw new InvalidEnvelope("frame must be text");
@@ -501,7 +636,10 @@ export function parseFrame(text) {
   return parseStrictJSON(text);
 }
 
-/** Serialise a frame as compact JSON, refusing one too large to send (FrameTooLarge). */
+/**
+ * Serialise a frame as compact JSON, refusing one too large to send (FrameTooLarge).
+ * @param {object} obj
+ */
 export function encodeFrame(obj) {
   const text = JSON.stringify(obj);
   checkFrameSize(utf8Size(text));
@@ -511,6 +649,10 @@ export function encodeFrame(obj) {
 // -- version vectors and sync frames ------------------------------------------------------
 
 /** A version vector (device -> highest contiguous seq) from untrusted JSON, as a Map. */
+/**
+ * @param {any} obj untrusted
+ * @returns {Map<string, number>}
+ */
 export function vectorFromObject(obj) {
   if (!isPlainObject(obj)) throw new InvalidEnvelope("version vector must be a JSON object");
   const entries = Object.entries(obj);
@@ -533,16 +675,26 @@ export function vectorFromObject(obj) {
   return vector;
 }
 
-/** The vector as a JSON-ready object, devices sorted, zero entries left out. */
+/**
+ * The vector as a JSON-ready object, devices sorted, zero entries left out.
+ * @param {Map<string, number>} vector
+ * @returns {Record<string, number>}
+ */
 export function vectorToObject(vector) {
+  /** @type {Record<string, number>} */
   const out = {};
   for (const device of [...vector.keys()].sort()) {
-    if (vector.get(device)) out[device] = vector.get(device);
+    const seq = vector.get(device);
+    if (seq) out[device] = seq;
   }
   return out;
 }
 
-/** A device key a peer reports, checked for shape (its id is checked against the key later). */
+/**
+ * A device key a peer reports, checked for shape (its id is checked against the key later).
+ * @param {unknown} item
+ * @param {string} where
+ */
 function knownDeviceFromObject(item, where) {
   if (!isPlainObject(item)) throw new InvalidEnvelope(`${where} must be a JSON object`);
   checkKeys(item, ["id", "user", "public_key"], where);
@@ -558,6 +710,11 @@ function knownDeviceFromObject(item, where) {
   return Object.freeze({ id: item.id, user: item.user, public_key: item.public_key });
 }
 
+/**
+ * @param {object} obj
+ * @param {string[]} expected
+ * @param {string} what
+ */
 function checkKeys(obj, expected, what) {
   const missing = expected.filter((k) => !Object.hasOwn(obj, k)).sort();
   const extra = Object.keys(obj).filter((k) => !expected.includes(k)).sort();
@@ -568,6 +725,7 @@ function checkKeys(obj, expected, what) {
   throw new InvalidEnvelope(`${what} has the wrong keys: ` + problems.join("; "));
 }
 
+/** @type {Record<string, string[]>} */
 const FRAME_KEYS = {
   msg: ["t", "env"],
   vv: ["t", "vector"],
@@ -581,11 +739,24 @@ const FRAME_KEYS = {
  * field and envelope; signatures and key-to-device bindings are not checked here. Returns
  * {t:"msg", env} | {t:"vv", vector: Map} | {t:"vvd", digest} | {t:"batch", envs, more} |
  * {t:"keys", devices}.
+ * @param {string} text
  */
 export function parseSyncFrame(text) {
   return syncFrameFromObject(parseFrame(text));
 }
 
+/**
+ * A checked anti-entropy frame.
+ * @typedef {{t: "msg", env: Envelope} | {t: "vv", vector: Map<string, number>}
+ *   | {t: "vvd", digest: string} | {t: "batch", envs: Envelope[], more: boolean}
+ *   | {t: "keys", devices: {id: string, user: string, public_key: string}[]}} SyncFrame
+ */
+
+/**
+ * parseSyncFrame for an object already parsed.
+ * @param {any} obj untrusted
+ * @returns {SyncFrame}
+ */
 export function syncFrameFromObject(obj) {
   if (!isPlainObject(obj)) throw new InvalidEnvelope("sync frame must be a JSON object");
   const kind = obj.t;
@@ -642,10 +813,16 @@ export function syncFrameFromObject(obj) {
   return { t: "keys", devices };
 }
 
+/**
+ * @param {Envelope} env
+ */
 export function msgFrame(env) {
   return encodeFrame({ t: "msg", env: envelopeToObject(env) });
 }
 
+/**
+ * @param {Map<string, number>} vector
+ */
 export function vectorFrame(vector) {
   return encodeFrame({ t: "vv", vector: vectorToObject(vector) });
 }
@@ -654,6 +831,10 @@ export function vectorFrame(vector) {
 // ICE candidate types.
 export const CANDIDATE_TYPES = ["host", "prflx", "srflx", "relay"];
 
+/**
+ * @param {string} localType
+ * @param {string} remoteType
+ */
 export function pathKind(localType, remoteType) {
   for (const type of [localType, remoteType]) {
     if (!CANDIDATE_TYPES.includes(type)) {
@@ -664,6 +845,9 @@ export function pathKind(localType, remoteType) {
     ? localType : remoteType;
 }
 
+/**
+ * @param {string} digest
+ */
 export function digestFrame(digest) {
   return encodeFrame({ t: "vvd", digest });
 }
@@ -678,24 +862,36 @@ const DIGEST = new RegExp(`^[A-Za-z0-9_-]{${DIGEST_CHARS}}$`);
  * A short fingerprint of a version vector (Map), so linked peers compare logs without sending
  * them: SHA-256 of canonicalBytes(VECTOR_DIGEST_DOMAIN, [device, seq, …]), devices sorted,
  * cut to 16 bytes, unpadded base64url (protocol.vector.vector_digest).
+ * @param {Map<string, number>} vector
  */
 export async function vectorDigest(vector) {
+  /** @type {(string | number)[]} */
   const fields = [];
   for (const device of [...vector.keys()].sort()) {
-    if (vector.get(device)) fields.push(device, vector.get(device));
+    const seq = vector.get(device);
+    if (seq) fields.push(device, seq);
   }
   const bytes = canonicalBytes(VECTOR_DIGEST_DOMAIN, fields);
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   return b64encode(digest.slice(0, DIGEST_BYTES));
 }
 
-/** Whether `theirs` holds some envelope `ours` lacks (both Maps device -> seq). */
+/**
+ * Whether `theirs` holds some envelope `ours` lacks (both Maps device -> seq).
+ * @param {Map<string, number>} theirs
+ * @param {Map<string, number>} ours
+ */
 export function holdsMore(theirs, ours) {
   for (const [device, seq] of theirs) if (seq > (ours.get(device) || 0)) return true;
   return false;
 }
 
-/** The ids `device:seq` above our vector: messages we lack (malformed ids are skipped). */
+/**
+ * The ids `device:seq` above our vector: messages we lack (malformed ids are skipped).
+ * @param {Iterable<string>} ids
+ * @param {Map<string, number>} ours
+ * @returns {Set<string>}
+ */
 export function lacking(ids, ours) {
   const found = new Set();
   for (const id of ids) {
@@ -713,6 +909,11 @@ export const SYNC_INTERVAL = 3.0;
 export const HINT_GAP = 0.25;
 export const PULL_TIMEOUT = 10.0;
 export const SERVER_PULL_DELAY = 0.2;
+
+/**
+ * What CatchUp decided: send a peer our vector's digest, pull from a peer, read the server.
+ * @typedef {{kind: "digest" | "pull", device: string} | {kind: "pull_server"}} CatchUpEffect
+ */
 
 /**
  * What a device pulls, from whom and when: the twin of protocol/catchup.py CatchUp, the clock
@@ -733,37 +934,64 @@ export class CatchUp {
     this.serverPulling = false;
   }
 
-  /** A data channel to `device` opened: pull from it, and compare digests from now on. */
+  /**
+   * A data channel to `device` opened: pull from it, and compare digests from now on.
+   * @param {string} device
+   * @param {number} now
+   */
   linkUp(device, now) {
     this.links.set(device, { digestAt: now + this.interval, lastDigest: null,
                              pullingSince: null, again: false });
     return this.pull(device, now);
   }
 
+  /**
+   * @param {string} device
+   */
   linkDown(device) {
     this.links.delete(device);
   }
 
+  /**
+   * @param {string} device
+   * @param {number} now
+   */
   pulling(device, now) {
     const link = this.links.get(device);
     return Boolean(link) && this.inFlight(link, now);
   }
 
-  /** A linked peer's digest: if it differs from ours, pull (not while a pull is under way). */
+  /**
+   * A linked peer's digest: if it differs from ours, pull (not while a pull is under way).
+   * @param {string} device
+   * @param {string} theirs
+   * @param {string} ours
+   * @param {number} now
+   */
   digestReceived(device, theirs, ours, now) {
     const link = this.links.get(device);
     if (!link || theirs === ours || this.inFlight(link, now)) return [];
     return this.pull(device, now);
   }
 
-  /** A linked peer's vector (its pull): besides answering it, pull if it holds more. */
+  /**
+   * A linked peer's vector (its pull): besides answering it, pull if it holds more.
+   * @param {string} device
+   * @param {Map<string, number>} theirs
+   * @param {Map<string, number>} ours
+   * @param {number} now
+   */
   vectorReceived(device, theirs, ours, now) {
     const link = this.links.get(device);
     if (!link || !holdsMore(theirs, ours) || this.inFlight(link, now)) return [];
     return this.pull(device, now);
   }
 
-  /** The last batch of a peer's answer (more: false) arrived: the pull is over. */
+  /**
+   * The last batch of a peer's answer (more: false) arrived: the pull is over.
+   * @param {string} device
+   * @param {number} now
+   */
   answerEnded(device, now) {
     const link = this.links.get(device);
     if (!link) return [];
@@ -775,7 +1003,11 @@ export class CatchUp {
     return [];
   }
 
-  /** A live message from `device` left a gap: pull from it (again, after the one under way). */
+  /**
+   * A live message from `device` left a gap: pull from it (again, after the one under way).
+   * @param {string} device
+   * @param {number} now
+   */
   gapSeen(device, now) {
     const link = this.links.get(device);
     if (!link) return [];
@@ -790,6 +1022,10 @@ export class CatchUp {
    * Fresh messages by `authors` came from `source` (a device, or null for the server): each
    * other linked peer that does not report an open channel to every author gets our digest
    * soon. `reports` maps a device to the Set of devices it reports open channels to.
+   * @param {string | null} source
+   * @param {Iterable<string>} authors
+   * @param {Map<string, Set<string>>} reports
+   * @param {number} now
    */
   fresh(source, authors, reports, now) {
     for (const [device, link] of this.links) {
@@ -802,7 +1038,11 @@ export class CatchUp {
   }
 
   /** The server stored these ids; those we lack are read from it soon, unless a peer
-   * brings them first. */
+   * brings them first.
+   * @param {Iterable<string>} ids
+   * @param {Map<string, number>} ours
+   * @param {number} now
+   */
   serverNamed(ids, ours, now) {
     const missing = lacking(ids, ours);
     if (!missing.size) return;
@@ -814,8 +1054,14 @@ export class CatchUp {
     this.serverPulling = false;
   }
 
-  /** What is due at `now`: digests to send, and a server read for named ids still lacking. */
+  /**
+   * What is due at `now`: digests to send, and a server read for named ids still lacking.
+   * @param {number} now
+   * @param {Map<string, number>} ours
+   * @param {boolean} serverUp
+   */
   due(now, ours, serverUp) {
+    /** @type {CatchUpEffect[]} */
     const effects = [];
     for (const device of [...this.links.keys()].sort()) {
       const link = this.links.get(device);
@@ -847,6 +1093,11 @@ export class CatchUp {
     return times.length ? Math.min(...times) : null;
   }
 
+  /**
+   * @param {string} device
+   * @param {number} now
+   * @returns {CatchUpEffect[]}
+   */
   pull(device, now) {
     const link = this.links.get(device);
     if (!link) return [];
@@ -854,6 +1105,10 @@ export class CatchUp {
     return [{ kind: "pull", device }];
   }
 
+  /**
+   * @param {{pullingSince: number | null}} link
+   * @param {number} now
+   */
   inFlight(link, now) {
     return link.pullingSince !== null && now - link.pullingSince < this.pullTimeout;
   }
@@ -864,12 +1119,18 @@ export const LINK_STATES = ["connecting", "connected", "disconnected", "failed",
 export const MAX_LINKS = 64;
 export const MAX_RTT_MS = 600000;
 
+/**
+ * @param {any[]} links
+ */
 export function linksFrame(links) {
   return encodeFrame({ t: "links", links: links.slice(0, MAX_LINKS).map((l) => ({
     device: l.device, state: l.state, rtt_ms: l.rtt_ms ?? null })) });
 }
 
-/** Validate a link report already parsed with parseFrame; returns its links. */
+/**
+ * Validate a link report already parsed with parseFrame; returns its links.
+ * @param {any} obj untrusted
+ */
 export function parseLinksFrame(obj) {
   const fields = obj && typeof obj === "object" && !Array.isArray(obj) ? Object.keys(obj) : [];
   if (fields.length !== 2 || obj.t !== "links" || !("links" in obj)) {
@@ -879,7 +1140,7 @@ export function parseLinksFrame(obj) {
   if (obj.links.length > MAX_LINKS) {
     throw new InvalidEnvelope(`links frame: more than ${MAX_LINKS} links`);
   }
-  return obj.links.map((link, i) => {
+  return obj.links.map((/** @type {any} */ link, /** @type {number} */ i) => {
     const keys = link && typeof link === "object" && !Array.isArray(link)
       ? Object.keys(link).sort().join(",") : "";
     if (keys !== "device,rtt_ms,state") {
@@ -904,6 +1165,8 @@ export function parseLinksFrame(obj) {
 /**
  * A frame of `room` as sent on a data channel: `"room"` first, then the frame's own fields
  * (protocol/channel.py tag_room). Every frame but ping and pong belongs to a room.
+ * @param {string} text
+ * @param {string} room
  */
 export function tagRoom(text, room) {
   return `{"room":${JSON.stringify(room)},${text.slice(1)}`;
@@ -912,6 +1175,9 @@ export function tagRoom(text, room) {
 /**
  * The frame a parsed room frame carries, once its room is checked to be `room` (the only room
  * this page is in); ProtocolError for a frame without a room or of another room.
+ * @param {any} raw untrusted: parsed JSON
+ * @param {string} room
+ * @returns {any}
  */
 export function untagRoom(raw, room) {
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return raw;
@@ -926,8 +1192,14 @@ export function untagRoom(raw, room) {
   return frame;
 }
 
-/** Split items of the given JSON sizes into [start, end) runs that each fit one frame. */
+/**
+ * Split items of the given JSON sizes into [start, end) runs that each fit one frame.
+ * @param {number[]} sizes
+ * @param {number} overhead
+ * @returns {[number, number][]}
+ */
 function pack(sizes, overhead) {
+  /** @type {[number, number][]} */
   const groups = [];
   let start = 0;
   let size = overhead;
@@ -950,6 +1222,8 @@ function pack(sizes, overhead) {
  * Pack envelopes, in the order given, into as few encoded batch frames as fit (at most
  * MAX_BATCH envelopes and MAX_FRAME_BYTES each); every frame but the last says more=true, the
  * last says `moreAfter`. No envelopes give one empty batch.
+ * @param {Envelope[]} envs
+ * @param {boolean} moreAfter
  */
 export function batchesFor(envs, moreAfter) {
   const sizes = envs.map((env) => utf8Size(envelopeToJSON(env)));
@@ -962,7 +1236,10 @@ export function batchesFor(envs, moreAfter) {
   }));
 }
 
-/** Pack device keys {id, user, public_key} into as few keys frames as fit (none for none). */
+/**
+ * Pack device keys {id, user, public_key} into as few keys frames as fit (none for none).
+ * @param {{id: string, user: string, public_key: string}[]} devices
+ */
 export function keysFramesFor(devices) {
   if (!devices.length) return [];
   const items = devices.map((d) => ({ id: d.id, user: d.user, public_key: d.public_key }));
@@ -977,6 +1254,7 @@ export function keysFramesFor(devices) {
 /**
  * The DTLS fingerprint an SDP commits to, as signed in `fp_sig` (peer_agent/mesh.py
  * sdp_fingerprint): every `a=fingerprint:` value, trimmed, distinct, sorted, joined by ",".
+ * @param {string} sdp
  */
 export function sdpFingerprint(sdp) {
   const values = new Set();
@@ -991,14 +1269,23 @@ export function sdpFingerprint(sdp) {
   return [...values].sort().join(",");
 }
 
-/** The bytes a device signs to vouch for the DTLS fingerprint it sends to `receiver`. */
+/**
+ * The bytes a device signs to vouch for the DTLS fingerprint it sends to `receiver`.
+ * @param {string} room
+ * @param {string} sender
+ * @param {string} receiver
+ * @param {string} fingerprint
+ */
 export function fingerprintSignedBytes(room, sender, receiver, fingerprint) {
   return canonicalBytes(FINGERPRINT_DOMAIN, [room, sender, receiver, fingerprint]);
 }
 
 // -- page tokens --------------------------------------------------------------------------
 
-/** A page token `lamport.device.seq`: the order key of a page's first message. */
+/**
+ * A page token `lamport.device.seq`: the order key of a page's first message.
+ * @param {OrderKey} env
+ */
 export function orderToken(env) {
   return `${env.lamport}.${env.device}.${env.seq}`;
 }
@@ -1006,6 +1293,8 @@ export function orderToken(env) {
 /**
  * The order key in a page token, or null for a missing or malformed one (protocol/paging.py
  * parse_order_token): lamport and seq at most MAX_SAFE, a device of at most 32 characters.
+ * @returns {OrderKey | null}
+ * @param {unknown} raw
  */
 export function parseOrderToken(raw) {
   if (typeof raw !== "string" || !raw) return null;
