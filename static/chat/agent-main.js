@@ -7,6 +7,7 @@ const view = new ChatView(document, backend);
 const rooms = new RoomList(document, backend, view);
 rooms.start().catch((err) => {
   const banner = document.getElementById("server-banner");
+  if (!banner) throw err;
   banner.textContent = "Cannot reach your Gibberish agent: " + err.message;
   banner.hidden = false;
 });
