@@ -50,6 +50,7 @@ from protocol import (
     next_lamport,
 )
 from protocol.envelope import DEVICE_ID
+from protocol.limits import MAX_SAFE_INTEGER
 from protocol.sync import KnownDevice
 
 SCHEMA_VERSION = 2
@@ -403,16 +404,23 @@ class LocalLog:
 
     # --- the outbox and the server cursor ----------------------------------------------------
 
-    def outbox_pending(self, room: str, limit: int = MAX_BATCH) -> list[Envelope]:
-        """Up to `limit` envelopes the server is not known to hold, oldest (display order) first."""
+    def outbox_pending(self, room: str, limit: int = MAX_BATCH,
+                       others_received_by: int | None = None) -> list[Envelope]:
+        """Up to `limit` envelopes the server is not known to hold, oldest (display order) first.
+
+        With `others_received_by` (ms since the epoch), envelopes of other devices are left out
+        until they were received by then: their author, or the holder that brought them, is
+        likely uploading them right now."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
+        received_by = others_received_by if others_received_by is not None else MAX_SAFE_INTEGER
         with self._lock:
             rows = self._db.execute(
                 "SELECT m.room, m.author, m.device, m.seq, m.lamport, m.ts, m.text, m.sig "
                 "FROM outbox o JOIN messages m USING (room, device, seq) WHERE o.room = ? "
+                "AND (m.origin = 'self' OR m.received_at <= ?) "
                 "ORDER BY m.lamport, m.device, m.seq LIMIT ?",
-                (room, limit),
+                (room, received_by, limit),
             ).fetchall()
         return [_envelope(row) for row in rows]
 

@@ -1,10 +1,16 @@
 """Uploads of the local log to the server: every message the server lacks, retried until it
-is acknowledged, across restarts and reconnects (the outbox lives in the local SQLite log)."""
+is acknowledged, across restarts and reconnects (the outbox lives in the local SQLite log).
+
+Our own messages go at once. Another device's wait OTHERS_GRACE first: its author uploads it
+too, and the server's `stored` notice then takes it out of our outbox, so that a busy room does
+not upload every message once per member. Nothing is lost by the wait: a message the server
+still lacks after it (its author crashed, or cannot reach the server) goes up from here."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from protocol import MAX_BATCH
@@ -17,6 +23,8 @@ log = logging.getLogger("gibberish.agent.outbox")
 
 # Refusals that a retry cannot fix: the message is dropped from the outbox (and logged).
 PERMANENT = {"invalid_envelope", "bad_signature", "unknown_author", "conflict"}
+# How long another device's message waits in our outbox before we upload it ourselves.
+OTHERS_GRACE = 1.5
 
 
 class Outbox:
@@ -61,7 +69,9 @@ class Outbox:
         """Upload one batch; True if it made progress and more may be waiting."""
         if not self._client.joined:
             return False
-        batch = await asyncio.to_thread(self._store.outbox_pending, self._room, MAX_BATCH)
+        settled = int((time.time() - OTHERS_GRACE) * 1000)
+        batch = await asyncio.to_thread(self._store.outbox_pending, self._room, MAX_BATCH,
+                                        settled)
         if not batch:
             return False
         results = await self._client.publish(batch)

@@ -254,6 +254,21 @@ def test_messages_from_peers_enter_the_outbox_but_not_those_from_the_server(
     assert log.on_server("lobby", from_server.id)
 
 
+def test_another_devices_message_waits_its_grace_before_it_is_ours_to_upload(
+    tmp_path: Path,
+) -> None:
+    now = [1_000.0]
+    with LocalLog(tmp_path / "log.sqlite3", clock=lambda: now[0]) as held:
+        mine = held.author_message(ME, "lobby", "alice", "mine", 0)
+        theirs = envelope(BOB, 1)
+        held.add(theirs, peer_origin(BOB))  # received at 1,000,000 ms
+        # Received after the cut-off: its author is likely uploading it; ours go at once.
+        assert held.outbox_pending("lobby", others_received_by=999_999) == [mine]
+        settled = held.outbox_pending("lobby", others_received_by=1_000_000)
+        assert {e.id for e in settled} == {mine.id, theirs.id} and len(settled) == 2
+        assert held.outbox_count("lobby") == 2
+
+
 def test_a_message_the_server_already_stored_skips_the_outbox(log: LocalLog) -> None:
     env = envelope(BOB, 1)
     log.mark_known_by_server("lobby", {env.id: 5})
