@@ -178,15 +178,16 @@ TIME_STEPS = """async (steps) => {
         timings[label].push(performance.now() - t0); });
     };
   }
+  // Per mode and stores, from its creation to its completion (a read-write one to its commit).
   const transaction = IDBDatabase.prototype.transaction;
-  timings['IndexedDB readonly transaction'] = [];
-  timings['IndexedDB readwrite transaction (to its commit)'] = [];
   IDBDatabase.prototype.transaction = function (stores, mode, ...rest) {
     const tx = transaction.call(this, stores, mode, ...rest);
     const t0 = performance.now();
-    const label = mode === 'readwrite' ? 'IndexedDB readwrite transaction (to its commit)'
-      : 'IndexedDB readonly transaction';
-    tx.addEventListener('complete', () => { timings[label].push(performance.now() - t0); });
+    const names = [...tx.objectStoreNames].join(' + ');
+    const label = `IndexedDB ${tx.mode} transaction on ${names} (durability ${tx.durability})`;
+    tx.addEventListener('complete', () => {
+      (timings[label] ||= []).push(performance.now() - t0);
+    });
     return tx;
   };
 }"""
