@@ -3,7 +3,8 @@ Chromium, beside a plain RTCDataChannel between two pages of the same Chromium r
 sealed network namespace (tests/browser/sealed_network.py; needs root).
 
     .venv/bin/python -m bench.browser [--floor 1000] [--echoes 200] [--long 2000]
-                                      [--opens 5] [--tries 5] [--smoke] [--no-write]
+                                      [--opens 5] [--tries 5] [--trace DIR] [--smoke]
+                                      [--no-write]
 
 Figures: (1) the floor, a plain RTCDataChannel echo round trip; (2) the product's UI echo,
 page A types into the composer and presses Enter, page B shows it and answers through its
@@ -11,7 +12,8 @@ own composer, A shows the answer, in a room of 10 messages and in a long one (`-
 10000` for the issue's goal), with per-block medians; (3) a page's opening, from its
 navigation, to an already-present peer; (4) four pages joining one room at the same instant,
 time to the full mesh and stalls (`--tries 50` for the issue's goal). Plus where the echo's
-time goes: the page's own steps, timed by wrapping its modules' methods."""
+time goes: the page's own steps, timed by wrapping its modules' methods (and, with `--trace
+DIR`, a Chromium trace of the long room's echo)."""
 
 from __future__ import annotations
 
@@ -49,6 +51,10 @@ from tests.helpers import poll
 
 LONG = 120_000  # ms: seeding and syncing a long room on a shared 2-core machine
 BLOCK = 25  # echoes per block of the per-block medians
+# What a trace of the echo records: the pages' tasks and scripts, their user timings, and
+# IndexedDB's work (open the file in chrome://tracing or Perfetto).
+TRACE_CATEGORIES = ["toplevel", "devtools.timeline", "disabled-by-default-devtools.timeline",
+                    "v8.execute", "blink.user_timing", "IndexedDB", "webrtc"]
 FLOOR_TRIES_MAX = 10  # plain link set-ups (one pair, six pairs) measured in one page
 STALL_S = 9.0  # tests/browser/test_mesh_race.py MESH_DEADLINE_S
 GOAL_ECHO_P50, GOAL_ECHO_P99 = 5.0, 15.0
@@ -161,7 +167,7 @@ def last_text(page: Page) -> str:
 
 
 def echo_run(bench: Bench, pages: tuple[Page, Page], users: tuple[str, str], size: int,
-             count: int) -> EchoRun:
+             count: int, trace: Path | None = None) -> EchoRun:
     """A fresh room holding `size` messages (signed by A's device and stored in its log; B
     gets them by anti-entropy, the server by upload), then `count` UI echoes A -> B -> A."""
     a, b = pages
@@ -183,7 +189,13 @@ def echo_run(bench: Bench, pages: tuple[Page, Page], users: tuple[str, str], siz
     a.evaluate(js.ECHO, {"count": 10, "start": 0})  # warm-up, not counted
     for page in pages:
         page.evaluate(js.READ_STEPS)
-    samples: list[float] = a.evaluate(js.ECHO, {"count": count, "start": 10})
+    if trace is not None:
+        bench.browser.start_tracing(path=trace, categories=TRACE_CATEGORIES)
+    try:
+        samples: list[float] = a.evaluate(js.ECHO, {"count": count, "start": 10})
+    finally:
+        if trace is not None:
+            bench.browser.stop_tracing()
     steps: dict[str, list[float]] = {}
     for page in pages:
         for label, values in page.evaluate(js.READ_STEPS).items():
@@ -303,7 +315,11 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> Results:
             results.floor_mesh = floor_links(a, 6, floor_tries)
             for size in (args.short, args.long):
                 log(f"UI echo in a room of {size:,} messages")
-                results.echoes.append(echo_run(bench, (a, b), users, size, args.echoes))
+                trace = (Path(args.trace) / f"echo-{size}-messages.json"
+                         if args.trace and size == args.long else None)
+                results.echoes.append(echo_run(bench, (a, b), users, size, args.echoes, trace))
+                if trace is not None:
+                    log(f"Chromium trace of this echo written to {trace}")
             log("opening a room with a peer present")
             results.opens, results.plain_dcl = open_times(bench, a, (b, users[1]), args.opens)
             log(f"{args.pages} pages joining one room at once, {args.tries} tries")
@@ -436,12 +452,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--opens", type=int, default=5, help="room openings")
     parser.add_argument("--pages", type=int, default=4, help="pages joining at once")
     parser.add_argument("--tries", type=int, default=5, help="joins at once")
+    parser.add_argument("--trace", metavar="DIR",
+                        help="save a Chromium trace of the long room's echo in DIR")
     parser.add_argument("--smoke", action="store_true", help="a tiny run, under a minute")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     if args.smoke:
         args.floor, args.echoes, args.short, args.long, args.block = 20, 10, 3, 30, 5
         args.opens, args.tries = 1, 1
+    if args.trace:
+        Path(args.trace).mkdir(parents=True, exist_ok=True)
     reason = missing_prerequisite()
     if reason is not None:
         parser.error(f"needs a sealed network and Debian's Chromium: {reason}")
