@@ -19,11 +19,30 @@ function fatal(message) {
   root.dataset.ready = "error";
 }
 
+/**
+ * Performance marks of the page's opening, each made once, timed from its navigation
+ * (bench/browser.py reads them): the socket joined the room, the first data channel opened,
+ * the page was ready, the first message from another device was shown.
+ */
+function markOnce(name) {
+  if (!performance.getEntriesByName(name, "mark").length) performance.mark(name);
+}
+
 async function run() {
   const peer = new BrowserPeer({ room, csrfToken });
+  peer.subscribe((event) => {
+    if (event.type !== "state") return;
+    if (event.state.server.connected) markOnce("gibberish:joined");
+    if (event.state.peers.some((p) => p.state === "connected")) markOnce("gibberish:channel-open");
+  });
   await peer.start();
   const view = new ChatView(document, peer, root);
   await view.start();
+  // After the view's own listener, so the message is in the list when the mark is made.
+  peer.subscribe((event) => {
+    if (event.type === "message" && !event.message.mine) markOnce("gibberish:first-peer-message");
+  });
+  markOnce("gibberish:ready");
   root.dataset.ready = "yes";
   root.dataset.device = peer.key.device;
 }

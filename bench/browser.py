@@ -1,0 +1,480 @@
+"""The browser peer at the speed of the browser (issue 17): Gibberish's page in Debian's
+Chromium, beside a plain RTCDataChannel between two pages of the same Chromium run, in a
+sealed network namespace (tests/browser/sealed_network.py; needs root).
+
+    .venv/bin/python -m bench.browser [--floor 1000] [--echoes 200] [--long 2000]
+                                      [--opens 5] [--tries 5] [--trace DIR] [--smoke]
+                                      [--no-write]
+
+Figures: (1) the floor, a plain RTCDataChannel echo round trip; (2) the product's UI echo,
+page A types into the composer and presses Enter, page B shows it and answers through its
+own composer, A shows the answer, in a room of 10 messages and in a long one (`--long
+10000` for the issue's goal), with per-block medians; (3) a page's opening, from its
+navigation, to an already-present peer; (4) four pages joining one room at the same instant,
+time to the full mesh and stalls (`--tries 50` for the issue's goal). Plus where the echo's
+time goes: the page's own steps, timed by wrapping its modules' methods (and, with `--trace
+DIR`, a Chromium trace of the long room's echo)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from bench import browser_scripts as js
+from bench.report import machine, percentile, write_section
+from launcher import ServerProcess
+from launcher.server import OPEN_LIMITS
+from tests.browser.conftest import (
+    CHROMIUM_ARGS,
+    MDNS_FEATURE,
+    chromium_path,
+    missing_prerequisite,
+    playwright_disabled_features,
+    sign_in,
+    state_of,
+)
+from tests.browser.sealed_network import SealedNetwork
+from tests.browser.stack import PASSWORD
+from tests.browser.test_long_room import SEED
+from tests.helpers import poll
+
+LONG = 120_000  # ms: seeding and syncing a long room on a shared 2-core machine
+BLOCK = 25  # echoes per block of the per-block medians
+# What a trace of the echo records: the pages' tasks and scripts, their user timings, and
+# IndexedDB's work (open the file in chrome://tracing or Perfetto).
+TRACE_CATEGORIES = ["toplevel", "devtools.timeline", "disabled-by-default-devtools.timeline",
+                    "v8.execute", "blink.user_timing", "IndexedDB", "webrtc"]
+FLOOR_TRIES_MAX = 10  # plain link set-ups (one pair, six pairs) measured in one page
+STALL_S = 9.0  # tests/browser/test_mesh_race.py MESH_DEADLINE_S
+GOAL_ECHO_P50, GOAL_ECHO_P99 = 5.0, 15.0
+GOAL_CHANNEL_AFTER_JOIN, GOAL_FIRST_AFTER_DCL, GOAL_MESH = 150.0, 250.0, 250.0
+SERVER_ENV = {**OPEN_LIMITS, "RATELIMIT_SIGNAL": "1000000 per 10 seconds",
+              "RATELIMIT_PUBLISH": "1000000 per 10 seconds"}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class EchoRun:
+    """The UI echo in a room that held `size` messages before it began."""
+
+    size: int
+    samples: list[float]  # ms
+    steps: dict[str, list[float]] = field(default_factory=dict)  # page A's and B's, merged
+
+    def blocks(self, block: int) -> list[float]:
+        return [statistics.median(self.samples[i:i + block])
+                for i in range(0, len(self.samples), block)]
+
+
+@dataclass
+class Results:
+    floor: list[float] = field(default_factory=list)  # ms, plain channel round trips
+    floor_link: list[float] = field(default_factory=list)  # ms, one pair set up in a page
+    floor_mesh: list[float] = field(default_factory=list)  # ms, six pairs at once in a page
+    plain_dcl: list[float] = field(default_factory=list)  # ms, the start page's
+    echoes: list[EchoRun] = field(default_factory=list)
+    opens: list[dict[str, float]] = field(default_factory=list)
+    mesh: list[float] = field(default_factory=list)  # ms from the last join to the full mesh
+    mesh_from_navigation: list[float] = field(default_factory=list)
+    stalls: int = 0
+    chromium: str = "Chromium"
+    errors: list[str] = field(default_factory=list)
+
+
+class Bench:
+    """One server, one Chromium, the users and their browser profiles."""
+
+    def __init__(self, browser: Browser, server: ServerProcess) -> None:
+        self.browser = browser
+        self.server = server
+        self.contexts: list[BrowserContext] = []
+        self.errors: list[str] = []
+
+    def user_page(self, name: str, init_script: str | None = None) -> Page:
+        """A fresh browser profile of a newly registered user, signed in through the form."""
+        reply = requests.post(f"{self.server.url}/api/register",
+                              json={"username": name, "password": PASSWORD}, timeout=30)
+        assert reply.status_code == 201, reply.text
+        context = self.browser.new_context(viewport={"width": 1280, "height": 800})
+        self.contexts.append(context)
+        if init_script:
+            context.add_init_script(script=init_script)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: self.errors.append(f"{name}: {exc}"))
+        sign_in(page, self.server, name)  # type: ignore[arg-type]
+        return page
+
+    def open_room(self, page: Page, room: str) -> None:
+        """Open the browser peer for `room` in a signed-in page and wait until it is ready."""
+        page.goto(f"{self.server.url}/rooms/{room}")
+        page.wait_for_selector("#chat[data-ready]", timeout=LONG)
+        state = page.get_attribute("#chat", "data-ready")
+        assert state == "yes", page.inner_text("#chat")
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+
+
+def floor_echo(bench: Bench, count: int) -> list[float]:
+    """Two plain pages of the same Chromium, one ordered RTCDataChannel, `count` echoes."""
+    pages = []
+    for _ in range(2):
+        context = bench.browser.new_context()
+        bench.contexts.append(context)
+        page = context.new_page()
+        page.goto(bench.server.url + "/")
+        pages.append(page)
+    offer = pages[0].evaluate(js.FLOOR_OFFER)
+    answer = pages[1].evaluate(js.FLOOR_ANSWER, offer)
+    pages[0].evaluate(js.FLOOR_ACCEPT, answer)
+    pages[0].evaluate(js.FLOOR_ECHO, {"count": 20, "start": 0})  # warm-up
+    samples: list[float] = pages[0].evaluate(js.FLOOR_ECHO, {"count": count, "start": 20})
+    for page in pages:
+        page.close()
+    return samples
+
+
+def floor_links(page: Page, pairs: int, tries: int) -> list[float]:
+    return [float(page.evaluate(js.FLOOR_LINKS, {"pairs": pairs})) for _ in range(tries)]
+
+
+def ready_and_quiet(page: Page) -> bool:
+    """The page has joined and its outbox is empty (nothing left to upload)."""
+    return bool(page.evaluate(
+        "() => { const b = document.getElementById('server-banner');"
+        " return !!b && b.dataset.state === 'connected' && b.dataset.outbox === '0'; }"))
+
+
+def last_text(page: Page) -> str:
+    return str(page.evaluate(
+        "() => document.querySelector('#messages > .message:last-child .text')?.textContent"
+        " || ''"))
+
+
+def echo_run(bench: Bench, pages: tuple[Page, Page], users: tuple[str, str], size: int,
+             count: int, trace: Path | None = None) -> EchoRun:
+    """A fresh room holding `size` messages (signed by A's device and stored in its log; B
+    gets them by anti-entropy, the server by upload), then `count` UI echoes A -> B -> A."""
+    a, b = pages
+    room = unique("echo")
+    bench.open_room(a, room)
+    a.evaluate(SEED, {"user": users[0], "room": room, "count": size})
+    a.reload()
+    a.wait_for_selector("#chat[data-ready]", timeout=LONG)
+    bench.open_room(b, room)
+    poll(lambda: state_of(a).get(users[1]) == "connected"
+         and state_of(b).get(users[0]) == "connected", timeout=60, message="A and B linked")
+    poll(lambda: last_text(b) == f"old {size}", timeout=LONG / 1000,
+         message=f"B holds the room's {size} messages")
+    poll(lambda: ready_and_quiet(a) and ready_and_quiet(b), timeout=LONG / 1000,
+         message="both pages uploaded everything")
+    for page in pages:
+        page.evaluate(js.TIME_STEPS, [list(s) for s in js.STEPS])
+    b.evaluate(js.RESPONDER)
+    a.evaluate(js.ECHO, {"count": 10, "start": 0})  # warm-up, not counted
+    for page in pages:
+        page.evaluate(js.READ_STEPS)
+    if trace is not None:
+        bench.browser.start_tracing(path=trace, categories=TRACE_CATEGORIES)
+    try:
+        samples: list[float] = a.evaluate(js.ECHO, {"count": count, "start": 10})
+    finally:
+        if trace is not None:
+            bench.browser.stop_tracing()
+    steps: dict[str, list[float]] = {}
+    for page in pages:
+        for label, values in page.evaluate(js.READ_STEPS).items():
+            steps.setdefault(label, []).extend(values)
+    return EchoRun(size, samples, steps)
+
+
+def open_times(bench: Bench, present: Page, newcomer: tuple[Page, str], tries: int,
+               ) -> tuple[list[dict[str, float]], list[float]]:
+    """`tries` times: the present page opens a fresh room; the newcomer navigates to it and
+    its marks are read once the present page's greeting is shown. Also the start page's
+    DOMContentLoaded in the newcomer's profile, the plain page beside it."""
+    a, (b, b_user) = present, newcomer
+    rows, plain = [], []
+    for _ in range(tries):
+        room = unique("open")
+        bench.open_room(a, room)
+        a.evaluate(js.GREET_NEWCOMER, b_user)
+        b.goto(f"{bench.server.url}/rooms/{room}", wait_until="commit")
+
+        def shown() -> dict[str, float] | None:
+            marks: dict[str, float] = b.evaluate(js.OPEN_MARKS)
+            return marks if marks["first"] is not None else None
+
+        marks = poll(shown, timeout=60, message="the newcomer's first message")
+        assert marks is not None
+        rows.append(marks)
+        b.goto(f"{bench.server.url}/")
+        plain.append(float(b.evaluate(
+            "() => performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd")))
+    return rows, plain
+
+
+def full_mesh(pages: list[Page], users: list[str]) -> bool:
+    for page, user in zip(pages, users, strict=True):
+        try:
+            states = state_of(page)
+        except Exception:  # still navigating
+            return False
+        if any(states.get(u) != "connected" for u in users if u != user):
+            return False
+    return True
+
+
+def mesh_race(bench: Bench, count: int, tries: int) -> tuple[list[float], list[float], int]:
+    """`count` pages, each signed in with its device key made, navigate to one fresh room
+    at the same instant, `tries` times (tests/browser/test_mesh_race.py). Per try: ms from
+    the last page's join (its socket joined) to the last link shown connected, and from the
+    first navigation; a try with no full mesh within STALL_S is a stall."""
+    users = [unique(f"racer{i}") for i in range(count)]
+    pages = []
+    for user in users:
+        page = bench.user_page(user, init_script=js.MEMBER_WATCH)
+        bench.open_room(page, unique("warm"))
+        pages.append(page)
+    from_join, from_navigation, stalls = [], [], 0
+    for attempt in range(tries):
+        url = f"{bench.server.url}/rooms/{unique(f'race{attempt}')}"
+        started = time.monotonic()
+        for page in pages:
+            page.evaluate("(u) => { location.href = u; }", url)
+        while not full_mesh(pages, users):
+            if time.monotonic() - started > STALL_S:
+                stalls += 1
+                break
+            time.sleep(0.05)
+        else:
+            seen = [page.evaluate(js.MESH_TIMES) for page in pages]
+            last_link = max(t for s, u in zip(seen, users, strict=True)
+                            for name, t in s["connected"].items() if name != f"{u} (you)")
+            from_join.append(last_link - max(s["joined"] for s in seen))
+            from_navigation.append(last_link - min(s["origin"] for s in seen))
+    return from_join, from_navigation, stalls
+
+
+@contextmanager
+def chromium_in_sealed_network(work: Path) -> Iterator[tuple[Browser, ServerProcess]]:
+    """The sealed namespace, the server inside it, Debian's Chromium launched as the browser
+    tests launch it (tests/browser/conftest.py `chromium`)."""
+    network = SealedNetwork()
+    try:
+        server = ServerProcess(work / "server", env=SERVER_ENV, ready_timeout=90)
+        server.start()
+        try:
+            with sync_playwright() as playwright:
+                executable = chromium_path()
+                assert executable is not None
+                theirs = playwright_disabled_features(playwright, executable)
+                browser = playwright.chromium.launch(
+                    executable_path=executable,
+                    ignore_default_args=[f"--disable-features={theirs}"],
+                    args=[*CHROMIUM_ARGS, f"--disable-features={theirs},{MDNS_FEATURE}"])
+                try:
+                    yield browser, server
+                finally:
+                    browser.close()
+        finally:
+            server.stop()
+    finally:
+        network.leave()
+
+
+def run(args: argparse.Namespace, log: Callable[[str], None]) -> Results:
+    results = Results()
+    work = Path(tempfile.mkdtemp(prefix="gibberish-bench-browser-"))
+    with chromium_in_sealed_network(work) as (browser, server):
+        bench = Bench(browser, server)
+        results.chromium = f"Chromium {browser.version}"
+        try:
+            log("floor: a plain RTCDataChannel between two pages")
+            results.floor = floor_echo(bench, args.floor)
+            users = (unique("alice"), unique("bob"))
+            a, b = bench.user_page(users[0]), bench.user_page(users[1])
+            # Chromium caps the connections a page may create, closed ones included.
+            floor_tries = min(max(args.opens, args.tries), FLOOR_TRIES_MAX)
+            results.floor_link = floor_links(a, 1, floor_tries)
+            results.floor_mesh = floor_links(a, 6, floor_tries)
+            for size in (args.short, args.long):
+                log(f"UI echo in a room of {size:,} messages")
+                trace = (Path(args.trace) / f"echo-{size}-messages.json"
+                         if args.trace and size == args.long else None)
+                results.echoes.append(echo_run(bench, (a, b), users, size, args.echoes, trace))
+                if trace is not None:
+                    log(f"Chromium trace of this echo written to {trace}")
+            log("opening a room with a peer present")
+            results.opens, results.plain_dcl = open_times(bench, a, (b, users[1]), args.opens)
+            log(f"{args.pages} pages joining one room at once, {args.tries} tries")
+            results.mesh, results.mesh_from_navigation, results.stalls = mesh_race(
+                bench, args.pages, args.tries)
+        finally:
+            results.errors = list(bench.errors)
+            bench.close()
+    return results
+
+
+def p(samples: list[float], q: float) -> float:
+    return percentile(samples, q)
+
+
+def report(r: Results, args: argparse.Namespace, command: str) -> str:
+    """The markdown section: each figure beside the plain data channel's, with the ratio."""
+    def met(ok: bool) -> str:
+        return "met" if ok else "not met"
+
+    f50, f99 = p(r.floor, 50), p(r.floor, 99)
+    echo = ["| room | round trip p50 / p99 ms | plain RTCDataChannel p50 / p99 ms "
+            "| page ÷ plain (p50 / p99) | goal p50 ≤ 5, p99 ≤ 15 | first 50 / last 50 median ms |",
+            "|---|---|---|---|---|---|",
+            f"| plain RTCDataChannel, {len(r.floor)} echoes | {f50:.2f} / {f99:.2f} | "
+            f"{f50:.2f} / {f99:.2f} | 1 | – | – |"]
+    for e in r.echoes:
+        e50, e99 = p(e.samples, 50), p(e.samples, 99)
+        head, tail = e.samples[:50], e.samples[-50:]
+        echo.append(
+            f"| Gibberish page, {e.size:,} messages, {len(e.samples)} echoes | "
+            f"{e50:.1f} / {e99:.1f} | {f50:.2f} / {f99:.2f} | {e50 / f50:,.0f} / "
+            f"{e99 / f99:,.0f} | {met(e50 <= GOAL_ECHO_P50 and e99 <= GOAL_ECHO_P99)} | "
+            f"{statistics.median(head):.1f} / {statistics.median(tail):.1f} |")
+    blocks = [f"- {e.size:,} messages: " + ", ".join(f"{m:.1f}" for m in e.blocks(args.block))
+              for e in r.echoes]
+
+    def med(key: str) -> float:
+        return statistics.median(o[key] for o in r.opens)
+
+    link, mesh_floor = statistics.median(r.floor_link), statistics.median(r.floor_mesh)
+    after_join = statistics.median(o["channel"] - o["joined"] for o in r.opens)
+    first_after_dcl = statistics.median(o["first"] - o["dcl"] for o in r.opens)
+    plain_dcl = statistics.median(r.plain_dcl)
+    opens = [
+        "| from navigation, median of " f"{len(r.opens)} | Gibberish page ms | plain ms "
+        "| page ÷ plain | goal |", "|---|---|---|---|---|",
+        f"| DOMContentLoaded | {med('dcl'):.0f} | {plain_dcl:.0f} (the server's start page) | "
+        f"{med('dcl') / plain_dcl:.1f} | – |",
+        f"| page ready (log loaded, view drawn) | {med('ready'):.0f} | – | – | – |",
+        f"| socket joined the room | {med('joined'):.0f} | – | – | – |",
+        f"| data channel open to the present peer | {med('channel'):.0f} | – | – | – |",
+        f"| … of which after the join | {after_join:.0f} | {link:.1f} (one pair set up inside "
+        f"one page) | {after_join / link:.1f} | "
+        f"≤ 150: {met(after_join <= GOAL_CHANNEL_AFTER_JOIN)} |",
+        f"| first live message shown (the peer answers the link) | {med('first'):.0f} | – "
+        "| – | – |",
+        f"| … of which after DOMContentLoaded | {first_after_dcl:.0f} | – | – | "
+        f"≤ 250: {met(first_after_dcl <= GOAL_FIRST_AFTER_DCL)} |",
+    ]
+    if r.mesh:
+        m50 = statistics.median(r.mesh)
+        mesh_line = (
+            f"| {args.pages} pages, {args.tries} tries | {m50:.0f} (max {max(r.mesh):.0f}) | "
+            f"{statistics.median(r.mesh_from_navigation):.0f} | {mesh_floor:.1f} (6 pairs at "
+            f"once inside one page) | {m50 / mesh_floor:.1f} | {r.stalls} | "
+            f"≤ 250 and 0 stalls: {met(m50 <= GOAL_MESH and r.stalls == 0)} |")
+    else:
+        mesh_line = (f"| {args.pages} pages, {args.tries} tries | – | – | {mesh_floor:.1f} | – | "
+                     f"{r.stalls} | not met |")
+    mesh = ["| joining at once | full mesh after the last join, median ms | after the first "
+            "navigation, median ms | plain ms | page ÷ plain | stalls (no mesh in 9 s) | goal |",
+            "|---|---|---|---|---|---|---|", mesh_line]
+    steps = ["| step (wall time, awaits included) | calls per echo | median ms | p99 ms |",
+             "|---|---|---|---|"]
+    for e in r.echoes[-1:]:
+        for label, values in e.steps.items():
+            if values:
+                steps.append(f"| {label} | {len(values) / len(e.samples):.1f} | "
+                             f"{p(values, 50):.2f} | {p(values, 99):.2f} |")
+    lines = [
+        "## The browser peer against a plain RTCDataChannel (issue 17)",
+        "",
+        f"`{command}`, run as root: a sealed network namespace (one veth address, no route "
+        "out), the server inside it, Debian's Chromium headless driven by Playwright; every "
+        "page in a profile of its own. The floor is an ordered RTCDataChannel between two "
+        "plain pages of the same Chromium run, measured first. The UI echo: page A sets the "
+        "composer's text and presses Enter (a keydown on `#composer-text`), page B sees the "
+        "message added to `#messages` and answers the same way, and the time is taken on A "
+        "from the Enter until B's answer is in A's list (DOM, before paint). Rooms are fresh; "
+        "the long one is seeded in A's IndexedDB log (signed by A's device), reaches B by "
+        "anti-entropy and the server by upload before the echo starts; 10 echoes of warm-up. "
+        f"Machine: {machine('playwright')}, {r.chromium}; 1-minute load average "
+        f"{os.getloadavg()[0]:.1f} at the end (the machine is shared and noisy).",
+        "",
+        *echo,
+        "",
+        f"Medians per block of {args.block} echoes, in order:",
+        "",
+        *blocks,
+        "",
+        "Opening a room where one peer is present (it writes one message through its composer "
+        "when it shows the newcomer connected), from the newcomer's navigation; the marks "
+        "are the page's own (`static/chat/browser-main.js`):",
+        "",
+        *opens,
+        "",
+        *mesh,
+        "",
+        "Where the echo's time goes, in the "
+        f"{r.echoes[-1].size if r.echoes else 0:,}-message room: the page's own steps, timed "
+        "by wrapping its modules' methods, on A and B together (each echo is two messages, "
+        "each sent once and received once):",
+        "",
+        *steps,
+    ]
+    if r.errors:
+        lines += ["", f"Uncaught errors in the pages: {len(r.errors)} ({r.errors[0]})"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.browser", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--floor", type=int, default=1000, help="plain channel echoes")
+    parser.add_argument("--echoes", type=int, default=200, help="UI echoes per room")
+    parser.add_argument("--short", type=int, default=10, help="messages in the short room")
+    parser.add_argument("--long", type=int, default=2000, help="messages in the long room")
+    parser.add_argument("--block", type=int, default=BLOCK, help="echoes per block median")
+    parser.add_argument("--opens", type=int, default=5, help="room openings")
+    parser.add_argument("--pages", type=int, default=4, help="pages joining at once")
+    parser.add_argument("--tries", type=int, default=5, help="joins at once")
+    parser.add_argument("--trace", metavar="DIR",
+                        help="save a Chromium trace of the long room's echo in DIR")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run, under a minute")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.floor, args.echoes, args.short, args.long, args.block = 20, 10, 3, 30, 5
+        args.opens, args.tries = 1, 1
+    if args.trace:
+        Path(args.trace).mkdir(parents=True, exist_ok=True)
+    reason = missing_prerequisite()
+    if reason is not None:
+        parser.error(f"needs a sealed network and Debian's Chromium: {reason}")
+    results = run(args, lambda text: print(f"-- {text}", flush=True))
+    command = "python -m bench.browser" + (" --smoke" if args.smoke else "".join(
+        f" --{name} {getattr(args, name)}" for name in
+        ("floor", "echoes", "long", "opens", "tries")))
+    text = report(results, args, command)
+    print(text)
+    if not args.no_write:
+        print(f"written to {write_section('browser', text)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,35 @@
+"""The browser benchmark still runs end to end in the sealed namespace with Debian's Chromium
+(tiny sizes, figures not checked) and its report has every figure beside the plain
+RTCDataChannel's."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.browser import main
+from tests.browser.conftest import missing_prerequisite
+from tests.helpers import require
+
+
+def test_browser_benchmark_smoke_reports_every_figure_beside_the_plain_channel(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    require(missing_prerequisite(), "the browser benchmark needs a sealed network and Chromium")
+    assert main(["--smoke", "--no-write"]) == 0
+    out = capsys.readouterr().out
+    # 1. the floor, 2. the UI echo in a short and a long room, with per-block medians
+    assert "| plain RTCDataChannel, 20 echoes |" in out
+    assert "| Gibberish page, 3 messages, 10 echoes |" in out
+    assert "| Gibberish page, 30 messages, 10 echoes |" in out
+    assert "page ÷ plain (p50 / p99)" in out
+    assert "- 30 messages: " in out
+    # 3. opening a room, from navigation
+    for row in ("| DOMContentLoaded |", "| socket joined the room |",
+                "| data channel open to the present peer |",
+                "| first live message shown (the peer answers the link) |"):
+        assert row in out
+    # 4. four pages joining at once
+    assert "| 4 pages, 1 tries |" in out and "stalls (no mesh in 9 s)" in out
+    # where the time goes
+    assert "| receive: verify (BrowserPeer.verified) |" in out
+    assert "| WebCrypto sign (Ed25519) |" in out
+    assert "Uncaught errors in the pages" not in out
