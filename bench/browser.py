@@ -36,17 +36,15 @@ from bench.report import machine, percentile, write_section
 from launcher import ServerProcess
 from launcher.server import OPEN_LIMITS
 from tests.browser.conftest import (
-    CHROMIUM_ARGS,
-    MDNS_FEATURE,
-    chromium_path,
+    launch_chromium,
     missing_prerequisite,
-    playwright_disabled_features,
     sign_in,
     state_of,
 )
 from tests.browser.sealed_network import SealedNetwork
 from tests.browser.stack import PASSWORD
 from tests.browser.test_long_room import SEED
+from tests.browser.test_mesh_race import full_mesh
 from tests.helpers import poll
 
 LONG = 120_000  # ms: seeding and syncing a long room on a shared 2-core machine
@@ -229,15 +227,6 @@ def open_times(bench: Bench, present: Page, newcomer: tuple[Page, str], tries: i
     return rows, plain
 
 
-def full_mesh(pages: list[Page], users: list[str]) -> bool:
-    for page, user in zip(pages, users, strict=True):
-        try:
-            states = state_of(page)
-        except Exception:  # still navigating
-            return False
-        if any(states.get(u) != "connected" for u in users if u != user):
-            return False
-    return True
 
 
 def mesh_race(bench: Bench, count: int, tries: int) -> tuple[list[float], list[float], int]:
@@ -281,13 +270,7 @@ def chromium_in_sealed_network(work: Path) -> Iterator[tuple[Browser, ServerProc
         server.start()
         try:
             with sync_playwright() as playwright:
-                executable = chromium_path()
-                assert executable is not None
-                theirs = playwright_disabled_features(playwright, executable)
-                browser = playwright.chromium.launch(
-                    executable_path=executable,
-                    ignore_default_args=[f"--disable-features={theirs}"],
-                    args=[*CHROMIUM_ARGS, f"--disable-features={theirs},{MDNS_FEATURE}"])
+                browser = launch_chromium(playwright)
                 try:
                     yield browser, server
                 finally:

@@ -93,17 +93,23 @@ def playwright_driver(sealed_network: SealedNetwork) -> Iterator[Playwright]:
         started.stop()
 
 
-@pytest.fixture(scope="package")
-def chromium(playwright_driver: Playwright) -> Iterator[Browser]:
-    """Headless Chromium with WebRTC's mDNS address hiding off, launched inside the namespace."""
+def launch_chromium(playwright: Playwright) -> Browser:
+    """Debian's Chromium, headless, with WebRTC's mDNS address hiding off (call it inside the
+    sealed namespace)."""
     executable = chromium_path()
     assert executable is not None
-    theirs = playwright_disabled_features(playwright_driver, executable)
-    browser = playwright_driver.chromium.launch(
+    theirs = playwright_disabled_features(playwright, executable)
+    return playwright.chromium.launch(
         executable_path=executable,
         ignore_default_args=[f"--disable-features={theirs}"],
         args=[*CHROMIUM_ARGS, f"--disable-features={theirs},{MDNS_FEATURE}"],
     )
+
+
+@pytest.fixture(scope="package")
+def chromium(playwright_driver: Playwright) -> Iterator[Browser]:
+    """Headless Chromium with WebRTC's mDNS address hiding off, launched inside the namespace."""
+    browser = launch_chromium(playwright_driver)
     yield browser
     browser.close()
 
