@@ -271,7 +271,7 @@ class Device:
             self.push_rooms()
 
     def push_rooms(self) -> None:
-        self.spawn(self.ui.publish({"type": "rooms", "rooms": self.rooms_list()}))
+        self.ui.post({"type": "rooms", "rooms": self.rooms_list()})
 
     # -- the mesh ---------------------------------------------------------------------------
 

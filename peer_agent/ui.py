@@ -59,7 +59,7 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 
 class ChatUI:
-    """The aiohttp application; `publish(event)` pushes a live event to every open page."""
+    """The aiohttp application; `post(event)` queues a live event for every open page."""
 
     def __init__(self, backend: ChatBackend, host: str = "127.0.0.1", port: int = 0) -> None:
         self.backend = backend
@@ -205,10 +205,6 @@ class ChatUI:
         finally:
             self._sockets.discard(ws)
         return ws
-
-    async def publish(self, event: dict[str, Any]) -> None:
-        """Send a live event (message, state, delivery) to every open page."""
-        self.post(event)
 
     def post(self, event: dict[str, Any]) -> None:
         """Queue a live event for every open page. The events of one loop turn leave in one

@@ -69,11 +69,10 @@ def test_ui_websocket_pushes_new_messages_live(
         first = json.loads(ws.recv())
         assert first["type"] == "state"
         alice.send("live to bob")
-        event: dict[str, Any] = {}
-        while event.get("type") != "message":
-            for event in ui_events(json.loads(ws.recv())):
-                if event["type"] == "message":
-                    break
+        messages: list[dict[str, Any]] = []
+        while not messages:
+            messages = [e for e in ui_events(json.loads(ws.recv())) if e["type"] == "message"]
+        event = messages[0]
         assert event["message"]["text"] == "live to bob"
         assert event["message"]["author"] == alice.name
     finally:
