@@ -122,6 +122,7 @@ class Link:
     _pc: RTCPeerConnection | None = field(default=None, init=False, repr=False)
     _channel: RTCDataChannel | None = field(default=None, init=False, repr=False)
     _awaiting_answer: bool = field(default=False, init=False, repr=False)
+    _unanswered: int = field(default=0, init=False, repr=False)
     _attempt_started: float = field(default=0.0, init=False, repr=False)
     _failures: int = field(default=0, init=False, repr=False)
     _ping_n: int = field(default=0, init=False, repr=False)
@@ -183,6 +184,7 @@ class Mesh:
         ping_timeout: float = 6.0,
         recover_grace: float = 10.0,
         connect_timeout: float = 10.0,
+        answer_timeout: float = 1.0,
     ) -> None:
         self._key = key
         self._device = key.device_id
@@ -216,6 +218,7 @@ class Mesh:
         self._ping_timeout = ping_timeout
         self._recover_grace = recover_grace
         self._connect_timeout = connect_timeout
+        self._answer_timeout = answer_timeout
         self._roster: dict[str, PeerInfo] = {}
         self._links: dict[str, Link] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -519,9 +522,24 @@ class Mesh:
             link._signal_room = self._room_for(link.peer.device)
             await self._signal(link, "offer",
                                self._signed_description(pc, link, link._offer_oid))
+            if link._pc is pc:
+                wait = min(self._connect_timeout,
+                           self._answer_timeout * 2.0 ** link._unanswered)
+                self._spawn(self._await_answer(link, pc, wait), link)
         except Exception as exc:
             if link._pc is pc:
                 self._fail(link, f"could not send an offer: {exc!r}")
+
+    async def _await_answer(self, link: Link, pc: RTCPeerConnection, wait: float) -> None:
+        """Offer again at once if no answer came within `wait`: an offer can be lost (sent
+        before the server took this side's join, to a peer not yet listening), and waiting out
+        the connect time-out would stall the pair for seconds. The wait doubles with each
+        unanswered offer, so a slow answerer is not offered over and over."""
+        await asyncio.sleep(wait)
+        if link._pc is pc and link._awaiting_answer and self._links.get(link.peer.device) is link:
+            link._unanswered += 1
+            log.info("no answer from %s in %g s: offering again", _short(link.peer.device), wait)
+            await self._offer(link)
 
     async def _accept_offer(self, link: Link, payload: dict[str, Any], room: str) -> None:
         if link.offerer:
@@ -567,6 +585,7 @@ class Mesh:
             raise SignalRefused(f"answer from {_short(link.peer.device)} with no offer pending")
         sdp = self._verified_sdp(link, payload, "answer", room)
         link._awaiting_answer = False
+        link._unanswered = 0
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except Exception as exc:

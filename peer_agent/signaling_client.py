@@ -9,6 +9,7 @@ the agent."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ class SignalingClient:
         # The server's answer to the last join: set once it joined or refused (`refusal` then
         # holds its error), so that joining from the UI can say at once why it failed.
         self.settled = asyncio.Event()
+        self._joining: asyncio.Future[None] | None = None  # the join call under way
         self.refusal: dict[str, Any] | None = None
         self._handlers = {"peer_joined": on_peer_joined, "peer_left": on_peer_left,
                           "signal": on_signal, "stored": on_stored}
@@ -215,6 +217,14 @@ class SignalingClient:
         if self.rendezvous:
             request["rendezvous"] = self.rendezvous
         self.join_generation += 1
+        joining = self._joining = asyncio.get_running_loop().create_future()
+        try:
+            await self._join_call(request)
+        finally:
+            if not joining.done():
+                joining.set_result(None)
+
+    async def _join_call(self, request: dict[str, Any]) -> None:
         try:
             reply = await self._sio.call("join", request, timeout=self._call_timeout)
         except (socketio.exceptions.TimeoutError, socketio.exceptions.SocketIOError) as exc:
@@ -229,6 +239,8 @@ class SignalingClient:
         self.refusal = None
         self.settled.set()
         self.joined = True
+        if self._joining is not None and not self._joining.done():
+            self._joining.set_result(None)
         self.unreachable = False
         self._on_link(True)
         result = self._on_joined(reply)
@@ -249,6 +261,12 @@ class SignalingClient:
                 log.error("giving up connecting to the server: %s", exc)
 
     async def signal(self, to: str, kind: str, payload: dict[str, Any]) -> bool:
+        if not self.joined and self._joining is not None and not self._joining.done():
+            # A peer_joined (and the offer it set off) can overtake the reply to our own join:
+            # the server has taken the join by then, so wait for the reply rather than let
+            # the offer go nowhere.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._joining), self._call_timeout)
         if not self.joined:
             return False
         try:
