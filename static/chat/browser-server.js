@@ -57,6 +57,8 @@ export class ServerLink {
     this.device = null;
     this.joined = false;
     this.everJoined = false;
+    /** @type {Promise<void> | null} the join call under way, settled once it answered */
+    this.joining = null;
     /** @type {Socket | null} */
     this.socket = null;
   }
@@ -188,6 +190,18 @@ export class ServerLink {
   }
 
   async join() {
+    /** @type {() => void} */
+    let settle = () => {};
+    this.joining = new Promise((resolve) => { settle = resolve; });
+    try {
+      await this.joinCall(settle);
+    } finally {
+      settle();
+    }
+  }
+
+  /** @param {() => void} settle called once the server took the join */
+  async joinCall(settle) {
     let reply;
     const generation = this.onJoining();
     try {
@@ -201,6 +215,7 @@ export class ServerLink {
       return;
     }
     this.joined = true;
+    settle();
     this.everJoined = true;
     this.onLink(true);
     await this.onJoined(reply, generation);
@@ -224,6 +239,9 @@ export class ServerLink {
    * @returns {Promise<void>}
    */
   async signal(to, kind, payload) {
+    // A peer_joined (and the offer it set off) can overtake the reply to our own join: the
+    // server has taken the join by then, so wait for the reply rather than fail the offer.
+    if (!this.joined && this.joining) await this.joining;
     if (!this.joined) throw new ServerError("not connected to the server");
     const reply = await this.call("signal", { room: this.room, to, kind, payload });
     if (!reply.ok) throw new ServerError(reply.error.message, reply.error.code);
