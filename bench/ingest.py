@@ -52,11 +52,12 @@ class Result:
     server_cpu: float  # CPU seconds of the server process per wall second of the upload
 
 
-def signed(account: Account, room: str, count: int) -> list[dict[str, Any]]:
+def signed(account: Account, room: str, count: int, first: int = 1) -> list[dict[str, Any]]:
+    """`count` envelopes of the account's device, seqs (and Lamport times) from `first`."""
     return [Envelope.create(account.key, room=room, author=account.username, seq=seq,
                             lamport=seq, ts=1_700_000_000_000 + seq,
                             text=f"{TEXT} {seq}").to_dict()
-            for seq in range(1, count + 1)]
+            for seq in range(first, first + count)]
 
 
 async def upload(url: str, accounts: list[Account], room: str,

@@ -113,6 +113,7 @@ class Agent:
         self.relay = SignalRelay(self.key.device_id, send_direct=self.reach.send_direct,
                                  neighbours=self.reach.neighbours)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._streams: dict[str, asyncio.Task[None]] = {}  # device -> catch-up streamed to it
         self._state_push: asyncio.TimerHandle | None = None
         self._state_pushed_at = float("-inf")
 
@@ -247,7 +248,7 @@ class Agent:
 
     def _run_other(self, effect: RoomEffect) -> None:
         if isinstance(effect, SendMissing):
-            self._send_missing(effect.device, effect.vector)
+            self._stream_missing(effect.device, effect.vector)
         elif isinstance(effect, ShowDelivery):
             self._push_delivery(effect.message_id)
         elif isinstance(effect, Upload):
@@ -324,11 +325,29 @@ class Agent:
             except TimeoutError:
                 pass
 
-    def _send_missing(self, device: str, vector: VersionVector) -> None:
+    def _stream_missing(self, device: str, vector: VersionVector) -> None:
+        """Stream what `device` lacks; a newer pull replaces the stream under way (its
+        vector is newer, so it names at most what the older one still had to send)."""
+        running = self._streams.get(device)
+        if running is not None:
+            running.cancel()
+        self._streams[device] = self.spawn(self._send_missing(device, vector))
+
+    async def _send_missing(self, device: str, vector: VersionVector) -> None:
         """Send a peer everything its vector says it lacks, walking the log in bounded
-        batches; the last batch says `more: false`."""
+        batches; the last batch says `more: false`. Each batch waits until the channel has
+        room (RoomMesh.writable), so a long catch-up streams at the link's pace."""
+        try:
+            await self._stream_batches(device, vector)
+        finally:
+            if self._streams.get(device) is asyncio.current_task():
+                del self._streams[device]
+
+    async def _stream_batches(self, device: str, vector: VersionVector) -> None:
         after: tuple[str, int] | None = None
         while True:
+            if not await self.mesh.writable(device):
+                return
             batch = self.store.missing_for(self.room, vector, limit=MAX_BATCH, after=after)
             for frame in batches_for(batch, more_after=bool(batch)):
                 if not self.mesh.send(device, frame):

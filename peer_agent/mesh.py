@@ -80,6 +80,11 @@ from .link_path import selected_path
 log = logging.getLogger(__name__)
 
 CHANNEL_LABEL = "gibberish"
+
+SEND_HIGH_WATER = 1 << 20
+"""Bytes a bulk sender lets queue on a data channel before it waits for them to drain: at
+loopback speed a few milliseconds of data, so a ping is never far behind."""
+
 SIGNAL_KINDS = ("offer", "answer", "candidate")
 
 # Ping and pong frames are a few dozen bytes; longer frames are never parsed by the mesh.
@@ -371,6 +376,30 @@ class Mesh:
         _check_frame_size(text)
         link = self._links.get(device)
         return link is not None and self._send_on(link, text)
+
+    async def writable(self, device: str, high: int = SEND_HIGH_WATER,
+                       timeout: float = 30.0) -> bool:
+        """Wait until the open data channel to `device` queues less than `high` bytes; False
+        if the link closes or changes meanwhile, or nothing drains within `timeout`. Bulk
+        senders (anti-entropy) wait here between frames, so a long catch-up neither fills
+        memory nor queues the pings seconds behind it."""
+        link = self._links.get(device)
+        if link is None or link._channel is None or link._channel.readyState != "open":
+            return False
+        channel = link._channel
+        if channel.bufferedAmount < high:
+            return True
+        drained = asyncio.Event()
+        channel.bufferedAmountLowThreshold = high // 2
+        channel.once("bufferedamountlow", drained.set)
+        channel.once("close", drained.set)
+        try:
+            async with asyncio.timeout(timeout):
+                await drained.wait()
+        except TimeoutError:
+            return False
+        return (channel.readyState == "open" and self._links.get(device) is link
+                and link._channel is channel)
 
     def broadcast(self, text: str) -> list[str]:
         """Send one text frame to every connected device; return the devices it was sent to.

@@ -91,6 +91,10 @@ class RoomMesh:
         """Send a frame of this room to one of its devices; False if it is not linked."""
         return device in self.peers and self._mesh.send(device, tag_room(text, self.room))
 
+    async def writable(self, device: str) -> bool:
+        """Wait until the channel to `device` can take more bulk data (Mesh.writable)."""
+        return device in self.peers and await self._mesh.writable(device)
+
     def broadcast(self, text: str) -> list[str]:
         """Send a frame of this room to each of its linked devices; the devices it went to."""
         tagged = tag_room(text, self.room)

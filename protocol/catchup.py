@@ -200,15 +200,17 @@ class CatchUp:
                 effects.append(SendDigest(device))
                 link.last_digest = now
                 link.digest_at = now + self.interval
-        if self._named:
+        if self._named and not server_up:
             # A server that is down cannot be read; once back, the join reads its history.
-            self._named = lacking(self._named, ours) if server_up else set()
-            if not self._named:
-                self._server_at = None
-        if (self._named and server_up and not self._server_pulling
+            self._named.clear()
+            self._server_at = None
+        if (self._named and not self._server_pulling
                 and self._server_at is not None and now >= self._server_at):
-            effects.append(PullServer())
-            self._server_pulling = True
+            # Checked against our vector only now, once: the named ids can number as many as
+            # the room's messages (a long upload), and the clock ticks on every event.
+            if lacking(self._named, ours):
+                effects.append(PullServer())
+                self._server_pulling = True
             self._named.clear()
             self._server_at = None
         return effects

@@ -1,0 +1,204 @@
+"""Catch-up (issue 16): how fast a device comes to hold a long room, from the server and from
+its peers with the server down, beside the floors measured in the same run.
+
+    .venv/bin/python -m bench.catchup [--messages 100000] [--uploaders 4] [--no-write]
+
+1. The room: `--messages` signed envelopes published to the server (Socket.IO `publish`,
+   batches of 100, as bench.ingest does) by `--uploaders` devices.
+2. **From the server**: a new user's agent joins the room with an empty data dir; the time is
+   from its UI answering (the agent is up and signed in) to its log holding every message,
+   read from its SQLite log by another process (`SELECT count(*)`), so "holds" means
+   committed. Its peer is not linked yet: nothing but the server has the room.
+3. **From the peers**: a second agent holds the room, is stopped, and misses `--messages` more
+   (published while it is down; the first agent takes them live). The server is then killed
+   and the second agent restarted: the time is from its UI answering to its log holding all
+   2 × `--messages`, brought by the first agent over their data channel (rendezvous without the
+   server, then anti-entropy).
+Floors, same run: the same rows read straight from the server's SQLite file, and the Ed25519
+verifications alone (every envelope is verified by the agent; one core)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sqlite3
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.ingest import SERVER_ENV as INGEST_ENV
+from bench.ingest import signed, upload
+from bench.report import machine, write_section
+from launcher import AgentProcess, ServerProcess, stop_all
+from launcher.agent import LOOPBACK_RECONNECT_MAX
+from launcher.server import OPEN_LIMITS
+from peer_agent.device import LOG_FILE
+from protocol import MAX_BATCH, Envelope
+from tests.signaling.conftest import Account, register_account
+
+SERVER_ENV = {**OPEN_LIMITS, **INGEST_ENV, "RATELIMIT_SIGNAL": "1000000 per 10 seconds"}
+PASSWORD = "password-" + "c" * 8
+GOAL_SERVER_S, GOAL_PEERS_S = 5.0, 10.0
+
+
+def held(agent: AgentProcess, room: str) -> int:
+    """Messages of `room` committed to the agent's log (read by another connection)."""
+    path = agent.data_dir / LOG_FILE
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            return int(db.execute("SELECT count(*) FROM messages WHERE room = ?",
+                                  (room,)).fetchone()[0])
+    except sqlite3.OperationalError:  # the schema is not made yet
+        return 0
+
+
+def time_to_hold(agent: AgentProcess, room: str, count: int, timeout: float) -> float:
+    """Seconds from now until the agent's log holds `count` messages of `room`."""
+    started = time.monotonic()
+    while held(agent, room) < count:
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"{agent.name} holds {held(agent, room)} of {count} after "
+                               f"{timeout:.0f} s")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def publish(server: ServerProcess, accounts: list[Account], room: str, first: int,
+            per_account: int) -> None:
+    """Each account publishes `per_account` envelopes, seqs from `first`."""
+    own = [signed(a, room, per_account, first=first) for a in accounts]
+    batches = [[e[i:i + MAX_BATCH] for i in range(0, len(e), MAX_BATCH)] for e in own]
+    _, acked = asyncio.run(upload(server.url, accounts, room, batches))
+    assert acked == per_account * len(accounts), acked
+
+
+def read_floor(server: ServerProcess, room: str) -> tuple[float, int]:
+    """Seconds to read every row of `room` straight from the server's SQLite file."""
+    path = server.database_url.removeprefix("sqlite:///")
+    started = time.perf_counter()
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT m.* FROM messages m JOIN rooms r ON r.id = m.room_id "
+                          "WHERE r.name = ? ORDER BY m.cursor", (room,)).fetchall()
+    return time.perf_counter() - started, len(rows)
+
+
+def verify_floor(account: Account, room: str, count: int) -> float:
+    """Seconds for `count` Ed25519 verifications of envelopes (one core, keys parsed once)."""
+    envelopes = [Envelope.from_dict(e) for e in signed(account, room, min(count, 20000))]
+    key = account.key.public_key_b64
+    started = time.perf_counter()
+    for env in envelopes:
+        env.verify(key)
+    return (time.perf_counter() - started) * count / len(envelopes)
+
+
+@dataclass
+class Result:
+    messages: int
+    seed_s: float
+    from_server_s: float
+    from_peers_s: float
+    read_floor_s: float
+    verify_floor_s: float
+
+
+def run(messages: int, uploaders: int, work: Path) -> Result:
+    room = "catchup-" + secrets.token_hex(3)
+    per_account = messages // uploaders
+    total = per_account * uploaders
+    server = ServerProcess(work / "server", env=SERVER_ENV)
+    server.start()
+    agents: list[AgentProcess] = []
+    try:
+        accounts = [register_account(server.url, "seeder") for _ in range(uploaders)]
+        began = time.monotonic()
+        publish(server, accounts, room, 1, per_account)
+        seed_s = time.monotonic() - began
+        read_s, rows = read_floor(server, room)
+        assert rows == total, rows
+        verify_s = verify_floor(accounts[0], room, total)
+
+        def agent(name: str) -> AgentProcess:
+            made = AgentProcess(server.url, f"{name}-{secrets.token_hex(3)}", room,
+                                work / name, PASSWORD, name=name, keep_ports=True,
+                                reconnect_max=LOOPBACK_RECONNECT_MAX,
+                                ready_timeout=120.0)
+            agents.append(made)
+            return made
+
+        first = agent("first")
+        first.start()
+        from_server = time_to_hold(first, room, total, timeout=600)
+        print(f"-- from the server: {total:,} messages in {from_server:.2f} s", flush=True)
+
+        second = agent("second")
+        second.start()
+        time_to_hold(second, room, total, timeout=600)
+        second.stop()
+        publish(server, accounts, room, per_account + 1, per_account)
+        time_to_hold(first, room, 2 * total, timeout=600)
+        server.kill()
+        second.start()
+        from_peers = time_to_hold(second, room, 2 * total, timeout=600)
+        print(f"-- from the peers: {total:,} missed in {from_peers:.2f} s", flush=True)
+        return Result(total, seed_s, from_server, from_peers, read_s, verify_s)
+    finally:
+        stop_all([*agents, server])
+
+
+def report(r: Result, uploaders: int) -> str:
+    def row(name: str, seconds: float, floor: float, goal: float) -> str:
+        return (f"| {name} | {seconds:.2f} | {r.messages / seconds:,.0f} | "
+                f"{floor:.2f} | {seconds / floor:.1f} | ≤ {goal:.0f} s: "
+                f"{'met' if seconds <= goal else 'not met'} |")
+
+    return "\n".join([
+        "## Catch-up: a long room from the server and from the peers (issue 16)",
+        "",
+        f"`python -m bench.catchup --messages {r.messages} --uploaders {uploaders}`: a room of "
+        f"{r.messages:,} signed messages published to the server (seeding took "
+        f"{r.seed_s:.1f} s). From the server: a new device's agent, from its UI answering to "
+        "its SQLite log holding every message (read by another process). From the peers: a "
+        f"device that missed {r.messages:,} messages while stopped, restarted with the server "
+        "killed, until its log holds them all (brought over the data channel by the other "
+        "agent). Floors in the same run: the rows read straight from the server's SQLite file, "
+        "and the Ed25519 verifications alone on one core (every envelope is verified). "
+        f"Machine: {machine('aiortc', 'cryptography')}; 1-minute load average "
+        f"{os.getloadavg()[0]:.1f} at the end.",
+        "",
+        "| catch-up | seconds | msgs/s | floor s (verify alone) | ÷ floor | goal |",
+        "|---|---|---|---|---|---|",
+        row("new device, from the server", r.from_server_s, r.verify_floor_s, GOAL_SERVER_S),
+        row("restarted device, from the peers (server down)", r.from_peers_s,
+            r.verify_floor_s, GOAL_PEERS_S),
+        "",
+        f"Rows read straight from SQLite: {r.read_floor_s:.2f} s "
+        f"({r.messages / r.read_floor_s:,.0f} rows/s). Ed25519 verification alone: "
+        f"{r.verify_floor_s:.2f} s for {r.messages:,} "
+        f"({r.verify_floor_s / r.messages * 1e6:.0f} µs each).",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.catchup", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--uploaders", type=int, default=4)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="catchup-") as tmp:
+        result = run(args.messages, args.uploaders, Path(tmp))
+    text = report(result, args.uploaders)
+    print(text)
+    if not args.no_write:
+        print(f"written to {write_section('catchup', text)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
