@@ -255,38 +255,51 @@ class RoomServer:
             log.info("could not refresh the room's keys: %s", exc)
 
     async def catch_up(self) -> None:
-        """Read the server's history after the last cursor seen, verified like any message."""
+        """Read the server's history after the last cursor seen, verified like any message.
+        The next page is asked for before this one is verified and stored, so the server
+        reads it while the agent works."""
         after = self.agent.store.server_cursor(self.agent.room)
-        while True:
-            try:
-                rows, last = await self.agent.client.history(after)
-            except (SignInError, OSError) as exc:
-                log.info("history catch-up stopped: %s", exc)
-                return
-            effects: list[RoomEffect] = []
-            envelopes = self.agent.core.verify_all((_envelope_fields(row) for row in rows), None,
-                                             int(time.time() * 1000), effects)
-            by_id = {f"{row['device']}:{row['seq']}": int(row["cursor"]) for row in rows}
-            cursors = {env.id: by_id[env.id] for env in envelopes}
-            self.agent._run(effects)
-            fresh = self.agent.store.add_many(envelopes, "server")
-            for env in fresh:
-                self.agent.paths.record(env.id, "received", via="server", cursor=cursors[env.id],
-                                  text=f"received via the server: read from its history "
-                                       f"(cursor {cursors[env.id]})")
-            store = Store(tuple(envelopes), None, False, len(rows))
-            self.agent._run(self.agent.core.stored(store, fresh, time.monotonic()))
-            self.agent._catchup_wake.set()
-            if rows:
-                self.agent.timeline.add(
-                    "history", f"history from the server: {len(rows)} messages, "
-                    f"{len(fresh)} new", count=len(rows), fresh=len(fresh))
-            self.agent.store.mark_known_by_server(self.agent.room, cursors)
-            self.agent.store.set_server_cursor(self.agent.room, last)
-            if not rows or last == after:
-                return
-            after = last
+        fetch = asyncio.ensure_future(self.agent.client.history(after))
+        try:
+            while True:
+                try:
+                    rows, last = await fetch
+                except (SignInError, OSError) as exc:
+                    log.info("history catch-up stopped: %s", exc)
+                    return
+                more = bool(rows) and last != after
+                if more:
+                    fetch = asyncio.ensure_future(self.agent.client.history(last))
+                    await asyncio.sleep(0)  # the request goes out before the page is taken
+                self._take_history(rows, last)
+                if not more:
+                    return
+                after = last
+        finally:
+            fetch.cancel()
 
+    def _take_history(self, rows: list[dict[str, Any]], last: int) -> None:
+        """One page of the server's history: verified, stored, recorded, cursor moved."""
+        effects: list[RoomEffect] = []
+        envelopes = self.agent.core.verify_all((_envelope_fields(row) for row in rows), None,
+                                               int(time.time() * 1000), effects)
+        by_id = {f"{row['device']}:{row['seq']}": int(row["cursor"]) for row in rows}
+        cursors = {env.id: by_id[env.id] for env in envelopes}
+        self.agent._run(effects)
+        fresh = self.agent.store.add_many(envelopes, "server")
+        for env in fresh:
+            self.agent.paths.record(env.id, "received", via="server", cursor=cursors[env.id],
+                                    text=f"received via the server: read from its history "
+                                         f"(cursor {cursors[env.id]})")
+        store = Store(tuple(envelopes), None, False, len(rows))
+        self.agent._run(self.agent.core.stored(store, fresh, time.monotonic()))
+        self.agent._catchup_wake.set()
+        if rows:
+            self.agent.timeline.add(
+                "history", f"history from the server: {len(rows)} messages, "
+                f"{len(fresh)} new", count=len(rows), fresh=len(fresh))
+        self.agent.store.mark_known_by_server(self.agent.room, cursors)
+        self.agent.store.set_server_cursor(self.agent.room, last)
 
 
 def _envelope_fields(row: dict[str, Any]) -> dict[str, Any]:
