@@ -152,7 +152,7 @@ class RoomCore:
                 if isinstance(exc, UnknownDevice) and not asked:
                     effects.append(RefreshKeys())
                     asked = True
-                effects.append(Refuse(origin, type(exc).__name__, str(exc), what="message"))
+                effects.append(Refuse(origin, exc.code, str(exc), what="message"))
         return good
 
     def _remember_verified(self, env: Envelope) -> None:
