@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from protocol import MAX_BATCH, ProtocolError, VersionVector
 from protocol.catchup import CatchUp, PullServer
 from protocol.channel import Frame
-from protocol.links import MAX_LINKS, LinkReport, LinksFrame
 from protocol.sync import batches_for, keys_frames_for
 
 from . import ui_state
@@ -58,7 +57,7 @@ from .room_mesh import RoomMesh
 from .room_server import RoomServer
 from .roster import RosterCache, roster_file
 from .session import server_address
-from .ui import UIError
+from .ui import Coalesced, UIError
 
 if TYPE_CHECKING:
     from .device import Device
@@ -68,10 +67,6 @@ log = logging.getLogger("gibberish.agent")
 # The longest a page waits for a change of the room's state (links, outbox, server link):
 # pushes closer together than this are merged into one.
 STATE_PUSH_INTERVAL = 0.05
-
-# How often each agent tells its linked peers about its data channels (and on every change),
-# for their network views.
-LINKS_REPORT_INTERVAL = 5.0
 
 
 class Agent:
@@ -113,8 +108,7 @@ class Agent:
         self.relay = SignalRelay(self.key.device_id, send_direct=self.reach.send_direct,
                                  neighbours=self.reach.neighbours)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._state_push: asyncio.TimerHandle | None = None
-        self._state_pushed_at = float("-inf")
+        self._state_push = Coalesced(self._push_state_now, STATE_PUSH_INTERVAL)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -141,7 +135,7 @@ class Agent:
         self.mesh.update_roster(self.roster.values())
         self.client.start()
         self.spawn(self.reach.keep_in_reach())
-        self.spawn(self._report_links_forever())
+        self.spawn(self.mesh.report_links_forever())
         self.spawn(self._catch_up_forever())
         log.info("%s's agent in #%s: rendezvous on %s", self.user, self.room,
                  self.rendezvous.address if self.rendezvous else "(none)")
@@ -159,8 +153,7 @@ class Agent:
         return self.config.rendezvous_port if first == self.room else 0
 
     async def close(self) -> None:
-        if self._state_push is not None:
-            self._state_push.cancel()
+        self._state_push.cancel()
         # Every task the agent starts is in _tasks (the key and ICE refreshes too), so none
         # outlives close().
         tasks = list(self._tasks)
@@ -191,7 +184,7 @@ class Agent:
                               user=peer.user, device=peer.device, state=state.value,
                               rtt_ms=link.rtt_ms if link is not None else None)
         if state == LinkState.CONNECTED:
-            self._report_links()
+            self.mesh.report_links()
             self.reach.down_since.pop(peer.device, None)
             self._run(self.core.link_up(Peer(peer.user, peer.device), time.monotonic()))
             self._catchup_wake.set()
@@ -199,7 +192,7 @@ class Agent:
                 self.reach.on_new_path()
         else:
             self.core.link_down(peer.device)  # its report came over that channel
-            self._report_links()
+            self.mesh.report_links()
             self.reach.down_since.setdefault(peer.device, time.monotonic())
         if state in (LinkState.FAILED, LinkState.DISCONNECTED):
             # A peer neither answering nor listed by the server is gone: no need to wait out
@@ -292,17 +285,6 @@ class Agent:
         self.timeline.add("refused", f"refused a message from {origin}: {effect.reason[:200]}",
                           reason=f"{effect.code}: {effect.reason[:200]}")
 
-    def _report_links(self) -> None:
-        """Tell the linked peers which data channels this device has, with their RTTs."""
-        links = tuple(LinkReport(device, link.state.value, link.rtt_ms)
-                      for device, link in sorted(self.mesh.links.items())[:MAX_LINKS])
-        self.mesh.broadcast(LinksFrame(links).encode())
-
-    async def _report_links_forever(self) -> None:
-        while True:
-            await asyncio.sleep(LINKS_REPORT_INTERVAL)
-            self._report_links()
-
     async def _pull_from_server(self) -> None:
         try:
             await self.server.catch_up()
@@ -379,15 +361,9 @@ class Agent:
     def push_state(self) -> None:
         """Push the agent's state to every open page, at most every STATE_PUSH_INTERVAL: a
         busy room changes it with every message, and building it reads the whole roster."""
-        if self._state_push is not None:
-            return
-        loop = asyncio.get_running_loop()
-        due = max(0.0, self._state_pushed_at + STATE_PUSH_INTERVAL - loop.time())
-        self._state_push = loop.call_later(due, self._push_state_now)
+        self._state_push.request()
 
     def _push_state_now(self) -> None:
-        self._state_push = None
-        self._state_pushed_at = asyncio.get_running_loop().time()
         self.publish({"type": "state", "state": self.state()})
 
     def publish(self, event: dict[str, Any]) -> None:
