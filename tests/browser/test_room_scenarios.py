@@ -23,7 +23,7 @@ from playwright.sync_api import Page
 
 from tests.browser.conftest import OpenPage, unique
 from tests.browser.stack import Server
-from tests.scenarios.scenario import ROOM, SCENARIOS, concrete, outcome
+from tests.scenarios.scenario import ME, ROOM, SCENARIOS, concrete, outcome
 
 RUN_IN_PAGE = """
 async (arg) => {
@@ -52,7 +52,7 @@ async (arg) => {
   peer.mesh = /** a recorder in the mesh's place */ ({
     links: new Map(),
     send(device, text) { sent.push([device, text]); return true; },
-    broadcast() { return []; },
+    broadcast(text) { sent.push(['*', text]); return []; },
     drained: async () => true,
     nudge() { return false; },
     updateRoster() {},
@@ -72,6 +72,8 @@ async (arg) => {
     if (step.link_up) {
       const known = peer.roster.get(step.link_up);
       peer.onPeerLink(known, 'connected');
+    } else if (step.post !== undefined) {
+      await peer.send(step.post);
     } else {
       await peer.handleFrame({ user: step.user, device: step.from, public_key: '' }, step.text);
     }
@@ -80,7 +82,8 @@ async (arg) => {
   }
   await settle();
   const held = peer.store.page(null, 500).envs.map(envelopeId);
-  return { sent, stored: held, shown, display: held, refused, asked_for_keys: asked, errors };
+  return { sent, stored: held, shown, display: held, refused, asked_for_keys: asked, errors,
+           me: peer.key.device };
 }
 """
 
@@ -101,5 +104,6 @@ def test_the_browser_peer_does_what_the_scenario_says(scenario: dict[str, Any],
         "room": ROOM, "user": unique("scenario"), "steps": made.steps,
         "known": [asdict(d) for d in made.known()]})
     assert seen.pop("errors") == []
-    assert outcome(seen, made.names) == scenario["expect"]
+    names = {**made.names, seen.pop("me"): ME}
+    assert outcome(seen, names) == scenario["expect"]
 

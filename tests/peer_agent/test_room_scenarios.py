@@ -13,6 +13,7 @@ import pytest
 
 from peer_agent.log import LocalLog
 from peer_agent.room_core import (
+    Broadcast,
     Event,
     Peer,
     RefreshKeys,
@@ -26,11 +27,11 @@ from peer_agent.room_core import (
     Show,
     Store,
 )
-from protocol import ProtocolError
+from protocol import MAX_BATCH, ProtocolError, VersionVector
 from protocol.catchup import CatchUp
 from protocol.channel import parse_room_frame
-from protocol.sync import keys_frames_for
-from tests.scenarios.scenario import ROOM, SCENARIOS, Concrete, concrete, key_of, outcome
+from protocol.sync import batches_for, keys_frames_for
+from tests.scenarios.scenario import ME, ROOM, SCENARIOS, Concrete, concrete, key_of, outcome
 
 
 class Runner:
@@ -49,9 +50,12 @@ class Runner:
 
     def step(self, step: dict[str, Any], now_ms: int) -> None:
         now = time.monotonic()
-        peer = Peer(step["user"], step.get("link_up") or step["from"])
+        peer = Peer(step.get("user", ""), step.get("link_up") or step.get("from", ""))
         if "link_up" in step:
             self.run(self.core.link_up(peer, now))
+        elif "post" in step:
+            env = self.log.author_message(key_of(ME), ROOM, ME, step["post"], now_ms)
+            self.run(self.core.posted(env))
         else:
             self.frame(peer, step["text"], now, now_ms)
         # The agent's catch-up loop runs whenever a step may have made something due.
@@ -76,8 +80,10 @@ class Runner:
                 self.sent.append((effect.device, effect.frame.encode()))
             elif isinstance(effect, SendKeys):
                 self.sent += [(effect.device, t) for t in keys_frames_for(self.log.known_keys())]
+            elif isinstance(effect, Broadcast):
+                self.sent.append(("*", effect.frame.encode()))
             elif isinstance(effect, SendMissing):
-                raise AssertionError("no scenario answers a pull yet: carry out SendMissing")
+                self.send_missing(effect.device, effect.vector)
             elif isinstance(effect, Store):
                 source = "server" if effect.peer is None else f"peer:{effect.peer.device}"
                 fresh = self.log.add_many(effect.envelopes, source)
@@ -93,6 +99,16 @@ class Runner:
             elif isinstance(effect, RememberKeys):
                 for k in effect.devices:
                     self.log.remember_key(k.id, k.user, k.public_key, effect.source)
+
+    def send_missing(self, device: str, vector: VersionVector) -> None:
+        """As `Agent._send_missing`: the log walked in batches, the last saying more: false."""
+        after: tuple[str, int] | None = None
+        while True:
+            batch = self.log.missing_for(ROOM, vector, limit=MAX_BATCH, after=after)
+            self.sent += [(device, t) for t in batches_for(batch, more_after=bool(batch))]
+            if not batch:
+                return
+            after = (batch[-1].device, batch[-1].seq)
 
     def seen(self) -> dict[str, Any]:
         held = [env.id for env in self.log.page(ROOM, None, 500)]

@@ -27,6 +27,8 @@ SCENARIOS: list[dict[str, Any]] = DATA["scenarios"]
 PAST_HORIZON_MS = 60_000
 # Frames that are the agent's (its network view), not the room core's: left out of `sent`.
 NOT_THE_ROOMS = {"links"}
+ME = "me"
+"""The device the scenarios run on; what it posts is `me:<seq>`."""
 
 
 def key_of(name: str) -> DeviceKey:
@@ -49,12 +51,15 @@ class Concrete:
 
     name: str
     devices: dict[str, Device]
-    # {"link_up": device id, "user": name} or {"from": device id, "user": name, "text": frame}
+    # {"link_up": device id, "user": name}, {"from": device id, "user": name, "text": frame}
+    # or {"post": text}
     steps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def names(self) -> dict[str, str]:
-        return {d.device: d.name for d in self.devices.values()}
+        """Device ids to names; the device the scenario runs on is `ME` when it is Python's
+        (a browser names its own, made by WebCrypto)."""
+        return {key_of(ME).device_id: ME, **{d.device: d.name for d in self.devices.values()}}
 
     def known(self) -> list[Device]:
         return [d for d in self.devices.values() if d.known]
@@ -88,6 +93,8 @@ def frame_text(spec: dict[str, Any], room: str, now_ms: int) -> str:
         frame["env"] = envelope(frame["env"], now_ms)
     if "envs" in frame:
         frame["envs"] = [envelope(e, now_ms) for e in frame["envs"]]
+    if "vector" in frame:
+        frame["vector"] = {key_of(name).device_id: seq for name, seq in frame["vector"].items()}
     return tag_room(encode_frame(frame), room)
 
 
@@ -98,6 +105,8 @@ def concrete(scenario: dict[str, Any], now_ms: int) -> Concrete:
         if "link_up" in step:
             who = found[step["link_up"]]
             made.steps.append({"link_up": who.device, "user": who.name})
+        elif "post" in step:
+            made.steps.append({"post": step["post"]})
         else:
             who = found[step["from"]]
             made.steps.append({"from": who.device, "user": who.name,
