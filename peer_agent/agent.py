@@ -269,7 +269,7 @@ class Agent:
             fresh = self.store.add_many(effect.envelopes, source)
         except ProtocolError as exc:
             if effect.peer is not None:
-                self.refuse_frame(effect.peer.user, effect.peer.device, str(exc))
+                self.refuse_frame(effect.peer.user, effect.peer.device, f"{exc.code}: {exc}")
             return
         self._run(self.core.stored(effect, fresh, time.monotonic()))
         self._catchup_wake.set()
@@ -277,7 +277,7 @@ class Agent:
     def _refuse(self, effect: Refuse) -> None:
         peer = effect.peer
         if effect.what == "frame" and peer is not None:
-            self.refuse_frame(peer.user, peer.device, effect.reason)
+            self.refuse_frame(peer.user, peer.device, f"{effect.code}: {effect.reason}")
             return
         origin = "server" if peer is None else f"peer {peer.user}"
         self.refused[effect.code] += 1
