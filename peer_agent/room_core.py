@@ -65,8 +65,8 @@ from .room_effects import (
 __all__ = [
     "RECENTLY_VERIFIED", "Broadcast", "Delivery", "Event", "LogView", "Peer", "Record",
     "RefreshKeys", "Refuse", "RelaySignal", "RememberKeys", "RoomCore", "RoomEffect", "Send",
-    "SendKeys", "SendMissing", "Show", "ShowDelivery", "StateChanged", "Store", "UnknownDevice",
-    "Upload",
+    "SendKeys", "SendMissing", "Show", "ShowDelivery", "StateChanged", "Store", "UnknownAuthor",
+    "UnknownDevice", "Upload",
 ]
 
 RECENTLY_VERIFIED = 4096
@@ -87,6 +87,12 @@ class UnknownDevice(ProtocolError):
     """An envelope's device has no key this device knows (yet)."""
 
     code = "unknown_device"
+
+
+class UnknownAuthor(ProtocolError):
+    """An envelope's device is known, as another user's than its author's (an impostor)."""
+
+    code = "unknown_author"
 
 
 @dataclass
@@ -125,7 +131,7 @@ class RoomCore:
             raise UnknownDevice(f"unknown device {env.device}; keys are being refreshed")
         user, public_key = known
         if user != env.author:
-            raise ProtocolError(f"device {env.device} belongs to {user!r}, not {env.author!r}")
+            raise UnknownAuthor(f"device {env.device} belongs to {user!r}, not {env.author!r}")
         env.verify(public_key)
         check_lamport_horizon(env, now_ms)
         return env

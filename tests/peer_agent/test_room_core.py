@@ -143,6 +143,7 @@ def test_an_impostor_of_another_user_is_refused() -> None:
     core, _, bob, peer = setup()
     effects = core.frame(peer, MsgFrame(envelope(bob, author="alice")), 0.0, NOW_MS)
     assert isinstance(effects[0], Refuse) and "belongs to 'bob'" in effects[0].reason
+    assert effects[0].code == "unknown_author"
 
 
 def test_an_unknown_device_asks_for_the_keys_once() -> None:

@@ -78,7 +78,8 @@ def envelope(spec: dict[str, Any], now_ms: int) -> dict[str, Any]:
     lamport = spec["lamport"]
     if lamport == "past_horizon":
         lamport = lamport_horizon(now_ms) + PAST_HORIZON_MS
-    env = Envelope.create(key_of(spec["by"]), room=spec.get("room", ROOM), author=spec["by"],
+    env = Envelope.create(key_of(spec["by"]), room=spec.get("room", ROOM),
+                          author=spec.get("as", spec["by"]),
                           seq=spec["seq"], lamport=lamport, ts=now_ms, text=spec["text"])
     obj = env.to_dict()
     if spec.get("forged"):
