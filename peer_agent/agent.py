@@ -30,7 +30,7 @@ from . import ui_state
 from .mesh import LinkState, PeerInfo
 from .outbox import Outbox
 from .reach import Reach
-from .records import NOTE_MAX_CHARS, PathJournal, Timeline
+from .records import PathJournal, Timeline
 from .relay import SignalRelay
 from .rendezvous import Rendezvous
 from .room_core import (
@@ -376,22 +376,6 @@ class Agent:
 
     def messages_page(self, before: str | None, limit: int) -> dict[str, Any]:
         return ui_state.messages_page(self, before, limit)
-
-    def events(self, limit: int) -> dict[str, Any]:
-        return {"events": self.timeline.recent(limit)}
-
-    def note(self, text: str) -> dict[str, Any]:
-        """A note in the timeline (the guided demo announces its steps with it)."""
-        text = text.strip()
-        if not text or len(text) > NOTE_MAX_CHARS:
-            raise UIError(400, "invalid_argument",
-                          f"a note has 1 to {NOTE_MAX_CHARS} characters")
-        return self.timeline.add("note", text)
-
-    def message_path(self, message_id: str) -> dict[str, Any]:
-        if self.store.get(self.room, message_id) is None:
-            raise UIError(404, "not_found", "this device holds no such message")
-        return {"id": message_id, "steps": self.paths.steps(message_id)}
 
     def _publish_event(self, event: dict[str, Any]) -> None:
         self.publish({"type": "event", "event": event})

@@ -30,6 +30,7 @@ from protocol.channel import Frame, parse_room_frame
 from protocol.errors import InvalidName
 from protocol.names import normalize_room
 
+from . import ui_state
 from .agent import Agent
 from .log import LocalLog
 from .mesh import LinkState, Mesh, PeerInfo
@@ -336,13 +337,13 @@ class Device:
         return await self.room(room).post_message(text)
 
     def events(self, room: str | None, limit: int) -> dict[str, Any]:
-        return self.room(room).events(limit)
+        return ui_state.events(self.room(room), limit)
 
     def note(self, room: str | None, text: str) -> dict[str, Any]:
-        return self.room(room).note(text)
+        return ui_state.note(self.room(room), text)
 
     def message_path(self, room: str | None, message_id: str) -> dict[str, Any]:
-        return self.room(room).message_path(message_id)
+        return ui_state.message_path(self.room(room), message_id)
 
     def links(self) -> dict[str, Any]:
         """Every link of the device, with the rooms it carries."""
