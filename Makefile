@@ -39,7 +39,8 @@ test: lint
 # The pure tier for the edit-run loop: protocol rules, parsers, the local log and roster cache,
 # ICE pinning, the room core. No server, no peer connection, no browser; well under a minute.
 FAST_TESTS := tests/protocol tests/peer_agent/test_log.py tests/peer_agent/test_roster_cache.py \
-	tests/peer_agent/test_ice.py tests/peer_agent/test_room_core.py
+	tests/peer_agent/test_ice.py tests/peer_agent/test_room_core.py \
+	tests/peer_agent/test_room_scenarios.py
 
 test-fast: bootstrap
 	$(PY) -m pytest -n 2 -q $(FAST_TESTS) $(PYTEST_ARGS)

@@ -24,14 +24,13 @@ from typing import TYPE_CHECKING, Any
 from protocol import MAX_BATCH, ProtocolError, VersionVector
 from protocol.catchup import CatchUp, PullServer
 from protocol.channel import Frame
-from protocol.links import MAX_LINKS, LinkReport, LinksFrame
 from protocol.sync import batches_for, keys_frames_for
 
 from . import ui_state
 from .mesh import LinkState, PeerInfo
 from .outbox import Outbox
 from .reach import Reach
-from .records import NOTE_MAX_CHARS, PathJournal, Timeline
+from .records import PathJournal, Timeline
 from .relay import SignalRelay
 from .rendezvous import Rendezvous
 from .room_core import (
@@ -58,7 +57,7 @@ from .room_mesh import RoomMesh
 from .room_server import RoomServer
 from .roster import RosterCache, roster_file
 from .session import server_address
-from .ui import UIError
+from .ui import Coalesced, UIError
 
 if TYPE_CHECKING:
     from .device import Device
@@ -68,10 +67,6 @@ log = logging.getLogger("gibberish.agent")
 # The longest a page waits for a change of the room's state (links, outbox, server link):
 # pushes closer together than this are merged into one.
 STATE_PUSH_INTERVAL = 0.05
-
-# How often each agent tells its linked peers about its data channels (and on every change),
-# for their network views.
-LINKS_REPORT_INTERVAL = 5.0
 
 
 class Agent:
@@ -114,8 +109,7 @@ class Agent:
                                  neighbours=self.reach.neighbours)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._streams: dict[str, asyncio.Task[None]] = {}  # device -> catch-up streamed to it
-        self._state_push: asyncio.TimerHandle | None = None
-        self._state_pushed_at = float("-inf")
+        self._state_push = Coalesced(self._push_state_now, STATE_PUSH_INTERVAL)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -142,7 +136,7 @@ class Agent:
         self.mesh.update_roster(self.roster.values())
         self.client.start()
         self.spawn(self.reach.keep_in_reach())
-        self.spawn(self._report_links_forever())
+        self.spawn(self.mesh.report_links_forever())
         self.spawn(self._catch_up_forever())
         log.info("%s's agent in #%s: rendezvous on %s", self.user, self.room,
                  self.rendezvous.address if self.rendezvous else "(none)")
@@ -160,8 +154,7 @@ class Agent:
         return self.config.rendezvous_port if first == self.room else 0
 
     async def close(self) -> None:
-        if self._state_push is not None:
-            self._state_push.cancel()
+        self._state_push.cancel()
         # Every task the agent starts is in _tasks (the key and ICE refreshes too), so none
         # outlives close().
         tasks = list(self._tasks)
@@ -192,7 +185,7 @@ class Agent:
                               user=peer.user, device=peer.device, state=state.value,
                               rtt_ms=link.rtt_ms if link is not None else None)
         if state == LinkState.CONNECTED:
-            self._report_links()
+            self.mesh.report_links()
             self.reach.down_since.pop(peer.device, None)
             self._run(self.core.link_up(Peer(peer.user, peer.device), time.monotonic()))
             self._catchup_wake.set()
@@ -200,7 +193,7 @@ class Agent:
                 self.reach.on_new_path()
         else:
             self.core.link_down(peer.device)  # its report came over that channel
-            self._report_links()
+            self.mesh.report_links()
             self.reach.down_since.setdefault(peer.device, time.monotonic())
         if state in (LinkState.FAILED, LinkState.DISCONNECTED):
             # A peer neither answering nor listed by the server is gone: no need to wait out
@@ -277,7 +270,7 @@ class Agent:
             fresh = self.store.add_many(effect.envelopes, source)
         except ProtocolError as exc:
             if effect.peer is not None:
-                self.refuse_frame(effect.peer.user, effect.peer.device, str(exc))
+                self.refuse_frame(effect.peer.user, effect.peer.device, f"{exc.code}: {exc}")
             return
         self._run(self.core.stored(effect, fresh, time.monotonic()))
         self._catchup_wake.set()
@@ -285,24 +278,13 @@ class Agent:
     def _refuse(self, effect: Refuse) -> None:
         peer = effect.peer
         if effect.what == "frame" and peer is not None:
-            self.refuse_frame(peer.user, peer.device, effect.reason)
+            self.refuse_frame(peer.user, peer.device, f"{effect.code}: {effect.reason}")
             return
         origin = "server" if peer is None else f"peer {peer.user}"
         self.refused[effect.code] += 1
         log.warning("refused a message from %s: %s", origin, effect.reason)
         self.timeline.add("refused", f"refused a message from {origin}: {effect.reason[:200]}",
                           reason=f"{effect.code}: {effect.reason[:200]}")
-
-    def _report_links(self) -> None:
-        """Tell the linked peers which data channels this device has, with their RTTs."""
-        links = tuple(LinkReport(device, link.state.value, link.rtt_ms)
-                      for device, link in sorted(self.mesh.links.items())[:MAX_LINKS])
-        self.mesh.broadcast(LinksFrame(links).encode())
-
-    async def _report_links_forever(self) -> None:
-        while True:
-            await asyncio.sleep(LINKS_REPORT_INTERVAL)
-            self._report_links()
 
     async def _pull_from_server(self) -> None:
         try:
@@ -398,15 +380,9 @@ class Agent:
     def push_state(self) -> None:
         """Push the agent's state to every open page, at most every STATE_PUSH_INTERVAL: a
         busy room changes it with every message, and building it reads the whole roster."""
-        if self._state_push is not None:
-            return
-        loop = asyncio.get_running_loop()
-        due = max(0.0, self._state_pushed_at + STATE_PUSH_INTERVAL - loop.time())
-        self._state_push = loop.call_later(due, self._push_state_now)
+        self._state_push.request()
 
     def _push_state_now(self) -> None:
-        self._state_push = None
-        self._state_pushed_at = asyncio.get_running_loop().time()
         self.publish({"type": "state", "state": self.state()})
 
     def publish(self, event: dict[str, Any]) -> None:
@@ -419,22 +395,6 @@ class Agent:
 
     def messages_page(self, before: str | None, limit: int) -> dict[str, Any]:
         return ui_state.messages_page(self, before, limit)
-
-    def events(self, limit: int) -> dict[str, Any]:
-        return {"events": self.timeline.recent(limit)}
-
-    def note(self, text: str) -> dict[str, Any]:
-        """A note in the timeline (the guided demo announces its steps with it)."""
-        text = text.strip()
-        if not text or len(text) > NOTE_MAX_CHARS:
-            raise UIError(400, "invalid_argument",
-                          f"a note has 1 to {NOTE_MAX_CHARS} characters")
-        return self.timeline.add("note", text)
-
-    def message_path(self, message_id: str) -> dict[str, Any]:
-        if self.store.get(self.room, message_id) is None:
-            raise UIError(404, "not_found", "this device holds no such message")
-        return {"id": message_id, "steps": self.paths.steps(message_id)}
 
     def _publish_event(self, event: dict[str, Any]) -> None:
         self.publish({"type": "event", "event": event})

@@ -9,17 +9,14 @@ Frames on a data channel name their room (protocol.channel): the device hands ea
 room, and refuses one for a room it is not in or from a device the room does not list (for a
 private room the server lists members only, so a non-member's frames never reach the core).
 
-The rooms joined are remembered in the data dir (`rooms.json`) and joined again on restart;
-a data dir from before (one room per agent) is upgraded in place: its rooms are read from its
-log and its roster cache.
+The rooms joined are remembered in the data dir and joined again on restart; a data dir from
+before (one room per agent) is upgraded in place (rooms_file.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Coroutine
@@ -33,10 +30,11 @@ from protocol.channel import Frame, parse_room_frame
 from protocol.errors import InvalidName
 from protocol.names import normalize_room
 
+from . import ui_state
 from .agent import Agent
 from .log import LocalLog
 from .mesh import LinkState, Mesh, PeerInfo
-from .roster import roster_file
+from .rooms_file import rooms_to_join, save_rooms
 from .session import load_or_create_key, sign_in
 from .signaling_client import RECONNECT_MAX, SignalingClient, SignInError
 from .ui import ChatUI, UIError
@@ -44,7 +42,6 @@ from .ui import ChatUI, UIError
 log = logging.getLogger("gibberish.agent")
 
 LOG_FILE = "log.sqlite3"
-ROOMS_FILE = "rooms.json"
 # A frame of a room whose roster does not list its sender yet is held this long (at most
 # EARLY_FRAMES_MAX per room and sender): the sender may have read the room's roster before
 # this device heard from the server that it joined. Then it is refused as not_in_room.
@@ -53,7 +50,6 @@ EARLY_FRAMES_MAX = 64
 # How long joining from the UI waits for the server's answer before leaving it to the
 # background (the server may be down: the room is joined once it is back).
 JOIN_ANSWER_WAIT = 5.0
-OLD_ROSTER_FILE = "peers.json"  # one room's roster cache, before rooms were remembered
 
 
 @dataclass
@@ -113,7 +109,7 @@ class Device:
                                   self.config.register)
         self.token = self.account.token
         await self.ui.start()
-        for room in self._rooms_to_join():
+        for room in rooms_to_join(self.config.data_dir, self.store.rooms, self.config.rooms):
             await self._open(room)
         self._save_rooms()
         log.info("%s's agent: UI on %s, rooms %s", self.user, self.ui.url,
@@ -131,51 +127,8 @@ class Device:
         await self.ui.close()
         self.store.close()
 
-    def _rooms_to_join(self) -> list[str]:
-        """The rooms remembered, then those asked for on the command line; a data dir from
-        before rooms were remembered gives the rooms its log and roster cache name."""
-        remembered = self._load_rooms()
-        if remembered is None:
-            remembered = self.store.rooms()
-            old = self.config.data_dir / OLD_ROSTER_FILE
-            try:
-                data = json.loads(old.read_text()) if old.exists() else None
-            except (OSError, ValueError):
-                data = None
-            old_room = data.get("room") if isinstance(data, dict) else None
-            if isinstance(old_room, str):
-                if old_room not in remembered:
-                    remembered.append(old_room)
-                target = self.config.data_dir / roster_file(old_room)
-                if not target.exists():
-                    os.replace(old, target)
-        wanted = list(remembered)
-        for room in self.config.rooms:
-            if room not in wanted:
-                wanted.append(room)
-        return wanted
-
-    def _load_rooms(self) -> list[str] | None:
-        path = self.config.data_dir / ROOMS_FILE
-        if not path.exists():
-            return None
-        try:
-            data = json.loads(path.read_text())
-            rooms = [r for r in data["rooms"] if isinstance(r, str)]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring %s: %s", path, exc)
-            return None
-        return rooms
-
     def _save_rooms(self) -> None:
-        path = self.config.data_dir / ROOMS_FILE
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"rooms": list(self.rooms)}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        save_rooms(self.config.data_dir, self.rooms)
 
     async def _open(self, room: str) -> Agent:
         agent = Agent(self, room)
@@ -384,13 +337,13 @@ class Device:
         return await self.room(room).post_message(text)
 
     def events(self, room: str | None, limit: int) -> dict[str, Any]:
-        return self.room(room).events(limit)
+        return ui_state.events(self.room(room), limit)
 
     def note(self, room: str | None, text: str) -> dict[str, Any]:
-        return self.room(room).note(text)
+        return ui_state.note(self.room(room), text)
 
     def message_path(self, room: str | None, message_id: str) -> dict[str, Any]:
-        return self.room(room).message_path(message_id)
+        return ui_state.message_path(self.room(room), message_id)
 
     def links(self) -> dict[str, Any]:
         """Every link of the device, with the rooms it carries."""

@@ -16,7 +16,7 @@ Why this exists (aioice 0.13.0, as used by aiortc 1.16.0):
 
 Peer-reflexive candidates are learned from checks that arrive on our own sockets, which are bound
 to the pinned addresses, so they cannot come from elsewhere. STUN and TURN servers lie outside the
-pin: `peer_agent.mesh` uses none while ICE is pinned.
+pin: the mesh (`peer_agent.negotiation`) uses none while ICE is pinned.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """The room core: what one device does in one room, without doing any I/O itself.
 
 Frames from peers, link changes, the server's word, posts and clock ticks go in; effects come
-out (`Send`, `Broadcast`, `Store`, `Show`, `Refuse`, `Event`, `Record`, …), which the agent
-carries out in order, in the manner of python-websockets' `protocol.py`. The core reads the
-room's log through `LogView` (keys, vector, gaps: the log is the one place these live, so the
-core keeps no copy to fall out of step with it) and never writes: a `Store` effect asks the
-agent to commit envelopes, and the agent tells the core what was fresh with `stored()`.
+out (`Send`, `Broadcast`, `Store`, `Show`, `Refuse`, `Event`, `Record`, …, listed in
+`room_effects.py`), which the agent carries out in order, in the manner of python-websockets'
+`protocol.py`. The core reads the room's log through `LogView` (keys, vector, gaps: the log
+is the one place these live, so the core keeps no copy to fall out of step with it) and never
+writes: a `Store` effect asks the agent to commit envelopes, and the agent tells the core what
+was fresh with `stored()`.
 
 Rules kept here, once: a received envelope is taken only if it is for this room, its device's
 key is known and belongs to its author, its signature verifies, and its Lamport time is within
@@ -22,10 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias
+from typing import Protocol
 
 from protocol import Envelope, ProtocolError, VersionVector, check_lamport_horizon
-from protocol.catchup import CatchUp, Pull, PullServer, SendDigest
+from protocol.catchup import CatchUp, Pull, SendDigest
 from protocol.catchup import Effect as CatchUpEffect
 from protocol.channel import (
     AckFrame,
@@ -39,8 +40,34 @@ from protocol.channel import (
     VectorFrame,
 )
 from protocol.links import LinkReport
-from protocol.sync import KnownDevice
 from protocol.vector import vector_digest
+
+from .room_effects import (
+    Broadcast,
+    Event,
+    Peer,
+    Record,
+    RefreshKeys,
+    Refuse,
+    RelaySignal,
+    RememberKeys,
+    RoomEffect,
+    Send,
+    SendKeys,
+    SendMissing,
+    Show,
+    ShowDelivery,
+    StateChanged,
+    Store,
+    Upload,
+)
+
+__all__ = [
+    "RECENTLY_VERIFIED", "Broadcast", "Delivery", "Event", "LogView", "Peer", "Record",
+    "RefreshKeys", "Refuse", "RelaySignal", "RememberKeys", "RoomCore", "RoomEffect", "Send",
+    "SendKeys", "SendMissing", "Show", "ShowDelivery", "StateChanged", "Store", "UnknownAuthor",
+    "UnknownDevice", "Upload",
+]
 
 RECENTLY_VERIFIED = 4096
 """How many verified envelopes the core remembers, so that one arriving by several paths at
@@ -56,139 +83,16 @@ class LogView(Protocol):
     def gaps(self, room: str) -> Mapping[str, Sequence[int]]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """The device at the other end of a channel, as the roster names it."""
-
-    user: str
-    device: str
-
-
 class UnknownDevice(ProtocolError):
     """An envelope's device has no key this device knows (yet)."""
 
     code = "unknown_device"
 
 
-# -- effects --------------------------------------------------------------------------------
+class UnknownAuthor(ProtocolError):
+    """An envelope's device is known, as another user's than its author's (an impostor)."""
 
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Send `frame` to `device` on its data channel."""
-
-    device: str
-    frame: Frame
-
-
-@dataclass(frozen=True, slots=True)
-class Broadcast:
-    """Send `frame` to every linked device."""
-
-    frame: Frame
-
-
-@dataclass(frozen=True, slots=True)
-class Store:
-    """Commit verified envelopes received from `peer` (None: the server) in one transaction,
-    then tell the core which were fresh with `RoomCore.stored(this, fresh)`."""
-
-    envelopes: tuple[Envelope, ...]
-    peer: Peer | None
-    live: bool
-    received: int
-
-
-@dataclass(frozen=True, slots=True)
-class Show:
-    """A message new to this device: show it in the UI."""
-
-    envelope: Envelope
-
-
-@dataclass(frozen=True, slots=True)
-class ShowDelivery:
-    """Who has our message `message_id` changed: update it in the UI."""
-
-    message_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Upload:
-    """Messages the server may lack arrived: wake the outbox."""
-
-
-@dataclass(frozen=True, slots=True)
-class Refuse:
-    """A frame or envelope was dropped: count it under `code`, log it and show it."""
-
-    peer: Peer | None
-    code: str
-    reason: str
-    what: str = "frame"
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A line in this device's timeline (`peer_agent.records.Timeline`)."""
-
-    kind: str
-    text: str
-    fields: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A step in one message's path (`peer_agent.records.PathJournal`)."""
-
-    message_id: str
-    what: str
-    fields: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class SendMissing:
-    """Send `device` every envelope its `vector` lacks, in batches (a walk of the log)."""
-
-    device: str
-    vector: VersionVector
-
-
-@dataclass(frozen=True, slots=True)
-class SendKeys:
-    """Send `device` the device keys this device knows."""
-
-    device: str
-
-
-@dataclass(frozen=True, slots=True)
-class RememberKeys:
-    """Keep device keys a peer told us of, as that peer's claim (`source`)."""
-
-    devices: tuple[KnownDevice, ...]
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class RefreshKeys:
-    """Ask the server for the room's device keys: an envelope named a device we do not know."""
-
-
-@dataclass(frozen=True, slots=True)
-class RelaySignal:
-    """A relay frame (`protocol.relay`) came from `peer`: hand it to the signal relay."""
-
-    peer: Peer
-    frame: SignalFrame
-
-
-@dataclass(frozen=True, slots=True)
-class StateChanged:
-    """Something the UI's state shows changed."""
-
-
-RoomEffect: TypeAlias = (Send | Broadcast | Store | Show | ShowDelivery | Upload | Refuse | Event
-                         | Record | SendMissing | SendKeys | RememberKeys | RefreshKeys
-                         | RelaySignal | StateChanged | PullServer)
+    code = "unknown_author"
 
 
 @dataclass
@@ -227,7 +131,7 @@ class RoomCore:
             raise UnknownDevice(f"unknown device {env.device}; keys are being refreshed")
         user, public_key = known
         if user != env.author:
-            raise ProtocolError(f"device {env.device} belongs to {user!r}, not {env.author!r}")
+            raise UnknownAuthor(f"device {env.device} belongs to {user!r}, not {env.author!r}")
         env.verify(public_key)
         check_lamport_horizon(env, now_ms)
         return env
@@ -254,7 +158,7 @@ class RoomCore:
                 if isinstance(exc, UnknownDevice) and not asked:
                     effects.append(RefreshKeys())
                     asked = True
-                effects.append(Refuse(origin, type(exc).__name__, str(exc), what="message"))
+                effects.append(Refuse(origin, exc.code, str(exc), what="message"))
         return good
 
     def _remember_verified(self, env: Envelope) -> None:

@@ -11,12 +11,18 @@ closes the link only when no other room lists it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from protocol.channel import tag_room
+from protocol.links import MAX_LINKS, LinkReport, LinksFrame
 
 from .mesh import Link, LinkState, Mesh, PeerInfo
+
+# How often each room tells its linked peers about its data channels (and on every change),
+# for their network views.
+LINKS_REPORT_INTERVAL = 5.0
 
 
 class MeshOwner(Protocol):
@@ -99,6 +105,18 @@ class RoomMesh:
         """Send a frame of this room to each of its linked devices; the devices it went to."""
         tagged = tag_room(text, self.room)
         return [d for d in self.peers if self._mesh.send(d, tagged)]
+
+    def report_links(self) -> None:
+        """Tell the room's linked peers which data channels this device has to the room's
+        devices, with their RTTs (protocol/links.py)."""
+        links = tuple(LinkReport(device, link.state.value, link.rtt_ms)
+                      for device, link in sorted(self.links.items())[:MAX_LINKS])
+        self.broadcast(LinksFrame(links).encode())
+
+    async def report_links_forever(self) -> None:
+        while True:
+            await asyncio.sleep(LINKS_REPORT_INTERVAL)
+            self.report_links()
 
     async def close(self) -> None:
         """The room is left: drop its roster (links no other room needs close)."""

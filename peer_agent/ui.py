@@ -54,6 +54,35 @@ class UIError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+class Coalesced:
+    """Run `action` soon after `request()`, at most once every `interval` seconds: requests made
+    while a run is due are merged into it. For pushes to the pages that a busy room would
+    otherwise make with every message."""
+
+    def __init__(self, action: Callable[[], None], interval: float) -> None:
+        self._action = action
+        self._interval = interval
+        self._due: asyncio.TimerHandle | None = None
+        self._ran_at = float("-inf")
+
+    def request(self) -> None:
+        if self._due is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._ran_at + self._interval - loop.time())
+        self._due = loop.call_later(delay, self._run)
+
+    def cancel(self) -> None:
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
+
+    def _run(self) -> None:
+        self._due = None
+        self._ran_at = asyncio.get_running_loop().time()
+        self._action()
+
+
 def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 

@@ -1,6 +1,6 @@
 """The JSON the agent's UI reads: its state (server link, outbox, peers and their links), messages
-with how far each of ours has got, and pages of the log. Built from the agent's parts; decides
-nothing."""
+with how far each of ours has got, pages of the log, the timeline and a message's path; and the
+note a page may add to the timeline. Built from the agent's parts; decides nothing."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from protocol import Envelope
 from protocol.paging import order_token, parse_order_token
 
 from .mesh import Link, LinkState
+from .records import NOTE_MAX_CHARS
 from .ui import UIError
 
 if TYPE_CHECKING:
@@ -100,6 +101,26 @@ def messages_page(agent: Agent, before: str | None, limit: int) -> dict[str, Any
     rows = rows[-limit:]
     older = order_token(rows[0].order_key) if more and rows else None
     return {"messages": [message_dict(agent, e) for e in rows], "older": older}
+
+
+def events(agent: Agent, limit: int) -> dict[str, Any]:
+    """The room's timeline, its last `limit` events oldest first."""
+    return {"events": agent.timeline.recent(limit)}
+
+
+def note(agent: Agent, text: str) -> dict[str, Any]:
+    """A note in the timeline (the guided demo announces its steps with it)."""
+    text = text.strip()
+    if not text or len(text) > NOTE_MAX_CHARS:
+        raise UIError(400, "invalid_argument", f"a note has 1 to {NOTE_MAX_CHARS} characters")
+    return agent.timeline.add("note", text)
+
+
+def message_path(agent: Agent, message_id: str) -> dict[str, Any]:
+    """How a message this device holds travelled: its steps (docs/network-view.md)."""
+    if agent.store.get(agent.room, message_id) is None:
+        raise UIError(404, "not_found", "this device holds no such message")
+    return {"id": message_id, "steps": agent.paths.steps(message_id)}
 
 
 def _path_dict(link: Link | None) -> dict[str, Any] | None:

@@ -1,36 +1,57 @@
+// @ts-check
 // The backend of the chat UI when it is served by the user's own peer agent: the agent's
 // JSON API and its WebSocket of live events (same origin only). One agent serves every room
 // of the device: this backend shows one room at a time (`room`; null until the page or the
 // agent names one), passes it with every call and lets through only that room's live events,
 // and the room list's events ({type: "rooms"}) whatever the room.
 
+/** @typedef {Record<string, any>} LiveEvent a live event of the agent (JSON, untyped) */
+
 export class AgentBackend {
   constructor(base = "") {
     this.base = base;
+    /** @type {((event: LiveEvent) => void)[]} */
     this.listeners = [];
     this.retry = 500;
+    /** @type {string | null} */
     this.room = null;
+    this.opened = false;
     // Once the page has chosen a room (setRoom), a state event no longer picks one for it.
     this.chosen = false;
     // What the last state of each room said of it, live events of every room included:
     // room -> {kind, members}. The room list names a direct room after the other member.
+    /** @type {Map<string, {kind: string, members: string[] | null}>} */
     this.described = new Map();
-    this.user = null; // the agent's user, from the first state read
+    /** @type {string | null} the agent's user, from the first state read */
+    this.user = null;
   }
 
-  /** Show `room` from now on (null: none): calls name it, and only its live events pass. */
+  /**
+   * Show `room` from now on (null: none): calls name it, and only its live events pass.
+   * @param {string | null} room
+   */
   setRoom(room) {
     this.room = room;
     this.chosen = true;
   }
 
-  /** `path` with this backend's room added to its query. */
+  /**
+   * `path` with this backend's room added to its query.
+   * @param {string} path
+   */
   inRoom(path) {
     if (this.room === null) return path;
     const sep = path.includes("?") ? "&" : "?";
     return `${path}${sep}room=${encodeURIComponent(this.room)}`;
   }
 
+  /**
+   * The JSON body of the agent's answer to `path`; an Error with the agent's message if it
+   * refused.
+   * @param {string} path
+   * @param {RequestInit} [init]
+   * @returns {Promise<any>}
+   */
   async json(path, init) {
     const reply = await fetch(this.base + path, init);
     const body = await reply.json().catch(() => ({}));
@@ -40,6 +61,10 @@ export class AgentBackend {
     return body;
   }
 
+  /**
+   * @param {string} path
+   * @param {object} body
+   */
   post(path, body) {
     return this.json(path, {
       method: "POST",
@@ -50,7 +75,11 @@ export class AgentBackend {
 
   state() { return this.json(this.inRoom("/api/state")).then((s) => this.remember(s)); }
 
-  /** Up to `limit` messages before the page token `before` (the newest without one). */
+  /**
+   * Up to `limit` messages before the page token `before` (the newest without one).
+   * @param {string | null} [before]
+   * @param {number} [limit]
+   */
   messages(before, limit = 50) {
     const query = new URLSearchParams({ limit: String(limit) });
     if (before) query.set("before", before);
@@ -61,9 +90,15 @@ export class AgentBackend {
   /** The agent's recent events, oldest first: {events: [...]}. */
   events() { return this.json(this.inRoom("/api/events")); }
 
-  /** How one message travelled: {id, steps: [...]}. */
+  /**
+   * How one message travelled: {id, steps: [...]}.
+   * @param {string} id
+   */
   path(id) { return this.json(this.inRoom(`/api/messages/${encodeURIComponent(id)}/path`)); }
 
+  /**
+   * @param {string} text
+   */
   async send(text) {
     const body = await this.post("/api/messages",
       this.room === null ? { text } : { text, room: this.room });
@@ -75,14 +110,24 @@ export class AgentBackend {
   /** The rooms joined, in the order joined: [{name, kind, unread, server}]. */
   async rooms() { return (await this.json("/api/rooms")).rooms; }
 
-  /** Join a room, or create it private; the room's state. */
+  /**
+   * Join a room, or create it private; the room's state.
+   * @param {string} name
+   * @param {boolean} isPrivate
+   */
   join(name, isPrivate) {
     return this.post("/api/rooms", { name, private: isPrivate }).then((s) => this.remember(s));
   }
 
-  /** Open the direct-message room with `user`; its state. */
+  /**
+   * Open the direct-message room with `user`; its state.
+   * @param {string} user
+   */
   direct(user) { return this.post("/api/dm", { user }).then((s) => this.remember(s)); }
 
+  /**
+   * @param {string} room
+   */
   leave(room) {
     this.described.delete(room);
     return this.json(`/api/rooms/${encodeURIComponent(room)}`, { method: "DELETE" });
@@ -92,14 +137,24 @@ export class AgentBackend {
    * rooms}]. */
   async links() { return (await this.json("/api/links")).links; }
 
-  /** Mark everything in `room` read. */
+  /**
+   * Mark everything in `room` read.
+   * @param {string} room
+   */
   markRead(room) { return this.post(`/api/rooms/${encodeURIComponent(room)}/read`, {}); }
 
-  /** The state of `room`, whichever room is shown. */
+  /**
+   * The state of `room`, whichever room is shown.
+   * @param {string} room
+   */
   stateOf(room) {
     return this.json(`/api/state?room=${encodeURIComponent(room)}`).then((s) => this.remember(s));
   }
 
+  /**
+   * Note what a state says of the user and of its room; the state, unchanged.
+   * @param {any} state
+   */
   remember(state) {
     if (state && typeof state.user === "string") this.user = state.user;
     if (state && typeof state.room === "string") {
@@ -110,6 +165,9 @@ export class AgentBackend {
 
   // -- live events -------------------------------------------------------------------------
 
+  /**
+   * @param {LiveEvent} event
+   */
   emit(event) {
     if (event.type === "state") this.remember(event.state);
     if (event.room !== undefined && event.room !== null) {
@@ -119,6 +177,9 @@ export class AgentBackend {
     for (const listener of this.listeners) listener(event);
   }
 
+  /**
+   * @param {(event: LiveEvent) => void} listener
+   */
   subscribe(listener) {
     this.listeners.push(listener);
     if (this.listeners.length === 1) this.connect();

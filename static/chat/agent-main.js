@@ -1,3 +1,6 @@
+// @ts-check
+// The agent page's entry point (static/chat.html): the room list and the chat view over the
+// agent's JSON API.
 import { AgentBackend } from "./agent-backend.js";
 import { RoomList } from "./rooms.js";
 import { ChatView } from "./ui.js";

@@ -1,3 +1,4 @@
+// @ts-check
 // The agent page's room list (static/chat.html): every room of the device with its kind and
 // unread count, the room shown highlighted; a form to join or create a room, one to open a
 // direct message, and the topbar's "Leave". Choosing a room switches the chat view
@@ -15,6 +16,11 @@
 import { LINK_STATES } from "./network.js";
 import { el } from "./dom.js";
 
+/** @typedef {import("./agent-backend.js").AgentBackend} AgentBackend */
+/** @typedef {import("./ui.js").ChatView} ChatView */
+/** @typedef {{name: string, kind: string, unread: number, server: boolean}} RoomEntry */
+
+/** @type {Record<string, string>} */
 const KIND_LABELS = { public: "public", private: "private", direct: "direct" };
 const MOST_SHOWN_UNREAD = 99;
 // The device's links are read again this often while the page is visible (and soon after a
@@ -31,11 +37,17 @@ function roomInAddress() {
   }
 }
 
+/**
+ * @param {number} n
+ */
 function unreadText(n) {
   return n > MOST_SHOWN_UNREAD ? `${MOST_SHOWN_UNREAD}+` : String(n);
 }
 
-/** The markup of the room list inside `panel`: heading, list, join form, direct form. */
+/**
+ * The markup of the room list inside `panel`: heading, list, join form, direct form.
+ * @param {HTMLElement} panel
+ */
 function buildRoomsPanel(panel) {
   const list = el("ul", { className: "room-list", id: "room-list" });
   const join = el("form", { className: "rooms-form", id: "join-form" });
@@ -62,31 +74,45 @@ function buildRoomsPanel(panel) {
 }
 
 export class RoomList {
-  /** `view` is the page's ChatView, `backend` its AgentBackend. */
+  /**
+   * `view` is the page's ChatView, `backend` its AgentBackend.
+   * @param {Document} doc
+   * @param {AgentBackend} backend
+   * @param {ChatView} view
+   */
   constructor(doc, backend, view) {
     this.doc = doc;
     this.backend = backend;
     this.view = view;
-    this.panel = doc.getElementById("rooms-panel");
+    /** @param {string} id */
+    const byId = (id) => /** @type {HTMLElement} */ (doc.getElementById(id));
+    this.panel = byId("rooms-panel");
     buildRoomsPanel(this.panel);
-    this.list = doc.getElementById("room-list");
-    this.joinForm = doc.getElementById("join-form");
-    this.joinName = doc.getElementById("join-name");
-    this.joinPrivate = doc.getElementById("join-private");
-    this.directForm = doc.getElementById("dm-form");
-    this.directUser = doc.getElementById("dm-user");
-    this.errorBox = doc.getElementById("rooms-error");
-    this.errorText = doc.getElementById("rooms-error-text");
-    this.toggle = doc.getElementById("rooms-toggle");
-    this.toggleUnread = doc.getElementById("rooms-toggle-unread");
-    this.leaveButton = doc.getElementById("leave-room");
-    this.kindChip = doc.getElementById("room-kind");
-    this.body = doc.getElementById("agent-body");
-    this.rooms = []; // [{name, kind, unread, server}], as the agent last said
-    this.entries = new Map(); // room -> its <li> in the list
+    this.list = byId("room-list");
+    this.joinForm = byId("join-form");
+    this.joinName = /** @type {HTMLInputElement} */ (byId("join-name"));
+    this.joinPrivate = /** @type {HTMLInputElement} */ (byId("join-private"));
+    this.directForm = byId("dm-form");
+    this.directUser = /** @type {HTMLInputElement} */ (byId("dm-user"));
+    this.errorBox = byId("rooms-error");
+    this.errorText = byId("rooms-error-text");
+    this.toggle = byId("rooms-toggle");
+    this.toggleUnread = byId("rooms-toggle-unread");
+    this.leaveButton = byId("leave-room");
+    this.kindChip = byId("room-kind");
+    this.body = byId("agent-body");
+    /** @type {RoomEntry[]} as the agent last said */
+    this.rooms = [];
+    /** @type {Map<string, HTMLElement>} room -> its <li> in the list */
+    this.entries = new Map();
+    /** @type {string | null} */
     this.current = null;
-    this.reading = null; // the mark-read call on its way, if any
-    this.asked = new Set(); // direct rooms whose state was read for their other member
+    /** @type {Promise<void> | null} the mark-read call on its way, if any */
+    this.reading = null;
+    /** @type {Set<string>} direct rooms whose state was read for their other member */
+    this.asked = new Set();
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.linksTimer = null;
     view.titleOf = (state) => this.titleOf(state.room);
     // No room is shown until start() opens one: no live event of a room passes till then.
     backend.setRoom(null);
@@ -95,14 +121,15 @@ export class RoomList {
   /** Read the room list, then open the room the address names (or the first one). */
   async start() {
     this.list.addEventListener("click", (e) => {
-      const entry = e.target.closest("button.room-entry");
-      if (entry) this.choose(entry.dataset.room);
+      const entry = /** @type {HTMLElement | null} */ (
+        /** @type {Element} */ (e.target).closest("button.room-entry"));
+      if (entry) this.choose(entry.dataset.room ?? null);
     });
     this.joinForm.addEventListener("submit", (e) => { e.preventDefault(); this.join(); });
     this.directForm.addEventListener("submit", (e) => { e.preventDefault(); this.direct(); });
     this.leaveButton.addEventListener("click", () => this.leave());
-    this.doc.getElementById("rooms-error-dismiss").addEventListener("click",
-      () => this.showError(null));
+    const dismiss = /** @type {HTMLElement} */ (this.doc.getElementById("rooms-error-dismiss"));
+    dismiss.addEventListener("click", () => this.showError(null));
     this.toggle.addEventListener("click", () => this.showPanel(!this.panelOpen()));
     this.doc.addEventListener("keydown", (e) => {
       if (e.key === "Escape" && this.panelOpen() && this.current !== null) this.showPanel(false);
@@ -125,7 +152,10 @@ export class RoomList {
 
   // -- showing -----------------------------------------------------------------------------
 
-  /** What a room is called on the page: `#name`, or `@user` for a direct message. */
+  /**
+   * What a room is called on the page: `#name`, or `@user` for a direct message.
+   * @param {string} name
+   */
   titleOf(name) {
     const described = this.backend.described.get(name);
     const entry = this.rooms.find((r) => r.name === name);
@@ -142,7 +172,11 @@ export class RoomList {
     return "direct message";
   }
 
-  /** Take the agent's room list; `follow`: leave a room shown that is no longer on it. */
+  /**
+   * Take the agent's room list; `follow`: leave a room shown that is no longer on it.
+   * @param {unknown} rooms untrusted: the agent's JSON
+   * @param {boolean} [follow]
+   */
   update(rooms, follow = true) {
     this.rooms = Array.isArray(rooms) ? rooms : [];
     this.render();
@@ -164,12 +198,12 @@ export class RoomList {
       const unread = shown && visible ? 0 : Number(room.unread) || 0;
       if (!shown) elsewhere += unread;
       const li = this.entries.get(room.name) || this.entry(room.name);
-      const button = li.firstChild;
+      const button = /** @type {HTMLElement} */ (li.firstChild);
       button.dataset.kind = room.kind;
       button.dataset.server = room.server ? "yes" : "no";
       if (shown) button.setAttribute("aria-current", "true");
       else button.removeAttribute("aria-current");
-      const [name, kind, badge] = button.children;
+      const [name, kind, badge] = /** @type {HTMLElement[]} */ ([...button.children]);
       name.textContent = this.titleOf(room.name);
       kind.textContent = KIND_LABELS[room.kind] || room.kind;
       badge.textContent = unreadText(unread);
@@ -198,7 +232,10 @@ export class RoomList {
     }
   }
 
-  /** A new entry of the list: the room's button with its name, kind and unread badge. */
+  /**
+   * A new entry of the list: the room's button with its name, kind and unread badge.
+   * @param {string} room
+   */
   entry(room) {
     const button = el("button", { type: "button", className: "room-entry" });
     button.dataset.room = room;
@@ -224,37 +261,43 @@ export class RoomList {
     } catch {
       return; // the agent is restarting: the next read shows them
     }
-    const items = links.map((link) => {
+    const items = links.map((/** @type {any} */ link) => {
       const li = el("li", { className: "device-link" });
       li.dataset.device = link.device;
       li.dataset.state = link.state;
       const rtt = link.state === "connected" && Number.isFinite(link.rtt_ms)
         ? ` · ${link.rtt_ms.toFixed(1)} ms` : "";
-      const state = LINK_STATES[link.state];
+      const state = /** @type {Record<string, {label: string}>} */ (LINK_STATES)[link.state];
       const head = el("div", { className: "device-link-head" });
       head.append(el("span", { className: "member-name" }, link.user),
         el("span", { className: "link-state " + link.state },
           (state ? state.label : link.state) + rtt));
-      const rooms = (link.rooms || []).map((r) => this.titleOf(r));
+      const rooms = (link.rooms || []).map((/** @type {string} */ r) => this.titleOf(r));
       li.append(head, el("span", { className: "device-link-rooms" },
         rooms.length ? rooms.join(", ") : "no room in common"));
       return li;
     });
     if (!items.length) items.push(el("li", { className: "room-list-empty" }, "No other device yet."));
-    this.doc.getElementById("device-links").replaceChildren(...items);
+    /** @type {HTMLElement} */ (this.doc.getElementById("device-links")).replaceChildren(...items);
   }
 
   panelOpen() {
     return this.body.dataset.rooms === "open";
   }
 
-  /** Open or close the room list (a panel over the chat on narrow screens only). */
+  /**
+   * Open or close the room list (a panel over the chat on narrow screens only).
+   * @param {boolean} open
+   */
   showPanel(open) {
     this.body.dataset.rooms = open ? "open" : "closed";
     this.toggle.setAttribute("aria-expanded", open ? "true" : "false");
   }
 
-  /** Say what went wrong above the page, until dismissed or the next action. */
+  /**
+   * Say what went wrong above the page, until dismissed or the next action.
+   * @param {Error | null} err
+   */
   showError(err) {
     this.errorText.textContent = err ? err.message : "";
     this.errorBox.hidden = !err;
@@ -262,13 +305,19 @@ export class RoomList {
 
   // -- acting ------------------------------------------------------------------------------
 
-  /** A room chosen in the list: show it, and close the panel on a narrow screen. */
+  /**
+   * A room chosen in the list: show it, and close the panel on a narrow screen.
+   * @param {string | null} room
+   */
   choose(room) {
     this.showPanel(false);
     if (room !== this.current) this.open(room);
   }
 
-  /** Show `room` (null: none) in the chat view, and mark it read. */
+  /**
+   * Show `room` (null: none) in the chat view, and mark it read.
+   * @param {string | null} room
+   */
   async open(room) {
     this.current = room;
     const address = room === null ? location.pathname : `#${encodeURIComponent(room)}`;
@@ -327,12 +376,17 @@ export class RoomList {
     if (room === null) return;
     await this.act(async () => {
       await this.backend.leave(room);
-      const rest = (await this.backend.rooms()).filter((r) => r.name !== room);
+      /** @type {RoomEntry[]} */
+      const rooms = await this.backend.rooms();
+      const rest = rooms.filter((r) => r.name !== room);
       return rest[0]?.name ?? null;
     });
   }
 
-  /** Run one room action (its errors shown), then show the room it names. */
+  /**
+   * Run one room action (its errors shown), then show the room it names.
+   * @param {() => Promise<string | null>} action
+   */
   async act(action) {
     this.showError(null);
     let room;

@@ -1,3 +1,4 @@
+// @ts-check
 // The chat UI, shared by the agent's page (static/chat.html) and the browser peer
 // (templates/room.html). It builds its own markup inside a root element, so both pages show
 // the same thing, and talks to a "backend":
@@ -14,6 +15,23 @@ import { buildNetworkPanel, clock, NetworkView } from "./network.js";
 import { setTime } from "./timestamps.js";
 import { el } from "./dom.js";
 
+/** @typedef {import("./message-window.js").Message} Message */
+/** @typedef {{peers_reached: number, peers_total: number, server: boolean}} Delivery */
+/**
+ * What the view asks of its backend (agent-backend.js, or browser-peer.js); replies are the
+ * backend's JSON, read as it comes. `room` and `setRoom` only where `openRoom` is used.
+ * @typedef {{
+ *   state(): Promise<any>,
+ *   messages(before: string | null, limit?: number): Promise<any>,
+ *   send(text: string): Promise<any>,
+ *   subscribe(listener: (event: any) => void): void,
+ *   events?: () => Promise<any>,
+ *   path?: (id: string) => Promise<any>,
+ *   room?: string | null,
+ *   setRoom?: (room: string | null) => void,
+ * }} Backend
+ */
+
 // Round-trip times are measured every couple of seconds but only pushed with the next state
 // change: the state is read again this often, while the page is visible, to keep them fresh.
 const STATE_REFRESH_MS = 5000;
@@ -22,6 +40,7 @@ const STATE_REFRESH_MS = 5000;
 const OLDER_PAGE = 100;
 const OLDER_MARGIN_PX = 200;
 
+/** @type {Record<string, string>} */
 const LINK_LABELS = {
   connected: "direct P2P",
   connecting: "connecting",
@@ -31,6 +50,9 @@ const LINK_LABELS = {
   offline: "offline",
 };
 
+/**
+ * @param {Date} d
+ */
 function formatTime(d) {
   const now = new Date();
   const sameDay = d.toDateString() === now.toDateString();
@@ -39,7 +61,11 @@ function formatTime(d) {
     : d.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
 }
 
-/** The further along of two delivery marks of one message (both only ever move forward). */
+/**
+ * The further along of two delivery marks of one message (both only ever move forward).
+ * @param {Delivery | null | undefined} shown
+ * @param {Delivery | null | undefined} other
+ */
 function laterDelivery(shown, other) {
   if (!shown || !other) return shown || other;
   return {
@@ -54,6 +80,7 @@ function laterDelivery(shown, other) {
  * the message list with its "load older" button, the composer, and the side column with the
  * member list and the Network panel. The element ids are what pages, tests and ChatView
  * rely on.
+ * @param {HTMLElement} root
  */
 export function buildChatLayout(root) {
   const banner = el("div", { className: "banner", id: "server-banner", role: "status", hidden: true });
@@ -91,35 +118,52 @@ export function buildChatLayout(root) {
 }
 
 export class ChatView {
-  constructor(doc, backend, root = doc.getElementById("chat")) {
+  /**
+   * @param {Document} doc
+   * @param {Backend} backend
+   * @param {HTMLElement} [root] where the chat's markup goes
+   */
+  constructor(doc, backend, root = /** @type {HTMLElement} */ (doc.getElementById("chat"))) {
     buildChatLayout(root);
+    /** @param {string} id */
+    const byId = (id) => /** @type {HTMLElement} */ (doc.getElementById(id));
     this.root = root;
     this.backend = backend;
-    this.list = doc.getElementById("messages");
-    this.scroller = doc.getElementById("chat-scroll");
-    this.empty = doc.getElementById("empty-chat");
-    this.members = doc.getElementById("members");
-    this.banner = doc.getElementById("server-banner");
-    this.older = doc.getElementById("load-older");
-    this.form = doc.getElementById("composer");
-    this.text = doc.getElementById("composer-text");
-    this.error = doc.getElementById("composer-error");
+    this.list = /** @type {HTMLOListElement} */ (byId("messages"));
+    this.scroller = byId("chat-scroll");
+    this.empty = byId("empty-chat");
+    this.members = byId("members");
+    this.banner = byId("server-banner");
+    this.older = /** @type {HTMLButtonElement} */ (byId("load-older"));
+    this.form = /** @type {HTMLFormElement} */ (byId("composer"));
+    this.text = /** @type {HTMLTextAreaElement} */ (byId("composer-text"));
+    this.error = byId("composer-error");
+    // Not on every page: the agent page's topbar has them, the browser peer's has its own.
     this.roomTitle = doc.getElementById("room-title");
     this.whoami = doc.getElementById("whoami");
-    this.layout = doc.getElementById("chat-layout");
-    this.tabs = { chat: doc.getElementById("tab-chat"), network: doc.getElementById("tab-network") };
-    this.network = new NetworkView(doc.getElementById("network"));
+    this.layout = byId("chat-layout");
+    this.tabs = { chat: byId("tab-chat"), network: byId("tab-network") };
+    this.network = new NetworkView(byId("network"));
     this.messages = new MessageWindow(this.list, (m) => this.renderMessage(m));
+    /** @type {string | null} */
     this.olderToken = null;
+    /** @type {Promise<void> | null} */
     this.loadingOlder = null;
     // Bumped whenever the view starts showing another room: a reply asked for before that
     // belongs to the room left and is dropped.
     this.generation = 0;
-    this.drafts = new Map(); // room -> the composer's text left there
+    /** @type {Map<string, string>} room -> the composer's text left there */
+    this.drafts = new Map();
+    /** @type {(state: any) => string} what the page calls the room a state is of */
     this.titleOf = (state) => "#" + state.room;
+    /** @type {number | undefined} when the backend's process started, as its state said */
+    this.startedAt = undefined;
   }
 
-  /** Show the chat or the Network panel (only matters on narrow screens, see style.css). */
+  /**
+   * Show the chat or the Network panel (only matters on narrow screens, see style.css).
+   * @param {string} name
+   */
   showTab(name) {
     this.layout.dataset.tab = name;
     for (const [tab, button] of Object.entries(this.tabs)) {
@@ -150,14 +194,18 @@ export class ChatView {
       button.addEventListener("click", () => this.showTab(name));
     }
     this.list.addEventListener("click", (e) => {
-      const button = e.target.closest("button.path-toggle");
-      if (button) this.togglePath(button.closest(".message"));
+      const button = /** @type {Element} */ (e.target).closest("button.path-toggle");
+      const li = button && /** @type {HTMLElement | null} */ (button.closest(".message"));
+      if (li) this.togglePath(li);
     });
     this.backend.subscribe((event) => this.onEvent(event));
     setInterval(() => this.refreshState(), STATE_REFRESH_MS);
   }
 
-  /** Read the backend's room: its state, its newest messages, then its events. */
+  /**
+   * Read the backend's room: its state, its newest messages, then its events.
+   * @param {number} generation
+   */
   async load(generation) {
     const state = await this.backend.state();
     if (generation !== this.generation) return;
@@ -175,11 +223,14 @@ export class ChatView {
    * reload: the messages, members, Network panel and composer start empty and are read
    * afresh; replies still on their way for the room left are dropped. The composer's text is
    * kept per room.
+   * @param {string | null} room
+   * @param {string} [emptyText]
    */
   async openRoom(room, emptyText = "You are in no room yet: join or create one.") {
+    if (!this.backend.setRoom) throw new Error("this backend shows one room only");
     const left = this.backend.room;
-    if (left !== null && this.text.value) this.drafts.set(left, this.text.value);
-    else if (left !== null) this.drafts.delete(left);
+    if (left != null && this.text.value) this.drafts.set(left, this.text.value);
+    else if (left != null) this.drafts.delete(left);
     this.backend.setRoom(room);
     this.generation += 1;
     this.clear();
@@ -257,7 +308,7 @@ export class ChatView {
       const message = await this.backend.send(text);
       if (generation !== this.generation) {
         // Sent in a room left meanwhile: its text is no draft there any more.
-        if (this.drafts.get(room) === text) this.drafts.delete(room);
+        if (room != null && this.drafts.get(room) === text) this.drafts.delete(room);
         return;
       }
       this.text.value = "";
@@ -291,11 +342,17 @@ export class ChatView {
     this.scroller.scrollTop = this.scroller.scrollHeight - keepBottom;
   }
 
+  /**
+   * @param {string | null} token the page token of the messages before those shown
+   */
   setOlder(token) {
     this.olderToken = token;
     this.older.hidden = !token;
   }
 
+  /**
+   * @param {any} event a live event of the backend
+   */
   onEvent(event) {
     if (event.type === "message") this.addMessages([event.message], true);
     else if (event.type === "state") this.renderState(event.state);
@@ -311,6 +368,10 @@ export class ChatView {
     this.scroller.scrollTop = this.scroller.scrollHeight;
   }
 
+  /**
+   * @param {Message[]} messages
+   * @param {boolean} scroll
+   */
   addMessages(messages, scroll) {
     const s = this.scroller;
     const nearBottom = s.scrollHeight - s.scrollTop - s.clientHeight < 80;
@@ -319,12 +380,18 @@ export class ChatView {
     if (scroll && (nearBottom || messages.some((m) => m.mine))) {
       // At the newest messages the page keeps only the last WINDOW of them; what is dropped
       // is read again from the backend if the reader scrolls back.
-      if (this.messages.trimOldest(WINDOW)) this.setOlder(tokenOf(this.messages.oldest()));
+      if (this.messages.trimOldest(WINDOW)) {
+        this.setOlder(tokenOf(/** @type {Message} */ (this.messages.oldest())));
+      }
       this.scrollToEnd();
     }
   }
 
-  /** Show one message at its place in display order, or move a shown one's mark forward. */
+  /**
+   * Show one message at its place in display order, or move a shown one's mark forward.
+   * @param {Message} m
+   * @param {boolean} olderUnloaded
+   */
   place(m, olderUnloaded) {
     const known = this.messages.get(m.id);
     if (known) {
@@ -336,12 +403,15 @@ export class ChatView {
     this.messages.insert(m, olderUnloaded);
   }
 
+  /**
+   * @param {Message} m
+   */
   renderMessage(m) {
     const li = el("li", { className: "message" + (m.mine ? " mine" : "") });
     li.dataset.id = m.id;
     const head = el("div", { className: "message-head" });
     head.append(el("span", { className: "author" }, m.author));
-    const time = el("time");
+    const time = /** @type {HTMLTimeElement} */ (el("time"));
     setTime(time, m.ts, formatTime);
     head.append(time);
     head.append(el("button", { type: "button", className: "path-toggle", "aria-expanded": "false",
@@ -352,8 +422,12 @@ export class ChatView {
     return li;
   }
 
+  /**
+   * @param {Element} li
+   * @param {Delivery | null | undefined} delivery
+   */
   fillDelivery(li, delivery) {
-    const mark = li.querySelector(".delivery");
+    const mark = /** @type {HTMLElement} */ (li.querySelector(".delivery"));
     if (!delivery) { mark.textContent = ""; return; }
     const peers = delivery.peers_total > 0
       ? `${delivery.peers_reached}/${delivery.peers_total} peers` : "no peers online";
@@ -363,9 +437,12 @@ export class ChatView {
     mark.title = delivery.server ? "stored in the server's log" : "waiting to reach the server";
   }
 
-  /** Open (fetching it afresh) or close the path of a message under it. */
+  /**
+   * Open (fetching it afresh) or close the path of a message under it.
+   * @param {HTMLElement} li
+   */
   async togglePath(li) {
-    const button = li.querySelector("button.path-toggle");
+    const button = /** @type {Element} */ (li.querySelector("button.path-toggle"));
     const shown = li.querySelector(".path");
     if (shown) {
       shown.remove();
@@ -380,7 +457,7 @@ export class ChatView {
     let reply;
     try {
       if (typeof this.backend.path !== "function") throw new Error("this backend keeps no paths");
-      reply = await this.backend.path(li.dataset.id);
+      reply = await this.backend.path(String(li.dataset.id));
     } catch (err) {
       status.textContent = `Could not load the path: ${err.message}`;
       status.dataset.error = "yes";
@@ -393,7 +470,7 @@ export class ChatView {
     for (const step of steps) {
       const item = el("li");
       item.dataset.what = String(step.what);
-      const time = el("time");
+      const time = /** @type {HTMLTimeElement} */ (el("time"));
       setTime(time, step.at, clock);
       const after = step.at - first;
       const delta = el("span", { className: "path-delta" },
@@ -410,6 +487,10 @@ export class ChatView {
     box.append(list);
   }
 
+  /**
+   * @param {string} id
+   * @param {Delivery | null | undefined} delivery
+   */
   updateDelivery(id, delivery) {
     const known = this.messages.get(id);
     if (!known) return;
@@ -417,6 +498,9 @@ export class ChatView {
     this.fillDelivery(known.node, delivery);
   }
 
+  /**
+   * @param {any} state the backend's state of the room
+   */
   renderState(state) {
     if (!state.server) return; // an agent in no room: nothing to show
     if (this.startedAt && state.started_at && state.started_at !== this.startedAt) {

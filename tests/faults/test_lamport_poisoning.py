@@ -46,7 +46,7 @@ def test_agents_refuse_a_poisoned_lamport_from_a_peer_and_everyone_can_still_pos
             frame = MsgFrame(rogue.envelope("the end of time", lamport=MAX_LAMPORT)).encode()
             for device in devices:
                 rogue.send_raw(device, frame)
-            await wait_until(lambda: all(a.state()["refused"].get("LamportAhead") == 1
+            await wait_until(lambda: all(a.state()["refused"].get("lamport_ahead") == 1
                                          for a in (alice, bob)), timeout=30,
                              message="both refuse it")
         finally:

@@ -70,6 +70,8 @@ def test_forged_replayed_and_malformed_frames_are_dropped_and_the_channel_stays_
             assert not {"altered text", "signed text", "I am alice"} & set(seen)
             state = await asyncio.to_thread(alice.state)
             assert sum(state["refused"].values()) >= 5
+            # Counted by the protocol's codes, as the browser peer counts them.
+            assert {"bad_signature", "invalid_envelope"} <= set(state["refused"]), state["refused"]
             assert rogue.connected_to(alice_device)
             # The timeline says what was refused and why; the replay left no second step.
             events = (await asyncio.to_thread(alice.get, "/api/events"))["events"]

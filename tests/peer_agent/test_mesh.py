@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from peer_agent import mesh as mesh_module
+from peer_agent import negotiation
 from peer_agent.mesh import LinkState, PeerInfo
 from protocol import (
     FINGERPRINT_DOMAIN,
@@ -395,7 +395,7 @@ def test_a_pinned_mesh_uses_no_stun_or_turn_server(monkeypatch: pytest.MonkeyPat
             configurations.append(configuration)
             raise RuntimeError("stop before gathering")
 
-    monkeypatch.setattr(mesh_module, "RTCPeerConnection", ConfigurationRecorder)
+    monkeypatch.setattr(negotiation, "RTCPeerConnection", ConfigurationRecorder)
     servers = [{"urls": "turn:192.0.2.1:3478", "username": "u", "credential": "c"}]
 
     async def body() -> None:

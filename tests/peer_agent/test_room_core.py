@@ -98,7 +98,7 @@ def test_a_forged_message_is_refused_and_not_stored() -> None:
     assert [type(e) for e in effects] == [Refuse, Store]
     assert effects[1] == Store((), peer, True, 1)
     refused = effects[0]
-    assert isinstance(refused, Refuse) and refused.code == "BadSignature"
+    assert isinstance(refused, Refuse) and refused.code == "bad_signature"
 
 
 def test_a_message_the_log_holds_is_taken_again_without_its_key() -> None:
@@ -143,6 +143,7 @@ def test_an_impostor_of_another_user_is_refused() -> None:
     core, _, bob, peer = setup()
     effects = core.frame(peer, MsgFrame(envelope(bob, author="alice")), 0.0, NOW_MS)
     assert isinstance(effects[0], Refuse) and "belongs to 'bob'" in effects[0].reason
+    assert effects[0].code == "unknown_author"
 
 
 def test_an_unknown_device_asks_for_the_keys_once() -> None:
@@ -153,14 +154,14 @@ def test_an_unknown_device_asks_for_the_keys_once() -> None:
         + ",".join(envelope(stranger, seq=n).to_json() for n in (1, 2)) + "]}")
     effects = core.frame(peer, batch, 0.0, NOW_MS)
     assert [type(e) for e in effects].count(RefreshKeys) == 1
-    assert [e.code for e in effects if isinstance(e, Refuse)] == ["UnknownDevice"] * 2
+    assert [e.code for e in effects if isinstance(e, Refuse)] == ["unknown_device"] * 2
 
 
 def test_a_lamport_time_past_the_horizon_is_refused_for_now() -> None:
     core, _, bob, peer = setup()
     env = envelope(bob, lamport=NOW_MS + LAMPORT_LEAD_MS + 1)
     refused = core.frame(peer, MsgFrame(env), 0.0, NOW_MS)[0]
-    assert isinstance(refused, Refuse) and refused.code == "LamportAhead"
+    assert isinstance(refused, Refuse) and refused.code == "lamport_ahead"
     later = core.frame(peer, MsgFrame(env), 0.0, NOW_MS + 2)[0]
     assert later == Store((env,), peer, True, 1)
 
