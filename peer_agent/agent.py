@@ -251,7 +251,10 @@ class Agent:
         elif isinstance(effect, ShowDelivery):
             self._push_delivery(effect.message_id)
         elif isinstance(effect, Upload):
-            self.outbox.wake()
+            if effect.others:
+                self.outbox.wake_after_grace()
+            else:
+                self.outbox.wake()
         elif isinstance(effect, StateChanged):
             self.push_state()
         elif isinstance(effect, SendKeys):

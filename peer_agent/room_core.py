@@ -114,7 +114,10 @@ class ShowDelivery:
 
 @dataclass(frozen=True, slots=True)
 class Upload:
-    """Messages the server may lack arrived: wake the outbox."""
+    """Messages the server may lack arrived: wake the outbox. `others`: only other devices'
+    messages, which the outbox holds back for a grace (their author uploads them too)."""
+
+    others: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +342,7 @@ class RoomCore:
             effects.append(Event("sync", text, {"user": peer.user, "device": peer.device,
                                                 "count": store.received, "fresh": len(fresh)}))
         if fresh:
-            effects.append(Upload())
+            effects.append(Upload(others=True))
         if live and self.log.gaps(self.room):
             # A gap: a message was missed; ask this peer for what we lack.
             effects += self._catch_up(self.catchup.gap_seen(peer.device, now))
