@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from protocol import MAX_BATCH, ProtocolError, VersionVector
 from protocol.catchup import CatchUp, PullServer
-from protocol.channel import Frame
+from protocol.channel import AckFrame, Frame
 from protocol.links import MAX_LINKS, LinkReport, LinksFrame
 from protocol.sync import batches_for, keys_frames_for
 
@@ -31,6 +31,7 @@ from . import ui_state
 from .mesh import LinkState, PeerInfo
 from .outbox import Outbox
 from .reach import Reach
+from .receipts import Receipts
 from .records import NOTE_MAX_CHARS, PathJournal, Timeline
 from .relay import SignalRelay
 from .rendezvous import Rendezvous
@@ -100,6 +101,7 @@ class Agent:
         self.server = RoomServer(self)
         self.client = self.server.client
         self.mesh = RoomMesh(device, room, self.on_peer_link)
+        self.receipts = Receipts(self.mesh.send)
         self.outbox = Outbox(self.store, self.client, self.room,
                              on_uploaded=self.server.on_own_upload)
         self.ui = device.ui
@@ -161,6 +163,7 @@ class Agent:
     async def close(self) -> None:
         if self._state_push is not None:
             self._state_push.cancel()
+        self.receipts.close()
         # Every task the agent starts is in _tasks (the key and ICE refreshes too), so none
         # outlives close().
         tasks = list(self._tasks)
@@ -229,7 +232,10 @@ class Agent:
         """Carry out what the room core decided, in order."""
         for effect in effects:
             if isinstance(effect, Send):
-                self.mesh.send(effect.device, effect.frame.encode())
+                if isinstance(effect.frame, AckFrame):
+                    self.receipts.add(effect.device, effect.frame.ids)
+                else:
+                    self.mesh.send(effect.device, effect.frame.encode())
             elif isinstance(effect, Store):
                 self._store(effect)
             elif isinstance(effect, Show):
