@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-from protocol import MAX_BATCH, ProtocolError, VersionVector
+from protocol import MAX_BATCH, Envelope, ProtocolError, VersionVector
 from protocol.catchup import CatchUp, PullServer
 from protocol.channel import AckFrame, Frame
 from protocol.links import MAX_LINKS, LinkReport, LinksFrame
@@ -103,7 +103,8 @@ class Agent:
         self.mesh = RoomMesh(device, room, self.on_peer_link)
         self.receipts = Receipts(self.mesh.send)
         self.outbox = Outbox(self.store, self.client, self.room,
-                             on_uploaded=self.server.on_own_upload)
+                             on_uploaded=self.server.on_own_upload,
+                             durable=device.group_sync.durable)
         self.ui = device.ui
         # What this device saw happen, for the network view (docs/network-view.md).
         self.timeline = Timeline(self._publish_event)
@@ -335,7 +336,12 @@ class Agent:
 
     def _send_missing(self, device: str, vector: VersionVector) -> None:
         """Send a peer everything its vector says it lacks, walking the log in bounded
-        batches; the last batch says `more: false`."""
+        batches; the last batch says `more: false`. Not before our own posts committed so far
+        are durable (`GroupSync`): a batch may hold them."""
+        if self.device.group_sync.unsynced:
+            self.device.group_sync.durable().add_done_callback(
+                lambda _: self._send_missing(device, vector))
+            return
         after: tuple[str, int] | None = None
         while True:
             batch = self.store.missing_for(self.room, vector, limit=MAX_BATCH, after=after)
@@ -355,12 +361,30 @@ class Agent:
     # -- the user ---------------------------------------------------------------------------
 
     async def post_message(self, text: str) -> dict[str, Any]:
+        """Author, commit and send a message; its dict once it is durable and sent. Posts made
+        while an fsync runs share the next one (`GroupSync`); each is sent to peers, shown and
+        answered only after its fsync, in the order they were committed."""
         try:
             env = self.store.author_message(self.key, self.room, self.user, text,
-                                            int(time.time() * 1000))
+                                            int(time.time() * 1000), durable=False)
         except ProtocolError as exc:
             raise UIError(400, exc.code, str(exc)) from exc
+        sync = self.device.group_sync
+        sync.committed()
         message = ui_state.message_dict(self, env)
+
+        def synced(done: asyncio.Future[None]) -> None:
+            # A callback, not code after the await: a request cancelled meanwhile still sends.
+            if not done.cancelled() and done.exception() is None:
+                self._posted(env, message)
+
+        durable = sync.durable()
+        durable.add_done_callback(synced)
+        await asyncio.shield(durable)
+        return message
+
+    def _posted(self, env: Envelope, message: dict[str, Any]) -> None:
+        """Our message `env` is durable: send it, show it, upload it."""
         for effect in self.core.posted(env):
             if isinstance(effect, Broadcast):
                 self._broadcast_own(env.id, effect.frame.encode())
@@ -368,7 +392,6 @@ class Agent:
                 self.publish({"type": "message", "message": message})
             else:
                 self._run([effect])
-        return message
 
     def _broadcast_own(self, message_id: str, text: str) -> None:
         sent = self.mesh.broadcast(text)

@@ -34,6 +34,7 @@ from protocol.errors import InvalidName
 from protocol.names import normalize_room
 
 from .agent import Agent
+from .group_sync import GroupSync
 from .log import LocalLog
 from .mesh import LinkState, Mesh, PeerInfo
 from .roster import roster_file
@@ -82,6 +83,7 @@ class Device:
         self.key = load_or_create_key(config.data_dir)
         self.user = config.username
         self.store = LocalLog(config.data_dir / LOG_FILE)
+        self.group_sync = GroupSync(self.store)
         self.rooms: dict[str, Agent] = {}
         self.refused: Counter[str] = Counter()
         self.unread: dict[str, int] = {}
@@ -129,6 +131,7 @@ class Device:
         await self.mesh.close()
         await self.account.close()
         await self.ui.close()
+        await self.group_sync.close()
         self.store.close()
 
     def _rooms_to_join(self) -> list[str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from protocol import MAX_BATCH
 
@@ -35,8 +35,11 @@ class Outbox:
 
     def __init__(self, store: LocalLog, client: SignalingClient, room: str, *,
                  on_uploaded: Callable[[dict[str, int]], None], retry_interval: float = 2.0,
-                 ) -> None:
+                 durable: Callable[[], Awaitable[None]] | None = None) -> None:
         self._store = store
+        # Waits until our own posts committed so far are durable (peer_agent.group_sync):
+        # none is uploaded before.
+        self._durable = durable
         self._client = client
         self._room = room
         self._on_uploaded = on_uploaded
@@ -89,6 +92,8 @@ class Outbox:
                                         settled)
         if not batch:
             return False
+        if self._durable is not None:
+            await self._durable()
         results = await self._client.publish(batch)
         if results is None:
             return False
