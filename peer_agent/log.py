@@ -176,6 +176,10 @@ class LocalLog:
         self._lock = threading.Lock()
         self._path = os.fspath(path)
         self._dir_synced = False
+        # `vector` per room, valid while no head changes: this connection's writes clear it,
+        # and `PRAGMA data_version` tells of other connections' commits.
+        self._vectors: dict[str, VersionVector] = {}
+        self._data_version: int | None = None
         self._db = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
@@ -298,13 +302,24 @@ class LocalLog:
     # --- reading envelopes -------------------------------------------------------------------
 
     def vector(self, room: str) -> VersionVector:
-        """The room's version vector: per device, the highest seq held with none missing below."""
+        """The room's version vector: per device, the highest seq held with none missing below.
+
+        Kept between calls (the room core asks for it with every digest, tick and server
+        notice) until this connection changes a head, or another connection commits."""
         with self._lock:
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:
+                self._data_version = version
+                self._vectors.clear()
+            cached = self._vectors.get(room)
+            if cached is not None:
+                return cached
             rows = self._db.execute(
                 "SELECT device, contiguous FROM heads WHERE room = ? AND contiguous > 0",
                 (room,),
             ).fetchall()
-        return VersionVector(dict(rows))
+            vector = self._vectors[room] = VersionVector(dict(rows))
+        return vector
 
     def missing_for(
         self,
@@ -726,6 +741,7 @@ class LocalLog:
         return True
 
     def _advance_head(self, db: sqlite3.Connection, env: Envelope) -> None:
+        self._vectors.pop(env.room, None)
         row = db.execute(
             "SELECT contiguous, highest FROM heads WHERE room = ? AND device = ?",
             (env.room, env.device),
