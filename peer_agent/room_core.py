@@ -402,7 +402,8 @@ class RoomCore:
             effects.append(Record(message_id, "on_server", {
                 "cursor": cursor, "text": f"the server stored it at cursor {cursor}"}))
         effects += self.uploaded(ids)
-        self.catchup.server_named(ids, self.log.vector(self.room), now)
+        self.catchup.server_named(ids, self.log.vector(self.room), now,
+                                  linked=self.catchup.linked())
         return effects
 
     def uploaded(self, ids: Mapping[str, int]) -> list[RoomEffect]:
