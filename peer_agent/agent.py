@@ -341,8 +341,12 @@ class Agent:
         batches; the last batch says `more: false`. Not before our own posts committed so far
         are durable (`GroupSync`): a batch may hold them."""
         if self.device.group_sync.unsynced:
-            self.device.group_sync.durable().add_done_callback(
-                lambda _: self._send_missing(device, vector))
+            def synced(done: asyncio.Future[None]) -> None:
+                # A failed fsync answers nothing: the peer asks again at its next digest.
+                if not done.cancelled() and done.exception() is None:
+                    self._send_missing(device, vector)
+
+            self.device.group_sync.durable().add_done_callback(synced)
             return
         after: tuple[str, int] | None = None
         while True:
