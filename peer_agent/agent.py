@@ -21,15 +21,16 @@ from collections import Counter
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-from protocol import MAX_BATCH, ProtocolError, VersionVector
+from protocol import Envelope, ProtocolError
 from protocol.catchup import CatchUp, PullServer
-from protocol.channel import Frame
-from protocol.sync import batches_for, keys_frames_for
+from protocol.channel import AckFrame, Frame
+from protocol.sync import keys_frames_for
 
 from . import ui_state
 from .mesh import LinkState, PeerInfo
 from .outbox import Outbox
 from .reach import Reach
+from .receipts import Receipts
 from .records import PathJournal, Timeline
 from .relay import SignalRelay
 from .rendezvous import Rendezvous
@@ -57,6 +58,7 @@ from .room_mesh import RoomMesh
 from .room_server import RoomServer
 from .roster import RosterCache, roster_file
 from .session import server_address
+from .sync_streams import SyncStreams
 from .ui import Coalesced, UIError
 
 if TYPE_CHECKING:
@@ -65,8 +67,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("gibberish.agent")
 
 # The longest a page waits for a change of the room's state (links, outbox, server link):
-# pushes closer together than this are merged into one.
-STATE_PUSH_INTERVAL = 0.05
+# pushes closer together than this are merged into one. Every message changes the outbox
+# count, and building the state reads the whole roster and every link's path: at 20 pushes a
+# second that was a tenth of a busy agent's time (bench.mesh's profile).
+STATE_PUSH_INTERVAL = 0.2
 
 
 class Agent:
@@ -95,8 +99,10 @@ class Agent:
         self.server = RoomServer(self)
         self.client = self.server.client
         self.mesh = RoomMesh(device, room, self.on_peer_link)
+        self.receipts = Receipts(self.mesh.send)
         self.outbox = Outbox(self.store, self.client, self.room,
-                             on_uploaded=self.server.on_own_upload)
+                             on_uploaded=self.server.on_own_upload,
+                             durable=device.group_sync.durable)
         self.ui = device.ui
         # What this device saw happen, for the network view (docs/network-view.md).
         self.timeline = Timeline(self._publish_event)
@@ -108,7 +114,7 @@ class Agent:
         self.relay = SignalRelay(self.key.device_id, send_direct=self.reach.send_direct,
                                  neighbours=self.reach.neighbours)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._streams: dict[str, asyncio.Task[None]] = {}  # device -> catch-up streamed to it
+        self.streams = SyncStreams(self)  # answers to peers' pulls
         self._state_push = Coalesced(self._push_state_now, STATE_PUSH_INTERVAL)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -155,6 +161,7 @@ class Agent:
 
     async def close(self) -> None:
         self._state_push.cancel()
+        self.receipts.close()
         # Every task the agent starts is in _tasks (the key and ICE refreshes too), so none
         # outlives close().
         tasks = list(self._tasks)
@@ -223,7 +230,10 @@ class Agent:
         """Carry out what the room core decided, in order."""
         for effect in effects:
             if isinstance(effect, Send):
-                self.mesh.send(effect.device, effect.frame.encode())
+                if isinstance(effect.frame, AckFrame):
+                    self.receipts.add(effect.device, effect.frame.ids)
+                else:
+                    self.mesh.send(effect.device, effect.frame.encode())
             elif isinstance(effect, Store):
                 self._store(effect)
             elif isinstance(effect, Show):
@@ -241,11 +251,14 @@ class Agent:
 
     def _run_other(self, effect: RoomEffect) -> None:
         if isinstance(effect, SendMissing):
-            self._stream_missing(effect.device, effect.vector)
+            self.streams.start(effect.device, effect.vector)
         elif isinstance(effect, ShowDelivery):
             self._push_delivery(effect.message_id)
         elif isinstance(effect, Upload):
-            self.outbox.wake()
+            if effect.others:
+                self.outbox.wake_after_grace()
+            else:
+                self.outbox.wake()
         elif isinstance(effect, StateChanged):
             self.push_state()
         elif isinstance(effect, SendKeys):
@@ -307,52 +320,33 @@ class Agent:
             except TimeoutError:
                 pass
 
-    def _stream_missing(self, device: str, vector: VersionVector) -> None:
-        """Stream what `device` lacks; a newer pull replaces the stream under way (its
-        vector is newer, so it names at most what the older one still had to send)."""
-        running = self._streams.get(device)
-        if running is not None:
-            running.cancel()
-        self._streams[device] = self.spawn(self._send_missing(device, vector))
-
-    async def _send_missing(self, device: str, vector: VersionVector) -> None:
-        """Send a peer everything its vector says it lacks, walking the log in bounded
-        batches; the last batch says `more: false`. Each batch waits until the channel has
-        room (RoomMesh.writable), so a long catch-up streams at the link's pace."""
-        try:
-            await self._stream_batches(device, vector)
-        finally:
-            if self._streams.get(device) is asyncio.current_task():
-                del self._streams[device]
-
-    async def _stream_batches(self, device: str, vector: VersionVector) -> None:
-        after: tuple[str, int] | None = None
-        while True:
-            if not await self.mesh.writable(device):
-                return
-            batch = self.store.missing_for(self.room, vector, limit=MAX_BATCH, after=after)
-            for frame in batches_for(batch, more_after=bool(batch)):
-                if not self.mesh.send(device, frame):
-                    return
-            peer = self.roster.get(device)
-            user = peer.user if peer is not None else device[:8]
-            for env in batch:
-                self.paths.record(env.id, "sent", via="sync", peers=[{"user": user,
-                                                                      "device": device}],
-                                  text=f"sent to {user} by anti-entropy (sync batch)")
-            if not batch:
-                return
-            after = (batch[-1].device, batch[-1].seq)
-
     # -- the user ---------------------------------------------------------------------------
 
     async def post_message(self, text: str) -> dict[str, Any]:
+        """Author, commit and send a message; its dict once it is durable and sent. Posts made
+        while an fsync runs share the next one (`GroupSync`); each is sent to peers, shown and
+        answered only after its fsync, in the order they were committed."""
         try:
             env = self.store.author_message(self.key, self.room, self.user, text,
-                                            int(time.time() * 1000))
+                                            int(time.time() * 1000), durable=False)
         except ProtocolError as exc:
             raise UIError(400, exc.code, str(exc)) from exc
+        sync = self.device.group_sync
+        sync.committed()
         message = ui_state.message_dict(self, env)
+
+        def synced(done: asyncio.Future[None]) -> None:
+            # A callback, not code after the await: a request cancelled meanwhile still sends.
+            if not done.cancelled() and done.exception() is None:
+                self._posted(env, message)
+
+        durable = sync.durable()
+        durable.add_done_callback(synced)
+        await asyncio.shield(durable)
+        return message
+
+    def _posted(self, env: Envelope, message: dict[str, Any]) -> None:
+        """Our message `env` is durable: send it, show it, upload it."""
         for effect in self.core.posted(env):
             if isinstance(effect, Broadcast):
                 self._broadcast_own(env.id, effect.frame.encode())
@@ -360,7 +354,6 @@ class Agent:
                 self.publish({"type": "message", "message": message})
             else:
                 self._run([effect])
-        return message
 
     def _broadcast_own(self, message_id: str, text: str) -> None:
         sent = self.mesh.broadcast(text)

@@ -32,6 +32,7 @@ from protocol.names import normalize_room
 
 from . import ui_state
 from .agent import Agent
+from .group_sync import GroupSync
 from .log import LocalLog
 from .mesh import LinkState, Mesh, PeerInfo
 from .rooms_file import rooms_to_join, save_rooms
@@ -78,6 +79,7 @@ class Device:
         self.key = load_or_create_key(config.data_dir)
         self.user = config.username
         self.store = LocalLog(config.data_dir / LOG_FILE)
+        self.group_sync = GroupSync(self.store)
         self.rooms: dict[str, Agent] = {}
         self.refused: Counter[str] = Counter()
         self.unread: dict[str, int] = {}
@@ -92,6 +94,7 @@ class Device:
                          on_link=self._on_link, on_refused=self._on_refused, ice_servers=[])
         self.ui = ChatUI(self, config.ui_host, config.ui_port)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._rooms_push: asyncio.Handle | None = None
         self._early: dict[tuple[str, str], list[tuple[PeerInfo, Frame]]] = {}
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -116,6 +119,8 @@ class Device:
                  ", ".join(self.rooms) or "(none)")
 
     async def close(self) -> None:
+        if self._rooms_push is not None:
+            self._rooms_push.cancel()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -125,6 +130,7 @@ class Device:
         await self.mesh.close()
         await self.account.close()
         await self.ui.close()
+        await self.group_sync.close()
         self.store.close()
 
     def _save_rooms(self) -> None:
@@ -224,6 +230,13 @@ class Device:
             self.push_rooms()
 
     def push_rooms(self) -> None:
+        """Push the rooms list (unread counts) to every open page, once per loop turn however
+        many messages changed it."""
+        if self._rooms_push is None:
+            self._rooms_push = asyncio.get_running_loop().call_soon(self._push_rooms_now)
+
+    def _push_rooms_now(self) -> None:
+        self._rooms_push = None
         self.ui.post({"type": "rooms", "rooms": self.rooms_list()})
 
     # -- the mesh ---------------------------------------------------------------------------

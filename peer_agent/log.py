@@ -19,14 +19,19 @@ that stored it returns, and what a power loss takes back comes again from the pe
 server. This device's own messages are the exception: `author_message` commits with
 `synchronous = FULL` (an fsync of the WAL, which also makes every earlier commit durable),
 because a seq handed out and sent to peers must never be handed out again, even after a power
-loss. (Measured by `python -m bench.receive_path` and `bench.mesh`; docs/benchmarks.md.
-Deferring commits to the end of an event-loop turn instead was not done: a receipt or a UI
-push queued in that turn could leave before the commit.)
+loss. The agent commits its posts in groups instead (`author_message(durable=False)`, then
+`sync()`: one fsync of the WAL, off the event loop, for every post committed before it began;
+`peer_agent.group_sync`): a post is neither sent nor acknowledged to the UI before that fsync, so
+a seq a power loss could take back was never seen by anyone. (Measured by
+`python -m bench.receive_path` and `bench.mesh`; docs/benchmarks.md. Deferring commits to the
+end of an event-loop turn instead was not done: a receipt or a UI push queued in that turn
+could leave before the commit.)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -169,6 +174,12 @@ class LocalLog:
     ) -> None:
         self._clock = clock
         self._lock = threading.Lock()
+        self._path = os.fspath(path)
+        self._dir_synced = False
+        # `vector` per room, valid while no head changes: this connection's writes clear it,
+        # and `PRAGMA data_version` tells of other connections' commits.
+        self._vectors: dict[str, VersionVector] = {}
+        self._data_version: int | None = None
         self._db = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
@@ -205,16 +216,19 @@ class LocalLog:
     # --- writing envelopes -------------------------------------------------------------------
 
     def author_message(
-        self, key: DeviceKey, room: str, author: str, text: str, ts: int
+        self, key: DeviceKey, room: str, author: str, text: str, ts: int, *,
+        durable: bool = True,
     ) -> Envelope:
         """Sign and store a new message from this device: the next seq, lamport one past the
         room's highest, queued for upload. Seq allocation and the insert are one transaction,
         so seqs have no gaps, survive restarts and are never reused.
 
+        With `durable` False the commit survives a kill but not yet a power loss: the caller
+        must `sync()` before the message is sent or acknowledged to anyone (group commit).
         Raises InvalidEnvelope for invalid fields (nothing is stored and no seq is used).
         """
         device = key.device_id
-        with self._lock, self._write(durable=True) as db:
+        with self._lock, self._write(durable=durable) as db:
             counted = _scalar(
                 db, "SELECT next_seq FROM own_seq WHERE room = ? AND device = ?", room, device
             )
@@ -264,16 +278,48 @@ class LocalLog:
                     continue
         return added
 
+    def sync(self) -> None:
+        """Make every commit made so far survive a power loss: an fsync of the WAL (what a
+        `synchronous = FULL` commit does), without the lock, so it may run in a worker thread
+        while the event loop goes on using the log. Commits that checkpointed the WAL into the
+        main file synced it already. The directory is synced once, for the WAL's own entry."""
+        try:
+            fd = os.open(self._path + "-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            fd = os.open(self._path, os.O_RDONLY)  # no WAL: it was checkpointed and removed
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if not self._dir_synced:
+            directory = os.open(os.path.dirname(os.path.abspath(self._path)), os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+            self._dir_synced = True
+
     # --- reading envelopes -------------------------------------------------------------------
 
     def vector(self, room: str) -> VersionVector:
-        """The room's version vector: per device, the highest seq held with none missing below."""
+        """The room's version vector: per device, the highest seq held with none missing below.
+
+        Kept between calls (the room core asks for it with every digest, tick and server
+        notice) until this connection changes a head, or another connection commits."""
         with self._lock:
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:
+                self._data_version = version
+                self._vectors.clear()
+            cached = self._vectors.get(room)
+            if cached is not None:
+                return cached
             rows = self._db.execute(
                 "SELECT device, contiguous FROM heads WHERE room = ? AND contiguous > 0",
                 (room,),
             ).fetchall()
-        return VersionVector(dict(rows))
+            vector = self._vectors[room] = VersionVector(dict(rows))
+        return vector
 
     def missing_for(
         self,
@@ -695,6 +741,7 @@ class LocalLog:
         return True
 
     def _advance_head(self, db: sqlite3.Connection, env: Envelope) -> None:
+        self._vectors.pop(env.room, None)
         row = db.execute(
             "SELECT contiguous, highest FROM heads WHERE room = ? AND device = ?",
             (env.room, env.device),

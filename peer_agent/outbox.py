@@ -4,14 +4,17 @@ is acknowledged, across restarts and reconnects (the outbox lives in the local S
 Our own messages go at once. Another device's wait OTHERS_GRACE first: its author uploads it
 too, and the server's `stored` notice then takes it out of our outbox, so that a busy room does
 not upload every message once per member. Nothing is lost by the wait: a message the server
-still lacks after it (its author crashed, or cannot reach the server) goes up from here."""
+still lacks after it (its author crashed, or cannot reach the server) goes up from here.
+Another device's message therefore wakes the outbox only once its grace is over (one timer for
+all that arrive meanwhile), not on arrival: a busy room would otherwise cost a read of the
+outbox per message received, for a batch still too young to send."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from protocol import MAX_BATCH
 
@@ -32,20 +35,35 @@ class Outbox:
 
     def __init__(self, store: LocalLog, client: SignalingClient, room: str, *,
                  on_uploaded: Callable[[dict[str, int]], None], retry_interval: float = 2.0,
-                 ) -> None:
+                 durable: Callable[[], Awaitable[None]] | None = None) -> None:
         self._store = store
+        # Waits until our own posts committed so far are durable (peer_agent.group_sync):
+        # none is uploaded before.
+        self._durable = durable
         self._client = client
         self._room = room
         self._on_uploaded = on_uploaded
         self._retry_interval = retry_interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._after_grace: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox")
 
     def wake(self) -> None:
         """Something was added, or the server came back: try now rather than at the next tick."""
+        self._wake.set()
+
+    def wake_after_grace(self) -> None:
+        """Another device's message was added: try once OTHERS_GRACE has passed for it (one
+        timer covers every message added before it fires)."""
+        if self._after_grace is None:
+            self._after_grace = asyncio.get_running_loop().call_later(
+                OTHERS_GRACE + 0.05, self._grace_over)
+
+    def _grace_over(self) -> None:
+        self._after_grace = None
         self._wake.set()
 
     def pending(self) -> int:
@@ -74,6 +92,8 @@ class Outbox:
                                         settled)
         if not batch:
             return False
+        if self._durable is not None:
+            await self._durable()
         results = await self._client.publish(batch)
         if results is None:
             return False
@@ -95,4 +115,7 @@ class Outbox:
         return bool(stored or dropped)
 
     async def close(self) -> None:
+        if self._after_grace is not None:
+            self._after_grace.cancel()
+            self._after_grace = None
         await cancel_and_wait(self._task)

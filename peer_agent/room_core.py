@@ -243,7 +243,7 @@ class RoomCore:
             effects.append(Event("sync", text, {"user": peer.user, "device": peer.device,
                                                 "count": store.received, "fresh": len(fresh)}))
         if fresh:
-            effects.append(Upload())
+            effects.append(Upload(others=True))
         if live and self.log.gaps(self.room):
             # A gap: a message was missed; ask this peer for what we lack.
             effects += self._catch_up(self.catchup.gap_seen(peer.device, now))
@@ -303,7 +303,8 @@ class RoomCore:
             effects.append(Record(message_id, "on_server", {
                 "cursor": cursor, "text": f"the server stored it at cursor {cursor}"}))
         effects += self.uploaded(ids)
-        self.catchup.server_named(ids, self.log.vector(self.room), now)
+        self.catchup.server_named(ids, self.log.vector(self.room), now,
+                                  linked=self.catchup.linked())
         return effects
 
     def uploaded(self, ids: Mapping[str, int]) -> list[RoomEffect]:

@@ -71,7 +71,10 @@ class ShowDelivery:
 
 @dataclass(frozen=True, slots=True)
 class Upload:
-    """Messages the server may lack arrived: wake the outbox."""
+    """Messages the server may lack arrived: wake the outbox. `others`: only other devices'
+    messages, which the outbox holds back for a grace (their author uploads them too)."""
+
+    others: bool = False
 
 
 @dataclass(frozen=True, slots=True)

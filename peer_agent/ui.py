@@ -28,6 +28,10 @@ log = logging.getLogger("gibberish.agent.ui")
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 MAX_BODY = 64 * 1024
+# Live events leave at most this often (seconds): after a quiet spell at the end of the loop
+# turn that posted them, in a busy room with whatever came in the meantime. One frame per turn
+# was a WebSocket write per message received (a tenth of a busy agent's time).
+UI_FLUSH_INTERVAL = 0.01
 
 
 class ChatBackend(Protocol):
@@ -98,6 +102,7 @@ class ChatUI:
         # Events posted in one turn of the event loop go out together (`post`).
         self._pending: list[str] = []
         self._flushing: asyncio.Task[None] | None = None
+        self._flushed_at = float("-inf")
         self._runner: web.AppRunner | None = None
         self.app = web.Application(middlewares=[self._same_origin, self._errors],
                                    client_max_size=MAX_BODY)
@@ -236,10 +241,10 @@ class ChatUI:
         return ws
 
     def post(self, event: dict[str, Any]) -> None:
-        """Queue a live event for every open page. The events of one loop turn leave in one
-        WebSocket frame: the event itself when it is alone, else `{"type": "batch", "events":
-        [...]}` in the order posted (a busy room sends many per turn, and each frame is a
-        write to every socket)."""
+        """Queue a live event for every open page. The events of one loop turn (of
+        UI_FLUSH_INTERVAL, when busy) leave in one WebSocket frame: the event itself when it
+        is alone, else `{"type": "batch", "events": [...]}` in the order posted (a busy room
+        sends many, and each frame is a write to every socket)."""
         if not self._sockets:
             return
         self._pending.append(json.dumps(event))
@@ -248,10 +253,13 @@ class ChatUI:
 
     async def _flush(self) -> None:
         try:
-            await asyncio.sleep(0)  # let the rest of this turn's events join
+            # Let the rest of this turn's events join, and a busy spell's.
+            loop = asyncio.get_running_loop()
+            await asyncio.sleep(max(0.0, self._flushed_at + UI_FLUSH_INTERVAL - loop.time()))
             pending, self._pending = self._pending, []
             if not pending:
                 return
+            self._flushed_at = loop.time()
             data = (pending[0] if len(pending) == 1
                     else '{"type": "batch", "events": [' + ", ".join(pending) + "]}")
             for ws in list(self._sockets):

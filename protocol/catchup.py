@@ -9,7 +9,11 @@ A device learns that a message exists which it lacks in three ways, and pulls it
   (not while a pull from it is under way: that answer comes later on the same ordered channel,
   so it covers the vector);
 - **the server names ids** it lacks (the `stored` broadcast): it pulls from the server's
-  history after SERVER_PULL_DELAY, unless a peer delivered them meanwhile.
+  history after SERVER_PULL_DELAY, unless a peer delivered them meanwhile. An id whose author
+  has an open channel to us (the caller says which, `linked`) waits LINKED_SERVER_PULL_DELAY
+  instead: its author sent it on that ordered channel, so it is on its way, and a channel that
+  fails pulls from the author when it opens again. Under load a live message can take longer
+  than SERVER_PULL_DELAY, and reading the server then fetched every message twice.
 
 A pull from a peer is our version vector sent to it; the peer answers with batches, the last
 with `more: false`. At most one pull per peer is under way: it ends with that last batch, when
@@ -27,7 +31,7 @@ Receipts (`ack`) name only what the receiver got from us, so they never name a m
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -42,6 +46,8 @@ PULL_TIMEOUT = 10.0
 SERVER_PULL_DELAY = 0.2
 """Seconds the server's word waits, so a message already on its way from a peer is not
 fetched from the server as well."""
+LINKED_SERVER_PULL_DELAY = 2.0
+"""Seconds it waits for an id whose author has an open channel to us (see above)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +106,8 @@ class CatchUp:
         self._links: dict[str, _Link] = {}
         self._named: set[str] = set()
         self._server_at: float | None = None
+        self._named_linked: set[str] = set()  # named, their authors linked to us
+        self._linked_at: float | None = None
         self._server_pulling = False
 
     # -- links ------------------------------------------------------------------------------
@@ -176,14 +184,25 @@ class CatchUp:
 
     # -- what the server says ---------------------------------------------------------------
 
-    def server_named(self, ids: Iterable[str], ours: VersionVector, now: float) -> None:
+    def server_named(self, ids: Iterable[str], ours: VersionVector, now: float,
+                     linked: Collection[str] = ()) -> None:
         """The server stored these ids; those we lack are fetched from it soon, unless a peer
-        brings them first."""
+        brings them first (later for ids whose author is one of the `linked` devices)."""
         missing = lacking(ids, ours)
+        on_their_way = {m for m in missing if m.partition(":")[0] in linked}
+        missing -= on_their_way
         if missing:
             self._named |= missing
             if self._server_at is None:
                 self._server_at = now + self.server_delay
+        if on_their_way:
+            self._named_linked |= on_their_way
+            if self._linked_at is None:
+                self._linked_at = now + LINKED_SERVER_PULL_DELAY
+
+    def linked(self) -> frozenset[str]:
+        """The devices with an open channel to us (`link_up`, not yet `link_down`)."""
+        return frozenset(self._links)
 
     def server_pull_ended(self) -> None:
         """The history read for a PullServer finished (or failed)."""
@@ -200,26 +219,36 @@ class CatchUp:
                 effects.append(SendDigest(device))
                 link.last_digest = now
                 link.digest_at = now + self.interval
-        if self._named and not server_up:
+        if not server_up:
             # A server that is down cannot be read; once back, the join reads its history.
             self._named.clear()
             self._server_at = None
-        if (self._named and not self._server_pulling
-                and self._server_at is not None and now >= self._server_at):
+            self._named_linked.clear()
+            self._linked_at = None
+        due_now = ((self._named and self._server_at is not None and now >= self._server_at)
+                   or (self._named_linked and self._linked_at is not None
+                       and now >= self._linked_at))
+        if due_now and not self._server_pulling:
             # Checked against our vector only now, once: the named ids can number as many as
-            # the room's messages (a long upload), and the clock ticks on every event.
-            if lacking(self._named, ours):
+            # the room's messages (a long upload), and the clock ticks on every event. One
+            # read of the history after our cursor brings every id named so far.
+            if lacking(self._named, ours) or lacking(self._named_linked, ours):
                 effects.append(PullServer())
                 self._server_pulling = True
             self._named.clear()
             self._server_at = None
+            self._named_linked.clear()
+            self._linked_at = None
         return effects
 
     def next_due(self) -> float | None:
         """When `due` next has something to say (None: only after new input)."""
         times = [link.digest_at for link in self._links.values()]
-        if self._named and self._server_at is not None and not self._server_pulling:
-            times.append(self._server_at)
+        if not self._server_pulling:
+            if self._named and self._server_at is not None:
+                times.append(self._server_at)
+            if self._named_linked and self._linked_at is not None:
+                times.append(self._linked_at)
         return min(times) if times else None
 
     # -- inside -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
 from .errors import InvalidName
@@ -38,6 +39,14 @@ def is_normalized_room(s: object) -> bool:
 
 
 def _is_normalized(s: str, kind: str, max_chars: int) -> bool:
+    if len(s) > max_chars:
+        return False  # a name in normal form is never longer (and is not worth caching)
+    return _normalized_already(s, kind, max_chars)
+
+
+@functools.lru_cache(maxsize=1024)
+def _normalized_already(s: str, kind: str, max_chars: int) -> bool:
+    # Cached: every frame and envelope names its room and author, the same few names again.
     try:
         return _normalize(s, kind, max_chars) == s
     except InvalidName:

@@ -4,6 +4,7 @@ catches up on what was said while it was away."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 import websocket
 
-from launcher import ui_events
+from launcher import HttpError, ui_events
+from peer_agent.log import LocalLog
 from tests.helpers import poll
 from tests.peer_agent.agents import AgentProcess, start_agent, wait_connected
 from tests.signaling.conftest import ServerProcess, start_server, unique_name
@@ -130,3 +132,59 @@ def test_a_late_joiner_receives_the_history(
     wait_connected(carol, 2)
     poll(lambda: len(carol.texts()) == 30, timeout=20, message="carol has the history")
     assert [m["id"] for m in carol.messages()] == [m["id"] for m in alice.messages()]
+
+
+def test_posts_answered_before_a_kill_are_kept_and_their_seqs_never_reused(
+        server: ServerProcess, tmp_path: Path, launched: list[AgentProcess]) -> None:
+    # Posts are committed in groups (one fsync for all that arrive while one runs): a kill -9
+    # right after the answers, with more posts in flight, loses none that was answered.
+    room = unique_name("room")
+    alice = start_agent(server.url, unique_name("alice"), room, tmp_path / "alice")
+    bob = start_agent(server.url, unique_name("bob"), room, tmp_path / "bob")
+    launched += [alice, bob]
+    wait_connected(alice, 1)
+    answered: list[dict[str, Any]] = []
+    lock = threading.Lock()
+    enough = threading.Event()
+
+    def post_until_killed(sender: int) -> None:
+        n = 0
+        while True:
+            try:
+                message = alice.send(f"burst {sender}/{n}", timeout=5)
+            except HttpError:
+                return  # the agent is gone
+            n += 1
+            with lock:
+                answered.append(message)
+                if len(answered) >= 60:
+                    enough.set()
+
+    threads = [threading.Thread(target=post_until_killed, args=(s,)) for s in range(8)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert enough.wait(60), "the burst was answered"
+        alice.kill()
+    finally:
+        for thread in threads:
+            thread.join(timeout=30)
+    with lock:
+        kept = list(answered)
+
+    with LocalLog(tmp_path / "alice" / "log.sqlite3") as log:
+        for message in kept:
+            held = log.get(room, message["id"])
+            assert held is not None, f"{message['id']} was answered, then lost in the kill"
+            assert held.text == message["text"]
+        device = kept[0]["device"]
+        seqs = sorted(e.seq for e in log.page(room, None, 10_000) if e.device == device)
+    assert seqs == list(range(1, len(seqs) + 1)), "seqs have no gap"
+
+    alice.start()
+    after = alice.send("after the kill")
+    assert after["device"] == device
+    assert after["seq"] == seqs[-1] + 1, "a seq handed out before the kill is never reused"
+    poll(lambda: "after the kill" in bob.texts(), timeout=20, message="bob gets it")
+    poll(lambda: len(bob.texts()) == len(seqs) + 1, timeout=30,
+         message="bob catches up on every post alice kept")

@@ -11,6 +11,7 @@ import pytest
 from protocol import InvalidEnvelope, VersionVector
 from protocol.catchup import (
     HINT_GAP,
+    LINKED_SERVER_PULL_DELAY,
     PULL_TIMEOUT,
     SERVER_PULL_DELAY,
     CatchUp,
@@ -189,3 +190,29 @@ def test_a_server_that_is_down_is_not_read() -> None:
     core.server_named([f"{A}:1"], vv(), now=0)
     assert core.due(now=1, ours=vv(), server_up=False) == []
     assert core.next_due() is None, "nothing left to wake for"
+
+
+def test_ids_from_a_linked_author_wait_longer_before_the_server_is_read() -> None:
+    # Its author sent it on the open channel: under load it may take longer than the short
+    # delay, and reading the server would fetch it twice.
+    core = CatchUp(interval=30)
+    core.link_up(A, now=0)
+    core.server_named([f"{A}:1"], vv(), now=0, linked=core.linked())
+    core.server_named([f"{B}:1"], vv(), now=0, linked=core.linked())
+    assert core.next_due() == SERVER_PULL_DELAY
+    # B is not linked: read at once after the short delay, which brings A's id too.
+    assert core.due(now=SERVER_PULL_DELAY, ours=vv(), server_up=True) == [PullServer()]
+    core.server_pull_ended()
+    core.server_named([f"{A}:2"], vv(a=1), now=1, linked=core.linked())
+    assert core.next_due() == 1 + LINKED_SERVER_PULL_DELAY
+    assert core.due(now=1 + SERVER_PULL_DELAY, ours=vv(a=1), server_up=True) == []
+    assert core.due(now=1 + LINKED_SERVER_PULL_DELAY, ours=vv(a=1),
+                    server_up=True) == [PullServer()]
+
+
+def test_an_id_from_a_linked_author_that_arrives_is_not_read_from_the_server() -> None:
+    core = CatchUp(interval=30)
+    core.link_up(A, now=0)
+    core.server_named([f"{A}:1"], vv(), now=0, linked=core.linked())
+    assert core.due(now=LINKED_SERVER_PULL_DELAY, ours=vv(a=1), server_up=True) == []
+    assert core.next_due() == 30
