@@ -115,7 +115,8 @@ AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
      ("peer_agent/ui.py", "peer_agent/ui_state.py", "aiohttp/web_ws.py", "aiohttp/_websocket")),
     ("HTTP API (aiohttp server)", ("aiohttp/",)),
     ("uploads to the server (outbox, Socket.IO)",
-     ("peer_agent/outbox.py", "peer_agent/signaling_client.py", "socketio/", "engineio/")),
+     ("peer_agent/outbox.py", "peer_agent/signaling_client.py", "peer_agent/room_signaling.py",
+      "socketio/", "engineio/")),
     ("aiortc: SCTP, DTLS (OpenSSL), ICE", ("aiortc/", "aioice/", "OpenSSL/", "pylibsrtp/")),
     ("room core and other agent code", ("peer_agent/", "protocol/")),
 )
