@@ -109,7 +109,7 @@ AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("JSON encode / parse (frames, canonical bytes)",
      ("json/", "protocol/strict_json.py", "protocol/frames.py", "protocol/channel.py",
       "protocol/canonical.py")),
-    ("local log: SQLite writes, commits (fsync), reads", ("peer_agent/log.py", "sqlite3/")),
+    ("local log: SQLite writes, commits (fsync), reads", ("peer_agent/log", "sqlite3/")),
     ("records: timeline and message path journal", ("peer_agent/records.py",)),
     ("UI pushes: state / message / delivery JSON to the WebSocket",
      ("peer_agent/ui.py", "peer_agent/ui_state.py", "aiohttp/web_ws.py", "aiohttp/_websocket")),
