@@ -19,35 +19,32 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Page
 
 from bench import browser_scripts as js
-from bench.report import machine, percentile, write_section
-from launcher import ServerProcess
-from launcher.server import OPEN_LIMITS
-from tests.browser.conftest import (
-    launch_chromium,
-    missing_prerequisite,
-    sign_in,
-    state_of,
+from bench.browser_pages import (
+    LONG,
+    Bench,
+    chromium_in_sealed_network,
+    floor_echo,
+    floor_links,
+    last_text,
+    ready_and_quiet,
+    unique,
 )
-from tests.browser.sealed_network import SealedNetwork
-from tests.browser.stack import PASSWORD
+from bench.report import machine, percentile, write_section
+from tests.browser.conftest import missing_prerequisite, state_of
 from tests.browser.test_long_room import SEED
 from tests.browser.test_mesh_race import full_mesh
 from tests.helpers import poll
 
-LONG = 120_000  # ms: seeding and syncing a long room on a shared 2-core machine
 BLOCK = 25  # echoes per block of the per-block medians
 # What a trace of the echo records: the pages' tasks and scripts, their user timings, and
 # IndexedDB's work (open the file in chrome://tracing or Perfetto).
@@ -57,12 +54,6 @@ FLOOR_TRIES_MAX = 10  # plain link set-ups (one pair, six pairs) measured in one
 STALL_S = 9.0  # tests/browser/test_mesh_race.py MESH_DEADLINE_S
 GOAL_ECHO_P50, GOAL_ECHO_P99 = 5.0, 15.0
 GOAL_CHANNEL_AFTER_JOIN, GOAL_FIRST_AFTER_DCL, GOAL_MESH = 150.0, 250.0, 250.0
-SERVER_ENV = {**OPEN_LIMITS, "RATELIMIT_SIGNAL": "1000000 per 10 seconds",
-              "RATELIMIT_PUBLISH": "1000000 per 10 seconds"}
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(3)}"
 
 
 @dataclass
@@ -91,77 +82,6 @@ class Results:
     stalls: int = 0
     chromium: str = "Chromium"
     errors: list[str] = field(default_factory=list)
-
-
-class Bench:
-    """One server, one Chromium, the users and their browser profiles."""
-
-    def __init__(self, browser: Browser, server: ServerProcess) -> None:
-        self.browser = browser
-        self.server = server
-        self.contexts: list[BrowserContext] = []
-        self.errors: list[str] = []
-
-    def user_page(self, name: str, init_script: str | None = None) -> Page:
-        """A fresh browser profile of a newly registered user, signed in through the form."""
-        reply = requests.post(f"{self.server.url}/api/register",
-                              json={"username": name, "password": PASSWORD}, timeout=30)
-        assert reply.status_code == 201, reply.text
-        context = self.browser.new_context(viewport={"width": 1280, "height": 800})
-        self.contexts.append(context)
-        if init_script:
-            context.add_init_script(script=init_script)
-        page = context.new_page()
-        page.on("pageerror", lambda exc: self.errors.append(f"{name}: {exc}"))
-        sign_in(page, self.server, name)  # type: ignore[arg-type]
-        return page
-
-    def open_room(self, page: Page, room: str) -> None:
-        """Open the browser peer for `room` in a signed-in page and wait until it is ready."""
-        page.goto(f"{self.server.url}/rooms/{room}")
-        page.wait_for_selector("#chat[data-ready]", timeout=LONG)
-        state = page.get_attribute("#chat", "data-ready")
-        assert state == "yes", page.inner_text("#chat")
-
-    def close(self) -> None:
-        for context in self.contexts:
-            context.close()
-
-
-def floor_echo(bench: Bench, count: int) -> list[float]:
-    """Two plain pages of the same Chromium, one ordered RTCDataChannel, `count` echoes."""
-    pages = []
-    for _ in range(2):
-        context = bench.browser.new_context()
-        bench.contexts.append(context)
-        page = context.new_page()
-        page.goto(bench.server.url + "/")
-        pages.append(page)
-    offer = pages[0].evaluate(js.FLOOR_OFFER)
-    answer = pages[1].evaluate(js.FLOOR_ANSWER, offer)
-    pages[0].evaluate(js.FLOOR_ACCEPT, answer)
-    pages[0].evaluate(js.FLOOR_ECHO, {"count": 20, "start": 0})  # warm-up
-    samples: list[float] = pages[0].evaluate(js.FLOOR_ECHO, {"count": count, "start": 20})
-    for page in pages:
-        page.close()
-    return samples
-
-
-def floor_links(page: Page, pairs: int, tries: int) -> list[float]:
-    return [float(page.evaluate(js.FLOOR_LINKS, {"pairs": pairs})) for _ in range(tries)]
-
-
-def ready_and_quiet(page: Page) -> bool:
-    """The page has joined and its outbox is empty (nothing left to upload)."""
-    return bool(page.evaluate(
-        "() => { const b = document.getElementById('server-banner');"
-        " return !!b && b.dataset.state === 'connected' && b.dataset.outbox === '0'; }"))
-
-
-def last_text(page: Page) -> str:
-    return str(page.evaluate(
-        "() => document.querySelector('#messages > .message:last-child .text')?.textContent"
-        " || ''"))
 
 
 def echo_run(bench: Bench, pages: tuple[Page, Page], users: tuple[str, str], size: int,
@@ -227,8 +147,6 @@ def open_times(bench: Bench, present: Page, newcomer: tuple[Page, str], tries: i
     return rows, plain
 
 
-
-
 def mesh_race(bench: Bench, count: int, tries: int) -> tuple[list[float], list[float], int]:
     """`count` pages, each signed in with its device key made, navigate to one fresh room
     at the same instant, `tries` times (tests/browser/test_mesh_race.py). Per try: ms from
@@ -258,27 +176,6 @@ def mesh_race(bench: Bench, count: int, tries: int) -> tuple[list[float], list[f
             from_join.append(last_link - max(s["joined"] for s in seen))
             from_navigation.append(last_link - min(s["origin"] for s in seen))
     return from_join, from_navigation, stalls
-
-
-@contextmanager
-def chromium_in_sealed_network(work: Path) -> Iterator[tuple[Browser, ServerProcess]]:
-    """The sealed namespace, the server inside it, Debian's Chromium launched as the browser
-    tests launch it (tests/browser/conftest.py `chromium`)."""
-    network = SealedNetwork()
-    try:
-        server = ServerProcess(work / "server", env=SERVER_ENV, ready_timeout=90)
-        server.start()
-        try:
-            with sync_playwright() as playwright:
-                browser = launch_chromium(playwright)
-                try:
-                    yield browser, server
-                finally:
-                    browser.close()
-        finally:
-            server.stop()
-    finally:
-        network.leave()
 
 
 def run(args: argparse.Namespace, log: Callable[[str], None]) -> Results:

@@ -122,7 +122,6 @@ class Agent:
     async def start(self) -> None:
         self.user = self.device.user
         assert self.device.token is not None, "the device signs in first"
-        self.client.use_token(self.device.token, self.user)
         if self.config.rendezvous_host is not None:
             self.rendezvous = Rendezvous(
                 key=self.key, user=self.user, room=self.room,

@@ -2,8 +2,10 @@
 
 The device signs in once, holds the device key, the local log of every room and the chat UI,
 and one `Mesh`: one RTCPeerConnection and data channel per peer device, whatever rooms the two
-share. Each room is an `Agent` (agent.py) with its own server link, roster, outbox, rendezvous
-listener and room core, seeing the mesh through a `RoomMesh` (room_mesh.py).
+share; and one Socket.IO connection to the server, which every room joins, signals and
+uploads over (signaling_client.py). Each room is an `Agent` (agent.py) with its own room on
+that connection (room_signaling.py), roster, outbox, rendezvous listener and room core, seeing
+the mesh through a `RoomMesh` (room_mesh.py).
 
 Frames on a data channel name their room (protocol.channel): the device hands each to that
 room, and refuses one for a room it is not in or from a device the room does not list (for a
@@ -85,10 +87,10 @@ class Device:
         self.unread: dict[str, int] = {}
         self.started_at = int(time.time() * 1000)
         self.token: str | None = None
-        # The HTTP side of the server for the device itself: sign-in, rooms, direct messages.
-        self.account = SignalingClient(
-            config.server_url, "", self.key, on_joined=_ignore, on_peer_joined=_ignore,
-            on_peer_left=_ignore, on_signal=_ignore, on_stored=_ignore, on_link=lambda up: None)
+        # The device's one link to the server: sign-in, rooms and direct messages over HTTP,
+        # and one Socket.IO connection that every room joins, signals and uploads over.
+        self.signaling = SignalingClient(config.server_url, self.key,
+                                         reconnect_max=config.reconnect_max)
         self.mesh = Mesh(key=self.key, user=self.user, room_for=self._room_for,
                          send_room_signal=self._send_room_signal, on_frame=self._on_frame,
                          on_link=self._on_link, on_refused=self._on_refused, ice_servers=[])
@@ -107,10 +109,11 @@ class Device:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.user = await sign_in(self.account, self.config.data_dir, self.config.server_url,
+        self.user = await sign_in(self.signaling, self.config.data_dir, self.config.server_url,
                                   self.config.username, self.config.password,
                                   self.config.register)
-        self.token = self.account.token
+        self.token = self.signaling.token
+        self.signaling.start()
         await self.ui.start()
         for room in rooms_to_join(self.config.data_dir, self.store.rooms, self.config.rooms):
             await self._open(room)
@@ -128,7 +131,7 @@ class Device:
         for agent in list(self.rooms.values()):
             await agent.close()
         await self.mesh.close()
-        await self.account.close()
+        await self.signaling.close()
         await self.ui.close()
         await self.group_sync.close()
         self.store.close()
@@ -170,7 +173,7 @@ class Device:
         made: dict[str, Any] | None = None
         if private:
             try:
-                made = await self.account.create_room(room, private=True)
+                made = await self.signaling.create_room(room, private=True)
             except SignInError as exc:
                 raise UIError(409, "refused", str(exc)) from None
         if room not in self.rooms:
@@ -202,7 +205,7 @@ class Device:
     async def direct(self, user: str) -> dict[str, Any]:
         """Open (or reopen) the direct-message room with `user`; its state."""
         try:
-            room = await self.account.direct_room(user)
+            room = await self.signaling.direct_room(user)
         except SignInError as exc:
             raise UIError(409, "refused", str(exc)) from None
         return await self.join(room)
@@ -366,6 +369,3 @@ class Device:
              "rooms": [a.room for a in self._rooms_of(device)]}
             for device, link in sorted(self.mesh.links.items())]}
 
-
-async def _ignore(data: Any) -> None:
-    return None

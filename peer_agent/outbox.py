@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from protocol import MAX_BATCH
 
 from .log import LocalLog
-from .signaling_client import SignalingClient
+from .room_signaling import RoomSignaling
 from .tasks import cancel_and_wait
 
 log = logging.getLogger("gibberish.agent.outbox")
@@ -33,7 +33,7 @@ OTHERS_GRACE = 1.5
 class Outbox:
     """Drains the log's outbox through `publish` whenever the server link is up."""
 
-    def __init__(self, store: LocalLog, client: SignalingClient, room: str, *,
+    def __init__(self, store: LocalLog, client: RoomSignaling, room: str, *,
                  on_uploaded: Callable[[dict[str, int]], None], retry_interval: float = 2.0,
                  durable: Callable[[], Awaitable[None]] | None = None) -> None:
         self._store = store

@@ -16,7 +16,8 @@ from protocol.roster import kept_on_join
 
 from .mesh import LinkState, PeerInfo
 from .room_core import RoomEffect, Store
-from .signaling_client import SignalingClient, SignInError
+from .room_signaling import RoomSignaling
+from .signaling_client import SignInError
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -25,7 +26,8 @@ log = logging.getLogger("gibberish.agent")
 
 
 class RoomServer:
-    """The room's link to the server, for one `Agent` (its `client` is the agent's)."""
+    """The room's link to the server, for one `Agent` (its `client`, the room on the device's
+    one Socket.IO connection, is the agent's)."""
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -33,13 +35,12 @@ class RoomServer:
         self._server_up: bool | None = None
         self._key_refresh: asyncio.Task[None] | None = None
         self._ice_refresh: asyncio.Task[None] | None = None
-        self.client = SignalingClient(
-            agent.config.server_url, agent.room, agent.key,
+        self.client = RoomSignaling(
+            agent.device.signaling, agent.room,
             on_joined=self._on_joined, on_peer_joined=self._on_peer_joined,
             on_peer_left=self._on_peer_left, on_signal=self._on_signal,
             on_stored=self._on_stored, on_link=self._on_server_link,
             on_members=self._on_members, on_removed=self._on_removed,
-            reconnect_max=agent.config.reconnect_max,
         )
 
     def refresh_keys_soon(self) -> None:

@@ -1,5 +1,6 @@
 """A peer that signs in and joins like any agent, then sends whatever frames a test chooses:
-forged, replayed or malformed. Built from the agent's real parts (SignalingClient, Mesh)."""
+forged, replayed or malformed. Built from the agent's real parts (SignalingClient,
+RoomSignaling, Mesh)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from typing import Any
 
 from peer_agent.mesh import LinkState, Mesh, PeerInfo
+from peer_agent.room_signaling import RoomSignaling
 from peer_agent.signaling_client import Credentials, SignalingClient
 from protocol import DeviceKey, Envelope
 from protocol.channel import is_control_frame, tag_room
@@ -21,8 +23,9 @@ class RoguePeer:
         self.key = DeviceKey.generate()
         self.roster: dict[str, PeerInfo] = {}
         self.received: list[str] = []
-        self.client = SignalingClient(
-            server_url, room, self.key, on_joined=self._joined, on_peer_joined=self._peer_joined,
+        self.connection = SignalingClient(server_url, self.key)
+        self.client = RoomSignaling(
+            self.connection, room, on_joined=self._joined, on_peer_joined=self._peer_joined,
             on_peer_left=lambda data: None, on_signal=self._signal, on_stored=lambda data: None,
             on_link=lambda up: None)
         self.mesh = Mesh(key=self.key, user=name, room=room, send_signal=self.client.signal,
@@ -31,8 +34,9 @@ class RoguePeer:
         self.seq = 0
 
     async def start(self) -> None:
-        await self.client.sign_in(Credentials(self.name, PASSWORD), register=True)
+        await self.connection.sign_in(Credentials(self.name, PASSWORD), register=True)
         self.client.start()
+        self.connection.start()
 
     def _add(self, peer: dict[str, Any]) -> None:
         self.roster[peer["device"]] = PeerInfo(peer["user"], peer["device"], peer["public_key"])
@@ -62,15 +66,13 @@ class RoguePeer:
         return Envelope.create(self.key, room=room or self.room, author=author or self.name,
                                seq=self.seq, lamport=lamport, ts=1_700_000_000_000, text=text)
 
-    def join_also(self, room: str) -> SignalingClient:
-        """Enter another room on the server with the same device (its link stays the one it
-        has); the caller closes the client returned."""
-        assert self.client.token is not None and self.client.username is not None
-        other = SignalingClient(
-            self.client.server_url, room, self.key, on_joined=lambda reply: None,
+    def join_also(self, room: str) -> RoomSignaling:
+        """Enter another room on the server with the same device over the same connection
+        (its link stays the one it has); the caller closes the room returned."""
+        other = RoomSignaling(
+            self.connection, room, on_joined=lambda reply: None,
             on_peer_joined=lambda data: None, on_peer_left=lambda data: None,
             on_signal=lambda data: None, on_stored=lambda data: None, on_link=lambda up: None)
-        other.use_token(self.client.token, self.client.username)
         other.start()
         return other
 
@@ -90,3 +92,4 @@ class RoguePeer:
     async def close(self) -> None:
         await self.mesh.close()
         await self.client.close()
+        await self.connection.close()

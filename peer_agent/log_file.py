@@ -1,0 +1,172 @@
+"""The local log's file (log.py): the SQLite connection in WAL mode, its lock, write
+transactions, the fsync that makes commits survive a power loss, and the migration on open;
+with the small helpers the log's parts share (underscored: private to the log's modules).
+
+The log's parts (`log_envelopes.py`, `log_server.py`, `log_marks.py`, `log_keys.py`) are
+classes over this one connection, and `LocalLog` (log.py) is all of them."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from os import PathLike
+from types import TracebackType
+from typing import Self
+
+from protocol import Envelope, VersionVector
+from protocol.envelope import DEVICE_ID
+
+from .log_schema import _SCHEMA, _SCHEMA_2, SCHEMA_VERSION
+
+_ENVELOPE_COLUMNS = "room, author, device, seq, lamport, ts, text, sig"
+
+_Row = tuple[str, str, str, int, int, int, str, str]
+
+
+class LogFile:
+    """The SQLite file of the log, opened (and created or migrated) at `path`.
+
+    `clock` gives the current time in seconds, for `received_at` and key bookkeeping.
+    `conflicts` counts envelopes refused because their id held different content.
+    """
+
+    def __init__(
+        self, path: str | PathLike[str], *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._path = os.fspath(path)
+        self._dir_synced = False
+        # `vector` per room, valid while no head changes: this connection's writes clear it,
+        # and `PRAGMA data_version` tells of other connections' commits.
+        self._vectors: dict[str, VersionVector] = {}
+        self._data_version: int | None = None
+        self._db = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        self.conflicts = 0
+        try:
+            (mode,) = self._db.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode != "wal":
+                raise RuntimeError(f"{path}: SQLite refused WAL mode (got {mode!r})")
+            # NORMAL: a commit survives the process being killed, not a power loss; the
+            # commits that hand out this device's seqs are made FULL (log.py's docstring).
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate(str(path))
+        except BaseException:
+            self._db.close()
+            raise
+
+    def close(self) -> None:
+        """Close the file; the log is unusable afterwards. Closing twice is harmless."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def sync(self) -> None:
+        """Make every commit made so far survive a power loss: an fsync of the WAL (what a
+        `synchronous = FULL` commit does), without the lock, so it may run in a worker thread
+        while the event loop goes on using the log. Commits that checkpointed the WAL into the
+        main file synced it already. The directory is synced once, for the WAL's own entry."""
+        try:
+            fd = os.open(self._path + "-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            fd = os.open(self._path, os.O_RDONLY)  # no WAL: it was checkpointed and removed
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if not self._dir_synced:
+            directory = os.open(os.path.dirname(os.path.abspath(self._path)), os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+            self._dir_synced = True
+
+    # --- internals -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (IMMEDIATE), rolled back on any error.
+        `durable`: its commit is fsync'd, so it survives a power loss too (the module
+        docstring says which commits need that)."""
+        if durable:
+            # SQLite refuses to change the safety level inside a transaction.
+            self._db.execute("PRAGMA synchronous = FULL")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        finally:
+            if durable:
+                self._db.execute("PRAGMA synchronous = NORMAL")
+
+    def _migrate(self, path: str) -> None:
+        with self._write() as db:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{path} was written by a newer Gibberish (log schema {version}; "
+                    f"this one knows up to {SCHEMA_VERSION})"
+                )
+            if version == 0:
+                for statement in _SCHEMA:
+                    db.execute(statement)
+            if version < 2:
+                for statement in _SCHEMA_2:
+                    db.execute(statement)
+            if version < SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _scalar(db: sqlite3.Connection, sql: str, *params: object) -> int | None:
+    row = db.execute(sql, params).fetchone()
+    return None if row is None else row[0]
+
+
+def _envelope(row: _Row) -> Envelope:
+    # Rebuilding validates every field again, so a damaged file cannot inject a bad envelope.
+    return Envelope(*row)
+
+
+def _check_origin(origin: str) -> None:
+    if origin in ("self", "server"):
+        return
+    if origin.startswith("peer:") and DEVICE_ID.fullmatch(origin[5:]):
+        return
+    raise ValueError(f"origin must be 'self', 'server' or 'peer:<device id>', not {origin!r}")
+
+
+def _parse_id(envelope_id: str) -> tuple[str, int] | None:
+    device, _, seq = envelope_id.partition(":")
+    if not (DEVICE_ID.fullmatch(device) and seq.isascii() and seq.isdigit() and len(seq) <= 16):
+        return None
+    return device, int(seq)
+
+
+def _checked_id(envelope_id: str) -> tuple[str, int]:
+    parsed = _parse_id(envelope_id)
+    if parsed is None:
+        raise ValueError(f"{envelope_id!r} is not an envelope id (device:seq)")
+    return parsed

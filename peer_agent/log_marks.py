@@ -1,0 +1,91 @@
+"""What the local log (log.py) keeps for the UI beside the envelopes: the rooms it holds,
+each room's read marker (unread counts), and the steps of each message's path (the network
+view)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .log_file import LogFile, _scalar
+
+# Steps that say the server holds a message: one of them per message is enough.
+SERVER_STEPS = ("uploaded", "on_server")
+
+
+@dataclass(frozen=True)
+class PathStep:
+    """One step of a message's path as this device saw it: `what` happened at `at` (ms)."""
+
+    id: str
+    at: int
+    what: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class ReadMarkers(LogFile):
+    """The rooms held and their read markers."""
+
+    # --- rooms and read markers ---------------------------------------------------------------
+
+    def rooms(self) -> list[str]:
+        """Every room the log holds envelopes of (an agent from before rooms were remembered
+        finds the rooms it was in here)."""
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT DISTINCT room FROM messages ORDER BY room").fetchall()]
+
+    def unread(self, room: str) -> int:
+        """How many envelopes from other devices arrived in the room since it was last read."""
+        with self._lock:
+            marker = _scalar(self._db, "SELECT value FROM sync_state WHERE room = ? "
+                             "AND key = 'read_rowid'", room)
+            return _scalar(self._db, "SELECT COUNT(*) FROM messages WHERE room = ? "
+                           "AND origin != 'self' AND rowid > ?", room, int(marker or 0)) or 0
+
+    def mark_read(self, room: str) -> None:
+        """Everything the room holds now counts as read."""
+        with self._lock, self._write() as db:
+            db.execute(
+                "INSERT INTO sync_state (room, key, value) SELECT ?, 'read_rowid', "
+                "COALESCE(MAX(rowid), 0) FROM messages WHERE room = ? "
+                "ON CONFLICT (room, key) DO UPDATE SET value = excluded.value", (room, room))
+
+
+class MessagePaths(LogFile):
+    """Each message's path as this device saw it."""
+
+    # --- message paths -----------------------------------------------------------------------
+
+    def add_path_steps(self, room: str, steps: Iterable[PathStep]) -> None:
+        """Record steps of messages' paths in one transaction. A message keeps one server
+        step: `uploaded` (this device's upload, acknowledged) replaces an `on_server` (the
+        server's broadcast, which may arrive first); an `on_server` after either is skipped."""
+        with self._lock, self._write() as db:
+            for step in steps:
+                if step.what == "uploaded":
+                    db.execute(
+                        "DELETE FROM message_path WHERE room = ? AND id = ? AND what = 'on_server'",
+                        (room, step.id),
+                    )
+                elif step.what == "on_server" and db.execute(
+                    "SELECT 1 FROM message_path WHERE room = ? AND id = ? AND what IN (?, ?)",
+                    (room, step.id, *SERVER_STEPS),
+                ).fetchone():
+                    continue
+                db.execute(
+                    "INSERT INTO message_path (room, id, at, what, detail) VALUES (?, ?, ?, ?, ?)",
+                    (room, step.id, step.at, step.what, json.dumps(step.detail)),
+                )
+
+    def path(self, room: str, envelope_id: str) -> list[PathStep]:
+        """The recorded steps of one message's path, in the order they happened."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT at, what, detail FROM message_path WHERE room = ? AND id = ? "
+                "ORDER BY at, rowid",
+                (room, envelope_id),
+            ).fetchall()
+        return [PathStep(envelope_id, at, what, json.loads(detail)) for at, what, detail in rows]
