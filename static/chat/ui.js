@@ -14,6 +14,7 @@ import { MessageWindow, tokenOf, WINDOW } from "./message-window.js";
 import { buildNetworkPanel, clock, NetworkView } from "./network.js";
 import { setTime } from "./timestamps.js";
 import { el } from "./dom.js";
+import { timing } from "./timing.js";
 
 /** @typedef {import("./message-window.js").Message} Message */
 /** @typedef {{peers_reached: number, peers_total: number, server: boolean}} Delivery */
@@ -39,6 +40,39 @@ const STATE_REFRESH_MS = 5000;
 // scroll reads the next one.
 const OLDER_PAGE = 100;
 const OLDER_MARGIN_PX = 200;
+// How near the end (px) the reader counts as at the newest messages, which then stay in view.
+const STICK_MARGIN_PX = 80;
+// A frame's work runs at the next animation frame, or after this long in a hidden page
+// (which gets no frames).
+const FRAME_FALLBACK_MS = 100;
+
+/**
+ * Run `work` once, at the next animation frame or after FRAME_FALLBACK_MS, whichever comes
+ * first.
+ * @param {() => void} work
+ */
+function nextFrame(work) {
+  let done = false;
+  const run = () => {
+    if (done) return;
+    done = true;
+    cancelAnimationFrame(frame);
+    clearTimeout(timer);
+    work();
+  };
+  const frame = requestAnimationFrame(run);
+  const timer = setTimeout(run, FRAME_FALLBACK_MS);
+}
+
+/**
+ * What the member list shows of a state: it is redrawn only when this changes.
+ * @param {any} state
+ */
+function membersKey(state) {
+  return JSON.stringify([state.user, state.peers.map((/** @type {any} */ p) => [p.device, p.user, p.state,
+    p.path ? p.path.kind : null, p.ice_restarts || 0,
+    p.rtt_ms == null ? null : Number(p.rtt_ms).toFixed(1)])]);
+}
 
 /** @type {Record<string, string>} */
 const LINK_LABELS = {
@@ -98,7 +132,9 @@ export function buildChatLayout(root) {
   const error = el("p", { className: "composer-error", id: "composer-error", role: "alert", hidden: true });
   const main = el("section", { className: "chat-main", "aria-label": "Messages" });
   const scroller = el("div", { className: "chat-scroll", id: "chat-scroll" });
-  scroller.append(older, empty, list);
+  // Watched to know whether the reader is at the newest messages, without reading layout.
+  const end = el("div", { className: "chat-end", id: "chat-end", "aria-hidden": "true" });
+  scroller.append(older, empty, list, end);
   main.append(scroller, error, form);
   main.id = "chat-main";
   const members = el("aside", { className: "members", "aria-label": "Members" });
@@ -158,6 +194,40 @@ export class ChatView {
     this.titleOf = (state) => "#" + state.room;
     /** @type {number | undefined} when the backend's process started, as its state said */
     this.startedAt = undefined;
+    // Drawing is coalesced to one pass per animation frame: the newest state waiting to be
+    // drawn, whether the list is to be scrolled to its end, and whether a frame is asked for.
+    /** @type {any} */
+    this.stateToDraw = null;
+    this.scrollPending = false;
+    this.framePending = false;
+    /** What the member list, the banner and the network view last drew, as keys. */
+    this.drawn = { members: "", banner: "", network: "" };
+    // Whether the end of the list is in view (or near), as an IntersectionObserver says.
+    this.atEnd = true;
+    const end = byId("chat-end");
+    new IntersectionObserver((entries) => {
+      for (const entry of entries) this.atEnd = entry.isIntersecting;
+    }, { root: this.scroller, rootMargin: `0px 0px ${STICK_MARGIN_PX}px 0px` }).observe(end);
+  }
+
+  /** Ask for one drawing pass at the next frame (once, however often asked meanwhile). */
+  requestFrame() {
+    if (this.framePending) return;
+    this.framePending = true;
+    nextFrame(() => this.drawFrame());
+  }
+
+  drawFrame() {
+    this.framePending = false;
+    const t0 = timing.now();
+    const state = this.stateToDraw;
+    this.stateToDraw = null;
+    if (state) this.drawState(state);
+    if (this.scrollPending) {
+      this.scrollPending = false;
+      this.scrollToEnd();
+    }
+    timing.measure("frame: member list, banner, network view, scroll (ChatView.drawFrame)", t0);
   }
 
   /**
@@ -264,6 +334,8 @@ export class ChatView {
     this.tabs.network.removeAttribute("data-unseen");
     // The rooms of one agent start at different times: no "restarted" for a new room.
     this.startedAt = undefined;
+    this.stateToDraw = null;
+    this.drawn = { members: "", banner: "", network: "" };
   }
 
   async refreshState() {
@@ -293,8 +365,10 @@ export class ChatView {
   }
 
   fitComposer() {
-    // Grow with the text up to about six lines, then scroll inside.
+    // Grow with the text up to about six lines, then scroll inside. Emptied after a send, it
+    // is one line again, with no need to measure it.
     this.text.style.height = "auto";
+    if (!this.text.value) return;
     this.text.style.height = `${Math.min(this.text.scrollHeight, 160)}px`;
   }
 
@@ -347,7 +421,7 @@ export class ChatView {
    */
   setOlder(token) {
     this.olderToken = token;
-    this.older.hidden = !token;
+    if (this.older.hidden !== !token) this.older.hidden = !token;
   }
 
   /**
@@ -373,18 +447,22 @@ export class ChatView {
    * @param {boolean} scroll
    */
   addMessages(messages, scroll) {
-    const s = this.scroller;
-    const nearBottom = s.scrollHeight - s.scrollTop - s.clientHeight < 80;
+    // No layout is read here: whether the reader is at the end comes from an
+    // IntersectionObserver, and the scroll to the end waits for the next frame.
+    const t0 = timing.now();
     for (const m of messages) this.place(m, Boolean(this.olderToken));
-    this.empty.hidden = this.messages.size > 0;
-    if (scroll && (nearBottom || messages.some((m) => m.mine))) {
+    const empty = this.messages.size === 0;
+    if (this.empty.hidden !== !empty) this.empty.hidden = !empty;
+    if (scroll && (this.atEnd || messages.some((m) => m.mine))) {
       // At the newest messages the page keeps only the last WINDOW of them; what is dropped
       // is read again from the backend if the reader scrolls back.
       if (this.messages.trimOldest(WINDOW)) {
         this.setOlder(tokenOf(/** @type {Message} */ (this.messages.oldest())));
       }
-      this.scrollToEnd();
+      this.scrollPending = true;
+      this.requestFrame();
     }
+    timing.measure("draw: add the message to the list (ChatView.addMessages)", t0);
   }
 
   /**
@@ -499,19 +577,50 @@ export class ChatView {
   }
 
   /**
+   * Show the backend's state of the room at the next frame (the newest one, if several come
+   * before it).
    * @param {any} state the backend's state of the room
    */
   renderState(state) {
+    this.stateToDraw = state;
+    this.requestFrame();
+  }
+
+  /**
+   * Draw a state: the member list, the banner and the network view, each only if what it
+   * shows changed.
+   * @param {any} state the backend's state of the room
+   */
+  drawState(state) {
     if (!state.server) return; // an agent in no room: nothing to show
     if (this.startedAt && state.started_at && state.started_at !== this.startedAt) {
       this.network.restarted();
       this.loadEvents();
     }
     this.startedAt = state.started_at;
-    this.network.renderState(state);
-    if (this.roomTitle) this.roomTitle.textContent = this.titleOf(state);
-    if (this.whoami) this.whoami.textContent = state.user;
+    const network = JSON.stringify(state);
+    if (network !== this.drawn.network) {
+      this.drawn.network = network;
+      this.network.renderState(state);
+    }
+    const title = this.titleOf(state);
+    if (this.roomTitle && this.roomTitle.textContent !== title) this.roomTitle.textContent = title;
+    if (this.whoami && this.whoami.textContent !== state.user) this.whoami.textContent = state.user;
     const server = state.server;
+    const banner = JSON.stringify([server.connected, server.state, server.outbox]);
+    if (banner !== this.drawn.banner) {
+      this.drawn.banner = banner;
+      this.drawBanner(server);
+    }
+    const members = membersKey(state);
+    if (members !== this.drawn.members) {
+      this.drawn.members = members;
+      this.drawMembers(state);
+    }
+  }
+
+  /** @param {any} server the state's server part */
+  drawBanner(server) {
     this.banner.dataset.outbox = String(server.outbox);
     if (server.connected) {
       this.banner.hidden = true;
@@ -528,6 +637,10 @@ export class ChatView {
       this.banner.dataset.state = "down";
       this.banner.hidden = false;
     }
+  }
+
+  /** @param {any} state */
+  drawMembers(state) {
     this.members.replaceChildren();
     const me = el("li", { className: "member self" });
     me.append(el("span", { className: "member-name" }, `${state.user} (you)`),
