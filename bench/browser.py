@@ -12,8 +12,8 @@ own composer, A shows the answer, in a room of 10 messages and in a long one (`-
 10000` for the issue's goal), with per-block medians; (3) a page's opening, from its
 navigation, to an already-present peer; (4) four pages joining one room at the same instant,
 time to the full mesh and stalls (`--tries 50` for the issue's goal). Plus where the echo's
-time goes: the page's own steps, timed by wrapping its modules' methods (and, with `--trace
-DIR`, a Chromium trace of the long room's echo)."""
+time goes: the page's own steps, its User Timing measures (static/chat/timing.js; and, with
+`--trace DIR`, a Chromium trace of the long room's echo)."""
 
 from __future__ import annotations
 
@@ -182,7 +182,7 @@ def echo_run(bench: Bench, pages: tuple[Page, Page], users: tuple[str, str], siz
     poll(lambda: ready_and_quiet(a) and ready_and_quiet(b), timeout=LONG / 1000,
          message="both pages uploaded everything")
     for page in pages:
-        page.evaluate(js.TIME_STEPS, [list(s) for s in js.STEPS])
+        page.evaluate(js.TIME_STEPS)
     b.evaluate(js.RESPONDER)
     a.evaluate(js.ECHO, {"count": 10, "start": 0})  # warm-up, not counted
     for page in pages:
@@ -379,7 +379,7 @@ def report(r: Results, args: argparse.Namespace, command: str) -> str:
     steps = ["| step (wall time, awaits included) | calls per echo | median ms | p99 ms |",
              "|---|---|---|---|"]
     for e in r.echoes[-1:]:
-        for label, values in e.steps.items():
+        for label, values in sorted(e.steps.items()):
             if values:
                 steps.append(f"| {label} | {len(values) / len(e.samples):.1f} | "
                              f"{p(values, 50):.2f} | {p(values, 99):.2f} |")
@@ -413,9 +413,10 @@ def report(r: Results, args: argparse.Namespace, command: str) -> str:
         *mesh,
         "",
         "Where the echo's time goes, in the "
-        f"{r.echoes[-1].size if r.echoes else 0:,}-message room: the page's own steps, timed "
-        "by wrapping its modules' methods, on A and B together (each echo is two messages, "
-        "each sent once and received once):",
+        f"{r.echoes[-1].size if r.echoes else 0:,}-message room: the page's own steps, its "
+        "User Timing measures (`static/chat/timing.js`), on A and B together (each echo is "
+        "two messages, each sent once and received once; the message is shown and sent at "
+        "once, IndexedDB's group commit follows it):",
         "",
         *steps,
     ]
