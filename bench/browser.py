@@ -3,7 +3,8 @@ Chromium, beside a plain RTCDataChannel between two pages of the same Chromium r
 sealed network namespace (tests/browser/sealed_network.py; needs root).
 
     .venv/bin/python -m bench.browser [--floor 1000] [--echoes 200] [--long 2000]
-                                      [--opens 5] [--tries 5] [--trace DIR] [--smoke]
+                                      [--opens 5] [--tries 5] [--trace DIR]
+                                      [--profile DIR] [--smoke]
                                       [--no-write]
 
 Figures: (1) the floor, a plain RTCDataChannel echo round trip; (2) the product's UI echo,
@@ -32,6 +33,7 @@ import requests
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from bench import browser_scripts as js
+from bench.browser_profile import PageProfiler, summary
 from bench.report import machine, percentile, write_section
 from launcher import ServerProcess
 from launcher.server import OPEN_LIMITS
@@ -72,6 +74,7 @@ class EchoRun:
     size: int
     samples: list[float]  # ms
     steps: dict[str, list[float]] = field(default_factory=dict)  # page A's and B's, merged
+    profile: list[str] = field(default_factory=list)  # the CPU profile's summary, if taken
 
     def blocks(self, block: int) -> list[float]:
         return [statistics.median(self.samples[i:i + block])
@@ -165,7 +168,7 @@ def last_text(page: Page) -> str:
 
 
 def echo_run(bench: Bench, pages: tuple[Page, Page], users: tuple[str, str], size: int,
-             count: int, trace: Path | None = None) -> EchoRun:
+             count: int, trace: Path | None = None, profile: Path | None = None) -> EchoRun:
     """A fresh room holding `size` messages (signed by A's device and stored in its log; B
     gets them by anti-entropy, the server by upload), then `count` UI echoes A -> B -> A."""
     a, b = pages
@@ -189,16 +192,21 @@ def echo_run(bench: Bench, pages: tuple[Page, Page], users: tuple[str, str], siz
         page.evaluate(js.READ_STEPS)
     if trace is not None:
         bench.browser.start_tracing(path=trace, categories=TRACE_CATEGORIES)
+    profilers = [PageProfiler(page) for page in pages] if profile is not None else []
+    for profiler in profilers:
+        profiler.start()
     try:
         samples: list[float] = a.evaluate(js.ECHO, {"count": count, "start": 10})
     finally:
         if trace is not None:
             bench.browser.stop_tracing()
+    profiled = [profiler.stop(Path(f"{profile}-{name}.cpuprofile"))
+                for profiler, name in zip(profilers, "AB", strict=False)]
     steps: dict[str, list[float]] = {}
     for page in pages:
         for label, values in page.evaluate(js.READ_STEPS).items():
             steps.setdefault(label, []).extend(values)
-    return EchoRun(size, samples, steps)
+    return EchoRun(size, samples, steps, summary(profiled, count) if profiled else [])
 
 
 def open_times(bench: Bench, present: Page, newcomer: tuple[Page, str], tries: int,
@@ -300,7 +308,10 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> Results:
                 log(f"UI echo in a room of {size:,} messages")
                 trace = (Path(args.trace) / f"echo-{size}-messages.json"
                          if args.trace and size == args.long else None)
-                results.echoes.append(echo_run(bench, (a, b), users, size, args.echoes, trace))
+                profile = (Path(args.profile) / f"echo-{size}-messages"
+                           if args.profile and size == args.long else None)
+                results.echoes.append(echo_run(bench, (a, b), users, size, args.echoes, trace,
+                                               profile))
                 if trace is not None:
                     log(f"Chromium trace of this echo written to {trace}")
             log("opening a room with a peer present")
@@ -420,6 +431,11 @@ def report(r: Results, args: argparse.Namespace, command: str) -> str:
         "",
         *steps,
     ]
+    for e in r.echoes:
+        if e.profile:
+            lines += ["", f"A CPU profile of both pages (V8 sampling profiler through the "
+                      f"DevTools protocol, `--profile`) during the {e.size:,}-message room's "
+                      "echo:", "", *e.profile]
     if r.errors:
         lines += ["", f"Uncaught errors in the pages: {len(r.errors)} ({r.errors[0]})"]
     return "\n".join(lines)
@@ -438,14 +454,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tries", type=int, default=5, help="joins at once")
     parser.add_argument("--trace", metavar="DIR",
                         help="save a Chromium trace of the long room's echo in DIR")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="take a CPU profile of both pages during the long room's echo, "
+                             "saved in DIR and summarised in the report")
     parser.add_argument("--smoke", action="store_true", help="a tiny run, under a minute")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     if args.smoke:
         args.floor, args.echoes, args.short, args.long, args.block = 20, 10, 3, 30, 5
         args.opens, args.tries = 1, 1
-    if args.trace:
-        Path(args.trace).mkdir(parents=True, exist_ok=True)
+    for directory in (args.trace, args.profile):
+        if directory:
+            Path(directory).mkdir(parents=True, exist_ok=True)
     reason = missing_prerequisite()
     if reason is not None:
         parser.error(f"needs a sealed network and Debian's Chromium: {reason}")

@@ -84,15 +84,19 @@ const LINK_LABELS = {
   offline: "offline",
 };
 
+// Made once: toLocaleTimeString() builds a formatter on every call, a fair part of drawing a
+// message.
+const TIME_OF_DAY = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
+const DAY_AND_TIME = new Intl.DateTimeFormat([], { dateStyle: "short", timeStyle: "short" });
+
 /**
  * @param {Date} d
  */
 function formatTime(d) {
   const now = new Date();
-  const sameDay = d.toDateString() === now.toDateString();
-  return sameDay
-    ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
-    : d.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+  const sameDay = d.getDate() === now.getDate() && d.getMonth() === now.getMonth()
+    && d.getFullYear() === now.getFullYear();
+  return sameDay ? TIME_OF_DAY.format(d) : DAY_AND_TIME.format(d);
 }
 
 /**
@@ -198,7 +202,12 @@ export class ChatView {
     // drawn, whether the list is to be scrolled to its end, and whether a frame is asked for.
     /** @type {any} */
     this.stateToDraw = null;
+    /** @type {Set<string>} ids of shown messages whose delivery mark moved */
+    this.deliveriesToDraw = new Set();
+    /** @type {any[]} events for the Network panel's timeline */
+    this.eventsToDraw = [];
     this.scrollPending = false;
+    this.scrollCheck = false;
     this.framePending = false;
     /** What the member list, the banner and the network view last drew, as keys. */
     this.drawn = { members: "", banner: "", network: "" };
@@ -223,11 +232,27 @@ export class ChatView {
     const state = this.stateToDraw;
     this.stateToDraw = null;
     if (state) this.drawState(state);
+    for (const id of this.deliveriesToDraw) {
+      const known = this.messages.get(id);
+      if (known) this.fillDelivery(known.node, known.message.delivery);
+    }
+    this.deliveriesToDraw.clear();
+    const events = this.eventsToDraw;
+    this.eventsToDraw = [];
+    for (const event of events) this.network.addEvent(event);
+    if (events.length && this.layout.dataset.tab !== "network") {
+      this.tabs.network.dataset.unseen = "yes";
+    }
     if (this.scrollPending) {
       this.scrollPending = false;
       this.scrollToEnd();
     }
-    timing.measure("frame: member list, banner, network view, scroll (ChatView.drawFrame)", t0);
+    if (this.scrollCheck) {
+      this.scrollCheck = false;
+      if (this.olderToken && this.scroller.scrollTop < OLDER_MARGIN_PX) this.loadOlder();
+    }
+    timing.measure("frame: member list, banner, network view, delivery marks, timeline, scroll "
+      + "(ChatView.drawFrame)", t0);
   }
 
   /**
@@ -257,8 +282,12 @@ export class ChatView {
     });
     this.text.addEventListener("input", () => this.fitComposer());
     this.older.addEventListener("click", () => this.loadOlder());
+    // Whether the reader came near the top is read in the next frame, where the layout is
+    // worked out anyway, not in the scroll event (which would force it mid-task).
     this.scroller.addEventListener("scroll", () => {
-      if (this.olderToken && this.scroller.scrollTop < OLDER_MARGIN_PX) this.loadOlder();
+      if (!this.olderToken) return;
+      this.scrollCheck = true;
+      this.requestFrame();
     }, { passive: true });
     for (const [name, button] of Object.entries(this.tabs)) {
       button.addEventListener("click", () => this.showTab(name));
@@ -335,6 +364,8 @@ export class ChatView {
     // The rooms of one agent start at different times: no "restarted" for a new room.
     this.startedAt = undefined;
     this.stateToDraw = null;
+    this.deliveriesToDraw.clear();
+    this.eventsToDraw = [];
     this.drawn = { members: "", banner: "", network: "" };
   }
 
@@ -433,8 +464,8 @@ export class ChatView {
     else if (event.type === "delivery") this.updateDelivery(event.id, event.delivery);
     else if (event.type === "reconnected") this.loadEvents(); // events missed meanwhile
     else if (event.type === "event") {
-      this.network.addEvent(event.event);
-      if (this.layout.dataset.tab !== "network") this.tabs.network.dataset.unseen = "yes";
+      this.eventsToDraw.push(event.event);
+      this.requestFrame();
     }
   }
 
@@ -573,7 +604,8 @@ export class ChatView {
     const known = this.messages.get(id);
     if (!known) return;
     known.message.delivery = delivery;
-    this.fillDelivery(known.node, delivery);
+    this.deliveriesToDraw.add(id);
+    this.requestFrame();
   }
 
   /**
