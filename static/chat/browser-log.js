@@ -20,6 +20,11 @@ import { GroupCommit, Journal } from "./log-commit.js";
 import { timing } from "./timing.js";
 
 /** @typedef {import("./protocol.js").Envelope} Envelope */
+// How long another device's message waits in the outbox before this page uploads it itself
+// (peer_agent/outbox.py OTHERS_GRACE): its author uploads it too, and the server's `stored`
+// notice then takes it out of the outbox, so a room does not upload each message once per
+// member.
+export const OTHERS_GRACE_MS = 1500;
 /** @typedef {import("./protocol.js").OrderKey} OrderKey */
 /** @typedef {import("./protocol.js").DeviceKey} DeviceKey */
 /**
@@ -186,6 +191,10 @@ export class BrowserLog {
     this.unsaved = new Set();
     /** The next seq this device writes with in this room (kept in memory, loaded once). */
     this.nextSeq = 1;
+    /** @type {string | null} this device, as load() was told */
+    this.device = null;
+    /** @type {Map<string, number>} id -> when another device's message came (outbox grace) */
+    this.arrived = new Map();
     /** @type {Promise<unknown>} authoring, one message at a time (seq and lamport in order) */
     this.authoring = Promise.resolve();
   }
@@ -204,6 +213,7 @@ export class BrowserLog {
       ? (await done(tx.objectStore("meta").get(this.seqKey(device)))) || 1 : 1;
     for (const row of rows) this.remember(row);
     for (const k of keys) this.keys.set(k.device, k);
+    this.device = device;
     if (!device) return;
     const replayed = this.journalled(device);
     if (replayed.length) {
@@ -316,6 +326,7 @@ export class BrowserLog {
                        onServer: origin === "server" || known };
       this.serverKnown.delete(id);
       this.remember(record);
+      if (!record.onServer && env.device !== this.device) this.arrived.set(id, Date.now());
       this.save(record, id).catch(() => {});
       fresh.push(env);
     }
@@ -409,10 +420,17 @@ export class BrowserLog {
   }
 
   /** Envelopes the server has not acknowledged (and did not send us), oldest first; only
-   * those committed to IndexedDB (a message goes to the server once it is durable here). */
-  outbox(limit = Infinity) {
+   * those committed to IndexedDB (a message goes to the server once it is durable here), and
+   * another device's only once OTHERS_GRACE_MS has passed since it came.
+   * @param {number} [limit]
+   * @param {number} [now] ms since the epoch */
+  outbox(limit = Infinity, now = Date.now()) {
+    const settled = now - OTHERS_GRACE_MS;
     const records = [...this.pending.values()]
-      .filter((r) => !this.unsaved.has(envelopeId(r.env)))
+      .filter((r) => {
+        const id = envelopeId(r.env);
+        return !this.unsaved.has(id) && (this.arrived.get(id) ?? 0) <= settled;
+      })
       .sort((a, b) => compareOrder(a.env, b.env));
     return records.slice(0, limit).map((r) => r.env);
   }
@@ -441,6 +459,7 @@ export class BrowserLog {
       } else if (!record.onServer) {
         record.onServer = true;
         this.pending.delete(id);
+        this.arrived.delete(id);
         this.commit.put("messages", record).catch(() => {});
         changed = true;
       }

@@ -8,7 +8,8 @@
 // vouched for, before it is stored, shown or passed on; the server is told about every
 // message it lacks, by whoever holds it.
 
-import { BrowserLog, loadOrCreateDeviceKey, openDatabase } from "./browser-log.js";
+import { BrowserLog, loadOrCreateDeviceKey, openDatabase, OTHERS_GRACE_MS }
+  from "./browser-log.js";
 import { LinkState, Mesh } from "./browser-mesh.js";
 import { ServerLink } from "./browser-server.js";
 import { Roster } from "./roster.js";
@@ -97,6 +98,8 @@ export class BrowserPeer {
     this.peerQueues = new Map();
     this.keyRefresh = null;
     this.uploading = false;
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.graceTimer = null;
     this.startedAt = Date.now();
     this.present = new Set(); // devices the server lists in the room
     /** @type {object[]} */
@@ -608,6 +611,16 @@ export class BrowserPeer {
     }
   }
 
+  /** Another device's message came: upload what the server still lacks once its grace is
+   * over (one timer for every message that comes meanwhile). */
+  flushAfterGrace() {
+    if (this.graceTimer !== null) return;
+    this.graceTimer = setTimeout(() => {
+      this.graceTimer = null;
+      this.flushOutbox();
+    }, OTHERS_GRACE_MS + 50);
+  }
+
   /** Upload what the server lacks, a bounded batch at a time, until it is all acknowledged. */
   async flushOutbox() {
     if (this.uploading || !this.server.joined || !this.store) return;
@@ -946,7 +959,7 @@ export class BrowserPeer {
       timing.measure("receive: receipt sent after the commit", t0);
     }
     this.noteFresh(peer.device, fresh);
-    if (fresh.length) this.flushOutbox();
+    if (fresh.length) this.flushAfterGrace();
     if (live && this.store.hasGaps()) {
       // A gap: a message was missed; ask this peer for what we lack.
       await this.apply(this.catchup.gapSeen(peer.device, nowSeconds()));

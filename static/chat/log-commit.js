@@ -14,6 +14,9 @@
 
 import { timing } from "./timing.js";
 
+// How long committed messages may stay listed in the journal before it is rewritten.
+const JOURNAL_CLEANUP_MS = 1000;
+
 /** @typedef {{store: string, value: unknown, key?: IDBValidKey}} Put */
 /** @typedef {{puts: Put[], done: Promise<void>, resolve: () => void,
  *   reject: (err: unknown) => void}} Batch */
@@ -118,6 +121,8 @@ export class Journal {
     this.name = name;
     /** @type {Map<string, Record<string, unknown>>} id -> envelope object */
     this.entries = new Map();
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.cleanup = null;
   }
 
   /** What an earlier page of this room left uncommitted (envelope objects, as stored). */
@@ -140,11 +145,18 @@ export class Journal {
     this.write();
   }
 
-  /** @param {Iterable<string>} ids committed: they leave the journal */
+  /**
+   * Committed: they leave the journal. Written a little later (or with the next message):
+   * an entry IndexedDB already holds is skipped when the journal is replayed, so a late
+   * cleanup costs nothing, and it saves a localStorage write per message in a conversation.
+   * @param {Iterable<string>} ids
+   */
   remove(ids) {
     let changed = false;
     for (const id of ids) changed = this.entries.delete(id) || changed;
-    if (changed) this.write();
+    if (changed && this.cleanup === null) {
+      this.cleanup = setTimeout(() => this.write(), JOURNAL_CLEANUP_MS);
+    }
   }
 
   clear() {
@@ -153,6 +165,10 @@ export class Journal {
   }
 
   write() {
+    if (this.cleanup !== null) {
+      clearTimeout(this.cleanup);
+      this.cleanup = null;
+    }
     try {
       if (this.entries.size) localStorage.setItem(this.name, JSON.stringify([...this.entries.values()]));
       else localStorage.removeItem(this.name);
