@@ -33,7 +33,7 @@ import requests
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from bench import browser_scripts as js
-from bench.browser_profile import PageProfiler, summary
+from bench.browser_profile import PageProfiler, descendants_cpu, summary
 from bench.report import machine, percentile, write_section
 from launcher import ServerProcess
 from launcher.server import OPEN_LIMITS
@@ -75,6 +75,7 @@ class EchoRun:
     samples: list[float]  # ms
     steps: dict[str, list[float]] = field(default_factory=dict)  # page A's and B's, merged
     profile: list[str] = field(default_factory=list)  # the CPU profile's summary, if taken
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU ms per echo, by process kind
 
     def blocks(self, block: int) -> list[float]:
         return [statistics.median(self.samples[i:i + block])
@@ -195,18 +196,21 @@ def echo_run(bench: Bench, pages: tuple[Page, Page], users: tuple[str, str], siz
     profilers = [PageProfiler(page) for page in pages] if profile is not None else []
     for profiler in profilers:
         profiler.start()
+    cpu_before = descendants_cpu()
     try:
         samples: list[float] = a.evaluate(js.ECHO, {"count": count, "start": 10})
     finally:
         if trace is not None:
             bench.browser.stop_tracing()
+    cpu = {k: 1000 * (v - cpu_before.get(k, 0.0)) / count
+           for k, v in descendants_cpu().items()}
     profiled = [profiler.stop(Path(f"{profile}-{name}.cpuprofile"))
                 for profiler, name in zip(profilers, "AB", strict=False)]
     steps: dict[str, list[float]] = {}
     for page in pages:
         for label, values in page.evaluate(js.READ_STEPS).items():
             steps.setdefault(label, []).extend(values)
-    return EchoRun(size, samples, steps, summary(profiled, count) if profiled else [])
+    return EchoRun(size, samples, steps, summary(profiled, count) if profiled else [], cpu)
 
 
 def open_times(bench: Bench, present: Page, newcomer: tuple[Page, str], tries: int,
@@ -350,6 +354,14 @@ def report(r: Results, args: argparse.Namespace, command: str) -> str:
             f"{statistics.median(head):.1f} / {statistics.median(tail):.1f} |")
     blocks = [f"- {e.size:,} messages: " + ", ".join(f"{m:.1f}" for m in e.blocks(args.block))
               for e in r.echoes]
+    cpu = [f"- {e.size:,} messages: Chromium {e.cpu.get('chromium', 0):.1f} ms ("
+           + ", ".join(f"{k.split(': ')[1]} {v:.1f}" for k, v in
+                       sorted(e.cpu.items(), key=lambda kv: -kv[1]) if k.startswith("chromium:"))
+           + "; of the renderers' threads: " + ", ".join(
+               f"{k.split(': ')[1]} {v:.1f}" for k, v in
+               sorted(e.cpu.items(), key=lambda kv: -kv[1])
+               if k.startswith("renderer thread:") and v >= 0.5)
+           + f"), the server and Playwright {e.cpu.get('other', 0):.1f} ms" for e in r.echoes]
 
     def med(key: str) -> float:
         return statistics.median(o[key] for o in r.opens)
@@ -414,6 +426,11 @@ def report(r: Results, args: argparse.Namespace, command: str) -> str:
         f"Medians per block of {args.block} echoes, in order:",
         "",
         *blocks,
+        "",
+        "CPU time per echo (user + system, every process of the browser, both pages; it "
+        "moves far less with the machine's load than the wall time):",
+        "",
+        *cpu,
         "",
         "Opening a room where one peer is present (it writes one message through its composer "
         "when it shows the newcomer connected), from the newcomer's navigation; the marks "

@@ -7,6 +7,8 @@ layout, paint, IPC, IndexedDB and WebRTC glue), `(idle)` is the thread waiting."
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -84,3 +86,74 @@ def summary(profiles: list[dict[str, Any]], echoes: int, top: int = 14) -> list[
         if len(lines) >= top + 4:
             break
     return lines
+
+
+def descendants_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by this process's descendants, by kind:
+    "chromium" (every process of the browser), "chromium: <process type>" and "other" (the
+    server, Playwright's driver).
+    Unlike wall time, it hardly moves with the machine's load."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent, cpu, kind = {}, {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        pid = int(entry)
+        parent[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+        kind[pid] = chromium_kind(pid) if "chrom" in name.lower() else "other"
+    me = os.getpid()
+    totals: dict[str, float] = defaultdict(float)
+    for pid in cpu:
+        up = parent.get(pid)
+        while up and up != me:
+            up = parent.get(up)
+        if up == me:
+            totals[kind[pid]] += cpu[pid]
+            if kind[pid] != "other":
+                totals["chromium"] += cpu[pid]
+            if kind[pid] == "chromium: renderer":
+                for thread, seconds in thread_cpu(pid, tick).items():
+                    totals[f"renderer thread: {thread}"] += seconds
+    return dict(totals)
+
+
+def thread_cpu(pid: int, tick: int) -> dict[str, float]:
+    """CPU seconds of a process's threads, by thread name (numbers stripped)."""
+    out: dict[str, float] = defaultdict(float)
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = re.sub(r"[0-9]+$", "", stat[stat.index("(") + 1:stat.rindex(")")]).rstrip()
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[name] += (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def chromium_kind(pid: int) -> str:
+    """"chromium: <its --type>" (renderer, gpu-process, utility…), "chromium: browser"."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            # Chromium rewrites a child's command line in place (spaces, not NULs).
+            line = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "chromium: ?"
+    kind = re.search(r"--type=(\S+)", line)
+    if not kind:
+        return "chromium: browser"
+    sub = re.search(r"--utility-sub-type=(\S+)", line)
+    return "chromium: " + (sub.group(1).rsplit(".", 1)[-1] if sub else kind.group(1))

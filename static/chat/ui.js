@@ -45,6 +45,9 @@ const STICK_MARGIN_PX = 80;
 // A frame's work runs at the next animation frame, or after this long in a hidden page
 // (which gets no frames).
 const FRAME_FALLBACK_MS = 100;
+// Delivery marks and the timeline's events are not worth a frame each: they are drawn at
+// most this often, in the frame after (several echoes' worth at once in a busy room).
+const SLOW_LANE_MS = 100;
 
 /**
  * Run `work` once, at the next animation frame or after FRAME_FALLBACK_MS, whichever comes
@@ -206,6 +209,9 @@ export class ChatView {
     this.deliveriesToDraw = new Set();
     /** @type {any[]} events for the Network panel's timeline */
     this.eventsToDraw = [];
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.slowTimer = null;
+    this.slowDue = false;
     this.scrollPending = false;
     this.scrollCheck = false;
     this.framePending = false;
@@ -226,22 +232,38 @@ export class ChatView {
     nextFrame(() => this.drawFrame());
   }
 
+  /** Ask for the delivery marks and the timeline to be drawn, within SLOW_LANE_MS. */
+  requestSlowFrame() {
+    if (this.slowTimer !== null) return;
+    this.slowTimer = setTimeout(() => {
+      this.slowTimer = null;
+      this.slowDue = true;
+      this.requestFrame();
+    }, SLOW_LANE_MS);
+  }
+
   drawFrame() {
     this.framePending = false;
     const t0 = timing.now();
     const state = this.stateToDraw;
-    this.stateToDraw = null;
-    if (state) this.drawState(state);
-    for (const id of this.deliveriesToDraw) {
-      const known = this.messages.get(id);
-      if (known) this.fillDelivery(known.node, known.message.delivery);
+    if (state && (this.slowDue || !state.server || !Array.isArray(state.peers)
+                  || membersKey(state) !== this.drawn.members)) {
+      this.stateToDraw = null;
+      this.drawState(state);
     }
-    this.deliveriesToDraw.clear();
-    const events = this.eventsToDraw;
-    this.eventsToDraw = [];
-    for (const event of events) this.network.addEvent(event);
-    if (events.length && this.layout.dataset.tab !== "network") {
-      this.tabs.network.dataset.unseen = "yes";
+    if (this.slowDue) {
+      this.slowDue = false;
+      for (const id of this.deliveriesToDraw) {
+        const known = this.messages.get(id);
+        if (known) this.fillDelivery(known.node, known.message.delivery);
+      }
+      this.deliveriesToDraw.clear();
+      const events = this.eventsToDraw;
+      this.eventsToDraw = [];
+      for (const event of events) this.network.addEvent(event);
+      if (events.length && this.layout.dataset.tab !== "network") {
+        this.tabs.network.dataset.unseen = "yes";
+      }
     }
     if (this.scrollPending) {
       this.scrollPending = false;
@@ -465,7 +487,7 @@ export class ChatView {
     else if (event.type === "reconnected") this.loadEvents(); // events missed meanwhile
     else if (event.type === "event") {
       this.eventsToDraw.push(event.event);
-      this.requestFrame();
+      this.requestSlowFrame();
     }
   }
 
@@ -605,7 +627,7 @@ export class ChatView {
     if (!known) return;
     known.message.delivery = delivery;
     this.deliveriesToDraw.add(id);
-    this.requestFrame();
+    this.requestSlowFrame();
   }
 
   /**
@@ -615,7 +637,13 @@ export class ChatView {
    */
   renderState(state) {
     this.stateToDraw = state;
-    this.requestFrame();
+    // A change of the member list (a link up or down) is drawn at the next frame; the rest
+    // (the outbox count, which moves with every message sent) can wait for the slow lane.
+    if (state.server && Array.isArray(state.peers) && membersKey(state) === this.drawn.members) {
+      this.requestSlowFrame();
+    } else {
+      this.requestFrame();
+    }
   }
 
   /**
