@@ -214,6 +214,7 @@ export class ChatView {
     this.slowDue = false;
     this.scrollPending = false;
     this.scrollCheck = false;
+    this.ownScroll = false;
     this.framePending = false;
     /** What the member list, the banner and the network view last drew, as keys. */
     this.drawn = { members: "", banner: "", network: "" };
@@ -307,7 +308,9 @@ export class ChatView {
     // Whether the reader came near the top is read in the next frame, where the layout is
     // worked out anyway, not in the scroll event (which would force it mid-task).
     this.scroller.addEventListener("scroll", () => {
-      if (!this.olderToken) return;
+      const own = this.ownScroll;
+      this.ownScroll = false;
+      if (own || !this.olderToken) return;
       this.scrollCheck = true;
       this.requestFrame();
     }, { passive: true });
@@ -492,7 +495,10 @@ export class ChatView {
   }
 
   scrollToEnd() {
+    const before = this.scroller.scrollTop;
     this.scroller.scrollTop = this.scroller.scrollHeight;
+    // The scroll event this causes is ours, to the end: no reason to look for older messages.
+    if (this.scroller.scrollTop !== before) this.ownScroll = true;
   }
 
   /**
