@@ -3,7 +3,8 @@ Chromium, beside a plain RTCDataChannel between two pages of the same Chromium r
 sealed network namespace (tests/browser/sealed_network.py; needs root).
 
     .venv/bin/python -m bench.browser [--floor 1000] [--echoes 200] [--long 2000]
-                                      [--opens 5] [--tries 5] [--trace DIR] [--smoke]
+                                      [--opens 5] [--tries 5] [--trace DIR]
+                                      [--profile DIR] [--smoke]
                                       [--no-write]
 
 Figures: (1) the floor, a plain RTCDataChannel echo round trip; (2) the product's UI echo,
@@ -12,8 +13,8 @@ own composer, A shows the answer, in a room of 10 messages and in a long one (`-
 10000` for the issue's goal), with per-block medians; (3) a page's opening, from its
 navigation, to an already-present peer; (4) four pages joining one room at the same instant,
 time to the full mesh and stalls (`--tries 50` for the issue's goal). Plus where the echo's
-time goes: the page's own steps, timed by wrapping its modules' methods (and, with `--trace
-DIR`, a Chromium trace of the long room's echo)."""
+time goes: the page's own steps, its User Timing measures (static/chat/timing.js; and, with
+`--trace DIR`, a Chromium trace of the long room's echo)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from bench.browser_pages import (
     ready_and_quiet,
     unique,
 )
+from bench.browser_profile import PageProfiler, descendants_cpu, summary
 from bench.report import machine, percentile, write_section
 from tests.browser.conftest import missing_prerequisite, state_of
 from tests.browser.test_long_room import SEED
@@ -63,6 +65,8 @@ class EchoRun:
     size: int
     samples: list[float]  # ms
     steps: dict[str, list[float]] = field(default_factory=dict)  # page A's and B's, merged
+    profile: list[str] = field(default_factory=list)  # the CPU profile's summary, if taken
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU ms per echo, by process kind
 
     def blocks(self, block: int) -> list[float]:
         return [statistics.median(self.samples[i:i + block])
@@ -85,7 +89,7 @@ class Results:
 
 
 def echo_run(bench: Bench, pages: tuple[Page, Page], users: tuple[str, str], size: int,
-             count: int, trace: Path | None = None) -> EchoRun:
+             count: int, trace: Path | None = None, profile: Path | None = None) -> EchoRun:
     """A fresh room holding `size` messages (signed by A's device and stored in its log; B
     gets them by anti-entropy, the server by upload), then `count` UI echoes A -> B -> A."""
     a, b = pages
@@ -102,23 +106,31 @@ def echo_run(bench: Bench, pages: tuple[Page, Page], users: tuple[str, str], siz
     poll(lambda: ready_and_quiet(a) and ready_and_quiet(b), timeout=LONG / 1000,
          message="both pages uploaded everything")
     for page in pages:
-        page.evaluate(js.TIME_STEPS, [list(s) for s in js.STEPS])
+        page.evaluate(js.TIME_STEPS)
     b.evaluate(js.RESPONDER)
     a.evaluate(js.ECHO, {"count": 10, "start": 0})  # warm-up, not counted
     for page in pages:
         page.evaluate(js.READ_STEPS)
     if trace is not None:
         bench.browser.start_tracing(path=trace, categories=TRACE_CATEGORIES)
+    profilers = [PageProfiler(page) for page in pages] if profile is not None else []
+    for profiler in profilers:
+        profiler.start()
+    cpu_before = descendants_cpu()
     try:
         samples: list[float] = a.evaluate(js.ECHO, {"count": count, "start": 10})
     finally:
         if trace is not None:
             bench.browser.stop_tracing()
+    cpu = {k: 1000 * (v - cpu_before.get(k, 0.0)) / count
+           for k, v in descendants_cpu().items()}
+    profiled = [profiler.stop(Path(f"{profile}-{name}.cpuprofile"))
+                for profiler, name in zip(profilers, "AB", strict=False)]
     steps: dict[str, list[float]] = {}
     for page in pages:
         for label, values in page.evaluate(js.READ_STEPS).items():
             steps.setdefault(label, []).extend(values)
-    return EchoRun(size, samples, steps)
+    return EchoRun(size, samples, steps, summary(profiled, count) if profiled else [], cpu)
 
 
 def open_times(bench: Bench, present: Page, newcomer: tuple[Page, str], tries: int,
@@ -197,7 +209,10 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> Results:
                 log(f"UI echo in a room of {size:,} messages")
                 trace = (Path(args.trace) / f"echo-{size}-messages.json"
                          if args.trace and size == args.long else None)
-                results.echoes.append(echo_run(bench, (a, b), users, size, args.echoes, trace))
+                profile = (Path(args.profile) / f"echo-{size}-messages"
+                           if args.profile and size == args.long else None)
+                results.echoes.append(echo_run(bench, (a, b), users, size, args.echoes, trace,
+                                               profile))
                 if trace is not None:
                     log(f"Chromium trace of this echo written to {trace}")
             log("opening a room with a peer present")
@@ -236,6 +251,14 @@ def report(r: Results, args: argparse.Namespace, command: str) -> str:
             f"{statistics.median(head):.1f} / {statistics.median(tail):.1f} |")
     blocks = [f"- {e.size:,} messages: " + ", ".join(f"{m:.1f}" for m in e.blocks(args.block))
               for e in r.echoes]
+    cpu = [f"- {e.size:,} messages: Chromium {e.cpu.get('chromium', 0):.1f} ms ("
+           + ", ".join(f"{k.split(': ')[1]} {v:.1f}" for k, v in
+                       sorted(e.cpu.items(), key=lambda kv: -kv[1]) if k.startswith("chromium:"))
+           + "; of the renderers' threads: " + ", ".join(
+               f"{k.split(': ')[1]} {v:.1f}" for k, v in
+               sorted(e.cpu.items(), key=lambda kv: -kv[1])
+               if k.startswith("renderer thread:") and v >= 0.5)
+           + f"), the server and Playwright {e.cpu.get('other', 0):.1f} ms" for e in r.echoes]
 
     def med(key: str) -> float:
         return statistics.median(o[key] for o in r.opens)
@@ -276,7 +299,7 @@ def report(r: Results, args: argparse.Namespace, command: str) -> str:
     steps = ["| step (wall time, awaits included) | calls per echo | median ms | p99 ms |",
              "|---|---|---|---|"]
     for e in r.echoes[-1:]:
-        for label, values in e.steps.items():
+        for label, values in sorted(e.steps.items()):
             if values:
                 steps.append(f"| {label} | {len(values) / len(e.samples):.1f} | "
                              f"{p(values, 50):.2f} | {p(values, 99):.2f} |")
@@ -301,6 +324,11 @@ def report(r: Results, args: argparse.Namespace, command: str) -> str:
         "",
         *blocks,
         "",
+        "CPU time per echo (user + system, every process of the browser, both pages; it "
+        "moves far less with the machine's load than the wall time):",
+        "",
+        *cpu,
+        "",
         "Opening a room where one peer is present (it writes one message through its composer "
         "when it shows the newcomer connected), from the newcomer's navigation; the marks "
         "are the page's own (`static/chat/browser-main.js`):",
@@ -310,12 +338,18 @@ def report(r: Results, args: argparse.Namespace, command: str) -> str:
         *mesh,
         "",
         "Where the echo's time goes, in the "
-        f"{r.echoes[-1].size if r.echoes else 0:,}-message room: the page's own steps, timed "
-        "by wrapping its modules' methods, on A and B together (each echo is two messages, "
-        "each sent once and received once):",
+        f"{r.echoes[-1].size if r.echoes else 0:,}-message room: the page's own steps, its "
+        "User Timing measures (`static/chat/timing.js`), on A and B together (each echo is "
+        "two messages, each sent once and received once; the message is shown and sent at "
+        "once, IndexedDB's group commit follows it):",
         "",
         *steps,
     ]
+    for e in r.echoes:
+        if e.profile:
+            lines += ["", f"A CPU profile of both pages (V8 sampling profiler through the "
+                      f"DevTools protocol, `--profile`) during the {e.size:,}-message room's "
+                      "echo:", "", *e.profile]
     if r.errors:
         lines += ["", f"Uncaught errors in the pages: {len(r.errors)} ({r.errors[0]})"]
     return "\n".join(lines)
@@ -334,14 +368,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tries", type=int, default=5, help="joins at once")
     parser.add_argument("--trace", metavar="DIR",
                         help="save a Chromium trace of the long room's echo in DIR")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="take a CPU profile of both pages during the long room's echo, "
+                             "saved in DIR and summarised in the report")
     parser.add_argument("--smoke", action="store_true", help="a tiny run, under a minute")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     if args.smoke:
         args.floor, args.echoes, args.short, args.long, args.block = 20, 10, 3, 30, 5
         args.opens, args.tries = 1, 1
-    if args.trace:
-        Path(args.trace).mkdir(parents=True, exist_ok=True)
+    for directory in (args.trace, args.profile):
+        if directory:
+            Path(directory).mkdir(parents=True, exist_ok=True)
     reason = missing_prerequisite()
     if reason is not None:
         parser.error(f"needs a sealed network and Debian's Chromium: {reason}")

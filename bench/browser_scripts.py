@@ -1,5 +1,5 @@
 """The scripts bench/browser.py runs inside Chromium's pages: the plain RTCDataChannel floor,
-the composer echo on both sides, per-step timings of the page's message path, and the
+the composer echo on both sides, the page's own per-step timings of its message path, and the
 member-list watch of the mesh race. Each is a JavaScript function for Playwright's
 `page.evaluate` (or, for MEMBER_WATCH, an init script)."""
 
@@ -136,68 +136,23 @@ ECHO = """async ({ count, start }) => {
   return rows;
 }"""
 
-# Time the page's own steps of a message's path by wrapping its modules' methods (the page
-# imported the same module instances, so the running peer and view use the wrapped ones).
-# Durations are wall time from call to settle, awaits included.
-STEPS = [
-    ("BrowserPeer", "browser-peer.js", "send", "send: the whole of BrowserPeer.send"),
-    ("BrowserLog", "browser-log.js", "author", "send: sign + store (BrowserLog.author)"),
-    ("Mesh", "browser-mesh.js", "broadcast", "send: onto the data channels (Mesh.broadcast)"),
-    ("BrowserPeer", "browser-peer.js", "receive", "receive: the whole of BrowserPeer.receive"),
-    ("BrowserPeer", "browser-peer.js", "verified", "receive: verify (BrowserPeer.verified)"),
-    ("BrowserLog", "browser-log.js", "addMany", "receive: store (BrowserLog.addMany)"),
-    ("ChatView", "ui.js", "addMessages", "both: draw the message (ChatView.addMessages)"),
-    ("ChatView", "ui.js", "renderState", "both: member list and banner (ChatView.renderState)"),
-    ("BrowserPeer", "browser-peer.js", "flushOutbox",
-     "background: upload to the server (flushOutbox, its round trip included)"),
-]
-TIME_STEPS = """async (steps) => {
-  const timings = globalThis.benchSteps = {};
-  for (const [cls, file, method, label] of steps) {
-    const mod = await import(`/static/chat/${file}`);
-    const proto = mod[cls].prototype;
-    const original = proto[method];
-    timings[label] = [];
-    proto[method] = function (...args) {
-      const t0 = performance.now();
-      const done = () => { timings[label].push(performance.now() - t0); };
-      const result = original.apply(this, args);
-      if (result && typeof result.then === 'function') return result.finally(done);
-      done();
-      return result;
-    };
-  }
-  // Below the page's code: WebCrypto's Ed25519 and IndexedDB's transactions (made to complete).
-  for (const [method, label] of [['sign', 'WebCrypto sign (Ed25519)'],
-                                 ['verify', 'WebCrypto verify (Ed25519)']]) {
-    const original = SubtleCrypto.prototype[method];
-    timings[label] = [];
-    SubtleCrypto.prototype[method] = function (...args) {
-      const t0 = performance.now();
-      return original.apply(this, args).finally(() => {
-        timings[label].push(performance.now() - t0); });
-    };
-  }
-  // Per mode and stores, from its creation to its completion (a read-write one to its commit).
-  const transaction = IDBDatabase.prototype.transaction;
-  IDBDatabase.prototype.transaction = function (stores, mode, ...rest) {
-    const tx = transaction.call(this, stores, mode, ...rest);
-    const t0 = performance.now();
-    const names = [...tx.objectStoreNames].join(' + ');
-    const label = `IndexedDB ${tx.mode} transaction on ${names} (durability ${tx.durability})`;
-    tx.addEventListener('complete', () => {
-      (timings[label] ||= []).push(performance.now() - t0);
-    });
-    return tx;
-  };
+# Switch on the page's own per-step User Timing (static/chat/timing.js): each step of the
+# message path is a performance.measure named "gibberish: <step>" (wall time, awaits
+# included). The page imported the same module instance, so its code sees the switch.
+TIME_STEPS = """async () => {
+  const { timing } = await import('/static/chat/timing.js');
+  timing.on = true;
+  performance.clearMeasures();
 }"""
-READ_STEPS = """() => {
-  const timings = globalThis.benchSteps;
+# The measures made since the last read, by step (the prefix left out), then cleared.
+READ_STEPS = """async () => {
+  const { PREFIX } = await import('/static/chat/timing.js');
   const out = {};
-  for (const label of Object.keys(timings)) {
-    out[label] = timings[label];
-    timings[label] = [];
+  for (const m of performance.getEntriesByType('measure')) {
+    if (!m.name.startsWith(PREFIX)) continue;
+    (out[m.name.slice(PREFIX.length)] ||= []).push(m.duration);
   }
+  performance.clearMeasures();
   return out;
 }"""
 

@@ -8,14 +8,23 @@ import {
   compareOrder,
   createEnvelope,
   deviceIdFor,
+  envelopeFromObject,
   envelopeId,
+  envelopeToObject,
   isNormalizedName,
   keyMatchesDevice,
   MAX_USERNAME_CHARS,
   sameEnvelope,
 } from "./protocol.js";
+import { GroupCommit, Journal } from "./log-commit.js";
+import { timing } from "./timing.js";
 
 /** @typedef {import("./protocol.js").Envelope} Envelope */
+// How long another device's message waits in the outbox before this page uploads it itself
+// (peer_agent/outbox.py OTHERS_GRACE): its author uploads it too, and the server's `stored`
+// notice then takes it out of the outbox, so a room does not upload each message once per
+// member.
+export const OTHERS_GRACE_MS = 1500;
 /** @typedef {import("./protocol.js").OrderKey} OrderKey */
 /** @typedef {import("./protocol.js").DeviceKey} DeviceKey */
 /**
@@ -147,7 +156,12 @@ export async function loadOrCreateDeviceKey(db) {
 /**
  * The room's log: every verified envelope held, in memory and in IndexedDB, with the outbox
  * (what the server has not acknowledged) and per-device heads for the version vector.
- * Call `load()` once before anything else.
+ * Call `load(device)` once before anything else.
+ *
+ * Reads are answered from memory. Writes change memory at once and reach IndexedDB by group
+ * commit (log-commit.js); `flushed()` says when everything written so far is committed, and
+ * this device's own messages are journalled in localStorage until then (docs/browser-peer.md,
+ * "When a message is durable").
  */
 export class BrowserLog {
   /**
@@ -171,17 +185,89 @@ export class BrowserLog {
     this.serverKnown = new Map();
     this.cursor = 0;
     this.conflicts = 0;
-    /** @type {Promise<unknown>} */
-    this.writing = Promise.resolve();
+    this.commit = new GroupCommit(db, ["messages", "meta", "keys"]);
+    this.journal = new Journal(`${db.name}:journal:${room}`);
+    /** @type {Set<string>} ids of records not committed yet: not uploaded, not acknowledged */
+    this.unsaved = new Set();
+    /** The next seq this device writes with in this room (kept in memory, loaded once). */
+    this.nextSeq = 1;
+    /** @type {string | null} this device, as load() was told */
+    this.device = null;
+    /** @type {Map<string, number>} id -> when another device's message came (outbox grace) */
+    this.arrived = new Map();
+    /** @type {Promise<unknown>} authoring, one message at a time (seq and lamport in order) */
+    this.authoring = Promise.resolve();
   }
 
-  async load() {
+  /**
+   * Read the room's log, the keys and the counters; then replay what an earlier page of this
+   * device authored but could not commit (the journal) into IndexedDB.
+   * @param {string | null} [device] this device, whose next seq is read
+   */
+  async load(device = null) {
     const tx = this.db.transaction(["messages", "meta", "keys"], "readonly");
     const rows = await done(tx.objectStore("messages").index("room").getAll(this.room));
     const keys = await done(tx.objectStore("keys").getAll());
     this.cursor = (await done(tx.objectStore("meta").get(`${this.room}:cursor`))) || 0;
+    const counted = device
+      ? (await done(tx.objectStore("meta").get(this.seqKey(device)))) || 1 : 1;
     for (const row of rows) this.remember(row);
     for (const k of keys) this.keys.set(k.device, k);
+    this.device = device;
+    if (!device) return;
+    const replayed = this.journalled(device);
+    if (replayed.length) {
+      const write = this.db.transaction(["messages", "meta"], "readwrite");
+      for (const r of replayed) write.objectStore("messages").put(r);
+      const highest = Math.max(...replayed.map((r) => r.seq));
+      write.objectStore("meta").put(Math.max(counted, highest + 1), this.seqKey(device));
+      await committed(write);
+      for (const r of replayed) this.remember(r);
+    }
+    this.journal.clear();
+    const head = this.heads.get(device);
+    this.nextSeq = Math.max(counted, (head ? head.highest : 0) + 1);
+  }
+
+  /**
+   * The journal's messages of `device` that the log does not hold, as records to store.
+   * @param {string} device
+   * @returns {LogRecord[]}
+   */
+  journalled(device) {
+    /** @type {LogRecord[]} */
+    const out = [];
+    for (const raw of this.journal.read()) {
+      let env;
+      try {
+        env = envelopeFromObject(raw);
+      } catch {
+        continue;
+      }
+      if (env.room !== this.room || env.device !== device || this.byId.has(envelopeId(env))) continue;
+      out.push({ room: this.room, device, seq: env.seq, env, origin: "self", onServer: false });
+    }
+    return out;
+  }
+
+  /** @param {string} device */
+  seqKey(device) {
+    return `${this.room}:${device}:next_seq`;
+  }
+
+  /**
+   * Queue a record's write; it is uploaded or acknowledged only once committed.
+   * @param {LogRecord} record
+   * @param {string} id
+   */
+  save(record, id) {
+    this.unsaved.add(id);
+    return this.commit.put("messages", record).then(() => { this.unsaved.delete(id); });
+  }
+
+  /** Settles when every write made so far is in IndexedDB. */
+  flushed() {
+    return this.commit.flushed();
   }
 
   /** @param {LogRecord} record */
@@ -204,18 +290,6 @@ export class BrowserLog {
     while (head.seqs.has(head.contiguous + 1)) head.contiguous++;
   }
 
-  /**
-   * Serialise writes: each runs after the previous one committed.
-   * @template T
-   * @param {() => Promise<T>} work
-   * @returns {Promise<T>}
-   */
-  serial(work) {
-    const next = this.writing.then(work, work);
-    this.writing = next.catch(() => {});
-    return next;
-  }
-
   /** @param {string} id */
   get(id) {
     const record = this.byId.get(id);
@@ -227,76 +301,72 @@ export class BrowserLog {
   }
 
   /**
-   * Store verified envelopes in one transaction; returns the new ones. A duplicate is
-   * skipped; a different envelope under a held id is a conflict: the first one is kept.
+   * Hold verified envelopes; returns the new ones at once, held in memory, their write to
+   * IndexedDB queued (`flushed()` says when it is done). A duplicate is skipped; a different
+   * envelope under a held id is a conflict: the first one is kept.
    * `origin` is "self", "peer:<device>" or "server".
    * @param {Envelope[]} envs
    * @param {string} origin
    * @returns {Promise<Envelope[]>}
    */
-  addMany(envs, origin) {
-    return this.serial(async () => {
-      /** @type {Envelope[]} */
-      const fresh = [];
-      /** @type {LogRecord[]} */
-      const records = [];
-      /** @type {Map<string, LogRecord>} id -> record, for duplicates within `envs` */
-      const batch = new Map();
-      for (const env of envs) {
-        const id = envelopeId(env);
-        const held = this.byId.get(id) || batch.get(id);
-        if (held) {
-          if (!sameEnvelope(held.env, env)) this.conflicts++;
-          else if (origin === "server" && !held.onServer) await this.markOnServer({ [id]: 0 });
-          continue;
-        }
-        const known = this.serverKnown.has(id);
-        const record = { room: this.room, device: env.device, seq: env.seq, env, origin,
-                         onServer: origin === "server" || known };
-        records.push(record);
-        batch.set(id, record);
-        this.serverKnown.delete(id);
+  async addMany(envs, origin) {
+    const t0 = timing.now();
+    /** @type {Envelope[]} */
+    const fresh = [];
+    for (const env of envs) {
+      const id = envelopeId(env);
+      const held = this.byId.get(id);
+      if (held) {
+        if (!sameEnvelope(held.env, env)) this.conflicts++;
+        else if (origin === "server" && !held.onServer) this.markOnServer({ [id]: 0 });
+        continue;
       }
-      if (!records.length) return fresh;
-      const tx = this.db.transaction("messages", "readwrite");
-      for (const r of records) tx.objectStore("messages").put(r);
-      await committed(tx);
-      for (const r of records) {
-        this.remember(r);
-        fresh.push(r.env);
-      }
-      return fresh;
-    });
+      const known = this.serverKnown.has(id);
+      const record = { room: this.room, device: env.device, seq: env.seq, env, origin,
+                       onServer: origin === "server" || known };
+      this.serverKnown.delete(id);
+      this.remember(record);
+      if (!record.onServer && env.device !== this.device) this.arrived.set(id, Date.now());
+      this.save(record, id).catch(() => {});
+      fresh.push(env);
+    }
+    timing.measure("receive: hold in the log (BrowserLog.addMany)", t0);
+    return fresh;
   }
 
   /**
-   * Sign and store a new message of this device: the next seq (never reused, even if one was
-   * fetched back from the server), lamport one past the room's highest. Stored before it is
-   * shown or sent.
+   * Sign a new message of this device and hold it: the next seq (never reused: it is
+   * journalled before the message is shown or sent, and counted in IndexedDB with the
+   * message), lamport one past the room's highest. Its write to IndexedDB is queued.
    * @param {DeviceKey} key
    * @param {string} author
    * @param {string} text
    * @param {number} ts
+   * @returns {Promise<Envelope>}
    */
   author(key, author, text, ts) {
-    return this.serial(async () => {
-      const metaKey = `${this.room}:${key.device}:next_seq`;
-      const read = this.db.transaction("meta", "readonly");
-      const counted = (await done(read.objectStore("meta").get(metaKey))) || 1;
+    const run = async () => {
+      const t0 = timing.now();
       const head = this.heads.get(key.device);
-      const seq = Math.max(counted, (head ? head.highest : 0) + 1);
+      const seq = Math.max(this.nextSeq, (head ? head.highest : 0) + 1);
       const env = await createEnvelope(key, {
         room: this.room, author, seq, lamport: this.maxLamport() + 1, ts, text,
       });
+      const id = envelopeId(env);
+      this.journal.add(id, envelopeToObject(env));
+      this.nextSeq = seq + 1;
       const record = { room: this.room, device: env.device, seq, env, origin: "self",
                        onServer: false };
-      const tx = this.db.transaction(["messages", "meta"], "readwrite");
-      tx.objectStore("messages").put(record);
-      tx.objectStore("meta").put(seq + 1, metaKey);
-      await committed(tx);
       this.remember(record);
+      this.save(record, id).catch(() => {});
+      this.commit.put("meta", seq + 1, this.seqKey(key.device))
+        .then(() => this.journal.remove([id]), () => {});
+      timing.measure("send: sign, journal, hold (BrowserLog.author)", t0);
       return env;
-    });
+    };
+    const next = this.authoring.then(run, run);
+    this.authoring = next.catch(() => {});
+    return next;
   }
 
   /** The version vector: per device, the highest seq held with none missing below. */
@@ -349,9 +419,19 @@ export class BrowserLog {
     return { envs: this.ordered.slice(start, end).map((r) => r.env), more: start > 0 };
   }
 
-  /** Envelopes the server has not acknowledged (and did not send us), oldest first. */
-  outbox(limit = Infinity) {
-    const records = [...this.pending.values()].sort((a, b) => compareOrder(a.env, b.env));
+  /** Envelopes the server has not acknowledged (and did not send us), oldest first; only
+   * those committed to IndexedDB (a message goes to the server once it is durable here), and
+   * another device's only once OTHERS_GRACE_MS has passed since it came.
+   * @param {number} [limit]
+   * @param {number} [now] ms since the epoch */
+  outbox(limit = Infinity, now = Date.now()) {
+    const settled = now - OTHERS_GRACE_MS;
+    const records = [...this.pending.values()]
+      .filter((r) => {
+        const id = envelopeId(r.env);
+        return !this.unsaved.has(id) && (this.arrived.get(id) ?? 0) <= settled;
+      })
+      .sort((a, b) => compareOrder(a.env, b.env));
     return records.slice(0, limit).map((r) => r.env);
   }
 
@@ -371,8 +451,7 @@ export class BrowserLog {
    * @returns {Promise<void>}
    */
   markOnServer(ids) {
-    /** @type {LogRecord[]} */
-    const changed = [];
+    let changed = false;
     for (const id of Object.keys(ids)) {
       const record = this.byId.get(id);
       if (!record) {
@@ -380,13 +459,12 @@ export class BrowserLog {
       } else if (!record.onServer) {
         record.onServer = true;
         this.pending.delete(id);
-        changed.push(record);
+        this.arrived.delete(id);
+        this.commit.put("messages", record).catch(() => {});
+        changed = true;
       }
     }
-    if (!changed.length) return Promise.resolve();
-    const tx = this.db.transaction("messages", "readwrite");
-    for (const r of changed) tx.objectStore("messages").put(r);
-    return committed(tx);
+    return changed ? this.flushed() : Promise.resolve();
   }
 
   /**
@@ -398,11 +476,9 @@ export class BrowserLog {
   }
 
   /** @param {number} cursor */
-  async setCursor(cursor) {
+  setCursor(cursor) {
     this.cursor = cursor;
-    const tx = this.db.transaction("meta", "readwrite");
-    tx.objectStore("meta").put(cursor, `${this.room}:cursor`);
-    await committed(tx);
+    return this.commit.put("meta", cursor, `${this.room}:cursor`);
   }
 
   /**
@@ -424,9 +500,8 @@ export class BrowserLog {
     }
     const entry = { device, user, public_key: publicKey, source };
     this.keys.set(device, entry);
-    const tx = this.db.transaction("keys", "readwrite");
-    tx.objectStore("keys").put(entry);
-    await committed(tx);
+    // Not waited for: a key not yet committed is learnt again from the server or a peer.
+    this.commit.put("keys", entry).catch(() => {});
     return true;
   }
 

@@ -8,10 +8,12 @@
 // vouched for, before it is stored, shown or passed on; the server is told about every
 // message it lacks, by whoever holds it.
 
-import { BrowserLog, loadOrCreateDeviceKey, openDatabase } from "./browser-log.js";
+import { BrowserLog, loadOrCreateDeviceKey, openDatabase, OTHERS_GRACE_MS }
+  from "./browser-log.js";
 import { LinkState, Mesh } from "./browser-mesh.js";
 import { ServerLink } from "./browser-server.js";
 import { Roster } from "./roster.js";
+import { timing } from "./timing.js";
 /** @typedef {import("./protocol.js").Envelope} Envelope */
 /** @typedef {import("./browser-mesh.js").Peer} Peer */
 import {
@@ -96,6 +98,8 @@ export class BrowserPeer {
     this.peerQueues = new Map();
     this.keyRefresh = null;
     this.uploading = false;
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.graceTimer = null;
     this.startedAt = Date.now();
     this.present = new Set(); // devices the server lists in the room
     /** @type {object[]} */
@@ -149,7 +153,7 @@ export class BrowserPeer {
     this.key = await loadOrCreateDeviceKey(this.db);
     this.rosterRule = new Roster(this.key.device);
     this.store = new BrowserLog(this.db, this.room);
-    await this.store.load();
+    await this.store.load(this.key.device);
     await this.server.registerDevice(this.key.publicKey, "browser");
     await this.store.rememberKey(this.key.device, this.user, this.key.publicKey, "self");
     this.mesh = new Mesh({
@@ -297,6 +301,7 @@ export class BrowserPeer {
    * @param {string} text
    */
   async send(text) {
+    const t0 = timing.now();
     let env;
     try {
       env = await this.store.author(this.key, this.user, text, Date.now());
@@ -307,15 +312,19 @@ export class BrowserPeer {
     const id = envelopeId(env);
     this.delivery.set(id, { peers: new Set(), server: false });
     this.record(id, "authored", `written here by ${env.author}`);
+    const t1 = timing.now();
     const peers = this.mesh.broadcast(msgFrame(env))
       .map((device) => ({ user: this.peerName(device), device }));
+    timing.measure("send: onto the data channels (Mesh.broadcast)", t1);
     this.record(id, "sent", peers.length
       ? `sent on the data channels to ${peers.map((p) => p.user).join(", ")}`
       : "no data channel open: sent to no peer (sync will carry it)", { via: "channel", peers });
-    this.flushOutbox();
+    // Uploaded once IndexedDB holds it (until then the journal does).
+    this.store.flushed().then(() => this.flushOutbox(), () => {});
     const message = this.messageDict(env);
     this.emit({ type: "message", message });
     this.pushState();
+    timing.measure("send: the whole of BrowserPeer.send", t0);
     return message;
   }
 
@@ -399,6 +408,10 @@ export class BrowserPeer {
     this.rosterRule.snapshot(listed, generation, linked);
     this.present = new Set(listed.map((p) => p.device).filter((d) => this.rosterRule.has(d)));
     this.syncRoster();
+    // Offer at once to every listed peer not linked yet (this side offers to those with a
+    // larger id), rather than when a retry's backoff ends: after a rejoin the links that
+    // failed meanwhile would otherwise wait for their timers.
+    for (const device of this.roster.keys()) this.mesh.nudge(device);
     this.pushState();
     await this.refreshKeys();
     await this.catchUpFromServer();
@@ -598,6 +611,16 @@ export class BrowserPeer {
     }
   }
 
+  /** Another device's message came: upload what the server still lacks once its grace is
+   * over (one timer for every message that comes meanwhile). */
+  flushAfterGrace() {
+    if (this.graceTimer !== null) return;
+    this.graceTimer = setTimeout(() => {
+      this.graceTimer = null;
+      this.flushOutbox();
+    }, OTHERS_GRACE_MS + 50);
+  }
+
   /** Upload what the server lacks, a bounded batch at a time, until it is all acknowledged. */
   async flushOutbox() {
     if (this.uploading || !this.server.joined || !this.store) return;
@@ -612,7 +635,9 @@ export class BrowserPeer {
           batch.push(env);
         }
         if (!batch.length) return;
+        const t0 = timing.now();
         const results = await this.server.publish(batch.map(envelopeToObject));
+        timing.measure("background: upload to the server (its round trip)", t0);
         if (!results) return;
         /** @type {Record<string, number>} id -> cursor */
         const stored = {};
@@ -878,15 +903,16 @@ export class BrowserPeer {
    * @param {boolean} live
    */
   async receive(envs, peer, live) {
+    const t0 = timing.now();
+    /** @type {Envelope[]} */
     const good = [];
     for (const env of envs) {
+      const t1 = timing.now();
       const checked = await this.verified(env, `peer ${peer.user}`);
+      timing.measure("receive: verify (BrowserPeer.verified)", t1);
       if (checked) good.push(checked);
     }
     const fresh = await this.store.addMany(good, `peer:${peer.device}`);
-    if (good.length) {
-      this.mesh.send(peer.device, encodeFrame({ t: "ack", ids: good.map(envelopeId) }));
-    }
     if (live && fresh.length < good.length) {
       // A live message is sent once, by its author, on each channel: one held already was
       // replayed. Ignored (the log keeps one copy), and said.
@@ -903,7 +929,6 @@ export class BrowserPeer {
         { via, user: peer.user, device: peer.device });
       this.announce(env);
     }
-    this.noteFresh(peer.device, fresh);
     if (!live) {
       // An empty batch ends every exchange of version vectors: nothing was missing.
       this.addEvent("sync", envs.length
@@ -911,7 +936,30 @@ export class BrowserPeer {
         : `in sync with ${peer.user}: nothing missing`, { user: peer.user, device: peer.device, count: envs.length,
           fresh: fresh.length });
     }
-    if (fresh.length) this.flushOutbox();
+    timing.measure("receive: verify, hold, draw (BrowserPeer.receive)", t0);
+    // The receipt, the word to other peers and the upload wait until IndexedDB holds the
+    // messages; the peer's next frames do not.
+    const stored = this.store.flushed();
+    stored.then(() => this.afterStored(good, fresh, peer, live, t0), () => {})
+      .catch((err) => this.log.error("after storing received messages", err));
+  }
+
+  /**
+   * What follows a received batch once IndexedDB holds it: the receipt to the sender, a
+   * digest soon to peers that may lack it, the upload, a pull if a gap shows.
+   * @param {Envelope[]} good
+   * @param {Envelope[]} fresh
+   * @param {Peer} peer
+   * @param {boolean} live
+   * @param {number} t0
+   */
+  async afterStored(good, fresh, peer, live, t0) {
+    if (good.length) {
+      this.mesh.send(peer.device, encodeFrame({ t: "ack", ids: good.map(envelopeId) }));
+      timing.measure("receive: receipt sent after the commit", t0);
+    }
+    this.noteFresh(peer.device, fresh);
+    if (fresh.length) this.flushAfterGrace();
     if (live && this.store.hasGaps()) {
       // A gap: a message was missed; ask this peer for what we lack.
       await this.apply(this.catchup.gapSeen(peer.device, nowSeconds()));

@@ -244,11 +244,21 @@ export class NetworkView {
     this.pending = [];
     this.loaded = false;
     this.lastSeq = -1;
+    /** @type {string | null} the last state drawn, its outbox count left out */
+    this.shape = null;
+    /** @type {Element | null} the server link's drawing */
+    this.serverEdge = null;
+    /** @type {any[] | null} the devices last drawn */
+    this.devices = null;
   }
 
   // -- the graph -----------------------------------------------------------------------------
 
-  /** @param {any} state the backend's state() */
+  /**
+   * Draw the graph of a state. When only the outbox count changed since the last drawing (it
+   * moves with every message sent), only the server link's label and the summary are redrawn.
+   * @param {any} state the backend's state()
+   */
   renderState(state) {
     /** @type {any[]} */
     const peers = Array.isArray(state.peers) ? state.peers : [];
@@ -257,6 +267,15 @@ export class NetworkView {
     const server = state.server || {};
     const serverState = server.state || (server.connected ? "connected" : "down");
     const outbox = Number(server.outbox) || 0;
+    const shape = JSON.stringify({ ...state, server: { ...server, outbox: 0 } });
+    if (shape === this.shape && this.serverEdge && this.devices) {
+      const edge = this.drawServerEdge(serverState, outbox);
+      this.serverEdge.replaceWith(edge);
+      this.serverEdge = edge;
+      this.describeAll(this.devices, serverState, outbox);
+      return;
+    }
+    this.shape = shape;
 
     // Every other device of the room, linked or not, in a stable order, spread over the
     // circle but for the wedge above this device.
@@ -308,21 +327,8 @@ export class NetworkView {
     }
 
     // This device's link to the server, labelled on its right.
-    {
-      const g = svg("g", { class: `edge server-link ${serverState}`, "data-kind": "server",
-        "data-state": serverState, "data-outbox": outbox });
-      const top = SERVER_Y + SERVER_H / 2;
-      g.append(svg("line", { x1: CX, y1: CY - SELF_R, x2: CX, y2: top }));
-      /** @type {Record<string, string>} */
-      const words = { connected: "connected", connecting: "connecting…", down: "down" };
-      g.append(textBlock(CX + 8, (CY - SELF_R + top) / 2, [
-        [[words[serverState] || serverState, "edge-state"]],
-        [[`outbox ${outbox}`, outbox > 0 ? "outbox waiting" : "outbox"]],
-      ], { anchor: "start", place: "middle", className: "edge-label" }));
-      g.append(svg("title", {}, `${SERVER_STATES[serverState] || serverState}; `
-        + `${outbox} message${outbox === 1 ? "" : "s"} waiting to be uploaded`));
-      edges.append(g);
-    }
+    this.serverEdge = this.drawServerEdge(serverState, outbox);
+    edges.append(this.serverEdge);
 
     // The other devices: a node, then outside it the name, the device and (for a peer) the
     // link's state and round-trip time, as one block; its last line belongs to the edge. A
@@ -413,9 +419,40 @@ export class NetworkView {
     this.graph.replaceChildren(
       svg("title", {}, "The room's network as this device sees it"),
       presence, between, edges, nodes);
+    this.devices = devices;
+    this.describeAll(devices, serverState, outbox);
+  }
+
+  /**
+   * @param {any[]} devices
+   * @param {string} serverState
+   * @param {number} outbox
+   */
+  describeAll(devices, serverState, outbox) {
     const sentence = this.describe(devices, serverState, outbox);
     this.graph.setAttribute("aria-label", sentence);
     this.summary.textContent = sentence;
+  }
+
+  /**
+   * The line from this device to the server, with its state and outbox count.
+   * @param {string} serverState
+   * @param {number} outbox
+   */
+  drawServerEdge(serverState, outbox) {
+    const g = svg("g", { class: `edge server-link ${serverState}`, "data-kind": "server",
+      "data-state": serverState, "data-outbox": outbox });
+    const top = SERVER_Y + SERVER_H / 2;
+    g.append(svg("line", { x1: CX, y1: CY - SELF_R, x2: CX, y2: top }));
+    /** @type {Record<string, string>} */
+    const words = { connected: "connected", connecting: "connecting…", down: "down" };
+    g.append(textBlock(CX + 8, (CY - SELF_R + top) / 2, [
+      [[words[serverState] || serverState, "edge-state"]],
+      [[`outbox ${outbox}`, outbox > 0 ? "outbox waiting" : "outbox"]],
+    ], { anchor: "start", place: "middle", className: "edge-label" }));
+    g.append(svg("title", {}, `${SERVER_STATES[serverState] || serverState}; `
+      + `${outbox} message${outbox === 1 ? "" : "s"} waiting to be uploaded`));
+    return g;
   }
 
   /**

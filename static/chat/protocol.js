@@ -466,6 +466,9 @@ export async function verifySignature(publicKeyB64, signature, bytes) {
   if (!ok) throw new BadSignature("the signature does not match the signed data and key");
 }
 
+/** @type {Map<string, string>} base64url public key -> its device id */
+const keyDevices = new Map();
+
 /**
  * Throw BadSignature unless `publicKeyB64` is the envelope's device key and signed it.
  * @param {Envelope} env
@@ -478,11 +481,17 @@ export async function verifyEnvelope(env, publicKeyB64) {
   } catch (err) {
     throw new BadSignature(`cannot check envelope ${envelopeId(env)}: ${err.message}`);
   }
-  let keyDevice;
-  try {
-    keyDevice = await deviceIdFor(raw);
-  } catch (err) {
-    throw new BadSignature(`cannot check envelope ${envelopeId(env)}: ${err.message}`);
+  // The key's device id is a SHA-256 digest: a round trip to WebCrypto's thread, worked out
+  // once per key rather than once per message.
+  let keyDevice = keyDevices.get(publicKeyB64);
+  if (keyDevice === undefined) {
+    try {
+      keyDevice = await deviceIdFor(raw);
+    } catch (err) {
+      throw new BadSignature(`cannot check envelope ${envelopeId(env)}: ${err.message}`);
+    }
+    if (keyDevices.size > 10000) keyDevices.clear();
+    keyDevices.set(publicKeyB64, keyDevice);
   }
   if (keyDevice !== env.device) {
     throw new BadSignature(`envelope ${envelopeId(env)} claims device ${env.device}, `

@@ -14,6 +14,7 @@ import { MessageWindow, tokenOf, WINDOW } from "./message-window.js";
 import { buildNetworkPanel, clock, NetworkView } from "./network.js";
 import { setTime } from "./timestamps.js";
 import { el } from "./dom.js";
+import { timing } from "./timing.js";
 
 /** @typedef {import("./message-window.js").Message} Message */
 /** @typedef {{peers_reached: number, peers_total: number, server: boolean}} Delivery */
@@ -39,6 +40,42 @@ const STATE_REFRESH_MS = 5000;
 // scroll reads the next one.
 const OLDER_PAGE = 100;
 const OLDER_MARGIN_PX = 200;
+// How near the end (px) the reader counts as at the newest messages, which then stay in view.
+const STICK_MARGIN_PX = 80;
+// A frame's work runs at the next animation frame, or after this long in a hidden page
+// (which gets no frames).
+const FRAME_FALLBACK_MS = 100;
+// Delivery marks and the timeline's events are not worth a frame each: they are drawn at
+// most this often, in the frame after (several echoes' worth at once in a busy room).
+const SLOW_LANE_MS = 100;
+
+/**
+ * Run `work` once, at the next animation frame or after FRAME_FALLBACK_MS, whichever comes
+ * first.
+ * @param {() => void} work
+ */
+function nextFrame(work) {
+  let done = false;
+  const run = () => {
+    if (done) return;
+    done = true;
+    cancelAnimationFrame(frame);
+    clearTimeout(timer);
+    work();
+  };
+  const frame = requestAnimationFrame(run);
+  const timer = setTimeout(run, FRAME_FALLBACK_MS);
+}
+
+/**
+ * What the member list shows of a state: it is redrawn only when this changes.
+ * @param {any} state
+ */
+function membersKey(state) {
+  return JSON.stringify([state.user, state.peers.map((/** @type {any} */ p) => [p.device, p.user, p.state,
+    p.path ? p.path.kind : null, p.ice_restarts || 0,
+    p.rtt_ms == null ? null : Number(p.rtt_ms).toFixed(1)])]);
+}
 
 /** @type {Record<string, string>} */
 const LINK_LABELS = {
@@ -50,15 +87,19 @@ const LINK_LABELS = {
   offline: "offline",
 };
 
+// Made once: toLocaleTimeString() builds a formatter on every call, a fair part of drawing a
+// message.
+const TIME_OF_DAY = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
+const DAY_AND_TIME = new Intl.DateTimeFormat([], { dateStyle: "short", timeStyle: "short" });
+
 /**
  * @param {Date} d
  */
 function formatTime(d) {
   const now = new Date();
-  const sameDay = d.toDateString() === now.toDateString();
-  return sameDay
-    ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
-    : d.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+  const sameDay = d.getDate() === now.getDate() && d.getMonth() === now.getMonth()
+    && d.getFullYear() === now.getFullYear();
+  return sameDay ? TIME_OF_DAY.format(d) : DAY_AND_TIME.format(d);
 }
 
 /**
@@ -98,7 +139,9 @@ export function buildChatLayout(root) {
   const error = el("p", { className: "composer-error", id: "composer-error", role: "alert", hidden: true });
   const main = el("section", { className: "chat-main", "aria-label": "Messages" });
   const scroller = el("div", { className: "chat-scroll", id: "chat-scroll" });
-  scroller.append(older, empty, list);
+  // Watched to know whether the reader is at the newest messages, without reading layout.
+  const end = el("div", { className: "chat-end", id: "chat-end", "aria-hidden": "true" });
+  scroller.append(older, empty, list, end);
   main.append(scroller, error, form);
   main.id = "chat-main";
   const members = el("aside", { className: "members", "aria-label": "Members" });
@@ -158,6 +201,81 @@ export class ChatView {
     this.titleOf = (state) => "#" + state.room;
     /** @type {number | undefined} when the backend's process started, as its state said */
     this.startedAt = undefined;
+    // Drawing is coalesced to one pass per animation frame: the newest state waiting to be
+    // drawn, whether the list is to be scrolled to its end, and whether a frame is asked for.
+    /** @type {any} */
+    this.stateToDraw = null;
+    /** @type {Set<string>} ids of shown messages whose delivery mark moved */
+    this.deliveriesToDraw = new Set();
+    /** @type {any[]} events for the Network panel's timeline */
+    this.eventsToDraw = [];
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.slowTimer = null;
+    this.slowDue = false;
+    this.scrollPending = false;
+    this.scrollCheck = false;
+    this.ownScroll = false;
+    this.framePending = false;
+    /** What the member list, the banner and the network view last drew, as keys. */
+    this.drawn = { members: "", banner: "", network: "" };
+    // Whether the end of the list is in view (or near), as an IntersectionObserver says.
+    this.atEnd = true;
+    const end = byId("chat-end");
+    new IntersectionObserver((entries) => {
+      for (const entry of entries) this.atEnd = entry.isIntersecting;
+    }, { root: this.scroller, rootMargin: `0px 0px ${STICK_MARGIN_PX}px 0px` }).observe(end);
+  }
+
+  /** Ask for one drawing pass at the next frame (once, however often asked meanwhile). */
+  requestFrame() {
+    if (this.framePending) return;
+    this.framePending = true;
+    nextFrame(() => this.drawFrame());
+  }
+
+  /** Ask for the delivery marks and the timeline to be drawn, within SLOW_LANE_MS. */
+  requestSlowFrame() {
+    if (this.slowTimer !== null) return;
+    this.slowTimer = setTimeout(() => {
+      this.slowTimer = null;
+      this.slowDue = true;
+      this.requestFrame();
+    }, SLOW_LANE_MS);
+  }
+
+  drawFrame() {
+    this.framePending = false;
+    const t0 = timing.now();
+    const state = this.stateToDraw;
+    if (state && (this.slowDue || !state.server || !Array.isArray(state.peers)
+                  || membersKey(state) !== this.drawn.members)) {
+      this.stateToDraw = null;
+      this.drawState(state);
+    }
+    if (this.slowDue) {
+      this.slowDue = false;
+      for (const id of this.deliveriesToDraw) {
+        const known = this.messages.get(id);
+        if (known) this.fillDelivery(known.node, known.message.delivery);
+      }
+      this.deliveriesToDraw.clear();
+      const events = this.eventsToDraw;
+      this.eventsToDraw = [];
+      for (const event of events) this.network.addEvent(event);
+      if (events.length && this.layout.dataset.tab !== "network") {
+        this.tabs.network.dataset.unseen = "yes";
+      }
+    }
+    if (this.scrollPending) {
+      this.scrollPending = false;
+      this.scrollToEnd();
+    }
+    if (this.scrollCheck) {
+      this.scrollCheck = false;
+      if (this.olderToken && this.scroller.scrollTop < OLDER_MARGIN_PX) this.loadOlder();
+    }
+    timing.measure("frame: member list, banner, network view, delivery marks, timeline, scroll "
+      + "(ChatView.drawFrame)", t0);
   }
 
   /**
@@ -187,8 +305,14 @@ export class ChatView {
     });
     this.text.addEventListener("input", () => this.fitComposer());
     this.older.addEventListener("click", () => this.loadOlder());
+    // Whether the reader came near the top is read in the next frame, where the layout is
+    // worked out anyway, not in the scroll event (which would force it mid-task).
     this.scroller.addEventListener("scroll", () => {
-      if (this.olderToken && this.scroller.scrollTop < OLDER_MARGIN_PX) this.loadOlder();
+      const own = this.ownScroll;
+      this.ownScroll = false;
+      if (own || !this.olderToken) return;
+      this.scrollCheck = true;
+      this.requestFrame();
     }, { passive: true });
     for (const [name, button] of Object.entries(this.tabs)) {
       button.addEventListener("click", () => this.showTab(name));
@@ -264,6 +388,10 @@ export class ChatView {
     this.tabs.network.removeAttribute("data-unseen");
     // The rooms of one agent start at different times: no "restarted" for a new room.
     this.startedAt = undefined;
+    this.stateToDraw = null;
+    this.deliveriesToDraw.clear();
+    this.eventsToDraw = [];
+    this.drawn = { members: "", banner: "", network: "" };
   }
 
   async refreshState() {
@@ -293,8 +421,10 @@ export class ChatView {
   }
 
   fitComposer() {
-    // Grow with the text up to about six lines, then scroll inside.
+    // Grow with the text up to about six lines, then scroll inside. Emptied after a send, it
+    // is one line again, with no need to measure it.
     this.text.style.height = "auto";
+    if (!this.text.value) return;
     this.text.style.height = `${Math.min(this.text.scrollHeight, 160)}px`;
   }
 
@@ -347,7 +477,7 @@ export class ChatView {
    */
   setOlder(token) {
     this.olderToken = token;
-    this.older.hidden = !token;
+    if (this.older.hidden !== !token) this.older.hidden = !token;
   }
 
   /**
@@ -359,13 +489,16 @@ export class ChatView {
     else if (event.type === "delivery") this.updateDelivery(event.id, event.delivery);
     else if (event.type === "reconnected") this.loadEvents(); // events missed meanwhile
     else if (event.type === "event") {
-      this.network.addEvent(event.event);
-      if (this.layout.dataset.tab !== "network") this.tabs.network.dataset.unseen = "yes";
+      this.eventsToDraw.push(event.event);
+      this.requestSlowFrame();
     }
   }
 
   scrollToEnd() {
+    const before = this.scroller.scrollTop;
     this.scroller.scrollTop = this.scroller.scrollHeight;
+    // The scroll event this causes is ours, to the end: no reason to look for older messages.
+    if (this.scroller.scrollTop !== before) this.ownScroll = true;
   }
 
   /**
@@ -373,18 +506,22 @@ export class ChatView {
    * @param {boolean} scroll
    */
   addMessages(messages, scroll) {
-    const s = this.scroller;
-    const nearBottom = s.scrollHeight - s.scrollTop - s.clientHeight < 80;
+    // No layout is read here: whether the reader is at the end comes from an
+    // IntersectionObserver, and the scroll to the end waits for the next frame.
+    const t0 = timing.now();
     for (const m of messages) this.place(m, Boolean(this.olderToken));
-    this.empty.hidden = this.messages.size > 0;
-    if (scroll && (nearBottom || messages.some((m) => m.mine))) {
+    const empty = this.messages.size === 0;
+    if (this.empty.hidden !== !empty) this.empty.hidden = !empty;
+    if (scroll && (this.atEnd || messages.some((m) => m.mine))) {
       // At the newest messages the page keeps only the last WINDOW of them; what is dropped
       // is read again from the backend if the reader scrolls back.
       if (this.messages.trimOldest(WINDOW)) {
         this.setOlder(tokenOf(/** @type {Message} */ (this.messages.oldest())));
       }
-      this.scrollToEnd();
+      this.scrollPending = true;
+      this.requestFrame();
     }
+    timing.measure("draw: add the message to the list (ChatView.addMessages)", t0);
   }
 
   /**
@@ -495,23 +632,61 @@ export class ChatView {
     const known = this.messages.get(id);
     if (!known) return;
     known.message.delivery = delivery;
-    this.fillDelivery(known.node, delivery);
+    this.deliveriesToDraw.add(id);
+    this.requestSlowFrame();
   }
 
   /**
+   * Show the backend's state of the room at the next frame (the newest one, if several come
+   * before it).
    * @param {any} state the backend's state of the room
    */
   renderState(state) {
+    this.stateToDraw = state;
+    // A change of the member list (a link up or down) is drawn at the next frame; the rest
+    // (the outbox count, which moves with every message sent) can wait for the slow lane.
+    if (state.server && Array.isArray(state.peers) && membersKey(state) === this.drawn.members) {
+      this.requestSlowFrame();
+    } else {
+      this.requestFrame();
+    }
+  }
+
+  /**
+   * Draw a state: the member list, the banner and the network view, each only if what it
+   * shows changed.
+   * @param {any} state the backend's state of the room
+   */
+  drawState(state) {
     if (!state.server) return; // an agent in no room: nothing to show
     if (this.startedAt && state.started_at && state.started_at !== this.startedAt) {
       this.network.restarted();
       this.loadEvents();
     }
     this.startedAt = state.started_at;
-    this.network.renderState(state);
-    if (this.roomTitle) this.roomTitle.textContent = this.titleOf(state);
-    if (this.whoami) this.whoami.textContent = state.user;
+    const network = JSON.stringify(state);
+    if (network !== this.drawn.network) {
+      this.drawn.network = network;
+      this.network.renderState(state);
+    }
+    const title = this.titleOf(state);
+    if (this.roomTitle && this.roomTitle.textContent !== title) this.roomTitle.textContent = title;
+    if (this.whoami && this.whoami.textContent !== state.user) this.whoami.textContent = state.user;
     const server = state.server;
+    const banner = JSON.stringify([server.connected, server.state, server.outbox]);
+    if (banner !== this.drawn.banner) {
+      this.drawn.banner = banner;
+      this.drawBanner(server);
+    }
+    const members = membersKey(state);
+    if (members !== this.drawn.members) {
+      this.drawn.members = members;
+      this.drawMembers(state);
+    }
+  }
+
+  /** @param {any} server the state's server part */
+  drawBanner(server) {
     this.banner.dataset.outbox = String(server.outbox);
     if (server.connected) {
       this.banner.hidden = true;
@@ -528,6 +703,10 @@ export class ChatView {
       this.banner.dataset.state = "down";
       this.banner.hidden = false;
     }
+  }
+
+  /** @param {any} state */
+  drawMembers(state) {
     this.members.replaceChildren();
     const me = el("li", { className: "member self" });
     me.append(el("span", { className: "member-name" }, `${state.user} (you)`),

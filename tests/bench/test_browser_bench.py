@@ -29,7 +29,9 @@ def test_browser_benchmark_smoke_reports_every_figure_beside_the_plain_channel(
         assert row in out
     # 4. four pages joining at once
     assert "| 4 pages, 1 tries |" in out and "stalls (no mesh in 9 s)" in out
-    # where the time goes
+    # where the time goes: the page's own User Timing measures, and the CPU per echo
     assert "| receive: verify (BrowserPeer.verified) |" in out
-    assert "| WebCrypto sign (Ed25519) |" in out
+    assert "| send: sign, journal, hold (BrowserLog.author) |" in out
+    assert "| idb: one group commit (readwrite transaction) |" in out
+    assert "CPU time per echo" in out and "- 30 messages: Chromium " in out
     assert "Uncaught errors in the pages" not in out

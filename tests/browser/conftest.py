@@ -233,8 +233,10 @@ def send_from_page(page: Page, text: str) -> None:
 
 
 def browser_texts(page: Page) -> list[str]:
-    """The texts of the messages a chat page shows, top to bottom."""
-    texts: list[str] = page.locator("#messages .message .text").all_inner_texts()
+    """The texts of the messages a chat page holds, top to bottom. Their text content, not
+    innerText: a message out of view is not laid out (`content-visibility: auto`), and
+    innerText, which follows the layout, is empty for it."""
+    texts: list[str] = page.locator("#messages .message .text").all_text_contents()
     return texts
 
 

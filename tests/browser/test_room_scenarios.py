@@ -42,7 +42,7 @@ async (arg) => {
   peer.key = await loadOrCreateDeviceKey(peer.db);
   peer.rosterRule = new Roster(peer.key.device);
   peer.store = new BrowserLog(peer.db, arg.room);
-  await peer.store.load();
+  await peer.store.load(peer.key.device);
   await peer.store.rememberKey(peer.key.device, peer.user, peer.key.publicKey, 'self');
   for (const d of arg.known) {
     await peer.store.rememberKey(d.device, d.name, d.public_key, 'server');
@@ -67,7 +67,12 @@ async (arg) => {
       refused.push(String(event.event.reason).split(':')[0]);
     }
   });
-  const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+  // Receipts and uploads wait for the log's group commit to IndexedDB.
+  const settle = async () => {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    await peer.store.flushed();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  };
   for (const step of arg.steps) {
     if (step.link_up) {
       const known = peer.roster.get(step.link_up);

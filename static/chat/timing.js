@@ -1,0 +1,26 @@
+// @ts-check
+// Per-step User Timing of the browser peer's message path (performance.measure), for
+// bench/browser.py and a person reading a Chromium profile. Off by default, so a page that
+// lives for days does not grow the performance timeline: the benchmark switches it on
+// (`timing.on = true` on this module) and reads the measures named "gibberish: …".
+
+export const PREFIX = "gibberish: ";
+
+export const timing = {
+  on: false,
+
+  /** Now, on the clock the measures use. */
+  now() {
+    return performance.now();
+  },
+
+  /**
+   * Record the step `name` from `start` (a `timing.now()`) until now.
+   * @param {string} name
+   * @param {number} start
+   */
+  measure(name, start) {
+    if (!this.on) return;
+    performance.measure(PREFIX + name, { start, end: performance.now() });
+  },
+};
