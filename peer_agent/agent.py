@@ -94,7 +94,7 @@ class Agent:
         # What to decide in this room (protocol/catchup.py inside); woken when it may be due
         # sooner.
         self.core = RoomCore(self.room, self.key.device_id, self.store,
-                             CatchUp(interval=config.sync_interval))
+                             CatchUp(interval=config.sync_interval), device.verify_pool)
         self._catchup_wake = asyncio.Event()
         self.server = RoomServer(self)
         self.client = self.server.client

@@ -22,10 +22,17 @@ seconds for the catch-up rules, `now_ms` since the epoch for the Lamport horizon
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from protocol import Envelope, ProtocolError, VersionVector, check_lamport_horizon
+from protocol import (
+    Envelope,
+    ProtocolError,
+    VersionVector,
+    check_lamport_horizon,
+    verify_envelopes,
+)
 from protocol.catchup import CatchUp, Pull, SendDigest
 from protocol.catchup import Effect as CatchUpEffect
 from protocol.channel import (
@@ -78,7 +85,7 @@ class LogView(Protocol):
     """What the core reads of the local log (`peer_agent.log.LocalLog` is one)."""
 
     def key_for(self, device: str) -> tuple[str, str] | None: ...
-    def holds(self, env: Envelope) -> bool: ...
+    def holds_each(self, envs: Sequence[Envelope]) -> list[bool]: ...
     def vector(self, room: str) -> VersionVector: ...
     def gaps(self, room: str) -> Mapping[str, Sequence[int]]: ...
 
@@ -106,11 +113,14 @@ class Delivery:
 class RoomCore:
     """One device in one room: decides, the caller does."""
 
-    def __init__(self, room: str, device: str, log: LogView, catchup: CatchUp) -> None:
+    def __init__(self, room: str, device: str, log: LogView, catchup: CatchUp,
+                 verify_pool: Executor | None = None) -> None:
         self.room = room
         self.device = device
         self.log = log
         self.catchup = catchup
+        # Threads that check a batch's signatures beside ours (protocol.verify_envelopes).
+        self.verify_pool = verify_pool
         self.delivery: dict[str, Delivery] = {}
         # What each linked peer last reported of its own data channels (protocol/links.py).
         self.reported: dict[str, tuple[LinkReport, ...]] = {}
@@ -124,42 +134,77 @@ class RoomCore:
         author's, within the Lamport horizon. Raises ProtocolError (UnknownDevice when the key
         is not known yet) saying why not."""
         env = raw if isinstance(raw, Envelope) else Envelope.from_dict(raw)
-        if env.room != self.room:
-            raise ProtocolError(f"message for room {env.room!r}, not {self.room!r}")
-        known = self.log.key_for(env.device)
-        if known is None:
-            raise UnknownDevice(f"unknown device {env.device}; keys are being refreshed")
-        user, public_key = known
-        if user != env.author:
-            raise UnknownAuthor(f"device {env.device} belongs to {user!r}, not {env.author!r}")
-        env.verify(public_key)
+        env.verify(self._author_key(env, {}))
         check_lamport_horizon(env, now_ms)
         return env
 
     def verify_all(self, raws: Iterable[Envelope | object], origin: Peer | None, now_ms: int,
                    effects: list[RoomEffect]) -> list[Envelope]:
-        """The envelopes that pass `verify`; each one refused adds its effects.
+        """The envelopes that pass `verify`, in order; each one refused adds its effects.
 
         An envelope equal (signature included) to one verified recently or held in the log
         passed `verify` before and is taken as it is: the log keeps only verified envelopes,
-        so its copy vouches for this one."""
-        good: list[Envelope] = []
-        asked = False
+        so its copy vouches for this one. The rest are checked together, as a catch-up page
+        or sync batch comes: the log asked once which it holds and once per device for its
+        key, the signatures spread over the cores (`protocol.verify_envelopes`)."""
+        outcomes: list[Envelope | ProtocolError] = []
         for raw in raws:
             try:
-                env = raw if isinstance(raw, Envelope) else Envelope.from_dict(raw)
-                if env.room == self.room and (self._verified.get(env.id) == env
-                                              or self.log.holds(env)):
-                    good.append(env)
-                    continue
-                good.append(self.verify(env, now_ms))
+                outcomes.append(raw if isinstance(raw, Envelope) else Envelope.from_dict(raw))
+            except ProtocolError as exc:
+                outcomes.append(exc)
+        recent = {i for i, env in enumerate(outcomes) if isinstance(env, Envelope)
+                  and env.room == self.room and self._verified.get(env.id) == env}
+        asking = [(i, env) for i, env in enumerate(outcomes) if isinstance(env, Envelope)
+                  and env.room == self.room and i not in recent]
+        held = self.log.holds_each([env for _, env in asking]) if asking else []
+        taken = recent | {i for (i, _), holds in zip(asking, held, strict=True) if holds}
+        keys: dict[str, tuple[str, str] | None] = {}
+        pairs: list[tuple[Envelope, str]] = []
+        placed: list[int] = []
+        for i, env in enumerate(outcomes):
+            if not isinstance(env, Envelope) or i in taken:
+                continue
+            try:
+                pairs.append((env, self._author_key(env, keys)))
+                placed.append(i)
+            except ProtocolError as exc:
+                outcomes[i] = exc
+        problems = verify_envelopes(pairs, self.verify_pool)
+        for i, (env, _), problem in zip(placed, pairs, problems, strict=True):
+            try:
+                if problem is not None:
+                    raise problem
+                check_lamport_horizon(env, now_ms)
                 self._remember_verified(env)
             except ProtocolError as exc:
-                if isinstance(exc, UnknownDevice) and not asked:
-                    effects.append(RefreshKeys())
-                    asked = True
-                effects.append(Refuse(origin, exc.code, str(exc), what="message"))
+                outcomes[i] = exc
+        good: list[Envelope] = []
+        asked = False
+        for outcome in outcomes:
+            if isinstance(outcome, Envelope):
+                good.append(outcome)
+                continue
+            if isinstance(outcome, UnknownDevice) and not asked:
+                effects.append(RefreshKeys())
+                asked = True
+            effects.append(Refuse(origin, outcome.code, str(outcome), what="message"))
         return good
+
+    def _author_key(self, env: Envelope, keys: dict[str, tuple[str, str] | None]) -> str:
+        """The public key to check `env` with, read once per device into `keys`: raises
+        ProtocolError unless it is for this room and its device is known as its author's."""
+        if env.room != self.room:
+            raise ProtocolError(f"message for room {env.room!r}, not {self.room!r}")
+        if env.device not in keys:
+            keys[env.device] = self.log.key_for(env.device)
+        known = keys[env.device]
+        if known is None:
+            raise UnknownDevice(f"unknown device {env.device}; keys are being refreshed")
+        user, public_key = known
+        if user != env.author:
+            raise UnknownAuthor(f"device {env.device} belongs to {user!r}, not {env.author!r}")
+        return public_key
 
     def _remember_verified(self, env: Envelope) -> None:
         self._verified.pop(env.id, None)
