@@ -70,7 +70,8 @@ from .room_effects import (
 )
 
 __all__ = [
-    "RECENTLY_VERIFIED", "Broadcast", "Delivery", "Event", "LogView", "Peer", "Record",
+    "RECENTLY_VERIFIED", "Broadcast", "Delivery", "Event", "LogView", "Peer", "PendingChecks",
+    "Record",
     "RefreshKeys", "Refuse", "RelaySignal", "RememberKeys", "RoomCore", "RoomEffect", "Send",
     "SendKeys", "SendMissing", "Show", "ShowDelivery", "StateChanged", "Store", "UnknownAuthor",
     "UnknownDevice", "Upload",
@@ -110,6 +111,16 @@ class Delivery:
     server: bool = False
 
 
+@dataclass
+class PendingChecks:
+    """A batch halfway through `RoomCore.verify_all`: what was decided (`outcomes`), and the
+    (envelope, key) `pairs` whose signatures are still to check, at the positions `placed`."""
+
+    outcomes: list[Envelope | ProtocolError]
+    pairs: list[tuple[Envelope, str]] = field(default_factory=list)
+    placed: list[int] = field(default_factory=list)
+
+
 class RoomCore:
     """One device in one room: decides, the caller does."""
 
@@ -142,11 +153,18 @@ class RoomCore:
                    effects: list[RoomEffect]) -> list[Envelope]:
         """The envelopes that pass `verify`, in order; each one refused adds its effects.
 
-        An envelope equal (signature included) to one verified recently or held in the log
-        passed `verify` before and is taken as it is: the log keeps only verified envelopes,
-        so its copy vouches for this one. The rest are checked together, as a catch-up page
-        or sync batch comes: the log asked once which it holds and once per device for its
-        key, the signatures spread over the cores (`protocol.verify_envelopes`)."""
+        One equal (signature included) to one verified recently or held in the log is taken
+        as it is: the log keeps only verified envelopes. The rest are checked together: the
+        log asked once what it holds and once per device for its key, the signatures spread
+        over the cores (`verify_envelopes`). A caller may check the signatures apart, going
+        on meanwhile: `to_check`, then `settle` with `verify_envelopes(pending.pairs)`."""
+        pending = self.to_check(raws)
+        return self.settle(pending, verify_envelopes(pending.pairs, self.verify_pool), origin,
+                           now_ms, effects)
+
+    def to_check(self, raws: Iterable[Envelope | object]) -> PendingChecks:
+        """The first half of `verify_all`: everything but the signatures, which are listed
+        (`pairs`) for the caller to check."""
         outcomes: list[Envelope | ProtocolError] = []
         for raw in raws:
             try:
@@ -160,18 +178,23 @@ class RoomCore:
         held = self.log.holds_each([env for _, env in asking]) if asking else []
         taken = recent | {i for (i, _), holds in zip(asking, held, strict=True) if holds}
         keys: dict[str, tuple[str, str] | None] = {}
-        pairs: list[tuple[Envelope, str]] = []
-        placed: list[int] = []
+        pending = PendingChecks(outcomes)
         for i, env in enumerate(outcomes):
             if not isinstance(env, Envelope) or i in taken:
                 continue
             try:
-                pairs.append((env, self._author_key(env, keys)))
-                placed.append(i)
+                pending.pairs.append((env, self._author_key(env, keys)))
+                pending.placed.append(i)
             except ProtocolError as exc:
                 outcomes[i] = exc
-        problems = verify_envelopes(pairs, self.verify_pool)
-        for i, (env, _), problem in zip(placed, pairs, problems, strict=True):
+        return pending
+
+    def settle(self, pending: PendingChecks, problems: Sequence[ProtocolError | None],
+               origin: Peer | None, now_ms: int, effects: list[RoomEffect]) -> list[Envelope]:
+        """The second half of `verify_all`, given what `verify_envelopes(pending.pairs)`
+        found: the envelopes taken, in order; each one refused adds its effects."""
+        outcomes = pending.outcomes
+        for i, (env, _), problem in zip(pending.placed, pending.pairs, problems, strict=True):
             try:
                 if problem is not None:
                     raise problem
@@ -218,11 +241,12 @@ class RoomCore:
         """React to one frame parsed from `peer`'s data channel."""
         effects: list[RoomEffect] = []
         if isinstance(frame, MsgFrame):
-            self._receive([frame.env], peer, True, now_ms, effects)
+            good = self.verify_all([frame.env], peer, now_ms, effects)
+            effects.append(Store(tuple(good), peer, True, 1))
         elif isinstance(frame, BatchFrame):
-            self._receive(frame.envs, peer, False, now_ms, effects)
-            if not frame.more:
-                effects += self._catch_up(self.catchup.answer_ended(peer.device, now))
+            pending = self.to_check(frame.envs)
+            return self.checked_batch(peer, frame, pending, verify_envelopes(
+                pending.pairs, self.verify_pool), now, now_ms)
         elif isinstance(frame, VectorFrame):
             effects.append(SendMissing(peer.device, frame.vector))
             effects += self._catch_up(self.catchup.vector_received(
@@ -246,14 +270,19 @@ class RoomCore:
         # Ping and pong belong to the mesh, which answers them before frames reach the core.
         return effects
 
+    def checked_batch(self, peer: Peer, frame: BatchFrame, pending: PendingChecks, problems:
+                      Sequence[ProtocolError | None], now: float, now_ms: int) -> list[RoomEffect]:
+        """`frame` for a sync batch whose signatures were checked apart (`to_check`)."""
+        effects: list[RoomEffect] = []
+        good = self.settle(pending, problems, peer, now_ms, effects)
+        effects.append(Store(tuple(good), peer, False, len(frame.envs)))
+        if not frame.more:
+            effects += self._catch_up(self.catchup.answer_ended(peer.device, now))
+        return effects
+
     def refused(self, peer: Peer, error: ProtocolError) -> list[RoomEffect]:
         """A frame from `peer` that did not parse."""
         return [Refuse(peer, error.code, str(error))]
-
-    def _receive(self, raws: Sequence[Envelope], peer: Peer, live: bool, now_ms: int,
-                 effects: list[RoomEffect]) -> None:
-        good = self.verify_all(raws, peer, now_ms, effects)
-        effects.append(Store(tuple(good), peer, live, len(raws)))
 
     def stored(self, store: Store, fresh: Sequence[Envelope], now: float) -> list[RoomEffect]:
         """What follows a `Store` the agent committed: `fresh` are the envelopes new to the log."""
