@@ -149,17 +149,23 @@ def run(messages: int, uploaders: int, work: Path, profile: Path | None = None) 
         verify_s, batch_s = verify_floors(accounts[0], room, total)
         profiles: dict[str, list[str]] = {}
 
-        def timed(agent: AgentProcess, count: int, name: str) -> float:
-            sampler = None if profile is None else Sampler(agent.pid, profile / f"{name}.txt")
-            cpu = _cpu_seconds(agent.pid)
+        def timed(agent: AgentProcess, count: int, name: str,
+                  sender: AgentProcess | None = None) -> float:
+            watched = {name: agent}
+            if sender is not None:
+                watched[f"{name}, the agent sending"] = sender
+            samplers = {} if profile is None else {
+                label: Sampler(a.pid, profile / f"{label}.txt") for label, a in watched.items()}
+            cpu = {label: _cpu_seconds(a.pid) for label, a in watched.items()}
             try:
                 seconds = time_to_hold(agent, room, count, timeout=600)
             finally:
-                if sampler is not None:
+                for sampler in samplers.values():
                     sampler.stop()
-            if sampler is not None:
-                profiles[name] = summary_table(read_collapsed(sampler.out), total,
-                                               _cpu_seconds(agent.pid) - cpu, rows=10)
+            for label, sampler in samplers.items():
+                profiles[label] = summary_table(read_collapsed(sampler.out), total,
+                                                _cpu_seconds(watched[label].pid) - cpu[label],
+                                                rows=10)
             return seconds
 
         def agent(name: str) -> AgentProcess:
@@ -183,7 +189,7 @@ def run(messages: int, uploaders: int, work: Path, profile: Path | None = None) 
         time_to_hold(first, room, 2 * total, timeout=600)
         server.kill()
         second.start()
-        from_peers = timed(second, 2 * total, "from the peers")
+        from_peers = timed(second, 2 * total, "from the peers", sender=first)
         print(f"-- from the peers: {total:,} missed in {from_peers:.2f} s", flush=True)
         return Result(total, seed_s, from_server, from_peers, read_s, verify_s, batch_s,
                       profiles)

@@ -10,7 +10,6 @@ else when the frames ahead of it are decided, so it is judged as it would be in 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -24,7 +23,9 @@ from .room_core import Peer, PendingChecks
 if TYPE_CHECKING:
     from .agent import Agent
 
-log = logging.getLogger("gibberish.agent")
+APART_FROM = PARALLEL_FROM // 2
+"""Sync batches of at least this many envelopes are checked off the loop: handing one to a
+thread costs about as much as checking one signature."""
 
 
 @dataclass
@@ -36,7 +37,7 @@ class _Waiting:
     @property
     def apart(self) -> bool:
         """Whether this frame's signatures are checked apart from the loop."""
-        return isinstance(self.frame, BatchFrame) and len(self.frame.envs) >= PARALLEL_FROM
+        return isinstance(self.frame, BatchFrame) and len(self.frame.envs) >= APART_FROM
 
 
 class PeerBatches:
