@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "## Signature checks (`bench/verify.py`)",
         "",
-        f"{machine('cryptography', 'pynacl')}; {cores} cores; {args.messages} messages of "
+        f"{machine('cryptography', 'pynacl')}; {args.messages} messages of "
         f"about 100 characters from 4 devices, batches of {args.batch}, best of "
         f"{args.rounds} interleaved rounds; 1-minute load average {os.getloadavg()[0]:.1f} "
         "(other work shares the machine, so compare the ratios).",
