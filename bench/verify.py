@@ -10,7 +10,9 @@ Side by side, interleaved in one process so the ratios hold on a noisy machine:
 - `verify_envelopes` over a batch: the same checks spread over a thread pool, libsodium
   releasing the GIL;
 - a process pool (one process per core) checking the batch's signatures with libsodium, the
-  envelopes' bytes sent to it.
+  envelopes' bytes sent to it;
+- the last two again beside a thread busy with Python, as the agent's event loop is while it
+  catches up.
 
     .venv/bin/python -m bench.verify [--messages 6000] [--batch 500] [--rounds 5] [--no-write]
 """
@@ -18,7 +20,9 @@ Side by side, interleaved in one process so the ratios hold on a noisy machine:
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -63,6 +67,27 @@ def batched(pool: ThreadPoolExecutor) -> Callable[[Pairs], int]:
     def check(pairs: Pairs) -> int:
         return sum(p is None for p in verify_envelopes(pairs, pool))
     return check
+
+
+def beside_busy_python(check: Callable[[Pairs], int]) -> Callable[[Pairs], int]:
+    """`check` while another thread runs Python non-stop, as the agent's event loop does
+    during a catch-up: each libsodium call gives the GIL up and must win it back."""
+    def checked(pairs: Pairs) -> int:
+        done = threading.Event()
+
+        def busy() -> None:
+            line = {"t": "batch", "envs": list(range(40))}
+            while not done.is_set():
+                json.dumps(line)
+
+        other = threading.Thread(target=busy)
+        other.start()
+        try:
+            return check(pairs)
+        finally:
+            done.set()
+            other.join()
+    return checked
 
 
 def _libsodium_chunk(items: list[tuple[bytes, bytes, bytes]]) -> int:
@@ -116,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             f"`verify_envelopes` (libsodium), its thread + {cores} in a pool, by batch":
                 batched(threads),
             f"libsodium in {cores} processes, by batch": process_pool(processes, cores),
+            f"`verify_envelopes` (libsodium), its thread + {cores} in a pool, beside a thread "
+            "busy with Python": beside_busy_python(batched(threads)),
+            f"libsodium in {cores} processes, beside a thread busy with Python":
+                beside_busy_python(process_pool(processes, cores)),
         }
         best = dict.fromkeys(ways, 0.0)
         for _ in range(args.rounds):
@@ -137,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         "The catch-up paths (server history pages, peer batches) and the server's uploads use "
         "`verify_envelopes`: libsodium releases the GIL, so threads share the work without "
         "copying the envelopes to other processes; OpenSSL still decides every refusal "
-        "(protocol/keys.py).",
+        "(protocol/keys.py). The last two rows show its limit: beside a thread that runs "
+        "Python without pause (the agent's event loop while it catches up), a checking thread "
+        "gives the GIL up at every signature and waits to win it back, where processes do "
+        "not wait.",
     ]
     print("\n".join(lines))
     if not args.no_write:
