@@ -154,14 +154,16 @@ def report(results: list[Result], args: argparse.Namespace, load: float) -> str:
         "Baseline: the same rows inserted into the same table by plain SQLAlchemy Core, "
         f"{MAX_BATCH} rows per transaction, in the same run. Machine: "
         f"{machine('Flask-SocketIO', 'python-socketio', 'SQLAlchemy', 'psycopg', 'gunicorn')}"
-        f", cryptography {version('cryptography')}; 1-minute load average {load:.1f} at the "
+        f", cryptography {version('cryptography')}, PyNaCl {version('pynacl')}; 1-minute load "
+        f"average {load:.1f} at the "
         "start (other work on the machine).",
         "",
         *rows,
         "",
         "What limits it: the server process is CPU-bound (the CPU column; more than one core "
         "when the GIL is released in Ed25519, SQLite or psycopg). Per envelope it spends the "
-        "CPU time in the table: about 70 µs verifying the Ed25519 signature (cryptography), "
+        "CPU time in the table: about 55 µs verifying the Ed25519 signature (libsodium, a "
+        "batch's checks spread over a thread per core; OpenSSL confirming any refusal), "
         "the rest in Socket.IO decoding, validation (pydantic, the envelope's own checks), "
         "the insert and the acknowledgement. On this 2-core machine the uploading clients and "
         "PostgreSQL run on the same two cores, so PostgreSQL's figure is the lower one. A "

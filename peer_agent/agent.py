@@ -29,6 +29,7 @@ from protocol.sync import keys_frames_for
 from . import ui_state
 from .mesh import LinkState, PeerInfo
 from .outbox import Outbox
+from .peer_batches import PeerBatches
 from .reach import Reach
 from .receipts import Receipts
 from .records import PathJournal, Timeline
@@ -94,8 +95,9 @@ class Agent:
         # What to decide in this room (protocol/catchup.py inside); woken when it may be due
         # sooner.
         self.core = RoomCore(self.room, self.key.device_id, self.store,
-                             CatchUp(interval=config.sync_interval))
+                             CatchUp(interval=config.sync_interval), device.verify_pool)
         self._catchup_wake = asyncio.Event()
+        self.batches = PeerBatches(self)
         self.server = RoomServer(self)
         self.client = self.server.client
         self.mesh = RoomMesh(device, room, self.on_peer_link)
@@ -212,7 +214,8 @@ class Agent:
         """A frame of this room from a data channel (parsed once by the device): decided by
         the core, its effects run."""
         peer = Peer(info.user, info.device)
-        self._run(self.core.frame(peer, frame, time.monotonic(), int(time.time() * 1000)))
+        if not self.batches.take(peer, frame):  # a large sync batch is checked off the loop
+            self._run(self.core.frame(peer, frame, time.monotonic(), int(time.time() * 1000)))
 
     def refuse_unparsed(self, info: PeerInfo, error: ProtocolError) -> None:
         """A frame from a device of this room that did not parse."""

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,9 @@ class Device:
         self.user = config.username
         self.store = LocalLog(config.data_dir / LOG_FILE)
         self.group_sync = GroupSync(self.store)
+        # Checks catch-up batches' signatures beside the event loop's thread (room_core.py).
+        self.verify_pool = ThreadPoolExecutor(len(os.sched_getaffinity(0)),
+                                              thread_name_prefix="ed25519")
         self.rooms: dict[str, Agent] = {}
         self.refused: Counter[str] = Counter()
         self.unread: dict[str, int] = {}
@@ -134,6 +139,7 @@ class Device:
         await self.signaling.close()
         await self.ui.close()
         await self.group_sync.close()
+        self.verify_pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 
     def _save_rooms(self) -> None:

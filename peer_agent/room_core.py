@@ -22,10 +22,17 @@ seconds for the catch-up rules, `now_ms` since the epoch for the Lamport horizon
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from protocol import Envelope, ProtocolError, VersionVector, check_lamport_horizon
+from protocol import (
+    Envelope,
+    ProtocolError,
+    VersionVector,
+    check_lamport_horizon,
+    verify_envelopes,
+)
 from protocol.catchup import CatchUp, Pull, SendDigest
 from protocol.catchup import Effect as CatchUpEffect
 from protocol.channel import (
@@ -63,7 +70,8 @@ from .room_effects import (
 )
 
 __all__ = [
-    "RECENTLY_VERIFIED", "Broadcast", "Delivery", "Event", "LogView", "Peer", "Record",
+    "RECENTLY_VERIFIED", "Broadcast", "Delivery", "Event", "LogView", "Peer", "PendingChecks",
+    "Record",
     "RefreshKeys", "Refuse", "RelaySignal", "RememberKeys", "RoomCore", "RoomEffect", "Send",
     "SendKeys", "SendMissing", "Show", "ShowDelivery", "StateChanged", "Store", "UnknownAuthor",
     "UnknownDevice", "Upload",
@@ -78,7 +86,7 @@ class LogView(Protocol):
     """What the core reads of the local log (`peer_agent.log.LocalLog` is one)."""
 
     def key_for(self, device: str) -> tuple[str, str] | None: ...
-    def holds(self, env: Envelope) -> bool: ...
+    def holds_each(self, envs: Sequence[Envelope]) -> list[bool]: ...
     def vector(self, room: str) -> VersionVector: ...
     def gaps(self, room: str) -> Mapping[str, Sequence[int]]: ...
 
@@ -103,14 +111,27 @@ class Delivery:
     server: bool = False
 
 
+@dataclass
+class PendingChecks:
+    """A batch halfway through `RoomCore.verify_all`: what was decided (`outcomes`), and the
+    (envelope, key) `pairs` whose signatures are still to check, at the positions `placed`."""
+
+    outcomes: list[Envelope | ProtocolError]
+    pairs: list[tuple[Envelope, str]] = field(default_factory=list)
+    placed: list[int] = field(default_factory=list)
+
+
 class RoomCore:
     """One device in one room: decides, the caller does."""
 
-    def __init__(self, room: str, device: str, log: LogView, catchup: CatchUp) -> None:
+    def __init__(self, room: str, device: str, log: LogView, catchup: CatchUp,
+                 verify_pool: Executor | None = None) -> None:
         self.room = room
         self.device = device
         self.log = log
         self.catchup = catchup
+        # Threads that check a batch's signatures beside ours (protocol.verify_envelopes).
+        self.verify_pool = verify_pool
         self.delivery: dict[str, Delivery] = {}
         # What each linked peer last reported of its own data channels (protocol/links.py).
         self.reported: dict[str, tuple[LinkReport, ...]] = {}
@@ -124,42 +145,89 @@ class RoomCore:
         author's, within the Lamport horizon. Raises ProtocolError (UnknownDevice when the key
         is not known yet) saying why not."""
         env = raw if isinstance(raw, Envelope) else Envelope.from_dict(raw)
-        if env.room != self.room:
-            raise ProtocolError(f"message for room {env.room!r}, not {self.room!r}")
-        known = self.log.key_for(env.device)
-        if known is None:
-            raise UnknownDevice(f"unknown device {env.device}; keys are being refreshed")
-        user, public_key = known
-        if user != env.author:
-            raise UnknownAuthor(f"device {env.device} belongs to {user!r}, not {env.author!r}")
-        env.verify(public_key)
+        env.verify(self._author_key(env, {}))
         check_lamport_horizon(env, now_ms)
         return env
 
     def verify_all(self, raws: Iterable[Envelope | object], origin: Peer | None, now_ms: int,
                    effects: list[RoomEffect]) -> list[Envelope]:
-        """The envelopes that pass `verify`; each one refused adds its effects.
+        """The envelopes that pass `verify`, in order; each one refused adds its effects.
 
-        An envelope equal (signature included) to one verified recently or held in the log
-        passed `verify` before and is taken as it is: the log keeps only verified envelopes,
-        so its copy vouches for this one."""
-        good: list[Envelope] = []
-        asked = False
+        One equal (signature included) to one verified recently or held in the log is taken
+        as it is: the log keeps only verified envelopes. The rest are checked together: the
+        log asked once what it holds and once per device for its key, the signatures spread
+        over the cores (`verify_envelopes`). A caller may check the signatures apart, going
+        on meanwhile: `to_check`, then `settle` with `verify_envelopes(pending.pairs)`."""
+        pending = self.to_check(raws)
+        return self.settle(pending, verify_envelopes(pending.pairs, self.verify_pool), origin,
+                           now_ms, effects)
+
+    def to_check(self, raws: Iterable[Envelope | object]) -> PendingChecks:
+        """The first half of `verify_all`: everything but the signatures, which are listed
+        (`pairs`) for the caller to check."""
+        outcomes: list[Envelope | ProtocolError] = []
         for raw in raws:
             try:
-                env = raw if isinstance(raw, Envelope) else Envelope.from_dict(raw)
-                if env.room == self.room and (self._verified.get(env.id) == env
-                                              or self.log.holds(env)):
-                    good.append(env)
-                    continue
-                good.append(self.verify(env, now_ms))
+                outcomes.append(raw if isinstance(raw, Envelope) else Envelope.from_dict(raw))
+            except ProtocolError as exc:
+                outcomes.append(exc)
+        recent = {i for i, env in enumerate(outcomes) if isinstance(env, Envelope)
+                  and env.room == self.room and self._verified.get(env.id) == env}
+        asking = [(i, env) for i, env in enumerate(outcomes) if isinstance(env, Envelope)
+                  and env.room == self.room and i not in recent]
+        held = self.log.holds_each([env for _, env in asking]) if asking else []
+        taken = recent | {i for (i, _), holds in zip(asking, held, strict=True) if holds}
+        keys: dict[str, tuple[str, str] | None] = {}
+        pending = PendingChecks(outcomes)
+        for i, env in enumerate(outcomes):
+            if not isinstance(env, Envelope) or i in taken:
+                continue
+            try:
+                pending.pairs.append((env, self._author_key(env, keys)))
+                pending.placed.append(i)
+            except ProtocolError as exc:
+                outcomes[i] = exc
+        return pending
+
+    def settle(self, pending: PendingChecks, problems: Sequence[ProtocolError | None],
+               origin: Peer | None, now_ms: int, effects: list[RoomEffect]) -> list[Envelope]:
+        """The second half of `verify_all`, given what `verify_envelopes(pending.pairs)`
+        found: the envelopes taken, in order; each one refused adds its effects."""
+        outcomes = pending.outcomes
+        for i, (env, _), problem in zip(pending.placed, pending.pairs, problems, strict=True):
+            try:
+                if problem is not None:
+                    raise problem
+                check_lamport_horizon(env, now_ms)
                 self._remember_verified(env)
             except ProtocolError as exc:
-                if isinstance(exc, UnknownDevice) and not asked:
-                    effects.append(RefreshKeys())
-                    asked = True
-                effects.append(Refuse(origin, exc.code, str(exc), what="message"))
+                outcomes[i] = exc
+        good: list[Envelope] = []
+        asked = False
+        for outcome in outcomes:
+            if isinstance(outcome, Envelope):
+                good.append(outcome)
+                continue
+            if isinstance(outcome, UnknownDevice) and not asked:
+                effects.append(RefreshKeys())
+                asked = True
+            effects.append(Refuse(origin, outcome.code, str(outcome), what="message"))
         return good
+
+    def _author_key(self, env: Envelope, keys: dict[str, tuple[str, str] | None]) -> str:
+        """The public key to check `env` with, read once per device into `keys`: raises
+        ProtocolError unless it is for this room and its device is known as its author's."""
+        if env.room != self.room:
+            raise ProtocolError(f"message for room {env.room!r}, not {self.room!r}")
+        if env.device not in keys:
+            keys[env.device] = self.log.key_for(env.device)
+        known = keys[env.device]
+        if known is None:
+            raise UnknownDevice(f"unknown device {env.device}; keys are being refreshed")
+        user, public_key = known
+        if user != env.author:
+            raise UnknownAuthor(f"device {env.device} belongs to {user!r}, not {env.author!r}")
+        return public_key
 
     def _remember_verified(self, env: Envelope) -> None:
         self._verified.pop(env.id, None)
@@ -173,11 +241,12 @@ class RoomCore:
         """React to one frame parsed from `peer`'s data channel."""
         effects: list[RoomEffect] = []
         if isinstance(frame, MsgFrame):
-            self._receive([frame.env], peer, True, now_ms, effects)
+            good = self.verify_all([frame.env], peer, now_ms, effects)
+            effects.append(Store(tuple(good), peer, True, 1))
         elif isinstance(frame, BatchFrame):
-            self._receive(frame.envs, peer, False, now_ms, effects)
-            if not frame.more:
-                effects += self._catch_up(self.catchup.answer_ended(peer.device, now))
+            pending = self.to_check(frame.envs)
+            return self.checked_batch(peer, frame, pending, verify_envelopes(
+                pending.pairs, self.verify_pool), now, now_ms)
         elif isinstance(frame, VectorFrame):
             effects.append(SendMissing(peer.device, frame.vector))
             effects += self._catch_up(self.catchup.vector_received(
@@ -201,14 +270,19 @@ class RoomCore:
         # Ping and pong belong to the mesh, which answers them before frames reach the core.
         return effects
 
+    def checked_batch(self, peer: Peer, frame: BatchFrame, pending: PendingChecks, problems:
+                      Sequence[ProtocolError | None], now: float, now_ms: int) -> list[RoomEffect]:
+        """`frame` for a sync batch whose signatures were checked apart (`to_check`)."""
+        effects: list[RoomEffect] = []
+        good = self.settle(pending, problems, peer, now_ms, effects)
+        effects.append(Store(tuple(good), peer, False, len(frame.envs)))
+        if not frame.more:
+            effects += self._catch_up(self.catchup.answer_ended(peer.device, now))
+        return effects
+
     def refused(self, peer: Peer, error: ProtocolError) -> list[RoomEffect]:
         """A frame from `peer` that did not parse."""
         return [Refuse(peer, error.code, str(error))]
-
-    def _receive(self, raws: Sequence[Envelope], peer: Peer, live: bool, now_ms: int,
-                 effects: list[RoomEffect]) -> None:
-        good = self.verify_all(raws, peer, now_ms, effects)
-        effects.append(Store(tuple(good), peer, live, len(raws)))
 
     def stored(self, store: Store, fresh: Sequence[Envelope], now: float) -> list[RoomEffect]:
         """What follows a `Store` the agent committed: `fresh` are the envelopes new to the log."""

@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from protocol import BadSignature, verify_envelopes
 from protocol.roster import kept_on_join
 
 from .mesh import LinkState, PeerInfo
-from .room_core import RoomEffect, Store
+from .room_core import PendingChecks, RoomEffect, Store
 from .room_signaling import RoomSignaling
 from .signaling_client import SignInError
 
@@ -257,33 +259,52 @@ class RoomServer:
 
     async def catch_up(self) -> None:
         """Read the server's history after the last cursor seen, verified like any message.
-        The next page is asked for before this one is verified and stored, so the server
-        reads it while the agent works."""
+        Three pages are under way at once: the server reads the next one, worker threads check
+        this one's signatures (`RoomCore.to_check`, `verify_envelopes`), and the event loop
+        stores the one before meanwhile."""
         after = self.agent.store.server_cursor(self.agent.room)
         fetch = asyncio.ensure_future(self.agent.client.history(after))
+        checking: _Page | None = None
         try:
             while True:
                 try:
                     rows, last = await fetch
                 except (SignInError, OSError) as exc:
                     log.info("history catch-up stopped: %s", exc)
-                    return
+                    break
                 more = bool(rows) and last != after
                 if more:
                     fetch = asyncio.ensure_future(self.agent.client.history(last))
                     await asyncio.sleep(0)  # the request goes out before the page is taken
-                self._take_history(rows, last)
+                page = self._check(rows, last)
+                if checking is not None:
+                    await self._take_history(checking)
+                checking = page
                 if not more:
-                    return
+                    break
                 after = last
+            if checking is not None:
+                await self._take_history(checking)
+                checking = None
         finally:
             fetch.cancel()
+            if checking is not None:
+                checking.signatures.cancel()
 
-    def _take_history(self, rows: list[dict[str, Any]], last: int) -> None:
+    def _check(self, rows: list[dict[str, Any]], last: int) -> _Page:
+        """A page's signatures sent to worker threads, all else checked now."""
+        core = self.agent.core
+        pending = core.to_check(_envelope_fields(row) for row in rows)
+        signatures = asyncio.ensure_future(asyncio.to_thread(
+            verify_envelopes, pending.pairs, core.verify_pool))
+        return _Page(rows, last, pending, signatures)
+
+    async def _take_history(self, page: _Page) -> None:
         """One page of the server's history: verified, stored, recorded, cursor moved."""
+        rows, last = page.rows, page.last
         effects: list[RoomEffect] = []
-        envelopes = self.agent.core.verify_all((_envelope_fields(row) for row in rows), None,
-                                               int(time.time() * 1000), effects)
+        envelopes = self.agent.core.settle(page.pending, await page.signatures, None,
+                                           int(time.time() * 1000), effects)
         by_id = {f"{row['device']}:{row['seq']}": int(row["cursor"]) for row in rows}
         cursors = {env.id: by_id[env.id] for env in envelopes}
         self.agent._run(effects)
@@ -301,6 +322,16 @@ class RoomServer:
                 f"{len(fresh)} new", count=len(rows), fresh=len(fresh))
         self.agent.store.mark_known_by_server(self.agent.room, cursors)
         self.agent.store.set_server_cursor(self.agent.room, last)
+
+
+@dataclass
+class _Page:
+    """A page of the server's history whose signatures are being checked."""
+
+    rows: list[dict[str, Any]]
+    last: int
+    pending: PendingChecks
+    signatures: asyncio.Future[list[BadSignature | None]]
 
 
 def _envelope_fields(row: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from .envelope import (
     display_sorted,
     lamport_horizon,
     next_lamport,
+    verify_envelopes,
 )
 from .errors import (
     BadSignature,
@@ -23,9 +24,11 @@ from .errors import (
 )
 from .frames import encode_frame, parse_frame
 from .keys import (
+    PARALLEL_FROM,
     DeviceKey,
     b64decode,
     b64encode,
+    check_signatures,
     device_id_for,
     load_public_key,
     verify_signature,
@@ -76,12 +79,14 @@ __all__ = [
     "InvalidName",
     "LamportAhead",
     "MessageLog",
+    "PARALLEL_FROM",
     "ProtocolError",
     "VersionVector",
     "b64decode",
     "b64encode",
     "canonical_bytes",
     "check_lamport_horizon",
+    "check_signatures",
     "device_id_for",
     "display_sorted",
     "encode_frame",
@@ -94,5 +99,6 @@ __all__ = [
     "normalize_username",
     "parse_frame",
     "vector_of",
+    "verify_envelopes",
     "verify_signature",
 ]

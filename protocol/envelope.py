@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from .canonical import ENVELOPE_DOMAIN, canonical_bytes
 from .errors import BadSignature, InvalidEnvelope, LamportAhead
@@ -16,8 +16,8 @@ from .keys import (
     DeviceKey,
     b64decode,
     b64encode,
+    check_signatures,
     public_key_and_device,
-    verify_signature,
 )
 from .limits import (
     LAMPORT_LEAD_MS,
@@ -28,6 +28,9 @@ from .limits import (
     MAX_TS,
 )
 from .names import is_normalized_room, is_normalized_username
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
 FIELDS = ("room", "author", "device", "seq", "lamport", "ts", "text", "sig")
 """The keys of an envelope on the wire, exactly these and no others."""
@@ -155,23 +158,45 @@ class Envelope:
 
     def verify(self, public_key_b64: str) -> None:
         """Raise BadSignature unless the key is this envelope's device key and signed it."""
-        try:
-            _, key_device = public_key_and_device(public_key_b64)
-        except InvalidEnvelope as exc:
-            raise BadSignature(f"cannot check envelope {self.id}: {exc}") from exc
-        if key_device != self.device:
-            raise BadSignature(
-                f"envelope {self.id} claims device {self.device}, "
-                f"but the key given belongs to device {key_device}"
-            )
-        try:
-            verify_signature(public_key_b64, b64decode(self.sig), self.signed_bytes())
-        except BadSignature as exc:
-            raise BadSignature(f"envelope {self.id} has a bad signature: {exc}") from exc
+        problem = verify_envelopes([(self, public_key_b64)])[0]
+        if problem is not None:
+            raise problem
 
     def same_content(self, other: Envelope) -> bool:
         """Tell whether `other` is the very same envelope, every field equal, signature included."""
         return self == other
+
+
+def verify_envelopes(pairs: Sequence[tuple[Envelope, str]],
+                     pool: Executor | None = None) -> list[BadSignature | None]:
+    """`Envelope.verify` for many envelopes at once, each with its public key: for each, None
+    if it verified, else the BadSignature `verify` raises. With a thread `pool` the signature
+    checks of a large batch run on every core (`check_signatures`); the answers come in the
+    order asked."""
+    problems: list[BadSignature | None] = [None] * len(pairs)
+    checks: list[tuple[str, bytes, bytes]] = []
+    checked: list[int] = []
+    for i, (env, public_key_b64) in enumerate(pairs):
+        try:
+            _, key_device = public_key_and_device(public_key_b64)
+        except InvalidEnvelope as exc:
+            problems[i] = BadSignature(f"cannot check envelope {env.id}: {exc}")
+            continue
+        if key_device != env.device:
+            problems[i] = BadSignature(
+                f"envelope {env.id} claims device {env.device}, "
+                f"but the key given belongs to device {key_device}"
+            )
+            continue
+        checks.append((public_key_b64, b64decode(env.sig), env.signed_bytes()))
+        checked.append(i)
+    for i, problem in zip(checked, check_signatures(checks, pool), strict=True):
+        if problem is not None:
+            env = pairs[i][0]
+            bad = BadSignature(f"envelope {env.id} has a bad signature: {problem}")
+            bad.__cause__ = problem
+            problems[i] = bad
+    return problems
 
 
 def display_sorted(envelopes: Iterable[Envelope]) -> list[Envelope]:

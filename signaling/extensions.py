@@ -1,5 +1,8 @@
 """Flask extensions, created unbound at import time and bound to an app in `create_app`."""
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
@@ -20,6 +23,9 @@ csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 # Threading mode with simple-websocket: see README ("Why not eventlet").
 socketio = SocketIO()
+# Checks an upload batch's signatures beside the request's thread (protocol.verify_envelopes);
+# its threads start on first use, so a forking server starts them in each worker.
+verify_pool = ThreadPoolExecutor(len(os.sched_getaffinity(0)), thread_name_prefix="ed25519")
 
 
 def rollback_quietly() -> None:

@@ -88,3 +88,37 @@ def test_forged_replayed_and_malformed_frames_are_dropped_and_the_channel_stays_
             await rogue.close()
 
     run(body, timeout=60)
+
+
+def test_a_forged_envelope_in_a_sync_batch_is_refused_and_the_rest_stored(
+        server: ServerProcess, alice: AgentProcess) -> None:
+    # 40 envelopes: checked off the event loop and spread over the verify pool
+    # (peer_batches.py); the live message sent right after is decided after the batch.
+    alice_device = alice.state()["device"]
+
+    async def body() -> None:
+        rogue = RoguePeer(server.url, _room_of(alice), unique_name("rogue"))
+        await rogue.start()
+        try:
+            await wait_until(lambda: rogue.connected_to(alice_device), timeout=30,
+                             message="rogue's channel to alice")
+            batch = [rogue.envelope(f"line {n}", lamport=n).to_dict() for n in range(1, 41)]
+            batch[17] = {**batch[17], "text": "altered line"}
+            rogue.send_raw(alice_device, {"t": "batch", "envs": batch, "more": False})
+            after = rogue.envelope("right after the batch", lamport=41)
+            rogue.send_raw(alice_device, {"t": "msg", "env": after.to_dict()})
+
+            def texts() -> list[str]:
+                return alice.texts()
+
+            await wait_until(lambda: "right after the batch" in texts(), timeout=15,
+                             message="the live message after the batch")
+            seen = await asyncio.to_thread(texts)
+            assert seen == [f"line {n}" for n in range(1, 41) if n != 18] + [
+                "right after the batch"]
+            state = await asyncio.to_thread(alice.state)
+            assert state["refused"].get("bad_signature") == 1, state["refused"]
+        finally:
+            await rogue.close()
+
+    run(body, timeout=60)

@@ -183,6 +183,17 @@ def test_holds_answers_only_for_the_very_envelope_held(log: LocalLog) -> None:
     assert not log.holds(Envelope.from_dict(dict(env.to_dict(), room="kitchen")))
 
 
+def test_holds_each_answers_like_holds_for_a_whole_page(log: LocalLog) -> None:
+    held = [envelope(BOB, seq) for seq in range(1, 701)]
+    log.add_many(held, peer_origin(BOB))
+    asked = [*held[::2], envelope(BOB, 701), held[3],
+             Envelope.from_dict(dict(held[5].to_dict(), text="altered")),
+             Envelope.from_dict(dict(held[6].to_dict(), room="kitchen"))]
+    assert log.holds_each(asked) == [log.holds(env) for env in asked]
+    assert log.holds_each(asked) == [True] * 350 + [False, True, False, False]
+    assert log.holds_each([]) == []
+
+
 def test_add_many_skips_conflicts_and_returns_only_new_envelopes(log: LocalLog) -> None:
     log.add(envelope(BOB, 2, text="first"), peer_origin(BOB))
     batch = [envelope(BOB, 1), envelope(BOB, 2, text="rival"), envelope(BOB, 2, text="first"),

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -24,9 +25,9 @@ from peer_agent.room_core import (
     ShowDelivery,
     Store,
 )
-from protocol import DeviceKey, Envelope, ProtocolError, VersionVector
+from protocol import MAX_BATCH, DeviceKey, Envelope, ProtocolError, VersionVector
 from protocol.catchup import CatchUp
-from protocol.channel import AckFrame, MsgFrame, VectorFrame, parse_channel_frame
+from protocol.channel import AckFrame, BatchFrame, MsgFrame, VectorFrame, parse_channel_frame
 from protocol.limits import LAMPORT_LEAD_MS
 from tests.helpers import ROOT
 
@@ -46,8 +47,8 @@ class DictLog:
     def key_for(self, device: str) -> tuple[str, str] | None:
         return self.keys.get(device)
 
-    def holds(self, env: Envelope) -> bool:
-        return self.held.get(env.id) == env
+    def holds_each(self, envs: Sequence[Envelope]) -> list[bool]:
+        return [self.held.get(env.id) == env for env in envs]
 
     def vector(self, room: str) -> VersionVector:
         return VersionVector(self.seqs)
@@ -137,6 +138,41 @@ def test_a_message_arriving_by_several_paths_at_once_is_verified_once() -> None:
     effects: list[RoomEffect] = []
     assert core.verify_all([forged], None, NOW_MS, effects) == []
     assert [type(e) for e in effects] == [RefreshKeys, Refuse]
+
+
+def test_a_forged_envelope_in_a_sync_batch_is_refused_and_the_rest_stored() -> None:
+    core, log, bob, peer = setup()
+    core.verify_pool = ThreadPoolExecutor(2)
+    envs = [envelope(bob, seq=n, lamport=n, text=f"message {n}") for n in range(1, MAX_BATCH + 1)]
+    envs[40] = Envelope.from_dict(dict(envs[40].to_dict(), text="altered"))
+    log.held[envs[7].id] = envs[7]
+    effects = core.frame(peer, BatchFrame(tuple(envs), more=True), 0.0, NOW_MS)
+    refused = [e for e in effects if isinstance(e, Refuse)]
+    assert [(e.code, envs[40].id in e.reason) for e in refused] == [("bad_signature", True)]
+    assert effects[-1] == Store(tuple(envs[:40] + envs[41:]), peer, False, MAX_BATCH)
+    core.verify_pool.shutdown()
+
+
+def test_a_batch_asks_the_log_once_per_device_and_once_for_what_it_holds() -> None:
+    core, log, bob, peer = setup()
+    asked: list[str] = []
+
+    class CountingLog(DictLog):
+        def key_for(self, device: str) -> tuple[str, str] | None:
+            asked.append(f"key {device}")
+            return super().key_for(device)
+
+        def holds_each(self, envs: Sequence[Envelope]) -> list[bool]:
+            asked.append(f"holds {len(envs)}")
+            return super().holds_each(envs)
+
+    counting = CountingLog()
+    counting.keys = log.keys
+    core.log = counting
+    batch = tuple(envelope(bob, seq=n, lamport=n) for n in range(1, MAX_BATCH + 1))
+    assert core.frame(peer, BatchFrame(batch, more=True), 0.0, NOW_MS)[-1] == Store(
+        batch, peer, False, MAX_BATCH)
+    assert asked == [f"holds {MAX_BATCH}", f"key {bob.device_id}"]
 
 
 def test_an_impostor_of_another_user_is_refused() -> None:
