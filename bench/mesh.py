@@ -24,6 +24,7 @@ from pathlib import Path
 from bench.mesh_baseline import BareResult, measure_bare
 from bench.mesh_profile import Sampler, py_spy, read_collapsed, summary_table
 from bench.mesh_room import Room, cpu_seconds, running_room
+from bench.mesh_trace import step_table, trace_env
 from bench.report import machine, percentile, write_section
 
 GOALS = {4: 1000.0, 8: 400.0}  # room-wide msgs/s the issue asks for, by room size
@@ -44,6 +45,7 @@ class RoomResult:
     server_cpu: float
     bare: BareResult
     profile: list[str] | None = None
+    steps: list[str] | None = None  # where an idle message's time goes (--trace)
 
     @property
     def rate(self) -> float:
@@ -63,6 +65,9 @@ async def _drive(room: Room, args: argparse.Namespace, messages: int, pids: list
                  server_pid: int, profile_to: Path | None,
                  ) -> tuple[list[float], float, list[float], list[float], float, list[str] | None]:
     idle = await room.idle(args.idle, args.senders)
+    if args.trace:
+        room.steps = step_table(Path(os.environ["GIBBERISH_TRACE_DIR"]), pids, room.watch,
+                                room.idle_texts)
     before = [cpu_seconds(p) for p in pids]
     server_before = cpu_seconds(server_pid)
     seconds, loaded = await room.load(args.senders, messages)
@@ -84,6 +89,9 @@ async def _drive(room: Room, args: argparse.Namespace, messages: int, pids: list
 
 def measure(work: Path, agents: int, messages: int, args: argparse.Namespace) -> RoomResult:
     bare = measure_bare(agents, args.senders, messages, args.idle)
+    if args.trace:
+        trace_env(Path(args.trace) / f"room{agents}")
+    steps: list[str] | None = None
     with running_room(work / f"room{agents}", agents) as (server, started):
         pids = [a.pid for a in started]
         profile_to = (Path(args.profile) / f"agent-{agents}-room.txt" if args.profile
@@ -91,12 +99,16 @@ def measure(work: Path, agents: int, messages: int, args: argparse.Namespace) ->
 
         async def run() -> tuple[list[float], float, list[float], list[float], float,
                                  list[str] | None]:
+            nonlocal steps
             async with Room(started) as room:
-                return await _drive(room, args, messages, pids, server.pid, profile_to)
+                try:
+                    return await _drive(room, args, messages, pids, server.pid, profile_to)
+                finally:
+                    steps = room.steps
 
         idle, seconds, loaded, cpu, server_cpu, profile = asyncio.run(run())
     return RoomResult(agents, args.senders, messages, seconds, loaded, idle, cpu, server_cpu,
-                      bare, profile)
+                      bare, profile, steps)
 
 
 def report(results: list[RoomResult], command: str) -> str:
@@ -149,6 +161,11 @@ def report(results: list[RoomResult], command: str) -> str:
         *idle,
     ]
     for r in results:
+        if r.steps is not None:
+            lines += ["", f"Where an idle message's time goes in the {r.agents}-agent room "
+                      "(--trace: each step's own time, medians over the idle messages and "
+                      "each receiver; the data channel row is the sender's send to the "
+                      "receiver's callback):", "", *r.steps]
         if r.profile is not None:
             lines += ["", f"Profile of the last agent of the {r.agents}-agent room "
                       f"({'also a sender' if r.agents <= r.senders else 'a receiver only'}) "
@@ -167,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="messages per sender, one per room size or one for all")
     parser.add_argument("--idle", type=int, default=200, help="idle one-way samples")
     parser.add_argument("--profile", metavar="DIR", help="also profile an agent (py-spy)")
+    parser.add_argument("--trace", metavar="DIR",
+                        help="agents write step times here; print where idle time goes")
     parser.add_argument("--smoke", action="store_true", help="a tiny run: 2 agents, seconds")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)

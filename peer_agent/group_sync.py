@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
+from . import trace
 from .log import LocalLog
 
 
@@ -26,6 +28,8 @@ class GroupSync:
         self._synced = 0  # how many of them an fsync covered
         self._waiting: list[tuple[int, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
+        # When tracing: the last fsync's times (asked for, begun in its thread, ended).
+        self.last_run = (0.0, 0.0, 0.0)
 
     def committed(self) -> None:
         """An own post was just committed without an fsync."""
@@ -53,7 +57,10 @@ class GroupSync:
             while self._waiting:
                 target = self._noted
                 try:
-                    await asyncio.to_thread(self._store.sync)
+                    if trace.ON:
+                        await self._traced_sync()
+                    else:
+                        await asyncio.to_thread(self._store.sync)
                 except Exception as exc:  # every waiter it covered hears of it
                     group = [w for n, w in self._waiting if n <= target]
                     self._waiting = [(n, w) for n, w in self._waiting if n > target]
@@ -73,6 +80,17 @@ class GroupSync:
             for _, waiter in self._waiting:  # cancelled: nobody syncs for them any more
                 waiter.cancel()
             self._waiting = []
+
+    async def _traced_sync(self) -> None:
+        asked = time.perf_counter()
+
+        def timed() -> tuple[float, float]:
+            begun = time.perf_counter()
+            self._store.sync()
+            return begun, time.perf_counter()
+
+        begun, ended = await asyncio.to_thread(timed)
+        self.last_run = (asked, begun, ended)
 
     async def close(self) -> None:
         """Wait for the fsync under way, if any (the log is closed after this)."""

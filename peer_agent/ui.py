@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +24,8 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from protocol.strict_json import InvalidJson, loads
+
+from . import trace
 
 log = logging.getLogger("gibberish.agent.ui")
 
@@ -101,6 +104,7 @@ class ChatUI:
         self._sockets: set[web.WebSocketResponse] = set()
         # Events posted in one turn of the event loop go out together (`post`).
         self._pending: list[str] = []
+        self._pending_ids: list[str] = []  # of the messages among them, when tracing
         self._flushing: asyncio.Task[None] | None = None
         self._flushed_at = float("-inf")
         self._runner: web.AppRunner | None = None
@@ -176,6 +180,8 @@ class ChatUI:
             request.query.get("room"), request.query.get("before"), limit))
 
     async def _post_message(self, request: web.Request) -> web.Response:
+        if trace.ON:
+            trace.request_started.set(time.perf_counter())
         body = await _json_body(request)
         message = await self.backend.post_message(_room_of(body), _text_of(body))
         return web.json_response({"message": message}, status=201)
@@ -248,6 +254,8 @@ class ChatUI:
         if not self._sockets:
             return
         self._pending.append(json.dumps(event))
+        if trace.ON and event.get("type") == "message":
+            self._pending_ids.append(event["message"]["id"])
         if self._flushing is None:
             self._flushing = asyncio.ensure_future(self._flush())
 
@@ -259,6 +267,9 @@ class ChatUI:
             pending, self._pending = self._pending, []
             if not pending:
                 return
+            traced, self._pending_ids = self._pending_ids, []
+            for message_id in traced:
+                trace.mark(message_id, "ui_flush")
             self._flushed_at = loop.time()
             data = (pending[0] if len(pending) == 1
                     else '{"type": "batch", "events": [' + ", ".join(pending) + "]}")
@@ -267,6 +278,8 @@ class ChatUI:
                     await ws.send_str(data)
                 except (ConnectionError, RuntimeError):
                     self._sockets.discard(ws)
+            for message_id in traced:
+                trace.mark(message_id, "ui_written")
         finally:
             self._flushing = None
             if self._pending:
