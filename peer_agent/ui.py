@@ -31,10 +31,14 @@ log = logging.getLogger("gibberish.agent.ui")
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 MAX_BODY = 64 * 1024
-# Live events leave at most this often (seconds): after a quiet spell at the end of the loop
-# turn that posted them, in a busy room with whatever came in the meantime. One frame per turn
-# was a WebSocket write per message received (a tenth of a busy agent's time).
+# Live events leave at the end of the loop turn that posted them while the frames of the last
+# moments stay within a budget: UI_FLUSH_BURST frames at once, refilled by one every
+# UI_FLUSH_INTERVAL seconds. In a busy room, beyond it, a frame waits for the budget and takes
+# whatever came in the meantime: one frame per turn was a WebSocket write per message received
+# (a tenth of a busy agent's time). So a lone message just after a delivery mark or a state
+# push (idle chat) leaves at once, and a busy room's frames are still UI_FLUSH_INTERVAL apart.
 UI_FLUSH_INTERVAL = 0.01
+UI_FLUSH_BURST = 3
 
 
 class ChatBackend(Protocol):
@@ -97,7 +101,8 @@ def _error(status: int, code: str, message: str) -> web.Response:
 class ChatUI:
     """The aiohttp application; `post(event)` queues a live event for every open page."""
 
-    def __init__(self, backend: ChatBackend, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, backend: ChatBackend, host: str = "127.0.0.1", port: int = 0, *,
+                 flush_interval: float = UI_FLUSH_INTERVAL) -> None:
         self.backend = backend
         self.host = host
         self.port = port
@@ -106,7 +111,9 @@ class ChatUI:
         self._pending: list[str] = []
         self._pending_ids: list[str] = []  # of the messages among them, when tracing
         self._flushing: asyncio.Task[None] | None = None
-        self._flushed_at = float("-inf")
+        self._flush_interval = flush_interval
+        self._budget = float(UI_FLUSH_BURST)  # frames that may leave now (UI_FLUSH_BURST)
+        self._budget_at = 0.0
         self._runner: web.AppRunner | None = None
         self.app = web.Application(middlewares=[self._same_origin, self._errors],
                                    client_max_size=MAX_BODY)
@@ -247,10 +254,10 @@ class ChatUI:
         return ws
 
     def post(self, event: dict[str, Any]) -> None:
-        """Queue a live event for every open page. The events of one loop turn (of
-        UI_FLUSH_INTERVAL, when busy) leave in one WebSocket frame: the event itself when it
-        is alone, else `{"type": "batch", "events": [...]}` in the order posted (a busy room
-        sends many, and each frame is a write to every socket)."""
+        """Queue a live event for every open page. The events of one loop turn (of a wait for
+        the frame budget, when busy: UI_FLUSH_BURST) leave in one WebSocket frame: the event
+        itself when it is alone, else `{"type": "batch", "events": [...]}` in the order posted
+        (a busy room sends many, and each frame is a write to every socket)."""
         if not self._sockets:
             return
         self._pending.append(json.dumps(event))
@@ -262,15 +269,15 @@ class ChatUI:
     async def _flush(self) -> None:
         try:
             # Let the rest of this turn's events join, and a busy spell's.
-            loop = asyncio.get_running_loop()
-            await asyncio.sleep(max(0.0, self._flushed_at + UI_FLUSH_INTERVAL - loop.time()))
+            await asyncio.sleep(max(0.0, (1.0 - self._refill()) * self._flush_interval))
             pending, self._pending = self._pending, []
             if not pending:
                 return
+            self._refill()
+            self._budget -= 1.0
             traced, self._pending_ids = self._pending_ids, []
             for message_id in traced:
                 trace.mark(message_id, "ui_flush")
-            self._flushed_at = loop.time()
             data = (pending[0] if len(pending) == 1
                     else '{"type": "batch", "events": [' + ", ".join(pending) + "]}")
             for ws in list(self._sockets):
@@ -284,6 +291,15 @@ class ChatUI:
             self._flushing = None
             if self._pending:
                 self._flushing = asyncio.ensure_future(self._flush())
+
+    def _refill(self) -> float:
+        """The frame budget now: one more per flush interval since it was last counted, at
+        most UI_FLUSH_BURST."""
+        now = asyncio.get_running_loop().time()
+        self._budget = min(float(UI_FLUSH_BURST),
+                           self._budget + (now - self._budget_at) / self._flush_interval)
+        self._budget_at = now
+        return self._budget
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
