@@ -30,6 +30,7 @@ class GroupSync:
         self._task: asyncio.Task[None] | None = None
         # When tracing: the last fsync's times (asked for, begun in its thread, ended).
         self.last_run = (0.0, 0.0, 0.0)
+        self._asked = 0.0
 
     def committed(self) -> None:
         """An own post was just committed without an fsync."""
@@ -49,18 +50,32 @@ class GroupSync:
             return waiter
         self._waiting.append((self._noted, waiter))
         if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
+            # The fsync is handed to its thread now, not from the task's first step: a lone
+            # post waits for nothing but its fsync.
+            self._task = asyncio.ensure_future(self._run(self._begin()))
         return waiter
 
-    async def _run(self) -> None:
+    def _begin(self) -> tuple[int, asyncio.Future[None]]:
+        """Start an fsync in a worker thread: it covers the own posts committed so far."""
+        if trace.ON:
+            self._asked = time.perf_counter()
+        return self._noted, asyncio.get_running_loop().run_in_executor(None, self._sync)
+
+    def _sync(self) -> None:
+        """The fsync, in the worker thread."""
+        begun = time.perf_counter() if trace.ON else 0.0
+        self._store.sync()
+        if trace.ON:
+            self.last_run = (self._asked, begun, time.perf_counter())
+
+    async def _run(self, first: tuple[int, asyncio.Future[None]]) -> None:
+        running: tuple[int, asyncio.Future[None]] | None = first
         try:
             while self._waiting:
-                target = self._noted
+                target, fsync = running or self._begin()
+                running = None
                 try:
-                    if trace.ON:
-                        await self._traced_sync()
-                    else:
-                        await asyncio.to_thread(self._store.sync)
+                    await fsync
                 except Exception as exc:  # every waiter it covered hears of it
                     group = [w for n, w in self._waiting if n <= target]
                     self._waiting = [(n, w) for n, w in self._waiting if n > target]
@@ -80,17 +95,6 @@ class GroupSync:
             for _, waiter in self._waiting:  # cancelled: nobody syncs for them any more
                 waiter.cancel()
             self._waiting = []
-
-    async def _traced_sync(self) -> None:
-        asked = time.perf_counter()
-
-        def timed() -> tuple[float, float]:
-            begun = time.perf_counter()
-            self._store.sync()
-            return begun, time.perf_counter()
-
-        begun, ended = await asyncio.to_thread(timed)
-        self.last_run = (asked, begun, ended)
 
     async def close(self) -> None:
         """Wait for the fsync under way, if any (the log is closed after this)."""
