@@ -64,7 +64,7 @@ def ms(samples: list[float], p: float) -> float:
 async def _drive(room: Room, args: argparse.Namespace, messages: int, pids: list[int],
                  server_pid: int, profile_to: Path | None,
                  ) -> tuple[list[float], float, list[float], list[float], float, list[str] | None]:
-    idle = await room.idle(args.idle, args.senders)
+    idle = await room.idle(args.idle, args.senders, args.idle_gap / 1000)
     if args.trace:
         room.steps = step_table(Path(os.environ["GIBBERISH_TRACE_DIR"]), pids, room.watch,
                                 room.idle_texts)
@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="messages per sender, one per room size or one for all")
     parser.add_argument("--idle", type=int, default=200, help="idle one-way samples")
     parser.add_argument("--profile", metavar="DIR", help="also profile an agent (py-spy)")
+    parser.add_argument("--idle-gap", type=float, default=0.0, metavar="MS",
+                        help="idle: wait this long after each message was shown everywhere")
     parser.add_argument("--trace", metavar="DIR",
                         help="agents write step times here; print where idle time goes")
     parser.add_argument("--smoke", action="store_true", help="a tiny run: 2 agents, seconds")
@@ -206,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [measure(work, n, m, args) for n, m in zip(sizes, counts, strict=True)]
     command = (f"python -m bench.mesh --agents {args.agents} --senders {args.senders} "
                f"--messages {args.messages} --idle {args.idle}"
+               + (f" --idle-gap {args.idle_gap:g}" if args.idle_gap else "")
                + (" --profile DIR" if args.profile else ""))
     text = report(results, command)
     print(text)

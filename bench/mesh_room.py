@@ -119,9 +119,10 @@ class Room:
             assert reply.status == 201, await reply.text()
             self.watch.ids[text] = (await reply.json())["message"]["id"]
 
-    async def idle(self, messages: int, senders: int) -> list[float]:
+    async def idle(self, messages: int, senders: int, gap: float = 0.0) -> list[float]:
         """Post `messages` one at a time (round robin over the senders), each only after the
-        last was shown everywhere; the one-way seconds of each to each other agent."""
+        last was shown everywhere and `gap` seconds more (the room settles: receipts, the
+        server's word, state pushes); the one-way seconds of each to each other agent."""
         texts: list[str] = []
         self.idle_texts = texts
         for n in range(messages + 5):  # the first five warm up and are not counted
@@ -129,6 +130,8 @@ class Room:
             self.watch.waiting[text] = event = asyncio.Event()
             await self.post(n % senders, text)
             await asyncio.wait_for(event.wait(), 30)
+            if gap:
+                await asyncio.sleep(gap)
             if n >= 5:
                 texts.append(text)
         return self.watch.one_way(texts)

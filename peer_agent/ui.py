@@ -35,10 +35,12 @@ MAX_BODY = 64 * 1024
 # moments stay within a budget: UI_FLUSH_BURST frames at once, refilled by one every
 # UI_FLUSH_INTERVAL seconds. In a busy room, beyond it, a frame waits for the budget and takes
 # whatever came in the meantime: one frame per turn was a WebSocket write per message received
-# (a tenth of a busy agent's time). So a lone message just after a delivery mark or a state
-# push (idle chat) leaves at once, and a busy room's frames are still UI_FLUSH_INTERVAL apart.
+# (a tenth of a busy agent's time). So a message just after others' frames leaves at once (an
+# author gets a delivery mark per peer and one for the server, each in a turn of its own, and a
+# state push: 9 frames in an 8-agent room), and a busy room's frames are still
+# UI_FLUSH_INTERVAL apart.
 UI_FLUSH_INTERVAL = 0.01
-UI_FLUSH_BURST = 3
+UI_FLUSH_BURST = 16
 
 
 class ChatBackend(Protocol):
@@ -268,8 +270,11 @@ class ChatUI:
 
     async def _flush(self) -> None:
         try:
-            # Let the rest of this turn's events join, and a busy spell's.
-            await asyncio.sleep(max(0.0, (1.0 - self._refill()) * self._flush_interval))
+            # This task's first step comes after the rest of the turn that posted: its events
+            # have joined. Beyond the budget, a busy spell's join too.
+            wait = (1.0 - self._refill()) * self._flush_interval
+            if wait > 0:
+                await asyncio.sleep(wait)
             pending, self._pending = self._pending, []
             if not pending:
                 return
