@@ -4,12 +4,16 @@ counted as shown on every agent's UI WebSocket; next to bare aiortc data channel
 same number of peers in one process (the ceiling), measured in the same run.
 
     .venv/bin/python -m bench.mesh [--agents 4,8] [--senders 4] [--messages 500,250]
-                                   [--idle 200] [--profile DIR] [--smoke] [--no-write]
+                                   [--idle 200] [--idle-gap MS] [--profile DIR]
+                                   [--trace DIR] [--smoke] [--no-write]
 
 Figures: room-wide messages per second; one-way latency (post → shown on another agent's
 WebSocket) under that load and idle (one message at a time); CPU seconds per delivered message
 per agent (/proc/<pid>/stat before and after the load). `--profile DIR` runs the load once
-more with py-spy sampling the room's last agent and summarises where its time goes.
+more with py-spy sampling the room's last agent and summarises where its time goes;
+`--trace DIR` has the agents mark each step of every message (peer_agent/trace.py; put DIR on
+a tmpfs, or its writes join the log's fsyncs) and tabulates where an idle message's time goes,
+from the POST to the showing.
 Everything runs on loopback: a server subprocess, agents with ICE pinned to 127.0.0.1."""
 
 from __future__ import annotations
