@@ -4,12 +4,16 @@ counted as shown on every agent's UI WebSocket; next to bare aiortc data channel
 same number of peers in one process (the ceiling), measured in the same run.
 
     .venv/bin/python -m bench.mesh [--agents 4,8] [--senders 4] [--messages 500,250]
-                                   [--idle 200] [--profile DIR] [--smoke] [--no-write]
+                                   [--idle 200] [--idle-gap MS] [--profile DIR]
+                                   [--trace DIR] [--smoke] [--no-write]
 
 Figures: room-wide messages per second; one-way latency (post → shown on another agent's
 WebSocket) under that load and idle (one message at a time); CPU seconds per delivered message
 per agent (/proc/<pid>/stat before and after the load). `--profile DIR` runs the load once
-more with py-spy sampling the room's last agent and summarises where its time goes.
+more with py-spy sampling the room's last agent and summarises where its time goes;
+`--trace DIR` has the agents mark each step of every message (peer_agent/trace.py; put DIR on
+a tmpfs, or its writes join the log's fsyncs) and tabulates where an idle message's time goes,
+from the POST to the showing.
 Everything runs on loopback: a server subprocess, agents with ICE pinned to 127.0.0.1."""
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from bench.mesh_baseline import BareResult, measure_bare
 from bench.mesh_profile import Sampler, py_spy, read_collapsed, summary_table
 from bench.mesh_room import Room, cpu_seconds, running_room
+from bench.mesh_trace import step_table, trace_env
 from bench.report import machine, percentile, write_section
 
 GOALS = {4: 1000.0, 8: 400.0}  # room-wide msgs/s the issue asks for, by room size
@@ -44,6 +49,7 @@ class RoomResult:
     server_cpu: float
     bare: BareResult
     profile: list[str] | None = None
+    steps: list[str] | None = None  # where an idle message's time goes (--trace)
 
     @property
     def rate(self) -> float:
@@ -62,7 +68,10 @@ def ms(samples: list[float], p: float) -> float:
 async def _drive(room: Room, args: argparse.Namespace, messages: int, pids: list[int],
                  server_pid: int, profile_to: Path | None,
                  ) -> tuple[list[float], float, list[float], list[float], float, list[str] | None]:
-    idle = await room.idle(args.idle, args.senders)
+    idle = await room.idle(args.idle, args.senders, args.idle_gap / 1000)
+    if args.trace:
+        room.steps = step_table(Path(os.environ["GIBBERISH_TRACE_DIR"]), pids, room.watch,
+                                room.idle_texts)
     before = [cpu_seconds(p) for p in pids]
     server_before = cpu_seconds(server_pid)
     seconds, loaded = await room.load(args.senders, messages)
@@ -84,6 +93,9 @@ async def _drive(room: Room, args: argparse.Namespace, messages: int, pids: list
 
 def measure(work: Path, agents: int, messages: int, args: argparse.Namespace) -> RoomResult:
     bare = measure_bare(agents, args.senders, messages, args.idle)
+    if args.trace:
+        trace_env(Path(args.trace) / f"room{agents}")
+    steps: list[str] | None = None
     with running_room(work / f"room{agents}", agents) as (server, started):
         pids = [a.pid for a in started]
         profile_to = (Path(args.profile) / f"agent-{agents}-room.txt" if args.profile
@@ -91,12 +103,16 @@ def measure(work: Path, agents: int, messages: int, args: argparse.Namespace) ->
 
         async def run() -> tuple[list[float], float, list[float], list[float], float,
                                  list[str] | None]:
+            nonlocal steps
             async with Room(started) as room:
-                return await _drive(room, args, messages, pids, server.pid, profile_to)
+                try:
+                    return await _drive(room, args, messages, pids, server.pid, profile_to)
+                finally:
+                    steps = room.steps
 
         idle, seconds, loaded, cpu, server_cpu, profile = asyncio.run(run())
     return RoomResult(agents, args.senders, messages, seconds, loaded, idle, cpu, server_cpu,
-                      bare, profile)
+                      bare, profile, steps)
 
 
 def report(results: list[RoomResult], command: str) -> str:
@@ -149,6 +165,11 @@ def report(results: list[RoomResult], command: str) -> str:
         *idle,
     ]
     for r in results:
+        if r.steps is not None:
+            lines += ["", f"Where an idle message's time goes in the {r.agents}-agent room "
+                      "(--trace: each step's own time, medians over the idle messages and "
+                      "each receiver; the data channel row is the sender's send to the "
+                      "receiver's callback):", "", *r.steps]
         if r.profile is not None:
             lines += ["", f"Profile of the last agent of the {r.agents}-agent room "
                       f"({'also a sender' if r.agents <= r.senders else 'a receiver only'}) "
@@ -167,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="messages per sender, one per room size or one for all")
     parser.add_argument("--idle", type=int, default=200, help="idle one-way samples")
     parser.add_argument("--profile", metavar="DIR", help="also profile an agent (py-spy)")
+    parser.add_argument("--idle-gap", type=float, default=0.0, metavar="MS",
+                        help="idle: wait this long after each message was shown everywhere")
+    parser.add_argument("--trace", metavar="DIR",
+                        help="agents write step times here; print where idle time goes")
     parser.add_argument("--smoke", action="store_true", help="a tiny run: 2 agents, seconds")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
@@ -187,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [measure(work, n, m, args) for n, m in zip(sizes, counts, strict=True)]
     command = (f"python -m bench.mesh --agents {args.agents} --senders {args.senders} "
                f"--messages {args.messages} --idle {args.idle}"
+               + (f" --idle-gap {args.idle_gap:g}" if args.idle_gap else "")
                + (" --profile DIR" if args.profile else ""))
     text = report(results, command)
     print(text)

@@ -44,6 +44,7 @@ class Watch:
 
     agents: int
     posted: dict[str, tuple[int, float]] = field(default_factory=dict)  # text → (author, t)
+    ids: dict[str, str] = field(default_factory=dict)  # text → message id
     shown: dict[str, dict[int, float]] = field(default_factory=dict)  # text → agent → t
     waiting: dict[str, asyncio.Event] = field(default_factory=dict)
     missing: int = 0
@@ -83,6 +84,8 @@ class Room:
         self.watch = Watch(len(agents))
         self._readers: list[asyncio.Task[None]] = []
         self.http: aiohttp.ClientSession | None = None
+        self.idle_texts: list[str] = []  # the counted texts of the last idle pass
+        self.steps: list[str] | None = None  # bench.mesh_trace's table of that pass
 
     async def __aenter__(self) -> Room:
         self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
@@ -114,16 +117,21 @@ class Room:
         async with self.http.post(self.agents[author].url + "/api/messages",
                                   json={"text": text}) as reply:
             assert reply.status == 201, await reply.text()
+            self.watch.ids[text] = (await reply.json())["message"]["id"]
 
-    async def idle(self, messages: int, senders: int) -> list[float]:
+    async def idle(self, messages: int, senders: int, gap: float = 0.0) -> list[float]:
         """Post `messages` one at a time (round robin over the senders), each only after the
-        last was shown everywhere; the one-way seconds of each to each other agent."""
-        texts = []
+        last was shown everywhere and `gap` seconds more (the room settles: receipts, the
+        server's word, state pushes); the one-way seconds of each to each other agent."""
+        texts: list[str] = []
+        self.idle_texts = texts
         for n in range(messages + 5):  # the first five warm up and are not counted
             text = f"idle {n:06d} {secrets.token_hex(3)} {TEXT}"
             self.watch.waiting[text] = event = asyncio.Event()
             await self.post(n % senders, text)
             await asyncio.wait_for(event.wait(), 30)
+            if gap:
+                await asyncio.sleep(gap)
             if n >= 5:
                 texts.append(text)
         return self.watch.one_way(texts)

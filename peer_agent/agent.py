@@ -26,7 +26,7 @@ from protocol.catchup import CatchUp, PullServer
 from protocol.channel import AckFrame, Frame
 from protocol.sync import keys_frames_for
 
-from . import ui_state
+from . import trace, ui_state
 from .mesh import LinkState, PeerInfo
 from .outbox import Outbox
 from .peer_batches import PeerBatches
@@ -239,6 +239,8 @@ class Agent:
             elif isinstance(effect, Store):
                 self._store(effect)
             elif isinstance(effect, Show):
+                if trace.ON:
+                    trace.mark(effect.envelope.id, "ui_queued")
                 message = ui_state.message_dict(self, effect.envelope)
                 self.publish({"type": "message", "message": message})
                 self.device.shown(self.room, message["mine"])
@@ -281,12 +283,16 @@ class Agent:
     def _store(self, effect: Store) -> None:
         """Commit what the core verified, and run what follows from what was fresh."""
         source = "server" if effect.peer is None else f"peer:{effect.peer.device}"
+        if trace.ON and effect.live:
+            trace.marks(effect.envelopes, "verified")
         try:
             fresh = self.store.add_many(effect.envelopes, source)
         except ProtocolError as exc:
             if effect.peer is not None:
                 self.refuse_frame(effect.peer.user, effect.peer.device, f"{exc.code}: {exc}")
             return
+        if trace.ON and effect.live:
+            trace.marks(fresh, "stored")
         self._run(self.core.stored(effect, fresh, time.monotonic()))
         self._catchup_wake.set()
 
@@ -333,6 +339,8 @@ class Agent:
                                             int(time.time() * 1000), durable=False)
         except ProtocolError as exc:
             raise UIError(400, exc.code, str(exc)) from exc
+        if trace.ON:
+            trace.committed(env.id)
         sync = self.device.group_sync
         sync.committed()
         message = ui_state.message_dict(self, env)
@@ -340,6 +348,8 @@ class Agent:
         def synced(done: asyncio.Future[None]) -> None:
             # A callback, not code after the await: a request cancelled meanwhile still sends.
             if not done.cancelled() and done.exception() is None:
+                if trace.ON:
+                    trace.durable(env.id, sync.last_run)
                 self._posted(env, message)
 
         durable = sync.durable()
@@ -359,6 +369,9 @@ class Agent:
 
     def _broadcast_own(self, message_id: str, text: str) -> None:
         sent = self.mesh.broadcast(text)
+        if trace.ON:
+            trace.mark(message_id, "sent")
+            trace.sending = message_id
         peers = [{"user": self.roster[d].user if d in self.roster else d[:8], "device": d}
                  for d in sent]
         self.paths.record(

@@ -30,11 +30,11 @@ from typing import Any
 
 from protocol import ProtocolError
 from protocol.catchup import SYNC_INTERVAL
-from protocol.channel import Frame, parse_room_frame
+from protocol.channel import Frame, MsgFrame, parse_room_frame
 from protocol.errors import InvalidName
 from protocol.names import normalize_room
 
-from . import ui_state
+from . import trace, ui_state
 from .agent import Agent
 from .group_sync import GroupSync
 from .log import LocalLog
@@ -279,6 +279,7 @@ class Device:
     def _on_frame(self, info: PeerInfo, text: str) -> None:
         """A frame from a data channel: parsed once, handed to its room if the sender is in
         it, refused otherwise."""
+        arrived = time.perf_counter() if trace.ON else 0.0
         try:
             room, frame = parse_room_frame(text)
         except ProtocolError as exc:
@@ -288,6 +289,10 @@ class Device:
             if not rooms:
                 self._refuse(info, f"{exc.code}: {exc}")
             return
+        if trace.ON and isinstance(frame, MsgFrame):
+            trace.mark(frame.env.id, "udp_in", trace.last_datagram)
+            trace.mark(frame.env.id, "frame_in", arrived)
+            trace.mark(frame.env.id, "parsed")
         target = self.rooms.get(room)
         if target is None:
             self._refuse(info, f"not_in_room: a frame for room {room!r}, which this device "

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
+from . import trace
 from .log import LocalLog
 
 
@@ -26,6 +28,9 @@ class GroupSync:
         self._synced = 0  # how many of them an fsync covered
         self._waiting: list[tuple[int, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
+        # When tracing: the last fsync's times (asked for, begun in its thread, ended).
+        self.last_run = (0.0, 0.0, 0.0)
+        self._asked = 0.0
 
     def committed(self) -> None:
         """An own post was just committed without an fsync."""
@@ -45,15 +50,32 @@ class GroupSync:
             return waiter
         self._waiting.append((self._noted, waiter))
         if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
+            # The fsync is handed to its thread now, not from the task's first step: a lone
+            # post waits for nothing but its fsync.
+            self._task = asyncio.ensure_future(self._run(self._begin()))
         return waiter
 
-    async def _run(self) -> None:
+    def _begin(self) -> tuple[int, asyncio.Future[None]]:
+        """Start an fsync in a worker thread: it covers the own posts committed so far."""
+        if trace.ON:
+            self._asked = time.perf_counter()
+        return self._noted, asyncio.get_running_loop().run_in_executor(None, self._sync)
+
+    def _sync(self) -> None:
+        """The fsync, in the worker thread."""
+        begun = time.perf_counter() if trace.ON else 0.0
+        self._store.sync()
+        if trace.ON:
+            self.last_run = (self._asked, begun, time.perf_counter())
+
+    async def _run(self, first: tuple[int, asyncio.Future[None]]) -> None:
+        running: tuple[int, asyncio.Future[None]] | None = first
         try:
             while self._waiting:
-                target = self._noted
+                target, fsync = running or self._begin()
+                running = None
                 try:
-                    await asyncio.to_thread(self._store.sync)
+                    await fsync
                 except Exception as exc:  # every waiter it covered hears of it
                     group = [w for n, w in self._waiting if n <= target]
                     self._waiting = [(n, w) for n, w in self._waiting if n > target]

@@ -23,6 +23,8 @@ from protocol.envelope import DEVICE_ID
 from .log_schema import _SCHEMA, _SCHEMA_2, SCHEMA_VERSION
 
 _ENVELOPE_COLUMNS = "room, author, device, seq, lamport, ts, text, sig"
+# What SQLite's own FULL commits call to sync a file (fsync where fdatasync is missing).
+_datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 
 _Row = tuple[str, str, str, int, int, int, str, str]
 
@@ -79,16 +81,18 @@ class LogFile:
         self.close()
 
     def sync(self) -> None:
-        """Make every commit made so far survive a power loss: an fsync of the WAL (what a
-        `synchronous = FULL` commit does), without the lock, so it may run in a worker thread
-        while the event loop goes on using the log. Commits that checkpointed the WAL into the
-        main file synced it already. The directory is synced once, for the WAL's own entry."""
+        """Make every commit made so far survive a power loss: an fdatasync of the WAL (what a
+        `synchronous = FULL` commit does: SQLite syncs its files with fdatasync where there is
+        one, which flushes the data and the size but not the times), without the lock, so it
+        may run in a worker thread while the event loop goes on using the log. Commits that
+        checkpointed the WAL into the main file synced it already. The directory is synced
+        once, for the WAL's own entry."""
         try:
             fd = os.open(self._path + "-wal", os.O_RDONLY)
         except FileNotFoundError:
             fd = os.open(self._path, os.O_RDONLY)  # no WAL: it was checkpointed and removed
         try:
-            os.fsync(fd)
+            _datasync(fd)
         finally:
             os.close(fd)
         if not self._dir_synced:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,14 +25,22 @@ from aiohttp import WSMsgType, web
 
 from protocol.strict_json import InvalidJson, loads
 
+from . import trace
+
 log = logging.getLogger("gibberish.agent.ui")
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 MAX_BODY = 64 * 1024
-# Live events leave at most this often (seconds): after a quiet spell at the end of the loop
-# turn that posted them, in a busy room with whatever came in the meantime. One frame per turn
-# was a WebSocket write per message received (a tenth of a busy agent's time).
+# Live events leave at the end of the loop turn that posted them while the frames of the last
+# moments stay within a budget: UI_FLUSH_BURST frames at once, refilled by one every
+# UI_FLUSH_INTERVAL seconds. In a busy room, beyond it, a frame waits for the budget and takes
+# whatever came in the meantime: one frame per turn was a WebSocket write per message received
+# (a tenth of a busy agent's time). So a message just after others' frames leaves at once (an
+# author gets a delivery mark per peer and one for the server, each in a turn of its own, and a
+# state push: 9 frames in an 8-agent room), and a busy room's frames are still
+# UI_FLUSH_INTERVAL apart.
 UI_FLUSH_INTERVAL = 0.01
+UI_FLUSH_BURST = 16
 
 
 class ChatBackend(Protocol):
@@ -94,15 +103,19 @@ def _error(status: int, code: str, message: str) -> web.Response:
 class ChatUI:
     """The aiohttp application; `post(event)` queues a live event for every open page."""
 
-    def __init__(self, backend: ChatBackend, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, backend: ChatBackend, host: str = "127.0.0.1", port: int = 0, *,
+                 flush_interval: float = UI_FLUSH_INTERVAL) -> None:
         self.backend = backend
         self.host = host
         self.port = port
         self._sockets: set[web.WebSocketResponse] = set()
         # Events posted in one turn of the event loop go out together (`post`).
         self._pending: list[str] = []
+        self._pending_ids: list[str] = []  # of the messages among them, when tracing
         self._flushing: asyncio.Task[None] | None = None
-        self._flushed_at = float("-inf")
+        self._flush_interval = flush_interval
+        self._budget = float(UI_FLUSH_BURST)  # frames that may leave now (UI_FLUSH_BURST)
+        self._budget_at = 0.0
         self._runner: web.AppRunner | None = None
         self.app = web.Application(middlewares=[self._same_origin, self._errors],
                                    client_max_size=MAX_BODY)
@@ -176,6 +189,8 @@ class ChatUI:
             request.query.get("room"), request.query.get("before"), limit))
 
     async def _post_message(self, request: web.Request) -> web.Response:
+        if trace.ON:
+            trace.request_started.set(time.perf_counter())
         body = await _json_body(request)
         message = await self.backend.post_message(_room_of(body), _text_of(body))
         return web.json_response({"message": message}, status=201)
@@ -241,25 +256,33 @@ class ChatUI:
         return ws
 
     def post(self, event: dict[str, Any]) -> None:
-        """Queue a live event for every open page. The events of one loop turn (of
-        UI_FLUSH_INTERVAL, when busy) leave in one WebSocket frame: the event itself when it
-        is alone, else `{"type": "batch", "events": [...]}` in the order posted (a busy room
-        sends many, and each frame is a write to every socket)."""
+        """Queue a live event for every open page. The events of one loop turn (of a wait for
+        the frame budget, when busy: UI_FLUSH_BURST) leave in one WebSocket frame: the event
+        itself when it is alone, else `{"type": "batch", "events": [...]}` in the order posted
+        (a busy room sends many, and each frame is a write to every socket)."""
         if not self._sockets:
             return
         self._pending.append(json.dumps(event))
+        if trace.ON and event.get("type") == "message":
+            self._pending_ids.append(event["message"]["id"])
         if self._flushing is None:
             self._flushing = asyncio.ensure_future(self._flush())
 
     async def _flush(self) -> None:
         try:
-            # Let the rest of this turn's events join, and a busy spell's.
-            loop = asyncio.get_running_loop()
-            await asyncio.sleep(max(0.0, self._flushed_at + UI_FLUSH_INTERVAL - loop.time()))
+            # This task's first step comes after the rest of the turn that posted: its events
+            # have joined. Beyond the budget, a busy spell's join too.
+            wait = (1.0 - self._refill()) * self._flush_interval
+            if wait > 0:
+                await asyncio.sleep(wait)
             pending, self._pending = self._pending, []
             if not pending:
                 return
-            self._flushed_at = loop.time()
+            self._refill()
+            self._budget -= 1.0
+            traced, self._pending_ids = self._pending_ids, []
+            for message_id in traced:
+                trace.mark(message_id, "ui_flush")
             data = (pending[0] if len(pending) == 1
                     else '{"type": "batch", "events": [' + ", ".join(pending) + "]}")
             for ws in list(self._sockets):
@@ -267,10 +290,21 @@ class ChatUI:
                     await ws.send_str(data)
                 except (ConnectionError, RuntimeError):
                     self._sockets.discard(ws)
+            for message_id in traced:
+                trace.mark(message_id, "ui_written")
         finally:
             self._flushing = None
             if self._pending:
                 self._flushing = asyncio.ensure_future(self._flush())
+
+    def _refill(self) -> float:
+        """The frame budget now: one more per flush interval since it was last counted, at
+        most UI_FLUSH_BURST."""
+        now = asyncio.get_running_loop().time()
+        self._budget = min(float(UI_FLUSH_BURST),
+                           self._budget + (now - self._budget_at) / self._flush_interval)
+        self._budget_at = now
+        return self._budget
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)

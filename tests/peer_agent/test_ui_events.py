@@ -1,5 +1,6 @@
 """The UI's live events over a real aiohttp WebSocket: the events posted in one turn of the
-agent's loop leave in one frame (a batch, in the order posted), a lone event as itself."""
+agent's loop leave in one frame (a batch, in the order posted), a lone event as itself; a few
+frames leave at once, a busy spell beyond that budget waits and leaves as one batch."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from launcher import ui_events
-from peer_agent.ui import ChatUI
+from peer_agent.ui import UI_FLUSH_BURST, ChatUI
 
 
 class OneRoom:
@@ -46,3 +47,43 @@ def test_one_turns_events_leave_in_one_frame_in_order() -> None:
     assert [e["n"] for e in ui_events(first)] == [0, 1, 2, 3, 4]
     assert second == {"type": "message", "n": 5}
     assert ui_events(second) == [second]
+
+
+async def _turns(turns: int, interval: float) -> list[dict[str, Any]]:
+    """Events posted in `turns` turns of the loop, one each, a page reading them meanwhile."""
+    ui = ChatUI(OneRoom(), flush_interval=interval)  # type: ignore[arg-type]
+    await ui.start()
+    try:
+        async with aiohttp.ClientSession() as http, \
+                http.ws_connect(f"http://127.0.0.1:{ui.port}/ws") as ws:
+            for _ in range(2):
+                await ws.receive_json(timeout=5)
+            frames = []
+            for n in range(UI_FLUSH_BURST):  # within the budget: each leaves on its own
+                ui.post({"type": "message", "n": n})
+                frames.append(await ws.receive_json(timeout=5))
+            for n in range(UI_FLUSH_BURST, turns):  # beyond it: they wait, together
+                ui.post({"type": "message", "n": n})
+                await asyncio.sleep(0)
+            if turns > UI_FLUSH_BURST:
+                frames.append(await ws.receive_json(timeout=interval * 5))
+            return frames
+    finally:
+        await ui.close()
+
+
+def test_lone_events_leave_at_once_within_the_budget() -> None:
+    """Events in turns of their own (a message just after a delivery mark and a state push)
+    each leave at once, not a flush interval after the frame before: a long interval would
+    make the test time out."""
+    frames = asyncio.run(_turns(UI_FLUSH_BURST, interval=10.0))
+    assert frames == [{"type": "message", "n": n}
+                                       for n in range(UI_FLUSH_BURST)]
+
+
+def test_a_busy_spell_beyond_the_budget_leaves_as_one_batch_in_order() -> None:
+    frames = asyncio.run(_turns(UI_FLUSH_BURST + 3, interval=0.3))
+    assert len(frames) == UI_FLUSH_BURST + 1
+    assert frames[-1]["type"] == "batch"
+    assert [e["n"] for e in ui_events(frames[-1])] == list(range(UI_FLUSH_BURST,
+                                                                 UI_FLUSH_BURST + 3))
