@@ -8,10 +8,3 @@ def test_latency_benchmark_runs_and_prints_both_paths(capsys: object) -> None:
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     assert "agent → agent" in out and "relayed by the server" in out
 
-
-def test_the_signature_benchmark_runs_and_prints_its_baseline(capsys: object) -> None:
-    from bench.verify import main as verify_main
-
-    assert verify_main(["--messages", "20", "--rounds", "1", "--no-write"]) == 0
-    out = capsys.readouterr().out  # type: ignore[attr-defined]
-    assert "parsed key remembered" in out and "baseline" in out
