@@ -206,7 +206,9 @@ def service_versions() -> str:
 
 def server_env(clients: int) -> dict[str, str]:
     """What each server process runs with for `clients` clients."""
-    return {"RATELIMIT_JOIN": "1000000 per minute", "RATELIMIT_REGISTER": "100000 per minute",
+    return {"RATELIMIT_JOIN": "1000000 per minute", "RATELIMIT_JOIN_ROOM": "1000000 per minute",
+            "RATELIMIT_JOIN_ROOMS": "1000000 per minute",
+            "RATELIMIT_REGISTER": "100000 per minute",
             # Each WebSocket holds one of gunicorn's threads: room for every client and HTTP.
             "WEB_THREADS": str(clients + 200), "WEB_CONNECTIONS": str(clients + 400)}
 

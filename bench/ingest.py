@@ -38,7 +38,9 @@ from tests.signaling.conftest import Account, register_account
 GOAL = 5000
 TEXT = "ingest benchmark message, about as long as a chat line: " + "x" * 40
 SERVER_ENV = {"RATELIMIT_PUBLISH": "100000000 per 10 seconds",
-              "RATELIMIT_JOIN": "1000000 per minute"}
+              "RATELIMIT_JOIN": "1000000 per minute",
+              "RATELIMIT_JOIN_ROOM": "1000000 per minute",
+              "RATELIMIT_JOIN_ROOMS": "1000000 per minute"}
 IN_FLIGHT = 2  # batches each uploader keeps in flight
 
 

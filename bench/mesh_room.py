@@ -25,7 +25,9 @@ from tests.signaling.conftest import SHARED_SERVER_LIMITS, ServerProcess, start_
 TEXT = "x" * 100
 SERVER_LIMITS = {**SHARED_SERVER_LIMITS, "RATELIMIT_SIGNAL": "1000000 per 10 seconds",
                  "RATELIMIT_PUBLISH": "1000000 per 10 seconds",
-                 "RATELIMIT_JOIN": "100000 per minute"}
+                 "RATELIMIT_JOIN": "100000 per minute",
+                 "RATELIMIT_JOIN_ROOM": "100000 per minute",
+                 "RATELIMIT_JOIN_ROOMS": "100000 per minute"}
 TICKS = os.sysconf("SC_CLK_TCK")
 # How the agent's json.dumps starts a message event, or a batch of one loop turn's events.
 EVENTS_WANTED = ('{"type": "message"', '{"type": "batch"')

@@ -15,6 +15,8 @@ OPEN_LIMITS = {
     "RATELIMIT_LOGIN": "100000 per minute",
     "RATELIMIT_LOGIN_ADDRESS": "100000 per minute",
     "RATELIMIT_JOIN": "100000 per minute",
+    "RATELIMIT_JOIN_ROOM": "100000 per minute",
+    "RATELIMIT_JOIN_ROOMS": "100000 per minute",
 }
 
 

@@ -81,6 +81,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         "signal": app.config["RATELIMIT_SIGNAL"],
         "publish": app.config["RATELIMIT_PUBLISH"],
         "join": app.config["RATELIMIT_JOIN"],
+        "join_room": app.config["RATELIMIT_JOIN_ROOM"],
+        "join_rooms": app.config["RATELIMIT_JOIN_ROOMS"],
     })
     # The manager is always passed, so that an app made after one with Redis (the extension
     # object is shared) does not inherit its queue.

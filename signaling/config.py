@@ -18,6 +18,8 @@ DEFAULT_RATE_LIMITS = {
     "RATELIMIT_SIGNAL": "200 per 10 seconds",
     "RATELIMIT_PUBLISH": "2000 per 10 seconds",
     "RATELIMIT_JOIN": "30 per minute",
+    "RATELIMIT_JOIN_ROOM": "30 per minute",
+    "RATELIMIT_JOIN_ROOMS": "600 per minute",
 }
 
 

@@ -57,10 +57,14 @@ def _limits() -> EventLimits:
     return limits
 
 
-def rate_limited(name: str, user: User, cost: int = 1) -> None:
-    if not _limits().allow(name, str(user.id), cost):
+def rate_limited(name: str, user: User, cost: int = 1, *, room: str | None = None) -> None:
+    """Count `cost` hits of the limit `name` for the user (for the user in `room` if given);
+    a 429 `rate_limited` naming the limit when it is passed."""
+    who = str(user.id) if room is None else f"{user.id}|{room}"
+    if not _limits().allow(name, who, cost):
+        what = name.replace("_", " ") + ("" if room is None else f" of {room}")
         raise _refuse(429, "rate_limited",
-                      f"too many {name} requests: the limit is {_limits().describe(name)}")
+                      f"too many {what} requests: the limit is {_limits().describe(name)}")
 
 
 def acked(event: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
@@ -125,8 +129,12 @@ def on_disconnect(reason: Any = None) -> None:
 def on_join(data: Any) -> dict[str, Any]:
     """Enter a room with one of the user's devices; answers with the roster of the others."""
     user = current_user()
-    rate_limited("join", user)
+    # Every join of the user counts (malformed ones too), under a budget for all rooms wide
+    # enough for a device in many rooms joining them all again after a reconnection (one
+    # connection per device); repeated joins of one room have a tighter budget of their own.
+    rate_limited("join_rooms", user)
     req = JoinRequest.model_validate(data)
+    rate_limited("join_room", user, room=req.room)
     device = db.session.get(Device, req.device)
     if device is None or device.user_id != user.id:
         raise _refuse(403, "unknown_device",

@@ -1,6 +1,6 @@
 """Size and rate limits: oversized requests and socket messages are refused without harming
-anyone else, and sign-in, join (and making rooms), signal and publish are rate limited per
-user."""
+anyone else, and sign-in, join (per room, and for all rooms together), making rooms, signal
+and publish are rate limited per user."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ LOW_LIMITS = {
     "RATELIMIT_LOGIN": "3 per minute",
     "RATELIMIT_LOGIN_ADDRESS": "100000 per minute",
     "RATELIMIT_JOIN": "3 per minute",
+    "RATELIMIT_JOIN_ROOM": "2 per minute",
+    "RATELIMIT_JOIN_ROOMS": "4 per minute",
     "RATELIMIT_SIGNAL": "3 per minute",
     "RATELIMIT_PUBLISH": "5 per minute",
     "RATELIMIT_REGISTER": "100000 per minute",
@@ -202,11 +204,28 @@ def test_page_sign_in_over_the_limit_is_429(limited_server: ServerProcess) -> No
     assert codes == [401, 401, 401, 429]
 
 
-def test_join_over_the_limit_is_refused(limited_peers: Callable[[str], Peer]) -> None:
+def test_joins_over_the_limit_for_all_rooms_are_refused(
+        limited_peers: Callable[[str], Peer]) -> None:
     peer = limited_peers("joiner")
-    replies = [peer.join(unique_name("room")) for _ in range(4)]
-    assert [r["ok"] for r in replies] == [True, True, True, False]
-    assert replies[3]["error"]["code"] == "rate_limited"
+    replies = [peer.join(unique_name("room")) for _ in range(5)]
+    assert [r["ok"] for r in replies] == [True, True, True, True, False]
+    assert replies[4]["error"] == {
+        "code": "rate_limited",
+        "message": "too many join rooms requests: the limit is 4 per 1 minute"}
+
+
+def test_joining_one_room_again_and_again_is_refused_and_other_rooms_stay_open(
+        limited_peers: Callable[[str], Peer]) -> None:
+    peer = limited_peers("rejoiner")
+    room, other = unique_name("room"), unique_name("other")
+    replies = [peer.join(room) for _ in range(3)]
+    assert [r["ok"] for r in replies] == [True, True, False]
+    assert replies[2]["error"] == {
+        "code": "rate_limited",
+        "message": f"too many join room of {room} requests: the limit is 2 per 1 minute"}
+    assert peer.join(other)["ok"]  # the fourth join of all: within the budget for all rooms
+    refused = peer.join(unique_name("third"))
+    assert refused["ok"] is False and "join rooms" in refused["error"]["message"]
 
 
 def test_making_rooms_counts_against_the_join_limit(limited_server: ServerProcess) -> None:
