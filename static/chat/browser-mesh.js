@@ -45,6 +45,7 @@ import {
   utf8Size,
   verifySignature,
 } from "./protocol.js";
+import { timing } from "./timing.js";
 
 export const CHANNEL_LABEL = "gibberish";
 const CONTROL_FRAME_MAX_CHARS = 256;
@@ -326,6 +327,7 @@ export class Mesh {
   openLink(peer) {
     const link = new Link(peer, this.device < peer.device);
     this.links.set(peer.device, link);
+    timing.linkStep(peer.device, "listed");
     this.notify(link);
     if (link.offerer) this.offer(link);
   }
@@ -350,6 +352,7 @@ export class Mesh {
     if (this.closed || this.links.get(link.peer.device) !== link) return;
     if (link.state === LinkState.FAILED && !link.pc) return;
     this.log.info(`link to ${short(link.peer.device)} failed: ${reason}`);
+    timing.linkStep(link.peer.device, "failed");
     this.dropConnection(link);
     link.failures++;
     this.setState(link, LinkState.FAILED);
@@ -435,6 +438,18 @@ export class Mesh {
     link.attempts++;
     link.path = null;
     link.attemptStarted = performance.now();
+    if (timing.on) {
+      const device = link.peer.device;
+      pc.addEventListener("iceconnectionstatechange", () => {
+        timing.linkStep(device, `ice ${pc.iceConnectionState}`);
+      });
+      pc.addEventListener("icegatheringstatechange", () => {
+        timing.linkStep(device, `gathering ${pc.iceGatheringState}`);
+      });
+      pc.addEventListener("connectionstatechange", () => {
+        timing.linkStep(device, `connection ${pc.connectionState}`);
+      });
+    }
     pc.addEventListener("connectionstatechange", () => {
       if (link.pc === pc && (pc.connectionState === "failed" || pc.connectionState === "closed")) {
         this.fail(link, `peer connection ${pc.connectionState}`);
@@ -452,6 +467,7 @@ export class Mesh {
       const c = event.candidate;
       if (link.pc !== pc || !c || !c.candidate) return;
       const payload = { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex };
+      timing.linkStep(link.peer.device, "local candidate");
       // A candidate must not overtake its offer or answer: the other side would drop it.
       if (link.descriptionSent) this.signal(link, "candidate", payload);
       else link.localCandidates.push(payload);
@@ -470,10 +486,12 @@ export class Mesh {
   async offer(link) {
     this.dropConnection(link);
     this.setState(link, LinkState.CONNECTING);
+    timing.linkStep(link.peer.device, "offer begun");
     const pc = this.newConnection(link);
     try {
       this.attachChannel(link, pc.createDataChannel(CHANNEL_LABEL, { ordered: true }));
       await pc.setLocalDescription(await pc.createOffer());
+      timing.linkStep(link.peer.device, "offer set locally");
       if (link.pc !== pc) return;
       link.awaitingAnswer = true;
       link.offerOid = this.nextOid();
@@ -483,6 +501,7 @@ export class Mesh {
       this.later(link, () => {
         if (link.pc === pc && link.awaitingAnswer && this.links.get(link.peer.device) === link) {
           link.unanswered++;
+          timing.linkStep(link.peer.device, "no answer: offering again");
           this.log.info(`no answer from ${short(link.peer.device)} in ${wait} ms: offering again`);
           this.offer(link);
         }
@@ -507,6 +526,7 @@ export class Mesh {
       return;
     }
     const sdp = await this.verifiedSdp(link, payload, "offer");
+    timing.linkStep(link.peer.device, "offer verified");
     if (oid !== null) link.acceptedOid = oid;
     link.peerRestarts = payload.ice_restart === true;
     if (payload.restart === true && link.pc && link.channel
@@ -531,6 +551,7 @@ export class Mesh {
     try {
       await pc.setRemoteDescription({ type: "offer", sdp });
       await pc.setLocalDescription(await pc.createAnswer());
+      timing.linkStep(link.peer.device, "answer set locally");
     } catch (err) {
       if (link.pc === pc) throw new ProtocolError(`offer is unusable: ${err.message}`);
       return;
@@ -558,6 +579,7 @@ export class Mesh {
       throw new ProtocolError(`answer from ${short(link.peer.device)} with no offer pending`);
     }
     const sdp = await this.verifiedSdp(link, payload, "answer");
+    timing.linkStep(link.peer.device, "answer verified");
     link.awaitingAnswer = false;
     link.unanswered = 0;
     link.peerRestarts = payload.ice_restart === true;
@@ -586,6 +608,7 @@ export class Mesh {
     }
     try {
       await pc.addIceCandidate({ candidate, sdpMid, sdpMLineIndex });
+      timing.linkStep(link.peer.device, "remote candidate added");
     } catch (err) {
       this.log.warn(`candidate from ${short(link.peer.device)} not added: ${err.message}`);
     }
@@ -610,7 +633,9 @@ export class Mesh {
                       ice_restart: true };
     if (restart) payload.restart = true;
     if (oid !== null) payload.oid = oid;
+    timing.linkStep(link.peer.device, `${kind} signed`);
     await this.sendSignal(link.peer.device, kind, payload);
+    timing.linkStep(link.peer.device, `${kind} taken by the server`);
     if (link.pc !== pc) return;
     link.descriptionSent = true;
     const held = link.localCandidates;
@@ -681,6 +706,7 @@ export class Mesh {
    */
   channelOpened(link, channel) {
     if (link.channel !== channel || link.state === LinkState.CONNECTED) return;
+    timing.linkStep(link.peer.device, "channel open");
     const now = performance.now();
     link.connectMs = now - link.attemptStarted;
     link.failures = 0;

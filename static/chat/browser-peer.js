@@ -395,6 +395,7 @@ export class BrowserPeer {
    * @param {number} generation
    */
   async onJoined(reply, generation) {
+    for (const peer of reply.peers || []) timing.linkStep(String(peer.device), "join reply");
     this.mesh.iceServers = Array.isArray(reply.ice_servers) ? reply.ice_servers : [];
     const listed = [];
     for (const peer of reply.peers || []) {
@@ -446,6 +447,7 @@ export class BrowserPeer {
    */
   async onPeerJoined(data) {
     const peer = data.peer;
+    timing.linkStep(String(peer && peer.device), "peer_joined");
     if (!(await this.vouchedPeer(peer))) return;
     const before = this.rosterRule.get(peer.device);
     this.rosterRule.joined(peer);
@@ -502,6 +504,7 @@ export class BrowserPeer {
    */
   async onSignal(data) {
     const sender = data.from || {};
+    timing.linkStep(String(sender.device), `${data.kind} received`);
     // An offer can overtake the peer_joined that announces its sender; the server vouches
     // for the sender's key in the signal itself.
     const known = this.rosterRule.get(sender.device);
