@@ -67,6 +67,7 @@ class MeshRace:
     failures: int = 0
     pairs: int = 0
     signals: int = 0  # offers, answers and candidates received, all pairs, all tries
+    made_ahead: int = 0  # offers sent from the page's spares
 
 
 def pair_steps(offerer: dict[str, Any], answerer: dict[str, Any]) -> dict[tuple[str, str], float]:
@@ -137,6 +138,7 @@ def mesh_race(bench: Bench, count: int, tries: int) -> MeshRace:
                 race.reoffers += sum(s == "no answer: offering again" for _, s, _ in m["steps"])
                 race.failures += sum(s == "failed" for _, s, _ in m["steps"])
                 race.signals += sum(s.endswith(" received") for _, s, _ in m["steps"])
+                race.made_ahead += sum(s == "offer made ahead" for _, s, _ in m["steps"])
     return race
 
 
@@ -151,6 +153,7 @@ def step_table(race: MeshRace) -> list[str]:
             lines.append(f"| {names[side]} | {step} | {statistics.median(values):.0f} | "
                          f"{percentile(values, 90):.0f} | {len(values)} |")
     lines.append(f"\n{race.pairs} pairs, {race.signals / max(1, race.pairs):.1f} signals "
-                 f"relayed per pair; offers made again for want of an answer: "
+                 f"relayed per pair; offers made ahead: {race.made_ahead}; offers made again "
+                 f"for want of an answer: "
                  f"{race.reoffers}; links failed and retried: {race.failures}.")
     return lines

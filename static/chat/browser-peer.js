@@ -396,11 +396,12 @@ export class BrowserPeer {
    */
   async onJoined(reply, generation) {
     for (const peer of reply.peers || []) timing.linkStep(String(peer.device), "join reply");
-    this.mesh.iceServers = Array.isArray(reply.ice_servers) ? reply.ice_servers : [];
-    const listed = [];
-    for (const peer of reply.peers || []) {
-      if (await this.vouchedPeer(peer)) listed.push(peer);
-    }
+    this.mesh.setIceServers(Array.isArray(reply.ice_servers) ? reply.ice_servers : []);
+    // Checked side by side: each check waits on WebCrypto, and the links wait on all.
+    /** @type {any[]} untrusted: from the server */
+    const peers = Array.isArray(reply.peers) ? reply.peers : [];
+    const vouched = await Promise.all(peers.map((peer) => this.vouchedPeer(peer)));
+    const listed = peers.filter((_, i) => vouched[i]);
     // Merged, not rebuilt: a peer_joined or an offer that came while the join ran is newer
     // than this snapshot. A peer whose channel is still open stays even if the (just
     // restarted) server does not list it yet.

@@ -9,7 +9,7 @@
 export const PREFIX = "gibberish: ";
 
 export const timing = {
-  on: globalThis.gibberishTiming === true,
+  on: /** @type {any} */ (globalThis).gibberishTiming === true,
 
   /** Now, on the clock the measures use. */
   now() {
