@@ -169,7 +169,7 @@ export class Mesh {
   constructor({ key, room, sendSignal, onFrame, onLink, onPath = () => {}, iceServers = [],
                 retryBase = 500, retryMax = 15000, pingInterval = 2000, pingTimeout = 6000,
                 recoverGrace = 10000, connectTimeout = 10000, answerTimeout = 400,
-                spareOffers = 2, spareMaxAge = 20000, log = console }) {
+                spareOffers = 3, spareMaxAge = 20000, log = console }) {
     this.key = key;
     this.device = key.device;
     this.room = room;
