@@ -22,7 +22,6 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 from playwright.sync_api import Page
 
 from bench import browser_scripts as js
+from bench.browser_mesh import MeshRace, mesh_race, step_table
 from bench.browser_pages import (
     LONG,
     Bench,
@@ -44,7 +44,6 @@ from bench.browser_profile import PageProfiler, descendants_cpu, summary
 from bench.report import machine, percentile, write_section
 from tests.browser.conftest import missing_prerequisite, state_of
 from tests.browser.test_long_room import SEED
-from tests.browser.test_mesh_race import full_mesh
 from tests.helpers import poll
 
 BLOCK = 25  # echoes per block of the per-block medians
@@ -53,7 +52,6 @@ BLOCK = 25  # echoes per block of the per-block medians
 TRACE_CATEGORIES = ["toplevel", "devtools.timeline", "disabled-by-default-devtools.timeline",
                     "v8.execute", "blink.user_timing", "IndexedDB", "webrtc"]
 FLOOR_TRIES_MAX = 10  # plain link set-ups (one pair, six pairs) measured in one page
-STALL_S = 9.0  # tests/browser/test_mesh_race.py MESH_DEADLINE_S
 GOAL_ECHO_P50, GOAL_ECHO_P99 = 5.0, 15.0
 GOAL_CHANNEL_AFTER_JOIN, GOAL_FIRST_AFTER_DCL, GOAL_MESH = 150.0, 250.0, 250.0
 
@@ -81,9 +79,7 @@ class Results:
     plain_dcl: list[float] = field(default_factory=list)  # ms, the start page's
     echoes: list[EchoRun] = field(default_factory=list)
     opens: list[dict[str, float]] = field(default_factory=list)
-    mesh: list[float] = field(default_factory=list)  # ms from the last join to the full mesh
-    mesh_from_navigation: list[float] = field(default_factory=list)
-    stalls: int = 0
+    race: MeshRace = field(default_factory=MeshRace)
     chromium: str = "Chromium"
     errors: list[str] = field(default_factory=list)
 
@@ -159,37 +155,6 @@ def open_times(bench: Bench, present: Page, newcomer: tuple[Page, str], tries: i
     return rows, plain
 
 
-def mesh_race(bench: Bench, count: int, tries: int) -> tuple[list[float], list[float], int]:
-    """`count` pages, each signed in with its device key made, navigate to one fresh room
-    at the same instant, `tries` times (tests/browser/test_mesh_race.py). Per try: ms from
-    the last page's join (its socket joined) to the last link shown connected, and from the
-    first navigation; a try with no full mesh within STALL_S is a stall."""
-    users = [unique(f"racer{i}") for i in range(count)]
-    pages = []
-    for user in users:
-        page = bench.user_page(user, init_script=js.MEMBER_WATCH)
-        bench.open_room(page, unique("warm"))
-        pages.append(page)
-    from_join, from_navigation, stalls = [], [], 0
-    for attempt in range(tries):
-        url = f"{bench.server.url}/rooms/{unique(f'race{attempt}')}"
-        started = time.monotonic()
-        for page in pages:
-            page.evaluate("(u) => { location.href = u; }", url)
-        while not full_mesh(pages, users):
-            if time.monotonic() - started > STALL_S:
-                stalls += 1
-                break
-            time.sleep(0.05)
-        else:
-            seen = [page.evaluate(js.MESH_TIMES) for page in pages]
-            last_link = max(t for s, u in zip(seen, users, strict=True)
-                            for name, t in s["connected"].items() if name != f"{u} (you)")
-            from_join.append(last_link - max(s["joined"] for s in seen))
-            from_navigation.append(last_link - min(s["origin"] for s in seen))
-    return from_join, from_navigation, stalls
-
-
 def run(args: argparse.Namespace, log: Callable[[str], None]) -> Results:
     results = Results()
     work = Path(tempfile.mkdtemp(prefix="gibberish-bench-browser-"))
@@ -197,14 +162,19 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> Results:
         bench = Bench(browser, server)
         results.chromium = f"Chromium {browser.version}"
         try:
-            log("floor: a plain RTCDataChannel between two pages")
-            results.floor = floor_echo(bench, args.floor)
+            if not args.mesh_only:
+                log("floor: a plain RTCDataChannel between two pages")
+                results.floor = floor_echo(bench, args.floor)
             users = (unique("alice"), unique("bob"))
             a, b = bench.user_page(users[0]), bench.user_page(users[1])
             # Chromium caps the connections a page may create, closed ones included.
             floor_tries = min(max(args.opens, args.tries), FLOOR_TRIES_MAX)
             results.floor_link = floor_links(a, 1, floor_tries)
             results.floor_mesh = floor_links(a, 6, floor_tries)
+            if args.mesh_only:
+                log(f"{args.pages} pages joining one room at once, {args.tries} tries")
+                results.race = mesh_race(bench, args.pages, args.tries)
+                return results
             for size in (args.short, args.long):
                 log(f"UI echo in a room of {size:,} messages")
                 trace = (Path(args.trace) / f"echo-{size}-messages.json"
@@ -218,8 +188,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> Results:
             log("opening a room with a peer present")
             results.opens, results.plain_dcl = open_times(bench, a, (b, users[1]), args.opens)
             log(f"{args.pages} pages joining one room at once, {args.tries} tries")
-            results.mesh, results.mesh_from_navigation, results.stalls = mesh_race(
-                bench, args.pages, args.tries)
+            results.race = mesh_race(bench, args.pages, args.tries)
         finally:
             results.errors = list(bench.errors)
             bench.close()
@@ -228,6 +197,31 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> Results:
 
 def p(samples: list[float], q: float) -> float:
     return percentile(samples, q)
+
+
+def mesh_lines(r: Results, args: argparse.Namespace) -> list[str]:
+    """The mesh race's table beside six plain pairs linked at once, and its step table."""
+    def met(ok: bool) -> str:
+        return "met" if ok else "not met"
+
+    mesh_floor = statistics.median(r.floor_mesh)
+    race = r.race
+    if race.from_join:
+        m50 = statistics.median(race.from_join)
+        mesh_line = (
+            f"| {args.pages} pages, {args.tries} tries | {m50:.0f} (max {max(race.from_join):.0f})"
+            f" | {statistics.median(race.from_navigation):.0f} | {mesh_floor:.1f} (6 pairs at "
+            f"once inside one page) | {m50 / mesh_floor:.1f} | {race.stalls} | "
+            f"≤ 250 and 0 stalls: {met(m50 <= GOAL_MESH and race.stalls == 0)} |")
+    else:
+        mesh_line = (f"| {args.pages} pages, {args.tries} tries | – | – | {mesh_floor:.1f} | – | "
+                     f"{race.stalls} | not met |")
+    mesh = ["| joining at once | full mesh after the last join, median ms | after the first "
+            "navigation, median ms | plain ms | page ÷ plain | stalls (no mesh in 9 s) | goal |",
+            "|---|---|---|---|---|---|---|", mesh_line]
+    return [*mesh, "", f"Where each pair's link set-up spends its time ({args.pages} pages, "
+            "every pair of every try; the pages' link-step marks, `static/chat/timing.js`):",
+            "", *step_table(race)]
 
 
 def report(r: Results, args: argparse.Namespace, command: str) -> str:
@@ -263,7 +257,7 @@ def report(r: Results, args: argparse.Namespace, command: str) -> str:
     def med(key: str) -> float:
         return statistics.median(o[key] for o in r.opens)
 
-    link, mesh_floor = statistics.median(r.floor_link), statistics.median(r.floor_mesh)
+    link = statistics.median(r.floor_link)
     after_join = statistics.median(o["channel"] - o["joined"] for o in r.opens)
     first_after_dcl = statistics.median(o["first"] - o["dcl"] for o in r.opens)
     plain_dcl = statistics.median(r.plain_dcl)
@@ -283,19 +277,7 @@ def report(r: Results, args: argparse.Namespace, command: str) -> str:
         f"| … of which after DOMContentLoaded | {first_after_dcl:.0f} | – | – | "
         f"≤ 250: {met(first_after_dcl <= GOAL_FIRST_AFTER_DCL)} |",
     ]
-    if r.mesh:
-        m50 = statistics.median(r.mesh)
-        mesh_line = (
-            f"| {args.pages} pages, {args.tries} tries | {m50:.0f} (max {max(r.mesh):.0f}) | "
-            f"{statistics.median(r.mesh_from_navigation):.0f} | {mesh_floor:.1f} (6 pairs at "
-            f"once inside one page) | {m50 / mesh_floor:.1f} | {r.stalls} | "
-            f"≤ 250 and 0 stalls: {met(m50 <= GOAL_MESH and r.stalls == 0)} |")
-    else:
-        mesh_line = (f"| {args.pages} pages, {args.tries} tries | – | – | {mesh_floor:.1f} | – | "
-                     f"{r.stalls} | not met |")
-    mesh = ["| joining at once | full mesh after the last join, median ms | after the first "
-            "navigation, median ms | plain ms | page ÷ plain | stalls (no mesh in 9 s) | goal |",
-            "|---|---|---|---|---|---|---|", mesh_line]
+    mesh = mesh_lines(r, args)
     steps = ["| step (wall time, awaits included) | calls per echo | median ms | p99 ms |",
              "|---|---|---|---|"]
     for e in r.echoes[-1:]:
@@ -372,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="take a CPU profile of both pages during the long room's echo, "
                              "saved in DIR and summarised in the report")
     parser.add_argument("--smoke", action="store_true", help="a tiny run, under a minute")
+    parser.add_argument("--mesh-only", action="store_true",
+                        help="only the mesh race and its plain figure (printed, not written)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -387,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench.browser" + (" --smoke" if args.smoke else "".join(
         f" --{name} {getattr(args, name)}" for name in
         ("floor", "echoes", "long", "opens", "tries")))
+    if args.mesh_only:
+        print("\n".join([f"`{command} --mesh-only`, {results.chromium}, 1-minute load average "
+                         f"{os.getloadavg()[0]:.1f}", "", *mesh_lines(results, args)]))
+        return 0
     text = report(results, args, command)
     print(text)
     if not args.no_write:

@@ -17,6 +17,13 @@
 //   server in the middle cannot put its own DTLS certificate in between.
 // - Browsers trickle candidates as {candidate, sdpMid, sdpMLineIndex}, always after the offer
 //   or answer they belong to (aiortc never trickles: its SDP is complete).
+// - Offers made ahead: the page keeps `spareOffers` connections whose offer is already set
+//   locally and whose candidates are gathered, made when the mesh starts, on each join and
+//   after one is used. An offer to a newly listed peer takes one, so it goes out at once,
+//   its candidates inside its SDP, instead of after a createOffer, setLocalDescription and a
+//   trickled candidate that the server relays one by one (each step slow on a loaded
+//   machine, when several pages start at once). A spare is kept for `spareMaxAge` at most:
+//   an older one may hold addresses that no longer work.
 // - Every 2 s each side pings ({"t":"ping","n","at"}) and answers pings with pongs. A link
 //   with no pong for 6 s is "disconnected": kept and pinged (only pings and pongs go on it),
 //   and the first pong makes it "connected" again; 10 s later still silent, it has failed and
@@ -45,12 +52,20 @@ import {
   utf8Size,
   verifySignature,
 } from "./protocol.js";
+import { timing } from "./timing.js";
 
 export const CHANNEL_LABEL = "gibberish";
 const CONTROL_FRAME_MAX_CHARS = 256;
 // Above this much queued data a sender waits before adding more (Chromium closes a channel
 // whose send buffer overflows).
 const HIGH_WATER = 1 << 20;
+// How long after a spare offer is taken the next is made.
+const SPARE_REFILL_MS = 1000;
+
+/**
+ * A connection with its channel and its offer set locally, waiting for a peer to offer to.
+ * @typedef {{pc: RTCPeerConnection, channel: RTCDataChannel, made: number, iceServers: string}} Spare
+ */
 
 export const LinkState = Object.freeze({
   CONNECTING: "connecting",
@@ -147,12 +162,14 @@ export class Mesh {
    * @param {number} [options.recoverGrace]
    * @param {number} [options.connectTimeout]
    * @param {number} [options.answerTimeout]
+   * @param {number} [options.spareOffers] offers made ahead (0: none)
+   * @param {number} [options.spareMaxAge] ms a spare offer is kept
    * @param {Console} [options.log]
    */
   constructor({ key, room, sendSignal, onFrame, onLink, onPath = () => {}, iceServers = [],
                 retryBase = 500, retryMax = 15000, pingInterval = 2000, pingTimeout = 6000,
                 recoverGrace = 10000, connectTimeout = 10000, answerTimeout = 400,
-                log = console }) {
+                spareOffers = 3, spareMaxAge = 20000, log = console }) {
     this.key = key;
     this.device = key.device;
     this.room = room;
@@ -176,6 +193,23 @@ export class Mesh {
     this.links = new Map();
     this.refused = 0;
     this.closed = false;
+    this.spareOffers = spareOffers;
+    this.spareMaxAge = spareMaxAge;
+    /** @type {Spare[]} */
+    this.spares = [];
+    this.sparesMaking = 0;
+    this.makeSpares();
+  }
+
+  /**
+   * Use these ICE servers (the join reply's) from now on; spares made with others are dropped.
+   * @param {RTCIceServer[]} iceServers
+   */
+  setIceServers(iceServers) {
+    this.iceServers = iceServers;
+    const wanted = JSON.stringify(iceServers);
+    for (const spare of this.spares.filter((s) => s.iceServers !== wanted)) this.dropSpare(spare);
+    this.makeSpares();
   }
 
   /**
@@ -304,6 +338,7 @@ export class Mesh {
   close() {
     if (this.closed) return;
     this.closed = true;
+    for (const spare of [...this.spares]) this.dropSpare(spare);
     for (const device of [...this.links.keys()]) this.closeLink(device);
     this.roster.clear();
   }
@@ -326,8 +361,10 @@ export class Mesh {
   openLink(peer) {
     const link = new Link(peer, this.device < peer.device);
     this.links.set(peer.device, link);
-    this.notify(link);
+    timing.linkStep(peer.device, "listed");
+    // The offer first: its set-up is on the way to the link, the listeners' work is not.
     if (link.offerer) this.offer(link);
+    this.notify(link);
   }
 
   /**
@@ -350,6 +387,7 @@ export class Mesh {
     if (this.closed || this.links.get(link.peer.device) !== link) return;
     if (link.state === LinkState.FAILED && !link.pc) return;
     this.log.info(`link to ${short(link.peer.device)} failed: ${reason}`);
+    timing.linkStep(link.peer.device, "failed");
     this.dropConnection(link);
     link.failures++;
     this.setState(link, LinkState.FAILED);
@@ -423,18 +461,86 @@ export class Mesh {
     if (link && link.state !== LinkState.CONNECTED) this.fail(link, `refused a signal: ${reason}`);
   }
 
+  // -- offers made ahead -----------------------------------------------------------------
+
+  /** Make spare offers until there are `spareOffers` of them (made or under way). */
+  makeSpares() {
+    while (!this.closed && this.spares.length + this.sparesMaking < this.spareOffers) {
+      this.sparesMaking++;
+      this.makeSpare().finally(() => { this.sparesMaking--; });
+    }
+  }
+
+  async makeSpare() {
+    const iceServers = JSON.stringify(this.iceServers);
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    const channel = pc.createDataChannel(CHANNEL_LABEL, { ordered: true });
+    try {
+      await pc.setLocalDescription();
+    } catch (err) {
+      this.log.debug("could not make an offer ahead", err);
+      pc.close();
+      return;
+    }
+    if (this.closed || iceServers !== JSON.stringify(this.iceServers)) {
+      pc.close();
+      return;
+    }
+    /** @type {Spare} */
+    const spare = { pc, channel, made: performance.now(), iceServers };
+    this.spares.push(spare);
+    // Dropped when too old, and not replaced until the next join or use.
+    setTimeout(() => this.dropSpare(spare), this.spareMaxAge);
+  }
+
+  /** A spare offer still fit to send, taken out of the pool (more are made), or null. */
+  takeSpare() {
+    const wanted = JSON.stringify(this.iceServers);
+    let spare;
+    while ((spare = this.spares.shift())) {
+      const fit = spare.iceServers === wanted && spare.pc.signalingState === "have-local-offer"
+        && performance.now() - spare.made < this.spareMaxAge;
+      if (fit) break;
+      spare.pc.close();
+    }
+    // Later: making one costs CPU that the links being set up now need more.
+    setTimeout(() => this.makeSpares(), SPARE_REFILL_MS);
+    return spare || null;
+  }
+
+  /** @param {Spare} spare */
+  dropSpare(spare) {
+    const at = this.spares.indexOf(spare);
+    if (at < 0) return;
+    this.spares.splice(at, 1);
+    spare.pc.close();
+  }
+
   // -- offer and answer -------------------------------------------------------------------
 
   /**
    * @param {Link} link
+   * @param {RTCPeerConnection} [made] a spare's connection, else a new one
    */
-  newConnection(link) {
+  newConnection(link, made) {
     // Only the servers the server hands out: never a public STUN default.
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    const pc = made || new RTCPeerConnection({ iceServers: this.iceServers });
     link.pc = pc;
     link.attempts++;
     link.path = null;
     link.attemptStarted = performance.now();
+    if (timing.on) {
+      const device = link.peer.device;
+      pc.addEventListener("iceconnectionstatechange", () => {
+        timing.linkStep(device, `ice ${pc.iceConnectionState}`);
+      });
+      pc.addEventListener("icegatheringstatechange", () => {
+        timing.linkStep(device, `gathering ${pc.iceGatheringState}`);
+      });
+      pc.addEventListener("connectionstatechange", () => {
+        timing.linkStep(device, `connection ${pc.connectionState}`);
+      });
+    }
     pc.addEventListener("connectionstatechange", () => {
       if (link.pc === pc && (pc.connectionState === "failed" || pc.connectionState === "closed")) {
         this.fail(link, `peer connection ${pc.connectionState}`);
@@ -452,6 +558,7 @@ export class Mesh {
       const c = event.candidate;
       if (link.pc !== pc || !c || !c.candidate) return;
       const payload = { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex };
+      timing.linkStep(link.peer.device, "local candidate");
       // A candidate must not overtake its offer or answer: the other side would drop it.
       if (link.descriptionSent) this.signal(link, "candidate", payload);
       else link.localCandidates.push(payload);
@@ -470,10 +577,18 @@ export class Mesh {
   async offer(link) {
     this.dropConnection(link);
     this.setState(link, LinkState.CONNECTING);
-    const pc = this.newConnection(link);
+    timing.linkStep(link.peer.device, "offer begun");
+    const spare = this.takeSpare();
+    const pc = this.newConnection(link, spare ? spare.pc : undefined);
     try {
-      this.attachChannel(link, pc.createDataChannel(CHANNEL_LABEL, { ordered: true }));
-      await pc.setLocalDescription(await pc.createOffer());
+      if (spare) {
+        this.attachChannel(link, spare.channel);
+      } else {
+        this.attachChannel(link, pc.createDataChannel(CHANNEL_LABEL, { ordered: true }));
+        await pc.setLocalDescription();
+      }
+      timing.linkStep(link.peer.device, "offer set locally");
+      if (spare) timing.linkStep(link.peer.device, "offer made ahead");
       if (link.pc !== pc) return;
       link.awaitingAnswer = true;
       link.offerOid = this.nextOid();
@@ -483,6 +598,7 @@ export class Mesh {
       this.later(link, () => {
         if (link.pc === pc && link.awaitingAnswer && this.links.get(link.peer.device) === link) {
           link.unanswered++;
+          timing.linkStep(link.peer.device, "no answer: offering again");
           this.log.info(`no answer from ${short(link.peer.device)} in ${wait} ms: offering again`);
           this.offer(link);
         }
@@ -507,6 +623,7 @@ export class Mesh {
       return;
     }
     const sdp = await this.verifiedSdp(link, payload, "offer");
+    timing.linkStep(link.peer.device, "offer verified");
     if (oid !== null) link.acceptedOid = oid;
     link.peerRestarts = payload.ice_restart === true;
     if (payload.restart === true && link.pc && link.channel
@@ -530,7 +647,9 @@ export class Mesh {
     const pc = this.newConnection(link);
     try {
       await pc.setRemoteDescription({ type: "offer", sdp });
-      await pc.setLocalDescription(await pc.createAnswer());
+      // The answer made and set in one step: one trip to WebRTC's thread fewer.
+      await pc.setLocalDescription();
+      timing.linkStep(link.peer.device, "answer set locally");
     } catch (err) {
       if (link.pc === pc) throw new ProtocolError(`offer is unusable: ${err.message}`);
       return;
@@ -558,6 +677,7 @@ export class Mesh {
       throw new ProtocolError(`answer from ${short(link.peer.device)} with no offer pending`);
     }
     const sdp = await this.verifiedSdp(link, payload, "answer");
+    timing.linkStep(link.peer.device, "answer verified");
     link.awaitingAnswer = false;
     link.unanswered = 0;
     link.peerRestarts = payload.ice_restart === true;
@@ -586,6 +706,7 @@ export class Mesh {
     }
     try {
       await pc.addIceCandidate({ candidate, sdpMid, sdpMLineIndex });
+      timing.linkStep(link.peer.device, "remote candidate added");
     } catch (err) {
       this.log.warn(`candidate from ${short(link.peer.device)} not added: ${err.message}`);
     }
@@ -610,7 +731,9 @@ export class Mesh {
                       ice_restart: true };
     if (restart) payload.restart = true;
     if (oid !== null) payload.oid = oid;
+    timing.linkStep(link.peer.device, `${kind} signed`);
     await this.sendSignal(link.peer.device, kind, payload);
+    timing.linkStep(link.peer.device, `${kind} taken by the server`);
     if (link.pc !== pc) return;
     link.descriptionSent = true;
     const held = link.localCandidates;
@@ -681,6 +804,7 @@ export class Mesh {
    */
   channelOpened(link, channel) {
     if (link.channel !== channel || link.state === LinkState.CONNECTED) return;
+    timing.linkStep(link.peer.device, "channel open");
     const now = performance.now();
     link.connectMs = now - link.attemptStarted;
     link.failures = 0;

@@ -395,11 +395,13 @@ export class BrowserPeer {
    * @param {number} generation
    */
   async onJoined(reply, generation) {
-    this.mesh.iceServers = Array.isArray(reply.ice_servers) ? reply.ice_servers : [];
-    const listed = [];
-    for (const peer of reply.peers || []) {
-      if (await this.vouchedPeer(peer)) listed.push(peer);
-    }
+    for (const peer of reply.peers || []) timing.linkStep(String(peer.device), "join reply");
+    this.mesh.setIceServers(Array.isArray(reply.ice_servers) ? reply.ice_servers : []);
+    // Checked side by side: each check waits on WebCrypto, and the links wait on all.
+    /** @type {any[]} untrusted: from the server */
+    const peers = Array.isArray(reply.peers) ? reply.peers : [];
+    const vouched = await Promise.all(peers.map((peer) => this.vouchedPeer(peer)));
+    const listed = peers.filter((_, i) => vouched[i]);
     // Merged, not rebuilt: a peer_joined or an offer that came while the join ran is newer
     // than this snapshot. A peer whose channel is still open stays even if the (just
     // restarted) server does not list it yet.
@@ -446,6 +448,7 @@ export class BrowserPeer {
    */
   async onPeerJoined(data) {
     const peer = data.peer;
+    timing.linkStep(String(peer && peer.device), "peer_joined");
     if (!(await this.vouchedPeer(peer))) return;
     const before = this.rosterRule.get(peer.device);
     this.rosterRule.joined(peer);
@@ -502,6 +505,7 @@ export class BrowserPeer {
    */
   async onSignal(data) {
     const sender = data.from || {};
+    timing.linkStep(String(sender.device), `${data.kind} received`);
     // An offer can overtake the peer_joined that announces its sender; the server vouches
     // for the sender's key in the signal itself.
     const known = this.rosterRule.get(sender.device);
