@@ -1,5 +1,6 @@
 """Every peer-agent test runs with ICE pinned to 127.0.0.1: no packet may leave loopback. The
-`trio` fixture gives a module three linked agents on a server of its own."""
+`trio` fixture gives a module three linked agents on a server of its own; `server` gives a test
+a server of its own (sign-in limits open), and `agents` stops every agent a test started."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from launcher.server import OPEN_LIMITS
 from peer_agent.ice import pin_ice_hosts
 from tests.peer_agent.agents import AgentProcess, start_agents, wait_connected
 from tests.signaling.conftest import ServerProcess, start_server, unique_name
@@ -19,6 +21,23 @@ def loopback_ice() -> Iterator[None]:
     pin_ice_hosts(["127.0.0.1"])
     yield
     pin_ice_hosts(None)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server of the test's own, with the sign-in limits open."""
+    running = start_server(tmp_path / "server", OPEN_LIMITS)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def agents() -> Iterator[list[AgentProcess]]:
+    """The agents a test starts, appended here, each stopped (by pid) at the end."""
+    started: list[AgentProcess] = []
+    yield started
+    for agent in started:
+        agent.stop()
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,7 @@ import pytest
 from tests.peer_agent.agents import AgentProcess, start_agent
 from tests.peer_agent.rogue import RoguePeer
 from tests.peer_agent.signal_bus import run, wait_until
-from tests.signaling.conftest import ServerProcess, start_server, unique_name
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    running = start_server(tmp_path / "server")
-    yield running
-    running.stop()
+from tests.signaling.conftest import ServerProcess, unique_name
 
 
 @pytest.fixture

@@ -16,14 +16,7 @@ from launcher import HttpError, ui_events
 from peer_agent.log import LocalLog
 from tests.helpers import poll
 from tests.peer_agent.agents import AgentProcess, start_agent, wait_connected
-from tests.signaling.conftest import ServerProcess, start_server, unique_name
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    running = start_server(tmp_path / "server")
-    yield running
-    running.stop()
+from tests.signaling.conftest import ServerProcess, unique_name
 
 
 @pytest.fixture

@@ -33,14 +33,6 @@ def room_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
     running.stop()
 
 
-@pytest.fixture
-def agents() -> Iterator[list[AgentProcess]]:
-    started: list[AgentProcess] = []
-    yield started
-    for agent in started:
-        agent.stop()
-
-
 def start(server: ServerProcess, base: Path, name: str, room: str, *more: str,
           agents: list[AgentProcess]) -> AgentProcess:
     agent = AgentProcess(server.url, unique_name(name), room, base / name, PASSWORD,

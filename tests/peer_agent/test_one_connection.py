@@ -6,33 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from launcher import LOOPBACK_RECONNECT_MAX, AgentProcess
-from launcher.server import OPEN_LIMITS
 from tests.helpers import poll
 from tests.signaling.conftest import ServerProcess, unique_name
 
 PASSWORD = "password-" + "x" * 8
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    running = ServerProcess(tmp_path / "server", env=OPEN_LIMITS)
-    running.start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def agents() -> Iterator[list[AgentProcess]]:
-    started: list[AgentProcess] = []
-    yield started
-    for agent in started:
-        agent.stop()
 
 
 def start(server: ServerProcess, base: Path, name: str, rooms: list[str],
