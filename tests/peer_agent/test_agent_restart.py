@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import websocket
 
 from launcher import HttpError, ui_events
@@ -19,20 +17,12 @@ from tests.peer_agent.agents import AgentProcess, start_agent, wait_connected
 from tests.signaling.conftest import ServerProcess, unique_name
 
 
-@pytest.fixture
-def launched() -> Iterator[list[AgentProcess]]:
-    agents: list[AgentProcess] = []
-    yield agents
-    for agent in agents:
-        agent.stop()
-
-
 def test_restarted_agent_keeps_its_seq_and_catches_up(
-        server: ServerProcess, tmp_path: Path, launched: list[AgentProcess]) -> None:
+        server: ServerProcess, tmp_path: Path, agents: list[AgentProcess]) -> None:
     room, alice_name, bob_name = unique_name("room"), unique_name("alice"), unique_name("bob")
     alice = start_agent(server.url, alice_name, room, tmp_path / "alice")
     bob = start_agent(server.url, bob_name, room, tmp_path / "bob")
-    launched += [alice, bob]
+    agents += [alice, bob]
     wait_connected(alice, 1)
     first = bob.send("before the restart")
     bob.stop()
@@ -42,7 +32,7 @@ def test_restarted_agent_keeps_its_seq_and_catches_up(
     poll(lambda: alice.state()["server"]["outbox"] == 0, timeout=15, message="alice's upload")
 
     bob = start_agent(server.url, bob_name, room, tmp_path / "bob", register=False)
-    launched.append(bob)
+    agents.append(bob)
     wait_connected(bob, 1)
     poll(lambda: "while bob was away" in bob.texts(), timeout=15, message="bob's catch-up")
     second = bob.send("after the restart")
@@ -53,11 +43,11 @@ def test_restarted_agent_keeps_its_seq_and_catches_up(
 
 
 def test_ui_websocket_pushes_new_messages_live(
-        server: ServerProcess, tmp_path: Path, launched: list[AgentProcess]) -> None:
+        server: ServerProcess, tmp_path: Path, agents: list[AgentProcess]) -> None:
     room = unique_name("room")
     alice = start_agent(server.url, unique_name("alice"), room, tmp_path / "alice")
     bob = start_agent(server.url, unique_name("bob"), room, tmp_path / "bob")
-    launched += [alice, bob]
+    agents += [alice, bob]
     wait_connected(bob, 1)
     ws = websocket.create_connection(bob.url.replace("http", "ws") + "/ws", timeout=10)
     try:
@@ -75,9 +65,9 @@ def test_ui_websocket_pushes_new_messages_live(
 
 
 def test_history_scrolls_back_page_by_page(
-        server: ServerProcess, tmp_path: Path, launched: list[AgentProcess]) -> None:
+        server: ServerProcess, tmp_path: Path, agents: list[AgentProcess]) -> None:
     alice = start_agent(server.url, unique_name("alice"), unique_name("room"), tmp_path / "a")
-    launched.append(alice)
+    agents.append(alice)
     for i in range(25):
         alice.send(f"message {i}")
     seen: list[str] = []
@@ -93,11 +83,11 @@ def test_history_scrolls_back_page_by_page(
 
 
 def test_messages_travel_peer_to_peer_while_the_server_is_stopped(
-        server: ServerProcess, tmp_path: Path, launched: list[AgentProcess]) -> None:
+        server: ServerProcess, tmp_path: Path, agents: list[AgentProcess]) -> None:
     room = unique_name("room")
     alice = start_agent(server.url, unique_name("alice"), room, tmp_path / "alice")
     bob = start_agent(server.url, unique_name("bob"), room, tmp_path / "bob")
-    launched += [alice, bob]
+    agents += [alice, bob]
     wait_connected(alice, 1)
     wait_connected(bob, 1)
     server.kill()
@@ -111,30 +101,30 @@ def test_messages_travel_peer_to_peer_while_the_server_is_stopped(
 
 
 def test_a_late_joiner_receives_the_history(
-        server: ServerProcess, tmp_path: Path, launched: list[AgentProcess]) -> None:
+        server: ServerProcess, tmp_path: Path, agents: list[AgentProcess]) -> None:
     room = unique_name("room")
     alice = start_agent(server.url, unique_name("alice"), room, tmp_path / "alice")
     bob = start_agent(server.url, unique_name("bob"), room, tmp_path / "bob")
-    launched += [alice, bob]
+    agents += [alice, bob]
     wait_connected(alice, 1)
     for i in range(30):
         (alice if i % 2 else bob).send(f"early {i}")
     poll(lambda: len(bob.texts()) == 30, timeout=15, message="bob has all 30")
     carol = start_agent(server.url, unique_name("carol"), room, tmp_path / "carol")
-    launched.append(carol)
+    agents.append(carol)
     wait_connected(carol, 2)
     poll(lambda: len(carol.texts()) == 30, timeout=20, message="carol has the history")
     assert [m["id"] for m in carol.messages()] == [m["id"] for m in alice.messages()]
 
 
 def test_posts_answered_before_a_kill_are_kept_and_their_seqs_never_reused(
-        server: ServerProcess, tmp_path: Path, launched: list[AgentProcess]) -> None:
+        server: ServerProcess, tmp_path: Path, agents: list[AgentProcess]) -> None:
     # Posts are committed in groups (one fsync for all that arrive while one runs): a kill -9
     # right after the answers, with more posts in flight, loses none that was answered.
     room = unique_name("room")
     alice = start_agent(server.url, unique_name("alice"), room, tmp_path / "alice")
     bob = start_agent(server.url, unique_name("bob"), room, tmp_path / "bob")
-    launched += [alice, bob]
+    agents += [alice, bob]
     wait_connected(alice, 1)
     answered: list[dict[str, Any]] = []
     lock = threading.Lock()
