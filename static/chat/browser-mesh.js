@@ -127,6 +127,52 @@ class Link {
   }
 }
 
+/** @type {WeakMap<RTCPeerConnection, {closed: Promise<never>, close: () => void}>} */
+const closers = new WeakMap();
+
+/**
+ * A promise that fails once this mesh closes `pc` (closeConnection).
+ * @param {RTCPeerConnection} pc
+ */
+function closerOf(pc) {
+  let entry = closers.get(pc);
+  if (!entry) {
+    /** @type {() => void} */
+    let close = () => {};
+    /** @type {Promise<never>} */
+    const closed = new Promise((_, reject) => {
+      close = () => reject(new Error("the connection was closed meanwhile"));
+    });
+    closed.catch(() => {});
+    entry = { closed, close };
+    closers.set(pc, entry);
+  }
+  return entry;
+}
+
+/**
+ * `op`, an operation of `pc`, or an Error once the mesh closes `pc`. A connection closed while
+ * an operation is pending leaves that operation's promise unsettled for good (the WebRTC
+ * spec's operations chain is abandoned): awaited bare in a link's signal queue, it would hold
+ * every later signal of that peer, so that the link never forms.
+ * @template T
+ * @param {RTCPeerConnection} pc
+ * @param {Promise<T>} op
+ * @returns {Promise<T>}
+ */
+function orClosed(pc, op) {
+  return Promise.race([op, closerOf(pc).closed]);
+}
+
+/**
+ * Close `pc`, failing whatever waits on it through orClosed.
+ * @param {RTCPeerConnection} pc
+ */
+function closeConnection(pc) {
+  closerOf(pc).close();
+  pc.close();
+}
+
 /**
  * The `oid` of an offer or answer, or null when it has none (an older peer) or a bad one.
  * @param {any} payload untrusted: from a peer
@@ -426,7 +472,7 @@ export class Mesh {
     link.localCandidates = [];
     link.path = null;
     if (pc) {
-      try { pc.close(); } catch (err) { this.log.debug("closing a connection failed", err); }
+      try { closeConnection(pc); } catch (err) { this.log.debug("closing a connection failed", err); }
     }
   }
 
@@ -585,7 +631,7 @@ export class Mesh {
         this.attachChannel(link, spare.channel);
       } else {
         this.attachChannel(link, pc.createDataChannel(CHANNEL_LABEL, { ordered: true }));
-        await pc.setLocalDescription();
+        await orClosed(pc, pc.setLocalDescription());
       }
       timing.linkStep(link.peer.device, "offer set locally");
       if (spare) timing.linkStep(link.peer.device, "offer made ahead");
@@ -636,8 +682,8 @@ export class Mesh {
       link.restarts++;
       link.descriptionSent = false;
       try {
-        await pc.setRemoteDescription({ type: "offer", sdp });
-        await pc.setLocalDescription(await pc.createAnswer());
+        await orClosed(pc, pc.setRemoteDescription({ type: "offer", sdp }));
+        await orClosed(pc, pc.setLocalDescription(await orClosed(pc, pc.createAnswer())));
       } catch (err) {
         if (link.pc === pc) throw new ProtocolError(`ICE restart offer is unusable: ${err.message}`);
         return;
@@ -649,9 +695,9 @@ export class Mesh {
     this.setState(link, LinkState.CONNECTING);
     const pc = this.newConnection(link);
     try {
-      await pc.setRemoteDescription({ type: "offer", sdp });
+      await orClosed(pc, pc.setRemoteDescription({ type: "offer", sdp }));
       // The answer made and set in one step: one trip to WebRTC's thread fewer.
-      await pc.setLocalDescription();
+      await orClosed(pc, pc.setLocalDescription());
       timing.linkStep(link.peer.device, "answer set locally");
     } catch (err) {
       if (link.pc === pc) throw new ProtocolError(`offer is unusable: ${err.message}`);
@@ -686,7 +732,7 @@ export class Mesh {
     link.unanswered = 0;
     link.peerRestarts = payload.ice_restart === true;
     try {
-      await pc.setRemoteDescription({ type: "answer", sdp });
+      await orClosed(pc, pc.setRemoteDescription({ type: "answer", sdp }));
     } catch (err) {
       if (link.pc === pc) throw new ProtocolError(`answer is unusable: ${err.message}`);
     }
@@ -709,10 +755,12 @@ export class Mesh {
       return;
     }
     try {
-      await pc.addIceCandidate({ candidate, sdpMid, sdpMLineIndex });
+      await orClosed(pc, pc.addIceCandidate({ candidate, sdpMid, sdpMLineIndex }));
       timing.linkStep(link.peer.device, "remote candidate added");
     } catch (err) {
-      this.log.warn(`candidate from ${short(link.peer.device)} not added: ${err.message}`);
+      if (link.pc === pc) {
+        this.log.warn(`candidate from ${short(link.peer.device)} not added: ${err.message}`);
+      }
     }
   }
 
@@ -866,7 +914,7 @@ export class Mesh {
       // Candidates of the new ICE generation must not overtake the offer that announces it.
       link.descriptionSent = false;
       pc.restartIce();
-      await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+      await orClosed(pc, pc.setLocalDescription(await orClosed(pc, pc.createOffer({ iceRestart: true }))));
       if (link.pc !== pc) return;
       link.awaitingAnswer = true;
       link.offerOid = this.nextOid();

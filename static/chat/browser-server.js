@@ -166,6 +166,7 @@ export class ServerConnection {
       socket.on(name, (data) => {
         const link = data && typeof data.room === "string" ? this.rooms.get(data.room) : null;
         if (link) link.notice(name, data);
+        else this.log.info(`${name} for a room this page is not in; ignored`);
       });
     }
   }
