@@ -132,7 +132,7 @@ export class ServerConnection {
    * @param {string} user
    */
   directRoom(user) {
-    return this.api("POST", "/api/dm", { user });
+    return this.api("POST", "/api/dm", { username: user });
   }
 
   /**
