@@ -1,7 +1,13 @@
 // @ts-check
 // The browser peer's WebRTC mesh: one RTCPeerConnection and one ordered, reliable data
-// channel labelled "gibberish" per device of the room, Python agents and browsers alike.
-// It keeps the rules of peer_agent/mesh.py, so both kinds of peer interoperate:
+// channel labelled "gibberish" per other device, Python agents and browsers alike, shared by
+// every room the page and that device have in common (each room sees it through a RoomMesh,
+// browser-room-mesh.js, which tags its frames with the room). It keeps the rules of
+// peer_agent/mesh.py, so both kinds of peer interoperate:
+//
+// - Signals go through a room both devices are in: the offerer picks the first room it shares
+//   with the other device (`roomFor`), signs the offer for that room and sends it there; the
+//   answerer signs its answer for the room the offer came through and answers there.
 //
 // - Offer rule: of each pair of devices, the one with the smaller id offers; only it retries,
 //   with exponential backoff and jitter, each time with a fresh connection. An offer that
@@ -44,7 +50,6 @@ import {
   JsonNumber,
   MAX_FRAME_BYTES,
   parseFrame,
-  tagRoom,
   pathKind,
   ProtocolError,
   sdpFingerprint,
@@ -114,10 +119,58 @@ class Link {
     this.queue = Promise.resolve();
     /** @type {object | null} the selected candidate pair's path, as getStats() gives it */
     this.path = null;
+    /** @type {string | null} the room this connection's offer and answer go through */
+    this.signalRoom = null;
     this.peerRestarts = false; // the peer said it can restart ICE on a live connection
     this.restarts = 0;
     this.attempts = 0;
   }
+}
+
+/** @type {WeakMap<RTCPeerConnection, {closed: Promise<never>, close: () => void}>} */
+const closers = new WeakMap();
+
+/**
+ * A promise that fails once this mesh closes `pc` (closeConnection).
+ * @param {RTCPeerConnection} pc
+ */
+function closerOf(pc) {
+  let entry = closers.get(pc);
+  if (!entry) {
+    /** @type {() => void} */
+    let close = () => {};
+    /** @type {Promise<never>} */
+    const closed = new Promise((_, reject) => {
+      close = () => reject(new Error("the connection was closed meanwhile"));
+    });
+    closed.catch(() => {});
+    entry = { closed, close };
+    closers.set(pc, entry);
+  }
+  return entry;
+}
+
+/**
+ * `op`, an operation of `pc`, or an Error once the mesh closes `pc`. A connection closed while
+ * an operation is pending leaves that operation's promise unsettled for good (the WebRTC
+ * spec's operations chain is abandoned): awaited bare in a link's signal queue, it would hold
+ * every later signal of that peer, so that the link never forms.
+ * @template T
+ * @param {RTCPeerConnection} pc
+ * @param {Promise<T>} op
+ * @returns {Promise<T>}
+ */
+function orClosed(pc, op) {
+  return Promise.race([op, closerOf(pc).closed]);
+}
+
+/**
+ * Close `pc`, failing whatever waits on it through orClosed.
+ * @param {RTCPeerConnection} pc
+ */
+function closeConnection(pc) {
+  closerOf(pc).close();
+  pc.close();
 }
 
 /**
@@ -141,16 +194,18 @@ function short(device) {
  */
 
 /**
- * Peer connections to every other device of one room, kept open and healed.
- * `sendSignal(to, kind, payload)` goes through the server; `onFrame(peer, text)` gets every
- * text frame that is not a ping or pong; `onLink(peer, state)` every link state change.
+ * Peer connections to every other device of the page's rooms, kept open and healed.
+ * `sendSignal(room, to, kind, payload)` goes through the server in that room; `roomFor(device)`
+ * names the room to signal a device through; `onFrame(peer, text)` gets every text frame that
+ * is not a ping or pong; `onLink(peer, state)` every link state change.
  */
 export class Mesh {
   /**
    * @param {object} options
    * @param {import("./protocol.js").DeviceKey} options.key
-   * @param {string} options.room
-   * @param {(to: string, kind: string, payload: object) => Promise<void>} options.sendSignal
+   * @param {(device: string) => string} options.roomFor
+   * @param {(room: string, to: string, kind: string, payload: object) => Promise<void>}
+   *   options.sendSignal
    * @param {(peer: Peer, text: string) => void} options.onFrame
    * @param {(peer: Peer, state: string) => void} options.onLink
    * @param {(peer: Peer) => void} [options.onPath]
@@ -166,13 +221,13 @@ export class Mesh {
    * @param {number} [options.spareMaxAge] ms a spare offer is kept
    * @param {Console} [options.log]
    */
-  constructor({ key, room, sendSignal, onFrame, onLink, onPath = () => {}, iceServers = [],
+  constructor({ key, roomFor, sendSignal, onFrame, onLink, onPath = () => {}, iceServers = [],
                 retryBase = 500, retryMax = 15000, pingInterval = 2000, pingTimeout = 6000,
                 recoverGrace = 10000, connectTimeout = 10000, answerTimeout = 400,
                 spareOffers = 3, spareMaxAge = 20000, log = console }) {
     this.key = key;
     this.device = key.device;
-    this.room = room;
+    this.roomFor = roomFor;
     this.sendSignal = sendSignal;
     this.onFrame = onFrame;
     this.onLink = onLink;
@@ -213,8 +268,9 @@ export class Mesh {
   }
 
   /**
-   * Make the mesh match the room's roster ({user, device, public_key}, the caller checked each
-   * id against its key): link new devices, close removed ones, relink a changed one.
+   * Make the mesh match the rooms' rosters together ({user, device, public_key}, the caller
+   * checked each id against its key): link new devices, close removed ones, relink a changed
+   * one.
    * @param {Iterable<Peer>} peers
    */
   updateRoster(peers) {
@@ -257,15 +313,16 @@ export class Mesh {
   }
 
   /**
-   * Act on a signal relayed by the server; refuse (and count) anything not to be trusted.
-   * Signals of one peer are handled one at a time, in the order they came.
+   * Act on a signal relayed by the server in `room`; refuse (and count) anything not to be
+   * trusted. Signals of one peer are handled one at a time, in the order they came.
    * @param {string} fromUser
    * @param {string} fromDevice
    * @param {string} kind
    * @param {any} payload untrusted: from a peer, through the server
+   * @param {string} room the room the signal came through
    * @returns {Promise<void>}
    */
-  handleSignal(fromUser, fromDevice, kind, payload) {
+  handleSignal(fromUser, fromDevice, kind, payload, room) {
     const link = this.links.get(fromDevice);
     const peer = this.roster.get(fromDevice);
     if (!link || !peer) {
@@ -279,8 +336,8 @@ export class Mesh {
     const run = async () => {
       if (this.closed || this.links.get(fromDevice) !== link) return;
       try {
-        if (kind === "offer") await this.acceptOffer(link, payload);
-        else if (kind === "answer") await this.acceptAnswer(link, payload);
+        if (kind === "offer") await this.acceptOffer(link, payload, room);
+        else if (kind === "answer") await this.acceptAnswer(link, payload, room);
         else if (kind === "candidate") await this.addCandidate(link, payload);
         else throw new ProtocolError(`unknown signal kind ${String(kind).slice(0, 20)}`);
       } catch (err) {
@@ -291,26 +348,15 @@ export class Mesh {
     return link.queue;
   }
 
-  /** Send a frame of this room to `device`, tagged with the room; false if its channel is not
-   * open.
+  /** Send a frame (tagged with its room by the caller) to `device`; false if its channel is
+   * not open.
    * @param {string} device
    * @param {string} text
    */
   send(device, text) {
-    text = tagRoom(text, this.room);
     this.checkSize(text);
     const link = this.links.get(device);
     return Boolean(link && this.sendOn(link, text));
-  }
-
-  /**
-   * Send a frame of this room to every connected device; the devices it was sent to.
-   * @param {string} text
-   */
-  broadcast(text) {
-    text = tagRoom(text, this.room);
-    this.checkSize(text);
-    return [...this.links.values()].filter((l) => this.sendOn(l, text)).map((l) => l.peer.device);
   }
 
   /**
@@ -426,7 +472,7 @@ export class Mesh {
     link.localCandidates = [];
     link.path = null;
     if (pc) {
-      try { pc.close(); } catch (err) { this.log.debug("closing a connection failed", err); }
+      try { closeConnection(pc); } catch (err) { this.log.debug("closing a connection failed", err); }
     }
   }
 
@@ -585,13 +631,14 @@ export class Mesh {
         this.attachChannel(link, spare.channel);
       } else {
         this.attachChannel(link, pc.createDataChannel(CHANNEL_LABEL, { ordered: true }));
-        await pc.setLocalDescription();
+        await orClosed(pc, pc.setLocalDescription());
       }
       timing.linkStep(link.peer.device, "offer set locally");
       if (spare) timing.linkStep(link.peer.device, "offer made ahead");
       if (link.pc !== pc) return;
       link.awaitingAnswer = true;
       link.offerOid = this.nextOid();
+      link.signalRoom = this.roomFor(link.peer.device);
       await this.sendDescription(link, pc, "offer", false, link.offerOid);
       if (link.pc !== pc) return;
       const wait = Math.min(this.connectTimeout, this.answerTimeout * 2 ** link.unanswered);
@@ -611,8 +658,9 @@ export class Mesh {
   /**
    * @param {Link} link
    * @param {any} payload untrusted
+   * @param {string} room the room it came through, which the answer goes through
    */
-  async acceptOffer(link, payload) {
+  async acceptOffer(link, payload, room) {
     if (link.offerer) {
       throw new ProtocolError(
         `offer from ${short(link.peer.device)}, which waits for our offer (offer rule)`);
@@ -622,9 +670,10 @@ export class Mesh {
       this.log.info(`offer ${oid} from ${short(link.peer.device)} is older than one taken; ignored`);
       return;
     }
-    const sdp = await this.verifiedSdp(link, payload, "offer");
+    const sdp = await this.verifiedSdp(link, payload, "offer", room);
     timing.linkStep(link.peer.device, "offer verified");
     if (oid !== null) link.acceptedOid = oid;
+    link.signalRoom = room;
     link.peerRestarts = payload.ice_restart === true;
     if (payload.restart === true && link.pc && link.channel
         && link.pc.signalingState === "stable") {
@@ -633,8 +682,8 @@ export class Mesh {
       link.restarts++;
       link.descriptionSent = false;
       try {
-        await pc.setRemoteDescription({ type: "offer", sdp });
-        await pc.setLocalDescription(await pc.createAnswer());
+        await orClosed(pc, pc.setRemoteDescription({ type: "offer", sdp }));
+        await orClosed(pc, pc.setLocalDescription(await orClosed(pc, pc.createAnswer())));
       } catch (err) {
         if (link.pc === pc) throw new ProtocolError(`ICE restart offer is unusable: ${err.message}`);
         return;
@@ -646,9 +695,9 @@ export class Mesh {
     this.setState(link, LinkState.CONNECTING);
     const pc = this.newConnection(link);
     try {
-      await pc.setRemoteDescription({ type: "offer", sdp });
+      await orClosed(pc, pc.setRemoteDescription({ type: "offer", sdp }));
       // The answer made and set in one step: one trip to WebRTC's thread fewer.
-      await pc.setLocalDescription();
+      await orClosed(pc, pc.setLocalDescription());
       timing.linkStep(link.peer.device, "answer set locally");
     } catch (err) {
       if (link.pc === pc) throw new ProtocolError(`offer is unusable: ${err.message}`);
@@ -665,8 +714,9 @@ export class Mesh {
   /**
    * @param {Link} link
    * @param {any} payload untrusted
+   * @param {string} room the room it came through
    */
-  async acceptAnswer(link, payload) {
+  async acceptAnswer(link, payload, room) {
     const pc = link.pc;
     const oid = offerId(payload);
     if (oid !== null && (oid !== link.offerOid || !link.awaitingAnswer)) {
@@ -676,13 +726,13 @@ export class Mesh {
     if (!link.awaitingAnswer || !pc) {
       throw new ProtocolError(`answer from ${short(link.peer.device)} with no offer pending`);
     }
-    const sdp = await this.verifiedSdp(link, payload, "answer");
+    const sdp = await this.verifiedSdp(link, payload, "answer", room);
     timing.linkStep(link.peer.device, "answer verified");
     link.awaitingAnswer = false;
     link.unanswered = 0;
     link.peerRestarts = payload.ice_restart === true;
     try {
-      await pc.setRemoteDescription({ type: "answer", sdp });
+      await orClosed(pc, pc.setRemoteDescription({ type: "answer", sdp }));
     } catch (err) {
       if (link.pc === pc) throw new ProtocolError(`answer is unusable: ${err.message}`);
     }
@@ -705,10 +755,12 @@ export class Mesh {
       return;
     }
     try {
-      await pc.addIceCandidate({ candidate, sdpMid, sdpMLineIndex });
+      await orClosed(pc, pc.addIceCandidate({ candidate, sdpMid, sdpMLineIndex }));
       timing.linkStep(link.peer.device, "remote candidate added");
     } catch (err) {
-      this.log.warn(`candidate from ${short(link.peer.device)} not added: ${err.message}`);
+      if (link.pc === pc) {
+        this.log.warn(`candidate from ${short(link.peer.device)} not added: ${err.message}`);
+      }
     }
   }
 
@@ -723,7 +775,8 @@ export class Mesh {
     // Set: every caller awaited setLocalDescription first.
     const description = /** @type {RTCSessionDescription} */ (pc.localDescription);
     const fingerprint = sdpFingerprint(description.sdp);
-    const signed = fingerprintSignedBytes(this.room, this.device, link.peer.device, fingerprint);
+    const signed = fingerprintSignedBytes(this.linkRoom(link), this.device, link.peer.device,
+      fingerprint);
     const fpSig = b64encode(await sign(this.key.privateKey, signed));
     if (link.pc !== pc) return;
     /** @type {Record<string, unknown>} */
@@ -732,7 +785,7 @@ export class Mesh {
     if (restart) payload.restart = true;
     if (oid !== null) payload.oid = oid;
     timing.linkStep(link.peer.device, `${kind} signed`);
-    await this.sendSignal(link.peer.device, kind, payload);
+    await this.sendSignal(this.linkRoom(link), link.peer.device, kind, payload);
     timing.linkStep(link.peer.device, `${kind} taken by the server`);
     if (link.pc !== pc) return;
     link.descriptionSent = true;
@@ -749,12 +802,20 @@ export class Mesh {
   }
 
   /**
+   * The room `link`'s signals go through: its offer's, else the first shared one now.
+   * @param {Link} link
+   */
+  linkRoom(link) {
+    return link.signalRoom || this.roomFor(link.peer.device);
+  }
+
+  /**
    * @param {Link} link
    * @param {string} kind
    * @param {object} payload
    */
   signal(link, kind, payload) {
-    this.sendSignal(link.peer.device, kind, payload).catch((err) => {
+    this.sendSignal(this.linkRoom(link), link.peer.device, kind, payload).catch((err) => {
       this.log.warn(`${kind} to ${short(link.peer.device)} not sent: ${err.message}`);
     });
   }
@@ -763,8 +824,9 @@ export class Mesh {
    * @param {Link} link
    * @param {any} payload untrusted
    * @param {string} kind
+   * @param {string} room the room it came through, which its signature names
    */
-  async verifiedSdp(link, payload, kind) {
+  async verifiedSdp(link, payload, kind, room) {
     const { sdp, fp_sig: fpSig, type } = payload || {};
     if (typeof sdp !== "string" || typeof fpSig !== "string" || type !== kind) {
       throw new ProtocolError(`malformed ${kind} from ${short(link.peer.device)}`);
@@ -772,7 +834,7 @@ export class Mesh {
     try {
       const fingerprint = sdpFingerprint(sdp);
       await verifySignature(link.peer.public_key, b64decode(fpSig),
-        fingerprintSignedBytes(this.room, link.peer.device, this.device, fingerprint));
+        fingerprintSignedBytes(room, link.peer.device, this.device, fingerprint));
     } catch (err) {
       throw new BadSignature(`${kind} from ${short(link.peer.device)} has no valid `
         + `fingerprint signature: ${err.message}`);
@@ -852,7 +914,7 @@ export class Mesh {
       // Candidates of the new ICE generation must not overtake the offer that announces it.
       link.descriptionSent = false;
       pc.restartIce();
-      await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+      await orClosed(pc, pc.setLocalDescription(await orClosed(pc, pc.createOffer({ iceRestart: true }))));
       if (link.pc !== pc) return;
       link.awaitingAnswer = true;
       link.offerOid = this.nextOid();

@@ -1,21 +1,34 @@
 // @ts-check
-// The browser peer: in JavaScript, what peer_agent/agent.py does in Python. It wires the
-// server link, the mesh, the local log and the uploads together, and is the chat UI's backend
-// ({state(), messages(before), send(text), subscribe(onEvent)}, as the agent's JSON API is).
+// One room of the browser peer: in JavaScript, what peer_agent/agent.py does in Python. It
+// wires the room's server link, its view of the page's mesh, its local log and the uploads
+// together, and answers the chat UI for its room ({state(), messages(before), send(text),
+// subscribe(onEvent)}, as the agent's JSON API does). The page's device (browser-device.js)
+// holds the key, the IndexedDB database, the one Socket.IO connection and the one mesh that
+// every room shares.
 //
 // Rules it keeps: a message is stored locally before it is shown or sent; every envelope
 // received (from a peer or the server) is checked, against a key the server or a peer
 // vouched for, before it is stored, shown or passed on; the server is told about every
 // message it lacks, by whoever holds it.
 
-import { BrowserLog, loadOrCreateDeviceKey, openDatabase, OTHERS_GRACE_MS }
-  from "./browser-log.js";
-import { LinkState, Mesh } from "./browser-mesh.js";
+import { BrowserLog, OTHERS_GRACE_MS } from "./browser-log.js";
+import { LinkState } from "./browser-mesh.js";
+import { RoomMesh } from "./browser-room-mesh.js";
 import { ServerLink } from "./browser-server.js";
 import { Roster } from "./roster.js";
 import { timing } from "./timing.js";
 /** @typedef {import("./protocol.js").Envelope} Envelope */
 /** @typedef {import("./browser-mesh.js").Peer} Peer */
+/**
+ * What a room needs of the page's device (browser-device.js): the signed-in user, the key,
+ * the database, the server connection and the mesh (through its RoomMesh), and word back
+ * when the room list changes or the server drops the page from the room.
+ * @typedef {import("./browser-room-mesh.js").MeshOwner & {
+ *   user: string, key: import("./protocol.js").DeviceKey, db: IDBDatabase,
+ *   server: import("./browser-server.js").ServerConnection,
+ *   pushRooms(): void, removed(room: string): void,
+ * }} RoomOwner
+ */
 import {
   batchesFor,
   CatchUp,
@@ -83,10 +96,19 @@ function receivedText(env, peer, live) {
 
 export class BrowserPeer {
   /**
-   * @param {{room: string, csrfToken: string, log?: Console}} options
+   * @param {{room: string, owner: RoomOwner | null, log?: Console}} options owner null: a
+   *   room on its own, whose start() is not called (tests set its parts)
    */
-  constructor({ room, csrfToken, log = console }) {
+  constructor({ room, owner, log = console }) {
     this.room = room;
+    this.owner = owner;
+    /** @type {string | null} the room's kind, as its join reply says (null until then) */
+    this.kind = null;
+    /** @type {string[] | null} a private or direct room's members (null: anyone) */
+    this.members = null;
+    this.closed = false;
+    /** @type {ReturnType<typeof setInterval>[]} */
+    this.intervals = [];
     this.log = log;
     /** @type {((event: object) => void)[]} */
     this.listeners = [];
@@ -130,43 +152,53 @@ export class BrowserPeer {
     this.rosterRule;
     /** @type {BrowserLog} */
     this.store;
-    /** @type {Mesh} */
+    /** @type {RoomMesh} */
     this.mesh;
     this.server = new ServerLink({
-      room, csrfToken, log,
+      connection: owner ? owner.server : null, room, log,
       handlers: {
         peer_joined: (data) => this.onPeerJoined(data),
         peer_left: (data) => this.onPeerLeft(data),
         signal: (data) => this.onSignal(data),
         stored: (data) => this.onStored(data),
+        removed: () => { if (this.owner) this.owner.removed(this.room); },
       },
       onJoining: () => this.rosterRule.beginJoin(),
       onJoined: (reply, generation) => this.onJoined(reply, generation),
       onLink: (up) => this.onServerLink(up),
+      onRefused: (error) => this.addEvent("refused", `the server refused to join: ${error.message}`,
+        { reason: `${error.code}: ${error.message}` }),
     });
   }
 
-  /** Sign in with the session, load the device key and the log, and connect. */
+  /** Load the room's log (the device signed in and holds the key), then join the room. */
   async start() {
-    this.user = await this.server.fetchToken();
-    this.db = await openDatabase(this.user);
-    this.key = await loadOrCreateDeviceKey(this.db);
+    const owner = /** @type {RoomOwner} */ (this.owner);
+    this.user = owner.user;
+    this.db = owner.db;
+    this.key = owner.key;
     this.rosterRule = new Roster(this.key.device);
     this.store = new BrowserLog(this.db, this.room);
     await this.store.load(this.key.device);
-    await this.server.registerDevice(this.key.publicKey, "browser");
     await this.store.rememberKey(this.key.device, this.user, this.key.publicKey, "self");
-    this.mesh = new Mesh({
-      key: this.key, room: this.room, log: this.log,
-      sendSignal: (to, kind, payload) => this.server.signal(to, kind, payload),
-      onFrame: (peer, text) => this.onFrame(peer, text),
-      onLink: (peer, state) => this.onPeerLink(peer, state),
-      onPath: () => this.pushState(),
-    });
+    this.mesh = new RoomMesh(owner, this.room, (peer, state) => this.onPeerLink(peer, state));
     this.addEvent("started", `${this.user}'s browser peer started in #${this.room}`);
-    this.server.start(this.key.device);
-    setInterval(() => this.flushOutbox(), UPLOAD_RETRY_MS);
-    setInterval(() => this.reportLinks(), LINKS_REPORT_MS);
+    this.server.start();
+    this.intervals.push(setInterval(() => this.flushOutbox(), UPLOAD_RETRY_MS),
+      setInterval(() => this.reportLinks(), LINKS_REPORT_MS));
+  }
+
+  /** Leave the room: the server is told, the room's links close unless another room has
+   * them, and nothing of the room runs any more. Its log stays in IndexedDB. */
+  async leave() {
+    this.closed = true;
+    for (const timer of this.intervals) clearInterval(timer);
+    if (this.catchupTimer !== null) clearTimeout(this.catchupTimer);
+    if (this.graceTimer !== null) clearTimeout(this.graceTimer);
+    this.listeners = [];
+    if (this.mesh) this.mesh.close();
+    await this.server.leave();
+    if (this.store) await this.store.flushed().catch(() => {});
   }
 
   // -- the chat UI's backend ----------------------------------------------------------------
@@ -272,7 +304,7 @@ export class BrowserPeer {
       });
     return {
       user: this.user, device: this.key ? this.key.device : null, room: this.room,
-      started_at: this.startedAt,
+      kind: this.kind, members: this.members, started_at: this.startedAt,
       server: {
         url: location.origin, connected: this.server.joined,
         state: this.server.joined ? "connected" : this.server.everJoined ? "down" : "connecting",
@@ -385,6 +417,7 @@ export class BrowserPeer {
         : (this.serverUp ? "server lost" : "cannot reach the server");
       this.addEvent("server", text, { state: up ? "connected" : "down" });
       this.serverUp = up;
+      if (this.owner) this.owner.pushRooms();
     }
     this.pushState();
     if (this.server.joined) this.flushOutbox();
@@ -395,6 +428,9 @@ export class BrowserPeer {
    * @param {number} generation
    */
   async onJoined(reply, generation) {
+    if (typeof reply.kind === "string") this.kind = reply.kind;
+    this.members = Array.isArray(reply.members) ? reply.members.map(String) : null;
+    if (this.owner) this.owner.pushRooms();
     for (const peer of reply.peers || []) timing.linkStep(String(peer.device), "join reply");
     this.mesh.setIceServers(Array.isArray(reply.ice_servers) ? reply.ice_servers : []);
     // Checked side by side: each check waits on WebCrypto, and the links wait on all.
@@ -627,7 +663,7 @@ export class BrowserPeer {
 
   /** Upload what the server lacks, a bounded batch at a time, until it is all acknowledged. */
   async flushOutbox() {
-    if (this.uploading || !this.server.joined || !this.store) return;
+    if (this.closed || this.uploading || !this.server.joined || !this.store) return;
     this.uploading = true;
     try {
       for (;;) {
@@ -734,6 +770,7 @@ export class BrowserPeer {
 
   /** Run the catch-up rules' clock now, then again when the next thing is due. */
   wakeCatchUp() {
+    if (this.closed) return;
     if (this.catchupTimer !== null) clearTimeout(this.catchupTimer);
     this.catchupTimer = setTimeout(() => this.catchUpTurn(), 0);
   }
@@ -770,11 +807,12 @@ export class BrowserPeer {
   /**
    * Handle a peer's frames one at a time, in order (checking signatures is asynchronous).
    * @param {Peer} peer
-   * @param {string} text
+   * @param {unknown} frame the frame, parsed by the device
    */
-  onFrame(peer, text) {
+  onFrame(peer, frame) {
+    if (this.closed) return;
     const queue = this.peerQueues.get(peer.device) || Promise.resolve();
-    const next = queue.then(() => this.handleFrame(peer, text)).catch((err) => {
+    const next = queue.then(() => this.handleFrame(peer, frame)).catch((err) => {
       this.log.error("handling a frame failed", err);
     });
     this.peerQueues.set(peer.device, next);
@@ -782,12 +820,12 @@ export class BrowserPeer {
 
   /**
    * @param {Peer} peer
-   * @param {string} text
+   * @param {unknown} input the frame as text, or parsed
    */
-  async handleFrame(peer, text) {
+  async handleFrame(peer, input) {
     let frame;
     try {
-      const raw = untagRoom(parseFrame(text), this.room);
+      const raw = untagRoom(typeof input === "string" ? parseFrame(input) : input, this.room);
       if (raw && raw.t === "ack") {
         this.onAck(peer, raw);
         return;

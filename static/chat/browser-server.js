@@ -1,13 +1,17 @@
 // @ts-check
 // The browser peer's link to the server: a bearer token got with the page's session cookie,
-// the JSON API, and Socket.IO (the official client, served from static/vendor/) for presence,
-// signals and log uploads. The JavaScript twin of peer_agent/signaling_client.py.
+// the JSON API, and one Socket.IO connection (the official client, served from
+// static/vendor/) for every room of the page: presence, signals and log uploads.
+// `ServerConnection` is the JavaScript twin of peer_agent/signaling_client.py, `ServerLink`
+// (one room on that connection) of peer_agent/room_signaling.py.
 
 import { io } from "../vendor/socket.io.esm.min.js";
 
 /** @typedef {import("../vendor/socket.io.esm.min.js").Socket} Socket */
 
 const CALL_TIMEOUT_MS = 10000;
+// The server's notices that name a room; each goes to that room's link.
+const ROOM_NOTICES = ["peer_joined", "peer_left", "signal", "stored", "members", "removed"];
 
 /** The server refused a request; `code` is the server's error code when it gave one. */
 export class ServerError extends Error {
@@ -24,30 +28,18 @@ export class ServerError extends Error {
 }
 
 /**
- * Owns the token and the Socket.IO connection for one room of one device. The client
+ * Owns the token and the page's one Socket.IO connection, which every room joins. The client
  * reconnects by itself with jittered backoff (0.5 s doubling to 10 s); every (re)connection
- * joins the room again and hands the fresh roster to `onJoined`, with the generation
- * `onJoining` gave when the join request went out (static/chat/roster.js).
+ * joins each room again (ServerLink). The server's notices go to the room they name.
  */
-export class ServerLink {
+export class ServerConnection {
   /**
    * @param {object} options
-   * @param {string} options.room
    * @param {string} options.csrfToken
-   * @param {Record<string, (data: any) => void>} options.handlers
-   * @param {(reply: any, generation: number) => Promise<void>} options.onJoined
-   * @param {(up: boolean) => void} options.onLink
-   * @param {() => number} [options.onJoining]
    * @param {Console} [options.log]
    */
-  constructor({ room, csrfToken, handlers, onJoined, onLink, onJoining = () => 0,
-                log = console }) {
-    this.room = room;
+  constructor({ csrfToken, log = console }) {
     this.csrfToken = csrfToken;
-    this.handlers = handlers; // {peer_joined, peer_left, signal, stored}: (data) => void
-    this.onJoined = onJoined;
-    this.onJoining = onJoining; // () => the generation of the join request going out
-    this.onLink = onLink;
     this.log = log;
     /** @type {string | null} */
     this.token = null;
@@ -55,12 +47,10 @@ export class ServerLink {
     this.user = null;
     /** @type {string | null} */
     this.device = null;
-    this.joined = false;
-    this.everJoined = false;
-    /** @type {Promise<void> | null} the join call under way, settled once it answered */
-    this.joining = null;
     /** @type {Socket | null} */
     this.socket = null;
+    /** @type {Map<string, ServerLink>} room -> its link */
+    this.rooms = new Map();
   }
 
   /**
@@ -123,24 +113,30 @@ export class ServerLink {
     return data.device.id;
   }
 
-  /** Every device key of the room's members, to verify messages of authors who are offline. */
-  async roomKeys() {
-    const data = await this.api("GET", `/api/rooms/${encodeURIComponent(this.room)}/keys`);
-    return data.devices;
+  /** The rooms on the user's list at the server: [{room, kind, owner, members, cursor}]. */
+  async userRooms() {
+    return (await this.api("GET", "/api/rooms")).rooms;
   }
 
   /**
-   * Messages the server stored after cursor `after`: {messages, next}.
-   * @param {number} after
-   * @param {number} [limit]
+   * Make a room (private: members only, the user first); the server's description of it.
+   * @param {string} name
+   * @param {boolean} isPrivate
    */
-  history(after, limit = 500) {
-    const query = `?after=${after}&limit=${limit}`;
-    return this.api("GET", `/api/rooms/${encodeURIComponent(this.room)}/messages${query}`);
+  createRoom(name, isPrivate) {
+    return this.api("POST", "/api/rooms", { name, private: isPrivate });
   }
 
   /**
-   * Connect and keep connecting; join the room on every connection.
+   * The direct-message room with `user` (made on first use); the server's description of it.
+   * @param {string} user
+   */
+  directRoom(user) {
+    return this.api("POST", "/api/dm", { username: user });
+  }
+
+  /**
+   * Connect and keep connecting; each room added joins on every connection.
    * @param {string} device
    */
   start(device) {
@@ -154,11 +150,11 @@ export class ServerLink {
       randomizationFactor: 0.5,
     });
     this.socket = socket;
-    socket.on("connect", () => { this.join(); });
+    socket.on("connect", () => {
+      for (const link of this.rooms.values()) link.join();
+    });
     socket.on("disconnect", (reason) => {
-      if (this.joined) this.log.warn(`server link lost (${reason})`);
-      this.joined = false;
-      this.onLink(false);
+      for (const link of this.rooms.values()) link.lost(reason);
     });
     socket.on("connect_error", (err) => {
       this.log.info(`server connection failed: ${err.message}`);
@@ -166,16 +162,34 @@ export class ServerLink {
       // the client: fetch a fresh token with the session cookie and try again.
       if (!socket.active) this.retryWithFreshToken();
     });
-    for (const [name, handler] of Object.entries(this.handlers)) {
+    for (const name of ROOM_NOTICES) {
       socket.on(name, (data) => {
-        if (!data || data.room !== this.room) return;
-        try {
-          handler(data);
-        } catch (err) {
-          this.log.error(`handling ${name} from the server failed`, err);
-        }
+        const link = data && typeof data.room === "string" ? this.rooms.get(data.room) : null;
+        if (link) link.notice(name, data);
+        else this.log.info(`${name} for a room this page is not in; ignored`);
       });
     }
+  }
+
+  get connected() {
+    return Boolean(this.socket && this.socket.connected);
+  }
+
+  /**
+   * Carry `link`'s room on this connection: joined now if connected, and on every connection.
+   * @param {ServerLink} link
+   */
+  add(link) {
+    this.rooms.set(link.room, link);
+    if (this.connected) link.join();
+  }
+
+  /**
+   * Stop carrying `room` (its link says `leave` to the server first).
+   * @param {string} room
+   */
+  remove(room) {
+    this.rooms.delete(room);
   }
 
   async retryWithFreshToken() {
@@ -189,7 +203,116 @@ export class ServerLink {
     setTimeout(() => { if (!socket.connected) socket.connect(); }, 2000);
   }
 
+  /**
+   * @param {string} event
+   * @param {object} data
+   * @returns {Promise<any>} the server's acknowledgement
+   */
+  call(event, data) {
+    const socket = /** @type {Socket} */ (this.socket);
+    return socket.timeout(CALL_TIMEOUT_MS).emitWithAck(event, data);
+  }
+
+  close() {
+    if (this.socket) this.socket.disconnect();
+  }
+}
+
+/**
+ * One room of the page on its connection (the twin of peer_agent/room_signaling.py): its
+ * join, made again on every connection, handing the fresh roster to `onJoined` with the
+ * generation `onJoining` gave when the join request went out (static/chat/roster.js); its
+ * signals, uploads and reads; its leave. A room the server refuses stays refused (`refusal`)
+ * while the others carry on.
+ */
+export class ServerLink {
+  /**
+   * @param {object} options
+   * @param {ServerConnection | null} options.connection null: never joined (tests)
+   * @param {string} options.room
+   * @param {Record<string, (data: any) => void>} options.handlers
+   * @param {(reply: any, generation: number) => Promise<void>} options.onJoined
+   * @param {(up: boolean) => void} options.onLink
+   * @param {() => number} [options.onJoining]
+   * @param {(error: {code: string, message: string}) => void} [options.onRefused]
+   * @param {Console} [options.log]
+   */
+  constructor({ connection, room, handlers, onJoined, onLink, onJoining = () => 0,
+                onRefused = () => {}, log = console }) {
+    this.connection = connection;
+    this.room = room;
+    this.handlers = handlers; // {peer_joined, peer_left, signal, stored, removed}: (data) => void
+    this.onJoined = onJoined;
+    this.onJoining = onJoining; // () => the generation of the join request going out
+    this.onLink = onLink;
+    this.onRefused = onRefused;
+    this.log = log;
+    this.joined = false;
+    this.everJoined = false;
+    /** @type {{code: string, message: string} | null} why the server refused the last join */
+    this.refusal = null;
+    /** @type {Promise<void> | null} the join call under way, settled once it answered */
+    this.joining = null;
+    this.left = false;
+    /** @type {() => void} */
+    this.answered = () => {};
+    /** Settles at the server's first answer to a join: joined or refused. */
+    this.settled = new Promise((resolve) => { this.answered = () => resolve(undefined); });
+  }
+
+  /** The connection, which start() of the page's device made. */
+  get conn() {
+    return /** @type {ServerConnection} */ (this.connection);
+  }
+
+  /** Join on this connection and on every later one. */
+  start() {
+    if (this.connection) this.connection.add(this);
+  }
+
+  /**
+   * A notice of the server for this room.
+   * @param {string} name
+   * @param {any} data
+   */
+  notice(name, data) {
+    const handler = this.handlers[name];
+    if (!handler || this.left) return;
+    try {
+      handler(data);
+    } catch (err) {
+      this.log.error(`handling ${name} from the server failed`, err);
+    }
+  }
+
+  /**
+   * The connection broke.
+   * @param {string} reason
+   */
+  lost(reason) {
+    if (this.joined) this.log.warn(`server link lost (${reason})`);
+    this.joined = false;
+    this.onLink(false);
+  }
+
+  /** Every device key of the room's members, to verify messages of authors who are offline. */
+  async roomKeys() {
+    const data = await this.conn.api("GET", `/api/rooms/${encodeURIComponent(this.room)}/keys`);
+    return data.devices;
+  }
+
+  /**
+   * Messages the server stored after cursor `after`: {messages, next}.
+   * @param {number} after
+   * @param {number} [limit]
+   */
+  history(after, limit = 500) {
+    const query = `?after=${after}&limit=${limit}`;
+    return this.conn.api("GET", `/api/rooms/${encodeURIComponent(this.room)}/messages${query}`);
+  }
+
   async join() {
+    if (this.left) return;
     /** @type {() => void} */
     let settle = () => {};
     this.joining = new Promise((resolve) => { settle = resolve; });
@@ -205,30 +328,26 @@ export class ServerLink {
     let reply;
     const generation = this.onJoining();
     try {
-      reply = await this.call("join", { room: this.room, device: this.device });
+      reply = await this.conn.call("join", { room: this.room, device: this.conn.device });
     } catch (err) {
       this.log.warn(`join failed: ${err.message}`);
       return;
     }
+    if (this.left) return;
     if (!reply.ok) {
       this.log.error(`the server refused to join ${this.room}`, reply.error);
+      this.refusal = reply.error || { code: "refused", message: "the server refused the join" };
+      this.answered();
+      this.onRefused(/** @type {{code: string, message: string}} */ (this.refusal));
       return;
     }
+    this.refusal = null;
     this.joined = true;
     settle();
+    this.answered();
     this.everJoined = true;
     this.onLink(true);
     await this.onJoined(reply, generation);
-  }
-
-  /**
-   * @param {string} event
-   * @param {object} data
-   * @returns {Promise<any>} the server's acknowledgement
-   */
-  call(event, data) {
-    const socket = /** @type {Socket} */ (this.socket);
-    return socket.timeout(CALL_TIMEOUT_MS).emitWithAck(event, data);
   }
 
   /**
@@ -243,7 +362,7 @@ export class ServerLink {
     // server has taken the join by then, so wait for the reply rather than fail the offer.
     if (!this.joined && this.joining) await this.joining;
     if (!this.joined) throw new ServerError("not connected to the server");
-    const reply = await this.call("signal", { room: this.room, to, kind, payload });
+    const reply = await this.conn.call("signal", { room: this.room, to, kind, payload });
     if (!reply.ok) throw new ServerError(reply.error.message, reply.error.code);
   }
 
@@ -256,7 +375,7 @@ export class ServerLink {
     if (!this.joined || !envelopes.length) return null;
     let reply;
     try {
-      reply = await this.call("publish", { envelopes });
+      reply = await this.conn.call("publish", { envelopes });
     } catch (err) {
       this.log.info(`upload failed, will retry: ${err.message}`);
       return null;
@@ -268,7 +387,19 @@ export class ServerLink {
     return reply.results;
   }
 
-  close() {
-    if (this.socket) this.socket.disconnect();
+  /** Leave the room: the server says so to its peers; the connection stays for the others. */
+  async leave() {
+    this.left = true;
+    const wasJoined = this.joined;
+    this.joined = false;
+    if (!this.connection) return;
+    this.connection.remove(this.room);
+    if (wasJoined && this.connection.connected) {
+      try {
+        await this.connection.call("leave", { room: this.room });
+      } catch (err) {
+        this.log.info(`leaving ${this.room}: ${err.message}`);
+      }
+    }
   }
 }

@@ -1,5 +1,6 @@
 // @ts-check
-// The agent page's room list (static/chat.html): every room of the device with its kind and
+// The room list of the agent's page (static/chat.html) and of the browser peer's page
+// (templates/room.html, over browser-device.js): every room of the device with its kind and
 // unread count, the room shown highlighted; a form to join or create a room, one to open a
 // direct message, and the topbar's "Leave". Choosing a room switches the chat view
 // (ui.js, `openRoom`) without a reload. On a narrow screen the list is a panel that the
@@ -16,9 +17,18 @@
 import { LINK_STATES } from "./network.js";
 import { el } from "./dom.js";
 
-/** @typedef {import("./agent-backend.js").AgentBackend} AgentBackend */
+/**
+ * The agent's JSON API, or the browser page's own device.
+ * @typedef {import("./agent-backend.js").AgentBackend | import("./browser-device.js").BrowserDevice}
+ *   AgentBackend
+ */
+/**
+ * Where the page's address keeps the room shown: after its `#` (the agent's page), or in its
+ * path (the browser page's /rooms/<room>).
+ * @typedef {{read(): string | null, write(room: string | null): void}} RoomAddress
+ */
 /** @typedef {import("./ui.js").ChatView} ChatView */
-/** @typedef {{name: string, kind: string, unread: number, server: boolean}} RoomEntry */
+/** @typedef {{name: string, kind: string | null, unread: number, server: boolean}} RoomEntry */
 
 /** @type {Record<string, string>} */
 const KIND_LABELS = { public: "public", private: "private", direct: "direct" };
@@ -28,14 +38,19 @@ const MOST_SHOWN_UNREAD = 99;
 const LINKS_REFRESH_MS = 5000;
 const LINKS_SOON_MS = 300;
 
-/** The room the page's address names after its `#`, or null. */
-function roomInAddress() {
-  try {
-    return decodeURIComponent(location.hash.slice(1)) || null;
-  } catch {
-    return null; // a malformed address: the first room is shown
-  }
-}
+/** The room named after the address's `#`. @type {RoomAddress} */
+const HASH_ADDRESS = {
+  read() {
+    try {
+      return decodeURIComponent(location.hash.slice(1)) || null;
+    } catch {
+      return null; // a malformed address: the first room is shown
+    }
+  },
+  write(room) {
+    history.replaceState(null, "", room === null ? location.pathname : `#${encodeURIComponent(room)}`);
+  },
+};
 
 /**
  * @param {number} n
@@ -79,9 +94,11 @@ export class RoomList {
    * @param {Document} doc
    * @param {AgentBackend} backend
    * @param {ChatView} view
+   * @param {RoomAddress} [address]
    */
-  constructor(doc, backend, view) {
+  constructor(doc, backend, view, address = HASH_ADDRESS) {
     this.doc = doc;
+    this.address = address;
     this.backend = backend;
     this.view = view;
     /** @param {string} id */
@@ -145,7 +162,7 @@ export class RoomList {
     setInterval(() => { if (!this.doc.hidden) this.readLinks(); }, LINKS_REFRESH_MS);
     this.update(await this.backend.rooms(), false);
     this.view.bind();
-    const asked = roomInAddress();
+    const asked = this.address.read();
     const first = this.rooms.some((r) => r.name === asked) ? asked : this.rooms[0]?.name;
     await this.open(first ?? null);
   }
@@ -199,13 +216,13 @@ export class RoomList {
       if (!shown) elsewhere += unread;
       const li = this.entries.get(room.name) || this.entry(room.name);
       const button = /** @type {HTMLElement} */ (li.firstChild);
-      button.dataset.kind = room.kind;
+      button.dataset.kind = room.kind || "";
       button.dataset.server = room.server ? "yes" : "no";
       if (shown) button.setAttribute("aria-current", "true");
       else button.removeAttribute("aria-current");
       const [name, kind, badge] = /** @type {HTMLElement[]} */ ([...button.children]);
       name.textContent = this.titleOf(room.name);
-      kind.textContent = KIND_LABELS[room.kind] || room.kind;
+      kind.textContent = room.kind ? KIND_LABELS[room.kind] || room.kind : "";
       badge.textContent = unreadText(unread);
       badge.hidden = unread === 0;
       if (unread) badge.setAttribute("aria-label", `${unread} unread`);
@@ -225,8 +242,8 @@ export class RoomList {
     this.doc.title = elsewhere ? `(${unreadText(elsewhere)}) Gibberish` : "Gibberish";
     const current = this.rooms.find((r) => r.name === this.current);
     this.leaveButton.hidden = !current;
-    this.kindChip.hidden = !current || current.kind === "public";
-    this.kindChip.textContent = current ? KIND_LABELS[current.kind] || current.kind : "";
+    this.kindChip.hidden = !current || !current.kind || current.kind === "public";
+    this.kindChip.textContent = current && current.kind ? KIND_LABELS[current.kind] || current.kind : "";
     if (this.current !== null && this.view.roomTitle) {
       this.view.roomTitle.textContent = this.titleOf(this.current);
     }
@@ -320,8 +337,7 @@ export class RoomList {
    */
   async open(room) {
     this.current = room;
-    const address = room === null ? location.pathname : `#${encodeURIComponent(room)}`;
-    history.replaceState(null, "", address);
+    this.address.write(room);
     this.render();
     if (room === null) this.showPanel(true);
     this.markRead();

@@ -35,7 +35,7 @@ async (arg) => {
   const errors = [];
   const quiet = { debug() {}, info() {}, log() {}, warn() {},
                   error: (...args) => errors.push(args.map(String).join(' ')) };
-  const peer = new BrowserPeer({ room: arg.room, csrfToken: '', log: quiet });
+  const peer = new BrowserPeer({ room: arg.room, owner: null, log: quiet });
   // What start() sets up, without the server: the user, the device key, the local log.
   peer.user = arg.user;
   peer.db = await openDatabase(arg.user);

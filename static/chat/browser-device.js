@@ -1,0 +1,520 @@
+// @ts-check
+// The browser page's device: every room of the page over one mesh, with one key, one
+// database and one Socket.IO connection. The JavaScript twin of peer_agent/device.py.
+//
+// The device signs in once (the page's session cookie traded for a bearer token), holds the
+// device key and the IndexedDB database of every room, one ServerConnection (one Socket.IO
+// connection that every room joins, signals and uploads over) and one Mesh (one
+// RTCPeerConnection and data channel per other device, whatever rooms the two share). Each
+// room is a BrowserPeer with its own join, roster, log, outbox and catch-up, seeing the mesh
+// through a RoomMesh.
+//
+// Frames on a data channel name their room (protocol.js tagRoom): the device parses each
+// once and hands it to that room; a frame for a room the page is not in is refused
+// (`not_in_room`), and one from a device the room does not list yet is held for a moment
+// (its sender may have read the room's roster before this page heard that it joined).
+//
+// It is also the chat UI's backend (ui.js, rooms.js), as agent-backend.js is on the agent's
+// page: one room shown at a time (`room`), whose live events pass, and the room list with
+// unread counts, join or create, direct messages and leave.
+//
+// The rooms joined are remembered in this browser (localStorage, per user) with their unread
+// counts, and joined again when the page opens; a browser that remembers none starts with the
+// rooms the server lists for the user.
+
+import { loadOrCreateDeviceKey, openDatabase } from "./browser-log.js";
+import { Mesh } from "./browser-mesh.js";
+import { BrowserPeer } from "./browser-peer.js";
+import { ServerConnection, ServerError } from "./browser-server.js";
+import { InvalidEnvelope, isNormalizedName, parseFrame, ProtocolError } from "./protocol.js";
+
+/** @typedef {import("./browser-mesh.js").Peer} Peer */
+/** @typedef {Record<string, any>} LiveEvent */
+/** @typedef {{name: string, kind: string | null, unread: number, server: boolean}} RoomEntry */
+
+// A frame of a room whose roster does not list its sender yet is held this long (at most
+// EARLY_FRAMES_MAX per room and sender), then refused as not_in_room (device.py's rule).
+const EARLY_FRAME_HOLD_MS = 3000;
+const EARLY_FRAMES_MAX = 64;
+// How long joining from the UI waits for the server's answer before leaving it to the
+// background (the server may be down: the room is joined once it is back).
+const JOIN_ANSWER_WAIT_MS = 5000;
+const MAX_ROOM_CHARS = 64;
+
+/**
+ * A room name in normal form (as Python's normalize_room), or an Error saying why not.
+ * @param {string} raw
+ */
+export function roomName(raw) {
+  const name = String(raw).normalize("NFKC").toLowerCase().normalize("NFKC").trim();
+  if (!isNormalizedName(name, MAX_ROOM_CHARS)) {
+    throw new Error(`invalid room name: letters, digits, "-", "_" and "." only, `
+      + `starting with a letter or digit, at most ${MAX_ROOM_CHARS} characters`);
+  }
+  return name;
+}
+
+export class BrowserDevice {
+  /**
+   * @param {{csrfToken: string, log?: Console}} options
+   */
+  constructor({ csrfToken, log = console }) {
+    this.log = log;
+    this.server = new ServerConnection({ csrfToken, log });
+    /** @type {Map<string, BrowserPeer>} room -> the room, in the order joined */
+    this.joined = new Map();
+    /** @type {Map<string, number>} room -> messages from others not read yet */
+    this.unread = new Map();
+    /** @type {Record<string, number>} refusals of frames no room could take */
+    this.refused = {};
+    /** @type {Map<string, {held: {peer: Peer, frame: unknown}[], timer: ReturnType<typeof setTimeout>}>} */
+    this.early = new Map();
+    /** @type {((event: LiveEvent) => void)[]} */
+    this.listeners = [];
+    /** @type {string | null} the room shown */
+    this.room = null;
+    /** @type {Map<string, {kind: string, members: string[] | null}>} room -> as its state said */
+    this.described = new Map();
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.roomsPush = null;
+    // Set by start().
+    /** @type {string} */
+    this.user;
+    /** @type {IDBDatabase} */
+    this.db;
+    /** @type {import("./protocol.js").DeviceKey} */
+    this.key;
+    /** @type {Mesh} */
+    this.mesh;
+  }
+
+  /**
+   * Sign in with the session, load the device key, connect, and open the rooms remembered
+   * (`asked` first, added if new: the room the page's address names).
+   * @param {string | null} asked
+   */
+  async start(asked) {
+    this.user = await this.server.fetchToken();
+    this.db = await openDatabase(this.user);
+    this.key = await loadOrCreateDeviceKey(this.db);
+    await this.server.registerDevice(this.key.publicKey, "browser");
+    this.mesh = new Mesh({
+      key: this.key, log: this.log,
+      roomFor: (device) => this.roomFor(device),
+      sendSignal: (room, to, kind, payload) => this.sendRoomSignal(room, to, kind, payload),
+      onFrame: (peer, text) => this.onFrame(peer, text),
+      onLink: (peer, state) => { for (const r of this.roomsOf(peer.device)) r.onPeerLink(peer, state); },
+      onPath: (peer) => { for (const r of this.roomsOf(peer.device)) r.pushState(); },
+    });
+    this.server.start(this.key.device);
+    const saved = this.loadSaved();
+    // What the server says of the user's rooms (kinds and members: a direct room is named
+    // after its other member before its join answers); the list itself when this browser
+    // remembers none.
+    const listed = this.server.userRooms().then((rooms) => {
+      for (const r of rooms) this.remember(r);
+      this.pushRooms();
+      return rooms.map((/** @type {any} */ r) => String(r.room));
+    }, (err) => {
+      this.log.info(`could not read the rooms the server lists: ${err.message}`);
+      return [];
+    });
+    /** @type {string[]} */
+    const names = saved.rooms ?? await listed;
+    for (const [room, n] of Object.entries(saved.unread)) {
+      if (Number.isSafeInteger(n) && n > 0) this.unread.set(room, n);
+    }
+    // The room asked for first: the page shows it, and it signals through it first.
+    const order = asked ? [asked, ...names.filter((n) => n !== asked)] : names;
+    await Promise.all(order.map((room) => this.open(room)));
+    this.save();
+  }
+
+  // -- the rooms ---------------------------------------------------------------------------
+
+  /**
+   * Start being in `room`: its log loaded and its join under way.
+   * @param {string} room
+   */
+  async open(room) {
+    const peer = new BrowserPeer({ room, owner: this, log: this.log });
+    this.joined.set(room, peer);
+    if (!this.unread.has(room)) this.unread.set(room, 0);
+    peer.subscribe((event) => this.fromRoom(room, event));
+    await peer.start();
+    return peer;
+  }
+
+  /**
+   * A live event of `room`: counted as unread if it shows another's message, and passed to
+   * the UI if the room is shown.
+   * @param {string} room
+   * @param {LiveEvent} event
+   */
+  fromRoom(room, event) {
+    if (event.type === "message" && !event.message.mine && this.unread.has(room)) {
+      this.unread.set(room, /** @type {number} */ (this.unread.get(room)) + 1);
+      this.pushRooms();
+    }
+    if (event.type === "state") this.remember(event.state);
+    if (room !== this.room) return;
+    for (const listener of this.listeners) {
+      try {
+        listener({ ...event, room });
+      } catch (err) {
+        this.log.error("a UI listener failed", err);
+      }
+    }
+  }
+
+  /** The rooms remembered in this browser, and their unread counts. */
+  loadSaved() {
+    /** @type {{rooms: string[] | null, unread: Record<string, number>}} */
+    const saved = { rooms: null, unread: {} };
+    try {
+      const raw = JSON.parse(localStorage.getItem(this.savedKey()) || "null");
+      if (raw && Array.isArray(raw.rooms)) {
+        saved.rooms = raw.rooms.filter((/** @type {unknown} */ r) => typeof r === "string");
+      }
+      if (raw && raw.unread && typeof raw.unread === "object") saved.unread = raw.unread;
+    } catch {
+      // Unreadable: start afresh.
+    }
+    return saved;
+  }
+
+  save() {
+    try {
+      localStorage.setItem(this.savedKey(), JSON.stringify({
+        rooms: [...this.joined.keys()], unread: Object.fromEntries(this.unread) }));
+    } catch (err) {
+      this.log.warn(`could not remember the rooms: ${err.message}`);
+    }
+  }
+
+  savedKey() {
+    return `gibberish:${this.user}:rooms`;
+  }
+
+  /** Tell the UI the room list changed (and remember it), once per turn of the event loop. */
+  pushRooms() {
+    if (this.roomsPush !== null) return;
+    this.roomsPush = setTimeout(() => {
+      this.roomsPush = null;
+      this.save();
+      const event = { type: "rooms", rooms: this.roomsList() };
+      for (const listener of this.listeners) listener(event);
+    }, 0);
+  }
+
+  /** @returns {RoomEntry[]} */
+  roomsList() {
+    return [...this.joined].map(([name, peer]) => ({
+      name, kind: peer.kind, unread: this.unread.get(name) || 0, server: peer.server.joined }));
+  }
+
+  /**
+   * The room named, or an Error.
+   * @param {string | null} name
+   */
+  peer(name) {
+    const peer = name === null ? undefined : this.joined.get(name);
+    if (!peer) throw new Error(name === null ? "no room is open" : `not in room ${name}`);
+    return peer;
+  }
+
+  /**
+   * The server dropped this page from `room` (removed from a private room): leave it.
+   * @param {string} room
+   */
+  removed(room) {
+    if (!this.joined.has(room)) return;
+    this.log.warn(`removed from ${room} by its owner`);
+    this.leave(room).catch((err) => this.log.error("leaving a room failed", err));
+  }
+
+  // -- the mesh ------------------------------------------------------------------------------
+
+  /**
+   * The rooms that list `device`, in the order they were joined.
+   * @param {string} device
+   */
+  roomsOf(device) {
+    return [...this.joined.values()].filter((r) => r.mesh && r.mesh.peers.has(device));
+  }
+
+  /**
+   * The room to signal `device` through: the first shared one (the first room at all if none
+   * lists it yet).
+   * @param {string} device
+   */
+  roomFor(device) {
+    const shared = this.roomsOf(device);
+    if (shared.length) return shared[0].room;
+    return this.joined.keys().next().value ?? "";
+  }
+
+  /**
+   * @param {string} room
+   * @param {string} to
+   * @param {string} kind
+   * @param {object} payload
+   */
+  async sendRoomSignal(room, to, kind, payload) {
+    const peer = this.joined.get(room) || this.roomsOf(to)[0];
+    if (!peer) throw new ServerError(`no room shared with device ${to.slice(0, 8)}`);
+    await peer.server.signal(to, kind, payload);
+  }
+
+  /** A room's roster changed: link to every device any room lists. */
+  rosterChanged() {
+    /** @type {Map<string, Peer>} */
+    const union = new Map();
+    for (const room of this.joined.values()) {
+      if (!room.mesh) continue;
+      for (const [device, peer] of room.mesh.peers) if (!union.has(device)) union.set(device, peer);
+    }
+    this.mesh.updateRoster(union.values());
+  }
+
+  /**
+   * A frame from a data channel: parsed once, handed to its room if the room lists the
+   * sender, held a moment if not yet, refused otherwise.
+   * @param {Peer} peer
+   * @param {string} text
+   */
+  onFrame(peer, text) {
+    let raw;
+    try {
+      raw = parseFrame(text);
+    } catch (err) {
+      this.refuse(peer, err);
+      return;
+    }
+    const room = raw !== null && typeof raw === "object" && !Array.isArray(raw) ? raw.room : null;
+    if (typeof room !== "string") {
+      this.refuse(peer, new InvalidEnvelope(
+        "a channel frame needs 'room': the name of the room it belongs to"));
+      return;
+    }
+    const target = this.joined.get(room);
+    if (!target || !target.mesh) {
+      this.refuse(peer, new ProtocolError(`a frame for room ${room.slice(0, 64)}, which this `
+        + "page is not in", "not_in_room"));
+    } else if (!target.mesh.peers.has(peer.device)) {
+      this.hold(room, peer, raw);
+    } else {
+      target.onFrame(peer, raw);
+    }
+  }
+
+  /**
+   * Keep a frame from a device the room does not list (yet), until the room admits it or
+   * EARLY_FRAME_HOLD_MS passes.
+   * @param {string} room
+   * @param {Peer} peer
+   * @param {unknown} frame
+   */
+  hold(room, peer, frame) {
+    const key = JSON.stringify([room, peer.device]);
+    let early = this.early.get(key);
+    if (!early) {
+      const timer = setTimeout(() => {
+        const expired = this.early.get(key);
+        this.early.delete(key);
+        for (const { peer: from } of expired ? expired.held : []) {
+          this.refuse(from, new ProtocolError(`a frame for room ${room.slice(0, 64)}, which has `
+            + `not listed the sender within ${EARLY_FRAME_HOLD_MS / 1000} s`, "not_in_room"));
+        }
+      }, EARLY_FRAME_HOLD_MS);
+      early = { held: [], timer };
+      this.early.set(key, early);
+    }
+    if (early.held.length < EARLY_FRAMES_MAX) early.held.push({ peer, frame });
+    else {
+      this.refuse(peer, new ProtocolError(`too many frames for room ${room.slice(0, 64)} before `
+        + "it lists the sender", "not_in_room"));
+    }
+  }
+
+  /**
+   * The room now lists `device`: hand it the frames held for it, in order.
+   * @param {string} room
+   * @param {string} device
+   */
+  admitted(room, device) {
+    const key = JSON.stringify([room, device]);
+    const early = this.early.get(key);
+    if (!early) return;
+    this.early.delete(key);
+    clearTimeout(early.timer);
+    const target = this.joined.get(room);
+    for (const { peer, frame } of early.held) if (target) target.onFrame(peer, frame);
+  }
+
+  /**
+   * Refuse a frame: in each room that lists its sender (its network view says so), or on
+   * the device's own count if none does.
+   * @param {Peer} peer
+   * @param {Error & {code?: string}} err
+   */
+  refuse(peer, err) {
+    const rooms = this.roomsOf(peer.device);
+    for (const room of rooms) room.refuse(peer, err);
+    if (rooms.length) return;
+    const code = err.code || "error";
+    this.refused[code] = (this.refused[code] || 0) + 1;
+    this.log.warn(`refused a frame from ${peer.user} (${peer.device}): ${err.message}`);
+  }
+
+  // -- the chat UI's backend (ui.js, rooms.js) ---------------------------------------------
+
+  /**
+   * Show `room` from now on (null: none): calls name it, and only its live events pass.
+   * @param {string | null} room
+   */
+  setRoom(room) {
+    this.room = room;
+  }
+
+  /**
+   * @param {(event: LiveEvent) => void} listener
+   */
+  subscribe(listener) {
+    this.listeners.push(listener);
+  }
+
+  async state() {
+    return this.remember(this.peer(this.room).currentState());
+  }
+
+  /**
+   * @param {string} room
+   */
+  async stateOf(room) {
+    return this.remember(this.peer(room).currentState());
+  }
+
+  /**
+   * Note what a state says of its room (a direct room is named after its other member).
+   * @param {any} state
+   */
+  remember(state) {
+    if (state && typeof state.room === "string" && typeof state.kind === "string") {
+      this.described.set(state.room, { kind: state.kind, members: state.members });
+    }
+    return state;
+  }
+
+  /**
+   * @param {string | null} before
+   * @param {number} [limit]
+   */
+  messages(before, limit) {
+    return this.peer(this.room).messages(before, limit);
+  }
+
+  /**
+   * @param {string} text
+   */
+  send(text) {
+    return this.peer(this.room).send(text);
+  }
+
+  events() {
+    return this.peer(this.room).events();
+  }
+
+  /**
+   * @param {string} id
+   */
+  path(id) {
+    return this.peer(this.room).path(id);
+  }
+
+  async rooms() {
+    return this.roomsList();
+  }
+
+  /**
+   * Join a room, or create it private; its state. A room the server refuses (someone else's
+   * private room, a bad name) is not kept, and the server's reason is the error.
+   * @param {string} name
+   * @param {boolean} isPrivate
+   */
+  async join(name, isPrivate) {
+    const room = roomName(name);
+    if (isPrivate) await this.server.createRoom(room, true);
+    if (!this.joined.has(room)) {
+      const peer = await this.open(room);
+      await this.settle(peer);
+      this.save();
+    }
+    this.pushRooms();
+    return this.remember(this.peer(room).currentState());
+  }
+
+  /**
+   * Wait briefly for the server's answer to a join from the UI: a refusal is reported and
+   * the room dropped; a server that does not answer in time leaves the room joined, to be
+   * entered once the server is back.
+   * @param {BrowserPeer} peer
+   */
+  async settle(peer) {
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
+    const late = new Promise((resolve) => { timer = setTimeout(resolve, JOIN_ANSWER_WAIT_MS); });
+    await Promise.race([peer.server.settled, late]);
+    clearTimeout(timer);
+    const refusal = peer.server.refusal;
+    if (refusal === null) return;
+    this.joined.delete(peer.room);
+    this.unread.delete(peer.room);
+    await peer.leave();
+    throw new ServerError(refusal.message, refusal.code);
+  }
+
+  /**
+   * Open (or reopen) the direct-message room with `user`; its state.
+   * @param {string} user
+   */
+  async direct(user) {
+    const made = this.remember(await this.server.directRoom(user));
+    return this.join(String(made.room), false);
+  }
+
+  /**
+   * @param {string} room
+   */
+  async leave(room) {
+    const peer = this.peer(room);
+    this.joined.delete(room);
+    this.unread.delete(room);
+    this.described.delete(room);
+    await peer.leave();
+    this.rosterChanged();
+    this.save();
+    this.pushRooms();
+    return { left: room };
+  }
+
+  /**
+   * Mark everything in `room` read.
+   * @param {string} room
+   */
+  async markRead(room) {
+    this.peer(room);
+    this.unread.set(room, 0);
+    this.pushRooms();
+    return { room, unread: 0 };
+  }
+
+  /** The page's peer connections, one per other device, with the rooms each carries. */
+  async links() {
+    return [...this.mesh.links].sort(([a], [b]) => (a < b ? -1 : 1)).map(([device, link]) => ({
+      user: link.peer.user, device, state: link.state, rtt_ms: link.rttMs,
+      attempts: link.attempts, connect_ms: link.connectMs,
+      rooms: this.roomsOf(device).map((r) => r.room),
+    }));
+  }
+}

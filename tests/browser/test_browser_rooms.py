@@ -1,0 +1,223 @@
+"""The browser page's room list in real Chromium, used as a person would: one page in every
+room of its user, over one Socket.IO connection and one RTCPeerConnection per other device;
+unread counts rising and clearing, rooms joined, created private, left and remembered across
+a reload, a direct message with an agent, switching rooms while messages arrive, at desktop and
+phone sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import (
+    PHONE,
+    OpenPage,
+    browser_texts,
+    join_room_page,
+    screenshot,
+    send_from_page,
+    unique,
+)
+from tests.browser.stack import Agent, Server, start_agent
+from tests.browser.test_agent_rooms import badge, entry, open_room, screenshot_phone_panel
+from tests.helpers import poll
+
+LONG = 60_000  # ms: generous, the 2-core machine is shared
+
+# The page's Socket.IO connections, counted by the page itself (every WebSocket it opens).
+COUNT_SOCKETS = """
+(() => {
+  const Native = window.WebSocket;
+  window.__sockets = 0;
+  window.WebSocket = class extends Native {
+    constructor(...args) { super(...args); window.__sockets += 1; }
+  };
+})();
+"""
+
+
+def join_from_list(page: Page, room: str, private: bool = False) -> None:
+    page.fill("#join-name", room)
+    if private:
+        page.check("#join-private")
+    page.click("#join-form button[type=submit]")
+
+
+def page_links(page: Page) -> list[dict[str, str]]:
+    """The page's own list of its device's links: device, state and the rooms it carries."""
+    result: list[dict[str, str]] = page.evaluate(
+        "() => [...document.querySelectorAll('#device-links .device-link')].map((li) => ({"
+        "device: li.dataset.device, state: li.dataset.state,"
+        "rooms: li.querySelector('.device-link-rooms').textContent}))")
+    return result
+
+
+def agent_link(agent: Agent, device: str) -> list[dict[str, object]]:
+    return [link for link in agent.device_links() if link["device"] == device]
+
+
+def test_a_page_in_two_rooms_shares_one_connection_and_keeps_each_rooms_messages_apart(
+    open_page: OpenPage, server: Server, tmp_path: Path,
+) -> None:
+    first, second, third = unique("first"), unique("second"), unique("third")
+    alice = start_agent(server, unique("alice"), first, tmp_path / "alice")
+    try:
+        alice.join(second)
+        alice.join(third)  # the page is not in this one
+        bob = unique("bob")
+        server.register(bob)
+        page = open_page()
+        page.add_init_script(COUNT_SOCKETS)
+        device = join_room_page(page, server, bob, first)
+        poll(lambda: len(agent_link(alice, device)) == 1, timeout=60,
+             message="alice's agent linked to the page")
+        join_from_list(page, second)
+        expect(entry(page, second)).to_have_attribute("aria-current", "true", timeout=LONG)
+        expect(page.locator("#room-title")).to_have_text(f"#{second}")
+        assert page.evaluate("() => location.pathname") == f"/rooms/{second}"
+        # One peer connection between the two devices, carrying both rooms they share.
+        poll(lambda: [sorted(map(str, link["rooms"])) for link in agent_link(alice, device)]
+             == [sorted([first, second])], timeout=60,
+             message="one connection from alice to the page, carrying the two shared rooms")
+        assert agent_link(alice, device)[0]["state"] == "connected"
+        expect(page.locator("#device-links .device-link")).to_have_count(1, timeout=LONG)
+        poll(lambda: page_links(page) == [{"device": alice.device, "state": "connected",
+                                           "rooms": f"#{first}, #{second}"}],
+             timeout=30, message="the page lists one link to alice carrying both rooms")
+        # One Socket.IO connection for the page, whatever the number of rooms.
+        assert page.evaluate("() => window.__sockets") == 1
+
+        # Messages of each room reach only that room, in the same order on both sides.
+        alice.send("in the first room", room=first)
+        alice.send("in the second room", room=second)
+        alice.send("in the third room", room=third)
+        expect(page.locator("#messages .text")).to_have_text(["in the second room"],
+                                                             timeout=LONG)
+        send_from_page(page, "bob in the second room")
+        open_room(page, first)
+        expect(page.locator("#messages .text")).to_have_text(["in the first room"],
+                                                             timeout=LONG)
+        send_from_page(page, "bob in the first room")
+        poll(lambda: alice.texts(first) == ["in the first room", "bob in the first room"]
+             and alice.texts(second) == ["in the second room", "bob in the second room"],
+             timeout=60, message="each of bob's messages reached its own room only")
+        poll(lambda: browser_texts(page) == alice.texts(first), timeout=30,
+             message="the same order on both sides")
+        assert "in the third room" not in browser_texts(page)
+        screenshot(page, "browser-rooms-two-rooms")
+    finally:
+        alice.stop()
+
+
+def test_unread_counts_rise_and_clear_and_rooms_switch_without_a_reload(
+    open_page: OpenPage, server: Server, tmp_path: Path,
+) -> None:
+    first, second = unique("first"), unique("second")
+    alice = start_agent(server, unique("alice"), first, tmp_path / "alice")
+    try:
+        alice.join(second)
+        carol = unique("carol")
+        server.register(carol)
+        page = open_page()
+        device = join_room_page(page, server, carol, first)
+        join_from_list(page, second)
+        expect(entry(page, second)).to_have_attribute("aria-current", "true", timeout=LONG)
+        open_room(page, first)
+        poll(lambda: [sorted(map(str, link["rooms"])) for link in agent_link(alice, device)]
+             == [sorted([first, second])], timeout=60, message="the page linked in both rooms")
+        page.evaluate("() => { window.__sameDocument = true; }")
+        for n in range(3):
+            alice.send(f"unread {n}", room=second)
+        expect(badge(page, second)).to_have_text("3", timeout=LONG)
+        expect(badge(page, first)).to_be_hidden()
+        expect(page.locator("#messages .message")).to_have_count(0)
+        page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+        expect(page.locator("#rooms-toggle-unread")).to_have_text("3")
+        screenshot(page, "browser-rooms-unread")
+        screenshot_phone_panel(page, "browser-rooms-panel")
+        page.set_viewport_size({"width": 1280, "height": 800})
+
+        # Switching while messages keep coming: every one lands in its own room, once.
+        open_room(page, second)
+        for n in range(3, 6):
+            alice.send(f"unread {n}", room=second)
+            alice.send(f"first {n}", room=first)
+        expect(page.locator("#messages .text")).to_have_text(
+            [f"unread {n}" for n in range(6)], timeout=LONG)
+        expect(badge(page, second)).to_be_hidden()
+        expect(badge(page, first)).to_have_text("3", timeout=LONG)
+        open_room(page, first)
+        expect(page.locator("#messages .text")).to_have_text(
+            [f"first {n}" for n in range(3, 6)], timeout=LONG)
+        expect(badge(page, first)).to_be_hidden()
+        assert page.evaluate("() => window.__sameDocument") is True
+
+        # The rooms and their counts are remembered in this browser: a reload rejoins both.
+        alice.send("while away", room=second)
+        expect(badge(page, second)).to_have_text("1", timeout=LONG)
+        page.reload()
+        page.wait_for_selector("#chat[data-ready='yes']", timeout=LONG)
+        expect(entry(page, second)).to_be_visible(timeout=LONG)
+        expect(badge(page, second)).to_have_text("1", timeout=LONG)
+        expect(entry(page, first)).to_have_attribute("aria-current", "true")
+
+        # Leaving: the room goes from the list and from the link, which stays for the other.
+        open_room(page, second)
+        page.click("#leave-room")
+        expect(entry(page, second)).to_have_count(0, timeout=LONG)
+        expect(entry(page, first)).to_have_attribute("aria-current", "true", timeout=LONG)
+        poll(lambda: [list(map(str, link["rooms"])) for link in agent_link(alice, device)]
+             == [[first]], timeout=60, message="the link to alice carries the first room only")
+        page.reload()
+        page.wait_for_selector("#chat[data-ready='yes']", timeout=LONG)
+        expect(entry(page, first)).to_be_visible(timeout=LONG)
+        expect(entry(page, second)).to_have_count(0)
+    finally:
+        alice.stop()
+
+
+def test_private_rooms_and_a_direct_message_from_the_browsers_room_list(
+    open_page: OpenPage, server: Server, tmp_path: Path,
+) -> None:
+    lobby = unique("lobby")
+    alice = start_agent(server, unique("alice"), lobby, tmp_path / "alice")
+    try:
+        dave = unique("dave")
+        server.register(dave)
+        page = open_page()
+        device = join_room_page(page, server, dave, lobby)
+        # A private room of dave's own: its kind is shown.
+        hideout = unique("hideout")
+        join_from_list(page, hideout, private=True)
+        expect(entry(page, hideout)).to_have_attribute("aria-current", "true", timeout=LONG)
+        expect(entry(page, hideout)).to_have_attribute("data-kind", "private", timeout=LONG)
+        expect(page.locator("#room-kind")).to_have_text("private")
+        # Someone else's private room: refused in the server's words, and not kept.
+        alices = unique("alices")
+        alice.join(alices, private=True)
+        join_from_list(page, alices)
+        expect(page.locator("#rooms-error")).to_be_visible(timeout=LONG)
+        expect(page.locator("#rooms-error-text")).to_contain_text("member")
+        expect(entry(page, alices)).to_have_count(0)
+        page.click("#rooms-error-dismiss")
+
+        # A direct message with alice's agent, started from the page.
+        page.fill("#dm-user", alice.name)
+        page.click("#dm-form button[type=submit]")
+        expect(page.locator("#room-title")).to_have_text(f"@{alice.name}", timeout=LONG)
+        dm = page.evaluate("() => decodeURIComponent(location.pathname.split('/').pop())")
+        assert dm.startswith("dm-")
+        expect(page.locator("#room-kind")).to_have_text("direct")
+        alice.join(dm)
+        send_from_page(page, "hello alice, just us")
+        alice.send("hello dave", room=dm)
+        poll(lambda: alice.texts(dm) == browser_texts(page) and len(browser_texts(page)) == 2,
+             timeout=60, message="the DM on both sides, in one order")
+        assert "hello alice, just us" not in alice.texts(lobby)
+        # Still one connection between the two devices, now carrying the lobby and the DM.
+        poll(lambda: [sorted(map(str, link["rooms"])) for link in agent_link(alice, device)]
+             == [sorted([lobby, dm])], timeout=60, message="one connection, two rooms")
+        screenshot(page, "browser-rooms-direct")
+    finally:
+        alice.stop()
