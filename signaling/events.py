@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlalchemy import delete, select
 
 from protocol import Envelope, ProtocolError, check_lamport_horizon, verify_envelopes
 
-from . import accounts, rooms, store
+from . import accounts, relay, rooms, store
 from .errors import ApiError, error_body
 from .extensions import db, rollback_quietly, socketio, verify_pool
 from .models import Device, Presence, Room, User
@@ -29,8 +30,19 @@ from .turn import ice_servers_for
 
 log = logging.getLogger("gibberish.signaling")
 
-# sid -> user id, for the connections this process holds (a sid lives on one process).
-_connections: dict[str, int] = {}
+
+@dataclass(frozen=True)
+class Connected:
+    """Who a connection signed in as, read from its token when it connected. An open
+    connection stays signed in until it closes (docs/security.md), so this is what each of its
+    events would read from the database again; user names never change."""
+
+    id: int
+    username: str
+
+
+# sid -> its user, for the connections this process holds (a sid lives on one process).
+_connections: dict[str, Connected] = {}
 
 
 def peer_dict(p: Presence) -> dict[str, Any]:
@@ -44,9 +56,16 @@ def _refuse(status: int, code: str, message: str) -> ApiError:
     return ApiError(status, code, message)
 
 
+def connected() -> Connected:
+    """The connection's user as it signed in, without a query."""
+    who = _connections.get(request.sid)  # type: ignore[attr-defined]
+    if who is None:
+        raise _refuse(401, "unauthorized", "this connection is not signed in")
+    return who
+
+
 def current_user() -> User:
-    user_id = _connections.get(request.sid)  # type: ignore[attr-defined]
-    user = db.session.get(User, user_id) if user_id is not None else None
+    user = db.session.get(User, connected().id)
     if user is None:
         raise _refuse(401, "unauthorized", "this connection is not signed in")
     return user
@@ -57,7 +76,8 @@ def _limits() -> EventLimits:
     return limits
 
 
-def rate_limited(name: str, user: User, cost: int = 1, *, room: str | None = None) -> None:
+def rate_limited(name: str, user: User | Connected, cost: int = 1, *,
+                 room: str | None = None) -> None:
     """Count `cost` hits of the limit `name` for the user (for the user in `room` if given);
     a 429 `rate_limited` naming the limit when it is passed."""
     who = str(user.id) if room is None else f"{user.id}|{room}"
@@ -85,8 +105,9 @@ def acked(event: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[...,
                 log.exception("%s from %s failed", event, sid)
                 return {"ok": False, **error_body(RuntimeError())}
             rollback_quietly()
+            who = _connections.get(sid)
             log.warning("%s refused for %s (user %s): %s", event, sid,
-                        _connections.get(sid), err)
+                        who.id if who is not None else None, err)
             return {"ok": False, **error_body(err)}
 
         socketio.on_event(event, wrapped)
@@ -106,7 +127,7 @@ def on_connect(auth: Any = None) -> None:
     if user is None:
         log.warning("socket connection refused from %s: no valid token", request.remote_addr)
         raise ConnectionRefusedError("unauthorized: a valid bearer token is required")
-    _connections[request.sid] = user.id  # type: ignore[attr-defined]
+    _connections[request.sid] = Connected(user.id, user.username)  # type: ignore[attr-defined]
 
 
 @socketio.on("disconnect")  # type: ignore[untyped-decorator]
@@ -198,28 +219,26 @@ def on_leave(data: Any) -> dict[str, Any]:
 @acked("signal")
 def on_signal(data: Any) -> dict[str, Any]:
     """Forward an offer, answer or candidate to one device of a room both ends are in."""
-    user = current_user()
+    user = connected()
     rate_limited("signal", user)
     req = SignalRequest.model_validate(data)
-    room = store.get_room(req.room)
-    sid = request.sid  # type: ignore[attr-defined]
-    sender = None if room is None else db.session.scalar(select(Presence).where(
-        Presence.room_id == room.id, Presence.sid == sid))
-    if room is None or sender is None:
+    route = relay.find_route(req.room, request.sid, user.id, req.to)  # type: ignore[attr-defined]
+    if route is None or route.sender_device is None:
         raise _refuse(403, "not_in_room", f"join room {req.room!r} before signalling in it")
-    if rooms.is_restricted(room) and not store.is_member(room, user):
-        raise rooms.not_a_member(room.name)
-    target = db.session.scalar(select(Presence).where(
-        Presence.room_id == room.id, Presence.device_id == req.to))
-    if target is None or (rooms.is_restricted(room)
-                          and not store.is_member_named(room, target.user.username)):
+    if route.restricted and not route.sender_is_member:
+        raise rooms.not_a_member(route.room_name)
+    if route.target_sid is None or (route.restricted and not route.target_is_member):
         raise _refuse(404, "no_such_peer", f"device {req.to} is not in room {req.room!r}")
+    assert route.sender_joined_at is not None
     emit("signal", {
-        "room": room.name,
-        "from": {"user": user.username, "device": sender.device_id,
-                 "public_key": sender.device.public_key, "epoch": presence_epoch(sender.joined_at)},
+        "room": route.room_name,
+        "from": {"user": user.username, "device": route.sender_device,
+                 "public_key": route.sender_key, "epoch": presence_epoch(route.sender_joined_at)},
         "kind": req.kind, "payload": req.payload,
-    }, to=target.sid)
+    }, to=route.target_sid,
+        # A target on this process is reached at once; publishing to the other processes
+        # too would cost a round trip to Redis that none of them needs.
+        ignore_queue=route.target_server == current_app.config["SERVER_ID"])
     return {}
 
 
