@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Coroutine, Sequence
@@ -97,6 +98,7 @@ class Agent:
         self.core = RoomCore(self.room, self.key.device_id, self.store,
                              CatchUp(interval=config.sync_interval), device.verify_pool)
         self._catchup_wake = asyncio.Event()
+        self._catchup_until = math.inf  # when the catch-up loop wakes by itself (monotonic)
         self.batches = PeerBatches(self)
         self.server = RoomServer(self)
         self.client = self.server.client
@@ -294,7 +296,7 @@ class Agent:
         if trace.ON and effect.live:
             trace.marks(fresh, "stored")
         self._run(self.core.stored(effect, fresh, time.monotonic()))
-        self._catchup_wake.set()
+        self.wake_catch_up()
 
     def _refuse(self, effect: Refuse) -> None:
         peer = effect.peer
@@ -314,13 +316,23 @@ class Agent:
             self.core.catchup.server_pull_ended()
             self._catchup_wake.set()
 
+    def wake_catch_up(self) -> None:
+        """Wake the catch-up loop if new input made something due sooner than it sleeps: what
+        is due depends on the clock alone (`CatchUp.due`), and waking for every message stored
+        was a tick, a version vector read and a task step per message."""
+        next_at = self.core.next_due()
+        if next_at is not None and next_at < self._catchup_until:
+            self._catchup_wake.set()
+
     async def _catch_up_forever(self) -> None:
         """Send what the clock made due (digests, a read of the server), then sleep until the
-        next thing is due or new input may have made something due sooner."""
+        next thing is due or new input made something due sooner."""
         while True:
             self._catchup_wake.clear()
+            self._catchup_until = -math.inf  # running: not to be woken
             self._run(self.core.tick(time.monotonic(), self.client.joined))
             next_at = self.core.next_due()
+            self._catchup_until = math.inf if next_at is None else next_at
             delay = None if next_at is None else max(0.0, next_at - time.monotonic())
             try:
                 async with asyncio.timeout(delay):

@@ -233,7 +233,7 @@ class RoomServer:
         # Ids this device lacks are read from the server's history soon, unless a peer brings
         # them first.
         self.agent._run(self.agent.core.server_named(ids, time.monotonic()))
-        self.agent._catchup_wake.set()
+        self.agent.wake_catch_up()
 
     def on_own_upload(self, ids: dict[str, int]) -> None:
         """This agent's outbox uploaded these and the server acknowledged them."""
