@@ -124,6 +124,7 @@ class LogFile:
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+                self._vectors.clear()  # they may have counted what was undone
                 raise
             finally:
                 self._batching = False
@@ -144,6 +145,7 @@ class LogFile:
                 yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK TO write")
+                self._vectors.clear()
                 raise
             finally:
                 self._db.execute("RELEASE write")

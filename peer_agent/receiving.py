@@ -32,8 +32,6 @@ class Receiving:
         self.agent = agent
         self._live: list[tuple[Peer, Envelope]] = []
         self._due: asyncio.Handle | None = None
-        self.turns = 0  # loop turns that brought live messages, and the messages they brought
-        self.messages = 0
 
     def live(self, peer: Peer, env: Envelope) -> None:
         """A live message from `peer`: decided at the end of this loop turn with the others."""
@@ -49,8 +47,6 @@ class Receiving:
         frames, self._live = self._live, []
         if not frames:
             return
-        self.turns += 1
-        self.messages += len(frames)
         effects = self.agent.core.live(frames, int(time.time() * 1000))
         self.agent._run([e for e in effects if not isinstance(e, Store)])
         self.store([e for e in effects if isinstance(e, Store)])

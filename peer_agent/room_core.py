@@ -173,12 +173,14 @@ class RoomCore(EnvelopeChecks):
                 effects.append(Show(env))
             self._fresh(None, fresh, now)
             return effects
-        if store.envelopes:
-            effects.append(Send(peer.device, AckFrame(tuple(e.id for e in store.envelopes))))
+        if store.envelopes:  # each id once, though a replay may bring it twice in one turn
+            effects.append(Send(peer.device, AckFrame(tuple(dict.fromkeys(
+                e.id for e in store.envelopes)))))
         if live and len(fresh) < len(store.envelopes):
             # A live message is sent once, by its author, on each channel: one held already
-            # was replayed. Ignored (the log keeps one copy), and said.
-            held = next(e for e in store.envelopes if e not in fresh)
+            # was replayed (perhaps in the same loop turn as the first copy). Ignored (the
+            # log keeps one copy), and said.
+            held = _replayed(store.envelopes, fresh)
             effects.append(Event(
                 "refused", f"ignored a replayed message from {peer.user}: {held.id} is "
                 f"already held", {"user": peer.user, "device": peer.device,
@@ -288,6 +290,17 @@ class RoomCore(EnvelopeChecks):
     def next_due(self) -> float | None:
         """When `tick` next has something to do (monotonic seconds), or None."""
         return self.catchup.next_due()
+
+
+def _replayed(envelopes: Sequence[Envelope], fresh: Sequence[Envelope]) -> Envelope:
+    """The first of `envelopes` that is not one of the `fresh` (each fresh one counts once)."""
+    left = list(fresh)
+    for env in envelopes:
+        if env in left:
+            left.remove(env)
+        else:
+            return env
+    raise ValueError("every envelope was fresh")
 
 
 def _received_text(env: Envelope, peer: Peer, live: bool) -> str:
