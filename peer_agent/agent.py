@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Coroutine, Sequence
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from protocol import Envelope, ProtocolError
 from protocol.catchup import CatchUp, PullServer
-from protocol.channel import AckFrame, Frame
+from protocol.channel import AckFrame, Frame, MsgFrame
 from protocol.sync import keys_frames_for
 
 from . import trace, ui_state
@@ -32,6 +33,7 @@ from .outbox import Outbox
 from .peer_batches import PeerBatches
 from .reach import Reach
 from .receipts import Receipts
+from .receiving import Receiving
 from .records import PathJournal, Timeline
 from .relay import SignalRelay
 from .rendezvous import Rendezvous
@@ -97,7 +99,9 @@ class Agent:
         self.core = RoomCore(self.room, self.key.device_id, self.store,
                              CatchUp(interval=config.sync_interval), device.verify_pool)
         self._catchup_wake = asyncio.Event()
+        self._catchup_until = math.inf  # when the catch-up loop wakes by itself (monotonic)
         self.batches = PeerBatches(self)
+        self.receiving = Receiving(self)
         self.server = RoomServer(self)
         self.client = self.server.client
         self.mesh = RoomMesh(device, room, self.on_peer_link)
@@ -162,6 +166,8 @@ class Agent:
 
     async def close(self) -> None:
         self._state_push.cancel()
+        self.receiving.close()
+        self.server.close()
         self.receipts.close()
         # Every task the agent starts is in _tasks (the key and ICE refreshes too), so none
         # outlives close().
@@ -214,8 +220,13 @@ class Agent:
         """A frame of this room from a data channel (parsed once by the device): decided by
         the core, its effects run."""
         peer = Peer(info.user, info.device)
-        if not self.batches.take(peer, frame):  # a large sync batch is checked off the loop
-            self._run(self.core.frame(peer, frame, time.monotonic(), int(time.time() * 1000)))
+        if self.batches.take(peer, frame):  # a large sync batch is checked off the loop
+            return
+        if isinstance(frame, MsgFrame):
+            self.receiving.live(peer, frame.env)  # with the others of this loop turn
+            return
+        self.receiving.take()  # the live messages that came before it first
+        self._run(self.core.frame(peer, frame, time.monotonic(), int(time.time() * 1000)))
 
     def refuse_unparsed(self, info: PeerInfo, error: ProtocolError) -> None:
         """A frame from a device of this room that did not parse."""
@@ -237,7 +248,7 @@ class Agent:
                 else:
                     self.mesh.send(effect.device, effect.frame.encode())
             elif isinstance(effect, Store):
-                self._store(effect)
+                self.receiving.store([effect])
             elif isinstance(effect, Show):
                 if trace.ON:
                     trace.mark(effect.envelope.id, "ui_queued")
@@ -280,22 +291,6 @@ class Agent:
         elif isinstance(effect, Broadcast):
             self.mesh.broadcast(effect.frame.encode())
 
-    def _store(self, effect: Store) -> None:
-        """Commit what the core verified, and run what follows from what was fresh."""
-        source = "server" if effect.peer is None else f"peer:{effect.peer.device}"
-        if trace.ON and effect.live:
-            trace.marks(effect.envelopes, "verified")
-        try:
-            fresh = self.store.add_many(effect.envelopes, source)
-        except ProtocolError as exc:
-            if effect.peer is not None:
-                self.refuse_frame(effect.peer.user, effect.peer.device, f"{exc.code}: {exc}")
-            return
-        if trace.ON and effect.live:
-            trace.marks(fresh, "stored")
-        self._run(self.core.stored(effect, fresh, time.monotonic()))
-        self._catchup_wake.set()
-
     def _refuse(self, effect: Refuse) -> None:
         peer = effect.peer
         if effect.what == "frame" and peer is not None:
@@ -314,13 +309,23 @@ class Agent:
             self.core.catchup.server_pull_ended()
             self._catchup_wake.set()
 
+    def wake_catch_up(self) -> None:
+        """Wake the catch-up loop if new input made something due sooner than it sleeps: what
+        is due depends on the clock alone (`CatchUp.due`), and waking for every message stored
+        was a tick, a version vector read and a task step per message."""
+        next_at = self.core.next_due()
+        if next_at is not None and next_at < self._catchup_until:
+            self._catchup_wake.set()
+
     async def _catch_up_forever(self) -> None:
         """Send what the clock made due (digests, a read of the server), then sleep until the
-        next thing is due or new input may have made something due sooner."""
+        next thing is due or new input made something due sooner."""
         while True:
             self._catchup_wake.clear()
+            self._catchup_until = -math.inf  # running: not to be woken
             self._run(self.core.tick(time.monotonic(), self.client.joined))
             next_at = self.core.next_due()
+            self._catchup_until = math.inf if next_at is None else next_at
             delay = None if next_at is None else max(0.0, next_at - time.monotonic())
             try:
                 async with asyncio.timeout(delay):

@@ -101,7 +101,6 @@ class Device:
                          on_link=self._on_link, on_refused=self._on_refused, ice_servers=[])
         self.ui = ChatUI(self, config.ui_host, config.ui_port)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._rooms_push: asyncio.Handle | None = None
         self._early: dict[tuple[str, str], list[tuple[PeerInfo, Frame]]] = {}
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -127,8 +126,6 @@ class Device:
                  ", ".join(self.rooms) or "(none)")
 
     async def close(self) -> None:
-        if self._rooms_push is not None:
-            self._rooms_push.cancel()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -239,14 +236,13 @@ class Device:
             self.push_rooms()
 
     def push_rooms(self) -> None:
-        """Push the rooms list (unread counts) to every open page, once per loop turn however
-        many messages changed it."""
-        if self._rooms_push is None:
-            self._rooms_push = asyncio.get_running_loop().call_soon(self._push_rooms_now)
+        """Push the rooms list (unread counts) to every open page: built once, as the next
+        frame to the pages leaves, however many messages changed it (in the frame that
+        carries them)."""
+        self.ui.post_latest("rooms", self._rooms_event)
 
-    def _push_rooms_now(self) -> None:
-        self._rooms_push = None
-        self.ui.post({"type": "rooms", "rooms": self.rooms_list()})
+    def _rooms_event(self) -> dict[str, Any]:
+        return {"type": "rooms", "rooms": self.rooms_list()}
 
     # -- the mesh ---------------------------------------------------------------------------
 

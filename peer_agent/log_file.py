@@ -40,7 +40,9 @@ class LogFile:
         self, path: str | PathLike[str], *, clock: Callable[[], float] = time.time
     ) -> None:
         self._clock = clock
-        self._lock = threading.Lock()
+        # Reentrant: `batch` holds it across the writes it gathers, each taking it again.
+        self._lock = threading.RLock()
+        self._batching = False  # inside `batch`: writes are savepoints of its transaction
         self._path = os.fspath(path)
         self._dir_synced = False
         # `vector` per room, valid while no head changes: this connection's writes clear it,
@@ -103,13 +105,51 @@ class LogFile:
                 os.close(directory)
             self._dir_synced = True
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make the writes inside one transaction, committed at the end (each write a
+        savepoint of it, so one that fails undoes only itself): one commit for what a busy
+        loop turn received, not one per message. The log is this thread's meanwhile. Nothing
+        written inside may be acknowledged or shown before the block ends; a block inside
+        another joins it."""
+        with self._lock:
+            if self._batching:
+                yield
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._batching = True
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._vectors.clear()  # they may have counted what was undone
+                raise
+            finally:
+                self._batching = False
+
     # --- internals -----------------------------------------------------------------------------
 
     @contextmanager
     def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken at once (IMMEDIATE), rolled back on any error.
         `durable`: its commit is fsync'd, so it survives a power loss too (the module
-        docstring says which commits need that)."""
+        docstring says which commits need that). Inside `batch`, a savepoint of its
+        transaction instead (never durable: the batch commits)."""
+        if self._batching:
+            if durable:
+                raise RuntimeError("a durable write cannot join a batch")
+            self._db.execute("SAVEPOINT write")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK TO write")
+                self._vectors.clear()
+                raise
+            finally:
+                self._db.execute("RELEASE write")
+            return
         if durable:
             # SQLite refuses to change the safety level inside a transaction.
             self._db.execute("PRAGMA synchronous = FULL")

@@ -8,29 +8,23 @@ is the one place these live, so the core keeps no copy to fall out of step with 
 writes: a `Store` effect asks the agent to commit envelopes, and the agent tells the core what
 was fresh with `stored()`.
 
-Rules kept here, once: a received envelope is taken only if it is for this room, its device's
-key is known and belongs to its author, its signature verifies, and its Lamport time is within
-the horizon (`verify`). One identical to an envelope the log holds, or to one verified a moment
-ago (the same message often comes live, in a peer's sync batch and from the server's history
-at once), was verified already and is taken without checking its signature again
-(`verify_all`); a different envelope under a held id is verified like any other. Receipts name
-only what we stored from the peer; catch-up follows
-`protocol.catchup`. No asyncio, no aiortc, no clock read: time is passed in (`now` in monotonic
-seconds for the catch-up rules, `now_ms` since the epoch for the Lamport horizon).
+Rules kept here, once: a received envelope is taken only if it passes the checks of
+`room_checks.py` (its room, its author's key, its signature, the Lamport horizon), which the
+core inherits. Live messages that came in one loop turn are checked together (`live`).
+Receipts name only what we stored from the peer; catch-up follows `protocol.catchup`. No
+asyncio, no aiortc, no clock read: time is passed in (`now` in monotonic seconds for the
+catch-up rules, `now_ms` since the epoch for the Lamport horizon).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from protocol import (
     Envelope,
     ProtocolError,
-    VersionVector,
-    check_lamport_horizon,
     verify_envelopes,
 )
 from protocol.catchup import CatchUp, Pull, SendDigest
@@ -49,6 +43,14 @@ from protocol.channel import (
 from protocol.links import LinkReport
 from protocol.vector import vector_digest
 
+from .room_checks import (
+    RECENTLY_VERIFIED,
+    EnvelopeChecks,
+    LogView,
+    PendingChecks,
+    UnknownAuthor,
+    UnknownDevice,
+)
 from .room_effects import (
     Broadcast,
     Event,
@@ -71,37 +73,10 @@ from .room_effects import (
 
 __all__ = [
     "RECENTLY_VERIFIED", "Broadcast", "Delivery", "Event", "LogView", "Peer", "PendingChecks",
-    "Record",
-    "RefreshKeys", "Refuse", "RelaySignal", "RememberKeys", "RoomCore", "RoomEffect", "Send",
-    "SendKeys", "SendMissing", "Show", "ShowDelivery", "StateChanged", "Store", "UnknownAuthor",
-    "UnknownDevice", "Upload",
+    "Record", "RefreshKeys", "Refuse", "RelaySignal", "RememberKeys", "RoomCore", "RoomEffect",
+    "Send", "SendKeys", "SendMissing", "Show", "ShowDelivery", "StateChanged", "Store",
+    "UnknownAuthor", "UnknownDevice", "Upload",
 ]
-
-RECENTLY_VERIFIED = 4096
-"""How many verified envelopes the core remembers, so that one arriving by several paths at
-once (live, in sync batches, from the server) has its signature checked once."""
-
-
-class LogView(Protocol):
-    """What the core reads of the local log (`peer_agent.log.LocalLog` is one)."""
-
-    def key_for(self, device: str) -> tuple[str, str] | None: ...
-    def holds_each(self, envs: Sequence[Envelope]) -> list[bool]: ...
-    def vector(self, room: str) -> VersionVector: ...
-    def gaps(self, room: str) -> Mapping[str, Sequence[int]]: ...
-
-
-class UnknownDevice(ProtocolError):
-    """An envelope's device has no key this device knows (yet)."""
-
-    code = "unknown_device"
-
-
-class UnknownAuthor(ProtocolError):
-    """An envelope's device is known, as another user's than its author's (an impostor)."""
-
-    code = "unknown_author"
-
 
 @dataclass
 class Delivery:
@@ -111,129 +86,17 @@ class Delivery:
     server: bool = False
 
 
-@dataclass
-class PendingChecks:
-    """A batch halfway through `RoomCore.verify_all`: what was decided (`outcomes`), and the
-    (envelope, key) `pairs` whose signatures are still to check, at the positions `placed`."""
-
-    outcomes: list[Envelope | ProtocolError]
-    pairs: list[tuple[Envelope, str]] = field(default_factory=list)
-    placed: list[int] = field(default_factory=list)
-
-
-class RoomCore:
+class RoomCore(EnvelopeChecks):
     """One device in one room: decides, the caller does."""
 
     def __init__(self, room: str, device: str, log: LogView, catchup: CatchUp,
                  verify_pool: Executor | None = None) -> None:
-        self.room = room
+        super().__init__(room, log, verify_pool)
         self.device = device
-        self.log = log
         self.catchup = catchup
-        # Threads that check a batch's signatures beside ours (protocol.verify_envelopes).
-        self.verify_pool = verify_pool
         self.delivery: dict[str, Delivery] = {}
         # What each linked peer last reported of its own data channels (protocol/links.py).
         self.reported: dict[str, tuple[LinkReport, ...]] = {}
-        # The last envelopes `verify_all` verified, by id, oldest first (RECENTLY_VERIFIED).
-        self._verified: dict[str, Envelope] = {}
-
-    # -- verification -----------------------------------------------------------------------
-
-    def verify(self, raw: Envelope | object, now_ms: int) -> Envelope:
-        """The envelope, if it may be stored: for this room, signed by a known key of its
-        author's, within the Lamport horizon. Raises ProtocolError (UnknownDevice when the key
-        is not known yet) saying why not."""
-        env = raw if isinstance(raw, Envelope) else Envelope.from_dict(raw)
-        env.verify(self._author_key(env, {}))
-        check_lamport_horizon(env, now_ms)
-        return env
-
-    def verify_all(self, raws: Iterable[Envelope | object], origin: Peer | None, now_ms: int,
-                   effects: list[RoomEffect]) -> list[Envelope]:
-        """The envelopes that pass `verify`, in order; each one refused adds its effects.
-
-        One equal (signature included) to one verified recently or held in the log is taken
-        as it is: the log keeps only verified envelopes. The rest are checked together: the
-        log asked once what it holds and once per device for its key, the signatures spread
-        over the cores (`verify_envelopes`). A caller may check the signatures apart, going
-        on meanwhile: `to_check`, then `settle` with `verify_envelopes(pending.pairs)`."""
-        pending = self.to_check(raws)
-        return self.settle(pending, verify_envelopes(pending.pairs, self.verify_pool), origin,
-                           now_ms, effects)
-
-    def to_check(self, raws: Iterable[Envelope | object]) -> PendingChecks:
-        """The first half of `verify_all`: everything but the signatures, which are listed
-        (`pairs`) for the caller to check."""
-        outcomes: list[Envelope | ProtocolError] = []
-        for raw in raws:
-            try:
-                outcomes.append(raw if isinstance(raw, Envelope) else Envelope.from_dict(raw))
-            except ProtocolError as exc:
-                outcomes.append(exc)
-        recent = {i for i, env in enumerate(outcomes) if isinstance(env, Envelope)
-                  and env.room == self.room and self._verified.get(env.id) == env}
-        asking = [(i, env) for i, env in enumerate(outcomes) if isinstance(env, Envelope)
-                  and env.room == self.room and i not in recent]
-        held = self.log.holds_each([env for _, env in asking]) if asking else []
-        taken = recent | {i for (i, _), holds in zip(asking, held, strict=True) if holds}
-        keys: dict[str, tuple[str, str] | None] = {}
-        pending = PendingChecks(outcomes)
-        for i, env in enumerate(outcomes):
-            if not isinstance(env, Envelope) or i in taken:
-                continue
-            try:
-                pending.pairs.append((env, self._author_key(env, keys)))
-                pending.placed.append(i)
-            except ProtocolError as exc:
-                outcomes[i] = exc
-        return pending
-
-    def settle(self, pending: PendingChecks, problems: Sequence[ProtocolError | None],
-               origin: Peer | None, now_ms: int, effects: list[RoomEffect]) -> list[Envelope]:
-        """The second half of `verify_all`, given what `verify_envelopes(pending.pairs)`
-        found: the envelopes taken, in order; each one refused adds its effects."""
-        outcomes = pending.outcomes
-        for i, (env, _), problem in zip(pending.placed, pending.pairs, problems, strict=True):
-            try:
-                if problem is not None:
-                    raise problem
-                check_lamport_horizon(env, now_ms)
-                self._remember_verified(env)
-            except ProtocolError as exc:
-                outcomes[i] = exc
-        good: list[Envelope] = []
-        asked = False
-        for outcome in outcomes:
-            if isinstance(outcome, Envelope):
-                good.append(outcome)
-                continue
-            if isinstance(outcome, UnknownDevice) and not asked:
-                effects.append(RefreshKeys())
-                asked = True
-            effects.append(Refuse(origin, outcome.code, str(outcome), what="message"))
-        return good
-
-    def _author_key(self, env: Envelope, keys: dict[str, tuple[str, str] | None]) -> str:
-        """The public key to check `env` with, read once per device into `keys`: raises
-        ProtocolError unless it is for this room and its device is known as its author's."""
-        if env.room != self.room:
-            raise ProtocolError(f"message for room {env.room!r}, not {self.room!r}")
-        if env.device not in keys:
-            keys[env.device] = self.log.key_for(env.device)
-        known = keys[env.device]
-        if known is None:
-            raise UnknownDevice(f"unknown device {env.device}; keys are being refreshed")
-        user, public_key = known
-        if user != env.author:
-            raise UnknownAuthor(f"device {env.device} belongs to {user!r}, not {env.author!r}")
-        return public_key
-
-    def _remember_verified(self, env: Envelope) -> None:
-        self._verified.pop(env.id, None)
-        self._verified[env.id] = env
-        if len(self._verified) > RECENTLY_VERIFIED:
-            del self._verified[next(iter(self._verified))]
 
     # -- frames from peers ------------------------------------------------------------------
 
@@ -241,13 +104,12 @@ class RoomCore:
         """React to one frame parsed from `peer`'s data channel."""
         effects: list[RoomEffect] = []
         if isinstance(frame, MsgFrame):
-            good = self.verify_all([frame.env], peer, now_ms, effects)
-            effects.append(Store(tuple(good), peer, True, 1))
-        elif isinstance(frame, BatchFrame):
+            return self.live([(peer, frame.env)], now_ms)
+        if isinstance(frame, BatchFrame):
             pending = self.to_check(frame.envs)
             return self.checked_batch(peer, frame, pending, verify_envelopes(
                 pending.pairs, self.verify_pool), now, now_ms)
-        elif isinstance(frame, VectorFrame):
+        if isinstance(frame, VectorFrame):
             effects.append(SendMissing(peer.device, frame.vector))
             effects += self._catch_up(self.catchup.vector_received(
                 peer.device, frame.vector, self.log.vector(self.room), now))
@@ -268,6 +130,24 @@ class RoomCore:
         elif isinstance(frame, SignalFrame):
             effects.append(RelaySignal(peer, frame))
         # Ping and pong belong to the mesh, which answers them before frames reach the core.
+        return effects
+
+    def live(self, frames: Sequence[tuple[Peer, Envelope]], now_ms: int) -> list[RoomEffect]:
+        """Live messages (`msg` frames) from peers, in the order they came: checked together
+        (one look-up of what the log holds, the signatures at once), then a `Store` per peer,
+        in the order each first came, which the agent may commit in one transaction.
+        A busy loop turn brings several."""
+        effects: list[RoomEffect] = []
+        pending = self.to_check([env for _, env in frames])
+        outcomes = self._settled(pending, verify_envelopes(pending.pairs, self.verify_pool),
+                                 [peer for peer, _ in frames], now_ms, effects)
+        taken: dict[Peer, list[Envelope]] = {}
+        for (peer, _), outcome in zip(frames, outcomes, strict=True):
+            envs = taken.setdefault(peer, [])
+            if isinstance(outcome, Envelope):
+                envs.append(outcome)
+        for peer, envs in taken.items():
+            effects.append(Store(tuple(envs), peer, True, sum(p == peer for p, _ in frames)))
         return effects
 
     def checked_batch(self, peer: Peer, frame: BatchFrame, pending: PendingChecks, problems:
@@ -293,12 +173,14 @@ class RoomCore:
                 effects.append(Show(env))
             self._fresh(None, fresh, now)
             return effects
-        if store.envelopes:
-            effects.append(Send(peer.device, AckFrame(tuple(e.id for e in store.envelopes))))
+        if store.envelopes:  # each id once, though a replay may bring it twice in one turn
+            effects.append(Send(peer.device, AckFrame(tuple(dict.fromkeys(
+                e.id for e in store.envelopes)))))
         if live and len(fresh) < len(store.envelopes):
             # A live message is sent once, by its author, on each channel: one held already
-            # was replayed. Ignored (the log keeps one copy), and said.
-            held = next(e for e in store.envelopes if e not in fresh)
+            # was replayed (perhaps in the same loop turn as the first copy). Ignored (the
+            # log keeps one copy), and said.
+            held = _replayed(store.envelopes, fresh)
             effects.append(Event(
                 "refused", f"ignored a replayed message from {peer.user}: {held.id} is "
                 f"already held", {"user": peer.user, "device": peer.device,
@@ -408,6 +290,17 @@ class RoomCore:
     def next_due(self) -> float | None:
         """When `tick` next has something to do (monotonic seconds), or None."""
         return self.catchup.next_due()
+
+
+def _replayed(envelopes: Sequence[Envelope], fresh: Sequence[Envelope]) -> Envelope:
+    """The first of `envelopes` that is not one of the `fresh` (each fresh one counts once)."""
+    left = list(fresh)
+    for env in envelopes:
+        if env in left:
+            left.remove(env)
+        else:
+            return env
+    raise ValueError("every envelope was fresh")
 
 
 def _received_text(env: Envelope, peer: Peer, live: bool) -> str:

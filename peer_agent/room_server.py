@@ -20,11 +20,17 @@ from .mesh import LinkState, PeerInfo
 from .room_core import PendingChecks, RoomEffect, Store
 from .room_signaling import RoomSignaling
 from .signaling_client import SignInError
+from .ui import Coalesced
 
 if TYPE_CHECKING:
     from .agent import Agent
 
 log = logging.getLogger("gibberish.agent")
+
+STORED_INTERVAL = 0.05
+"""Seconds between two takings of the server's `stored` notices, at most: the server sends one
+per message it stores, and each was a commit of its marks; those of the window share one. The
+first after a quiet spell is taken at the end of its loop turn."""
 
 
 class RoomServer:
@@ -37,6 +43,8 @@ class RoomServer:
         self._server_up: bool | None = None
         self._key_refresh: asyncio.Task[None] | None = None
         self._ice_refresh: asyncio.Task[None] | None = None
+        self._stored: dict[str, int] = {}  # ids the server said it stored, not taken yet
+        self._take_stored_soon = Coalesced(self.take_stored, STORED_INTERVAL)
         self.client = RoomSignaling(
             agent.device.signaling, agent.room,
             on_joined=self._on_joined, on_peer_joined=self._on_peer_joined,
@@ -227,13 +235,23 @@ class RoomServer:
                           user=user, device=device, reason=f"signal refused: {reason[:200]}")
 
     async def _on_stored(self, data: dict[str, Any]) -> None:
-        ids = {m["id"]: int(m["cursor"]) for m in data.get("messages", [])
-               if isinstance(m, dict) and "id" in m and "cursor" in m}
+        self._stored.update({m["id"]: int(m["cursor"]) for m in data.get("messages", [])
+                             if isinstance(m, dict) and "id" in m and "cursor" in m})
+        self._take_stored_soon.request()
+
+    def take_stored(self) -> None:
+        """Mark what the server said it stored (STORED_INTERVAL's notices in one commit)."""
+        ids, self._stored = self._stored, {}
+        if not ids:
+            return
         self.agent.store.mark_known_by_server(self.agent.room, ids)
         # Ids this device lacks are read from the server's history soon, unless a peer brings
         # them first.
         self.agent._run(self.agent.core.server_named(ids, time.monotonic()))
-        self.agent._catchup_wake.set()
+        self.agent.wake_catch_up()
+
+    def close(self) -> None:
+        self._take_stored_soon.cancel()
 
     def on_own_upload(self, ids: dict[str, int]) -> None:
         """This agent's outbox uploaded these and the server acknowledged them."""

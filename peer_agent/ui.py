@@ -112,6 +112,8 @@ class ChatUI:
         # Events posted in one turn of the event loop go out together (`post`).
         self._pending: list[str] = []
         self._pending_ids: list[str] = []  # of the messages among them, when tracing
+        # Events built as the frame leaves (`post_latest`), by kind.
+        self._latest: dict[str, Callable[[], dict[str, Any]]] = {}
         self._flushing: asyncio.Task[None] | None = None
         self._flush_interval = flush_interval
         self._budget = float(UI_FLUSH_BURST)  # frames that may leave now (UI_FLUSH_BURST)
@@ -265,6 +267,20 @@ class ChatUI:
         self._pending.append(json.dumps(event))
         if trace.ON and event.get("type") == "message":
             self._pending_ids.append(event["message"]["id"])
+        self._flush_soon()
+
+    def post_latest(self, kind: str, build: Callable[[], dict[str, Any]]) -> None:
+        """Queue an event that says how things stand (the rooms list with its unread counts),
+        built by `build` only when the next frame leaves and sent once in it, after the events
+        posted before then, however many times it was asked for meanwhile. A received message
+        changes the unread count: built at once, the list went in a frame of its own after
+        each message's."""
+        if not self._sockets:
+            return
+        self._latest[kind] = build
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
         if self._flushing is None:
             self._flushing = asyncio.ensure_future(self._flush())
 
@@ -276,6 +292,8 @@ class ChatUI:
             if wait > 0:
                 await asyncio.sleep(wait)
             pending, self._pending = self._pending, []
+            latest, self._latest = self._latest, {}
+            pending += [json.dumps(build()) for build in latest.values()]
             if not pending:
                 return
             self._refill()
@@ -294,7 +312,7 @@ class ChatUI:
                 trace.mark(message_id, "ui_written")
         finally:
             self._flushing = None
-            if self._pending:
+            if self._pending or self._latest:
                 self._flushing = asyncio.ensure_future(self._flush())
 
     def _refill(self) -> float:

@@ -91,6 +91,31 @@ def test_a_replayed_live_message_is_acknowledged_not_shown_and_said() -> None:
     assert any(isinstance(e, Event) and "replayed" in e.text for e in after)
 
 
+def test_live_messages_of_one_turn_are_stored_per_peer_and_each_acknowledged_exactly() -> None:
+    core, log, bob, peer = setup()
+    carol = DeviceKey.generate()
+    log.keys[carol.device_id] = ("carol", carol.public_key_b64)
+    from_carol = Peer("carol", carol.device_id)
+    b1, b2 = envelope(bob, 1, text="b1"), envelope(bob, 2, lamport=2, text="b2")
+    c1 = envelope(carol, 1, author="carol", text="c1")
+    forged = Envelope.from_dict(dict(envelope(carol, 2, 2, "carol").to_dict(), text="x"))
+    effects = core.live([(peer, b1), (from_carol, c1), (from_carol, forged), (peer, b2),
+                         (peer, b1)], NOW_MS)  # b1 replayed within the turn
+    refused = [e for e in effects if isinstance(e, Refuse)]
+    assert [(e.peer, e.code) for e in refused] == [(from_carol, "bad_signature")]
+    stores = [e for e in effects if isinstance(e, Store)]
+    assert stores == [Store((b1, b2, b1), peer, True, 3), Store((c1,), from_carol, True, 2)]
+    after_bob = core.stored(stores[0], [b1, b2], 0.0)
+    assert [e for e in after_bob if isinstance(e, Send)] == [
+        Send(bob.device_id, AckFrame((b1.id, b2.id)))]
+    assert [e.envelope for e in after_bob if isinstance(e, Show)] == [b1, b2]
+    assert any(isinstance(e, Event) and f"replayed: {b1.id}" in e.fields["reason"]
+               for e in after_bob)
+    after_carol = core.stored(stores[1], [c1], 0.0)
+    assert [e for e in after_carol if isinstance(e, Send)] == [
+        Send(carol.device_id, AckFrame((c1.id,)))]
+
+
 def test_a_forged_message_is_refused_and_not_stored() -> None:
     core, _, bob, peer = setup()
     env = envelope(bob)

@@ -1,6 +1,7 @@
 """The UI's live events over a real aiohttp WebSocket: the events posted in one turn of the
-agent's loop leave in one frame (a batch, in the order posted), a lone event as itself; a few
-frames leave at once, a busy spell beyond that budget waits and leaves as one batch."""
+agent's loop leave in one frame (a batch, in the order posted), a lone event as itself; an
+event saying how things stand is built as the frame leaves, once; a few frames leave at once,
+a busy spell beyond that budget waits and leaves as one batch."""
 
 from __future__ import annotations
 
@@ -47,6 +48,45 @@ def test_one_turns_events_leave_in_one_frame_in_order() -> None:
     assert [e["n"] for e in ui_events(first)] == [0, 1, 2, 3, 4]
     assert second == {"type": "message", "n": 5}
     assert ui_events(second) == [second]
+
+
+async def _latest_frames() -> tuple[list[dict[str, Any]], int]:
+    """Three messages and a rooms list asked for after each, in one turn; then the list
+    alone. The frames, and how many times the list was built."""
+    ui = ChatUI(OneRoom())  # type: ignore[arg-type]
+    built = 0
+
+    def rooms() -> dict[str, Any]:
+        nonlocal built
+        built += 1
+        return {"type": "rooms", "unread": built}
+
+    await ui.start()
+    try:
+        async with aiohttp.ClientSession() as http, \
+                http.ws_connect(f"http://127.0.0.1:{ui.port}/ws") as ws:
+            for _ in range(2):
+                await ws.receive_json(timeout=5)
+            for n in range(3):
+                ui.post({"type": "message", "n": n})
+                ui.post_latest("rooms", rooms)
+            first = await ws.receive_json(timeout=5)
+            ui.post_latest("rooms", rooms)
+            second = await ws.receive_json(timeout=5)
+            return [first, second], built
+    finally:
+        await ui.close()
+
+
+def test_a_state_event_is_built_once_as_the_frame_leaves_after_the_messages() -> None:
+    """The rooms list (unread counts) asked for with each message goes in the messages' frame,
+    built once, after every message: each message is still shown, and no frame more."""
+    (first, second), built = asyncio.run(_latest_frames())
+    assert first["type"] == "batch"
+    assert ui_events(first) == [{"type": "message", "n": 0}, {"type": "message", "n": 1},
+                                {"type": "message", "n": 2}, {"type": "rooms", "unread": 1}]
+    assert second == {"type": "rooms", "unread": 2}
+    assert built == 2
 
 
 async def _turns(turns: int, interval: float) -> list[dict[str, Any]]:
