@@ -419,7 +419,7 @@ def test_room_page_renders_for_a_signed_in_user(browser: Browser, accounts: Acco
     room = unique_name("room")
     page = signed_in(browser, accounts("page")).get(f"/rooms/{room}")
     assert page.status_code == 200
-    assert f"<h1>#{room}</h1>" in page.text
+    assert f'<h1 class="room-title" id="room-title">#{room}</h1>' in page.text
 
 
 def test_start_page_lists_the_rooms_the_user_joined(
