@@ -33,12 +33,14 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 MAX_BODY = 64 * 1024
 # Live events leave at the end of the loop turn that posted them while the frames of the last
 # moments stay within a budget: UI_FLUSH_BURST frames at once, refilled by one every
-# UI_FLUSH_INTERVAL seconds. In a busy room, beyond it, a frame waits for the budget and takes
-# whatever came in the meantime: one frame per turn was a WebSocket write per message received
-# (a tenth of a busy agent's time). So a message just after others' frames leaves at once (an
-# author gets a delivery mark per peer and one for the server, each in a turn of its own, and a
-# state push: 9 frames in an 8-agent room), and a busy room's frames are still
-# UI_FLUSH_INTERVAL apart.
+# UI_FLUSH_INTERVAL seconds. In a busy room, beyond it, a frame of delivery marks, notices and
+# states waits for the budget and takes whatever came in the meantime, so those frames are
+# still UI_FLUSH_INTERVAL apart. A message is what the reader waits for: a frame holding one
+# leaves at the end of its turn whatever the budget (and takes the waiting events with it).
+# An idle room's author gets a delivery mark per peer and one for the server, each in a turn
+# of its own, and a state push: with messages bound by the budget too, a message a few
+# milliseconds after the one before waited out the rest of an interval (3.6 ms at the
+# median in bench.mesh's idle pass), while a frame costs its writer about 50 µs of CPU.
 UI_FLUSH_INTERVAL = 0.01
 UI_FLUSH_BURST = 16
 
@@ -115,6 +117,8 @@ class ChatUI:
         # Events built as the frame leaves (`post_latest`), by kind.
         self._latest: dict[str, Callable[[], dict[str, Any]]] = {}
         self._flushing: asyncio.Task[None] | None = None
+        self._urgent = False  # a message is among the pending events: no wait for the budget
+        self._waiting: asyncio.Future[None] | None = None  # the flush's wait for the budget
         self._flush_interval = flush_interval
         self._budget = float(UI_FLUSH_BURST)  # frames that may leave now (UI_FLUSH_BURST)
         self._budget_at = 0.0
@@ -265,8 +269,12 @@ class ChatUI:
         if not self._sockets:
             return
         self._pending.append(json.dumps(event))
-        if trace.ON and event.get("type") == "message":
-            self._pending_ids.append(event["message"]["id"])
+        if event.get("type") == "message":
+            if trace.ON:
+                self._pending_ids.append(event["message"]["id"])
+            self._urgent = True
+            if self._waiting is not None and not self._waiting.done():
+                self._waiting.set_result(None)  # the frame waiting for the budget leaves now
         self._flush_soon()
 
     def post_latest(self, kind: str, build: Callable[[], dict[str, Any]]) -> None:
@@ -289,15 +297,16 @@ class ChatUI:
             # This task's first step comes after the rest of the turn that posted: its events
             # have joined. Beyond the budget, a busy spell's join too.
             wait = (1.0 - self._refill()) * self._flush_interval
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if wait > 0 and not self._urgent:
+                await self._wait_for_budget(wait)
+            self._urgent = False
             pending, self._pending = self._pending, []
             latest, self._latest = self._latest, {}
             pending += [json.dumps(build()) for build in latest.values()]
             if not pending:
                 return
             self._refill()
-            self._budget -= 1.0
+            self._budget = max(0.0, self._budget - 1.0)  # a message's frame may leave at 0
             traced, self._pending_ids = self._pending_ids, []
             for message_id in traced:
                 trace.mark(message_id, "ui_flush")
@@ -314,6 +323,21 @@ class ChatUI:
             self._flushing = None
             if self._pending or self._latest:
                 self._flushing = asyncio.ensure_future(self._flush())
+
+    async def _wait_for_budget(self, wait: float) -> None:
+        """Sleep `wait` seconds, or less if a message is posted meanwhile."""
+        loop = asyncio.get_running_loop()
+        self._waiting = waiting = loop.create_future()
+        def settle() -> None:
+            if not waiting.done():
+                waiting.set_result(None)
+
+        timer = loop.call_later(wait, settle)
+        try:
+            await waiting
+        finally:
+            timer.cancel()
+            self._waiting = None
 
     def _refill(self) -> float:
         """The frame budget now: one more per flush interval since it was last counted, at

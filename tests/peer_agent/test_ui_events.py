@@ -1,7 +1,8 @@
 """The UI's live events over a real aiohttp WebSocket: the events posted in one turn of the
 agent's loop leave in one frame (a batch, in the order posted), a lone event as itself; an
 event saying how things stand is built as the frame leaves, once; a few frames leave at once,
-a busy spell beyond that budget waits and leaves as one batch."""
+a busy spell of delivery marks and states beyond that budget waits and leaves as one batch,
+and a message never waits for the budget."""
 
 from __future__ import annotations
 
@@ -89,8 +90,10 @@ def test_a_state_event_is_built_once_as_the_frame_leaves_after_the_messages() ->
     assert built == 2
 
 
-async def _turns(turns: int, interval: float) -> list[dict[str, Any]]:
-    """Events posted in `turns` turns of the loop, one each, a page reading them meanwhile."""
+async def _turns(turns: int, interval: float,
+                 last: str | None = None) -> list[dict[str, Any]]:
+    """Delivery marks posted in `turns` turns of the loop, one each, a page reading them
+    meanwhile; then, if `last` names a type, two events of it, each read before the next."""
     ui = ChatUI(OneRoom(), flush_interval=interval)  # type: ignore[arg-type]
     await ui.start()
     try:
@@ -100,12 +103,16 @@ async def _turns(turns: int, interval: float) -> list[dict[str, Any]]:
                 await ws.receive_json(timeout=5)
             frames = []
             for n in range(UI_FLUSH_BURST):  # within the budget: each leaves on its own
-                ui.post({"type": "message", "n": n})
+                ui.post({"type": "delivery", "n": n})
                 frames.append(await ws.receive_json(timeout=5))
             for n in range(UI_FLUSH_BURST, turns):  # beyond it: they wait, together
-                ui.post({"type": "message", "n": n})
+                ui.post({"type": "delivery", "n": n})
                 await asyncio.sleep(0)
-            if turns > UI_FLUSH_BURST:
+            if last is not None:  # two, in turns of their own
+                for n in (turns, turns + 1):
+                    ui.post({"type": last, "n": n})
+                    frames.append(await ws.receive_json(timeout=min(interval * 5, 5)))
+            elif turns > UI_FLUSH_BURST:
                 frames.append(await ws.receive_json(timeout=interval * 5))
             return frames
     finally:
@@ -117,8 +124,7 @@ def test_lone_events_leave_at_once_within_the_budget() -> None:
     each leave at once, not a flush interval after the frame before: a long interval would
     make the test time out."""
     frames = asyncio.run(_turns(UI_FLUSH_BURST, interval=10.0))
-    assert frames == [{"type": "message", "n": n}
-                                       for n in range(UI_FLUSH_BURST)]
+    assert frames == [{"type": "delivery", "n": n} for n in range(UI_FLUSH_BURST)]
 
 
 def test_a_busy_spell_beyond_the_budget_leaves_as_one_batch_in_order() -> None:
@@ -127,3 +133,15 @@ def test_a_busy_spell_beyond_the_budget_leaves_as_one_batch_in_order() -> None:
     assert frames[-1]["type"] == "batch"
     assert [e["n"] for e in ui_events(frames[-1])] == list(range(UI_FLUSH_BURST,
                                                                  UI_FLUSH_BURST + 3))
+
+
+def test_a_message_leaves_at_once_beyond_the_budget_with_what_waited() -> None:
+    """Beyond the budget delivery marks wait for it (10 s here, longer than the test's read
+    time-out); a message posted then leaves at the end of its turn, after them, in one frame;
+    so does a message after it, while the budget is still spent."""
+    frames = asyncio.run(_turns(UI_FLUSH_BURST + 2, interval=10.0, last="message"))
+    assert len(frames) == UI_FLUSH_BURST + 2
+    assert ui_events(frames[-2]) == [{"type": "delivery", "n": UI_FLUSH_BURST},
+                                     {"type": "delivery", "n": UI_FLUSH_BURST + 1},
+                                     {"type": "message", "n": UI_FLUSH_BURST + 2}]
+    assert frames[-1] == {"type": "message", "n": UI_FLUSH_BURST + 3}
