@@ -16,10 +16,9 @@ from typing import Any
 
 from flask import Flask, request
 from flask_socketio import SocketIO, emit
-from werkzeug.serving import make_server
 
-from signaling.__main__ import RequestHandler
 from signaling.packets import JsonPacket
+from signaling.serving import serve
 
 app = Flask(__name__)
 socketio = SocketIO(app, async_mode="threading", serializer=JsonPacket)
@@ -48,15 +47,7 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=0, help="port (0: a free one)")
     args = parser.parse_args(argv)
-    server = make_server("127.0.0.1", args.port, app, threaded=True,
-                         request_handler=RequestHandler)
-    print(f"bare relay listening on http://127.0.0.1:{server.server_port}/", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve(app, "127.0.0.1", args.port, "bare relay")
 
 
 if __name__ == "__main__":

@@ -65,7 +65,11 @@ def page_headers(response: Response) -> Response:
 @bp.before_app_request
 def load_session_user() -> None:
     """The signed-in user, from a page session the server still holds (signing out deletes
-    it, so a cookie copied before opens nothing after)."""
+    it, so a cookie copied before opens nothing after). Not for the static files: a page
+    loads a score of modules, and a query each made a page load cost the server a quarter of
+    its time in this look-up (bench.browser's mesh race, py-spy)."""
+    if request.endpoint == "static":
+        return
     g.page_user = accounts.user_for_page_session(session.get("sid"))
 
 

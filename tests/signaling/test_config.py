@@ -28,9 +28,11 @@ def test_a_url_naming_its_driver_or_sqlite_is_left_alone() -> None:
         assert normalize_database_url(url) == url
 
 
-def test_every_pooled_connection_is_checked_before_use_on_both_databases() -> None:
-    for url in ("sqlite:////tmp/x.sqlite3", "postgresql+psycopg://u@h/db"):
-        assert engine_options(url, 10)["pool_pre_ping"] is True
+def test_every_pooled_postgresql_connection_is_checked_before_use_not_sqlites() -> None:
+    """A database server can drop a pooled connection; a SQLite file cannot, and pinging it
+    before every use cost the server an eighth of its time in a burst of page loads."""
+    assert engine_options("postgresql+psycopg://u@h/db", 10)["pool_pre_ping"] is True
+    assert "pool_pre_ping" not in engine_options("sqlite:////tmp/x.sqlite3", 10)
 
 
 def test_postgresql_pool_follows_database_pool_size_and_connecting_gives_up() -> None:
