@@ -246,3 +246,10 @@ def state_of(page: Page) -> dict[str, Any]:
         "() => Object.fromEntries([...document.querySelectorAll('#members .member[data-state]')]"
         ".map((li) => [li.querySelector('.member-name').textContent, li.dataset.state]))")
     return result
+
+
+# Navigate to the room `u` with no other room kept for the user `name` (so none rejoined).
+ONE_ROOM_ONLY = """([u, name]) => {
+  localStorage.setItem(`gibberish:${name}:rooms`, '{"rooms": []}');
+  location.href = u;
+}"""

@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page
 
-from tests.browser.conftest import OpenPage, join_room_page, state_of, unique
+from tests.browser.conftest import ONE_ROOM_ONLY, OpenPage, join_room_page, state_of, unique
 from tests.browser.stack import Server
 from tests.protocol.test_roster import ME, all_orders, run
 
@@ -81,9 +81,10 @@ def test_four_pages_joining_at_once_always_form_the_full_mesh_quickly(
             log.clear()
         for page, user in zip(pages, users, strict=True):
             # One room at once, as the race is about: the page forgets the rooms of earlier
-            # tries (a page otherwise rejoins every room it keeps; test_browser_rooms.py).
-            page.evaluate("([u, name]) => { localStorage.removeItem(`gibberish:${name}:rooms`);"
-                          " location.href = u; }", [url, user])
+            # tries, kept in this browser or listed by the server (a page otherwise rejoins every
+            # room it keeps, and with none kept every room the server lists for the user;
+            # test_browser_rooms.py).
+            page.evaluate(ONE_ROOM_ONLY, [url, user])
         while not full_mesh(pages, users):
             if time.monotonic() - started > MESH_DEADLINE_S:
                 # What each page shows, and what it logged.
