@@ -106,6 +106,7 @@ export class BrowserDevice {
       onLink: (peer, state) => { for (const r of this.roomsOf(peer.device)) r.onPeerLink(peer, state); },
       onPath: (peer) => { for (const r of this.roomsOf(peer.device)) r.pushState(); },
     });
+    this.server.shown = asked; // its join goes first
     this.server.start(this.key.device);
     const saved = this.loadSaved();
     // What the server says of the user's rooms (kinds and members: a direct room is named
@@ -375,6 +376,7 @@ export class BrowserDevice {
    */
   setRoom(room) {
     this.room = room;
+    this.server.shown = room; // joined first on a reconnection
   }
 
   /**

@@ -11,6 +11,8 @@ import { io } from "../vendor/socket.io.esm.min.js";
 
 const CALL_TIMEOUT_MS = 10000;
 // The server's notices that name a room; each goes to that room's link.
+// How long the other rooms' joins wait for the shown room's link to open on a connection.
+const SHOWN_FIRST_MAX_MS = 2000;
 const ROOM_NOTICES = ["peer_joined", "peer_left", "signal", "stored", "members", "removed"];
 
 /** The server refused a request; `code` is the server's error code when it gave one. */
@@ -30,7 +32,11 @@ export class ServerError extends Error {
 /**
  * Owns the token and the page's one Socket.IO connection, which every room joins. The client
  * reconnects by itself with jittered backoff (0.5 s doubling to 10 s); every (re)connection
- * joins each room again (ServerLink). The server's notices go to the room they name.
+ * joins each room again (ServerLink), the room shown first (`shown`) and the others once the
+ * server has answered it: a page of a user with several rooms asked for all their joins at
+ * once, and the shown room's join waited behind the others' at the server (each a few
+ * database writes), which put off the links and the first live message it shows. The
+ * server's notices go to the room they name.
  */
 export class ServerConnection {
   /**
@@ -51,6 +57,14 @@ export class ServerConnection {
     this.socket = null;
     /** @type {Map<string, ServerLink>} room -> its link */
     this.rooms = new Map();
+    /** @type {string | null} the room the page shows, joined before the others */
+    this.shown = null;
+    /** @type {Promise<unknown>} settles once this connection's join of the shown room did */
+    this.shownJoined = Promise.resolve();
+    /** @type {() => void} settles `shownJoined` */
+    this.releaseShown = () => {};
+    /** Counts the connections: a join waiting for an earlier one's shown room is dropped. */
+    this.generation = 0;
   }
 
   /**
@@ -150,9 +164,7 @@ export class ServerConnection {
       randomizationFactor: 0.5,
     });
     this.socket = socket;
-    socket.on("connect", () => {
-      for (const link of this.rooms.values()) link.join();
-    });
+    socket.on("connect", () => this.joinAll());
     socket.on("disconnect", (reason) => {
       for (const link of this.rooms.values()) link.lost(reason);
     });
@@ -181,7 +193,37 @@ export class ServerConnection {
    */
   add(link) {
     this.rooms.set(link.room, link);
-    if (this.connected) link.join();
+    if (!this.connected) return;
+    if (link.room === this.shown) link.join().then(this.releaseShown);
+    else this.joinAfterShown(link);
+  }
+
+  /** A (re)connection: the shown room's join first, every other room's once it answered. */
+  joinAll() {
+    this.generation++;
+    /** @type {() => void} */
+    let release = () => {};
+    this.shownJoined = new Promise((resolve) => { release = () => resolve(undefined); });
+    this.releaseShown = release;
+    const first = this.shown === null ? undefined : this.rooms.get(this.shown);
+    if (this.shown === null) release();
+    else if (first) first.join().then(release);
+    // Else the shown room's link is still opening (add() joins it); never wait for long.
+    else setTimeout(release, SHOWN_FIRST_MAX_MS);
+    for (const link of this.rooms.values()) if (link !== first) this.joinAfterShown(link);
+  }
+
+  /**
+   * Join `link` once the shown room's join has answered, on this connection only.
+   * @param {ServerLink} link
+   */
+  joinAfterShown(link) {
+    const generation = this.generation;
+    this.shownJoined.then(() => {
+      if (this.connected && generation === this.generation && this.rooms.get(link.room) === link) {
+        link.join();
+      }
+    });
   }
 
   /**
@@ -190,6 +232,7 @@ export class ServerConnection {
    */
   remove(room) {
     this.rooms.delete(room);
+    if (room === this.shown) this.shown = null;
   }
 
   async retryWithFreshToken() {

@@ -6,6 +6,8 @@ phone sizes."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
@@ -35,6 +37,46 @@ COUNT_SOCKETS = """
   };
 })();
 """
+
+
+# Every Socket.IO frame the page sends and receives, in order (each WebSocket it opens).
+WATCH_FRAMES = """
+(() => {
+  window.__frames = [];
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (e) => {
+        if (typeof e.data === 'string') window.__frames.push(['in', e.data]);
+      });
+    }
+    send(data) {
+      if (typeof data === 'string') window.__frames.push(['out', data]);
+      return super.send(data);
+    }
+  };
+})();
+"""
+JOIN_SENT = re.compile(r'^42(\d+)\["join",(.*)\]$', re.S)
+ACK = re.compile(r"^43(\d+)")
+
+
+def joins_and_answers(page: Page) -> list[tuple[str, str]]:
+    """The page's joins and the server's answers to them, in the order they crossed the socket:
+    ("join", room) and ("answer", room)."""
+    frames: list[list[str]] = page.evaluate("() => window.__frames")
+    rooms: dict[str, str] = {}
+    seen: list[tuple[str, str]] = []
+    for way, data in frames:
+        sent = JOIN_SENT.match(data) if way == "out" else None
+        if sent:
+            rooms[sent.group(1)] = json.loads(sent.group(2))["room"]
+            seen.append(("join", rooms[sent.group(1)]))
+        acked = ACK.match(data) if way == "in" else None
+        if acked and acked.group(1) in rooms:
+            seen.append(("answer", rooms[acked.group(1)]))
+    return seen
 
 
 def join_from_list(page: Page, room: str, private: bool = False) -> None:
@@ -221,3 +263,26 @@ def test_private_rooms_and_a_direct_message_from_the_browsers_room_list(
         screenshot(page, "browser-rooms-direct")
     finally:
         alice.stop()
+
+
+def test_the_room_a_page_opens_is_joined_before_the_others_it_keeps(
+    open_page: OpenPage, server: Server,
+) -> None:
+    """A page that keeps several rooms asks the server to join the room it shows first, and
+    the others only once the server has answered that one: sent at once, the shown room's
+    join waited behind the others' at the server, and with it the page's links."""
+    kept, also, shown = unique("kept"), unique("also"), unique("shown")
+    bob = unique("bob")
+    server.register(bob)
+    page = open_page()
+    page.add_init_script(WATCH_FRAMES)
+    join_room_page(page, server, bob, kept)
+    join_from_list(page, also)
+    expect(entry(page, also)).to_have_attribute("aria-current", "true", timeout=LONG)
+    page.goto(f"{server.url}/rooms/{shown}")
+    page.wait_for_selector("#chat[data-ready=yes]", timeout=LONG)
+    poll(lambda: sum(kind == "answer" for kind, _ in joins_and_answers(page)) == 3,
+         timeout=60, message="the page's three joins answered")
+    seen = joins_and_answers(page)
+    assert seen[:2] == [("join", shown), ("answer", shown)], seen
+    assert sorted(room for kind, room in seen[2:] if kind == "join") == sorted([kept, also])
