@@ -138,15 +138,18 @@ ECHO = """async ({ count, start }) => {
 
 # Switch on the page's own per-step User Timing (static/chat/timing.js): each step of the
 # message path is a performance.measure named "gibberish: <step>" (wall time, awaits
-# included). The page imported the same module instance, so its code sees the switch.
+# included). Imported from the page's own (versioned) address, so this is the module instance
+# the page's code uses, and it sees the switch.
 TIME_STEPS = """async () => {
-  const { timing } = await import('/static/chat/timing.js');
+  const main = document.querySelector('script[type=module][src]').src;
+  const { timing } = await import(new URL('timing.js', main).href);
   timing.on = true;
   performance.clearMeasures();
 }"""
 # The measures made since the last read, by step (the prefix left out), then cleared.
 READ_STEPS = """async () => {
-  const { PREFIX } = await import('/static/chat/timing.js');
+  const main = document.querySelector('script[type=module][src]').src;
+  const { PREFIX } = await import(new URL('timing.js', main).href);
   const out = {};
   for (const m of performance.getEntriesByType('measure')) {
     if (!m.name.startsWith(PREFIX)) continue;

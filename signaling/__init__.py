@@ -103,12 +103,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     refuse_malformed_packets(socketio.server)
 
-    from . import api, events, health, pages, rooms_api  # noqa: F401  (events registers handlers)
+    from . import api, assets, events, health, pages, rooms_api  # noqa: F401  (events: handlers)
 
     app.register_blueprint(api.bp)
     app.register_blueprint(rooms_api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(health.bp)
+    assets.init_app(app)
     _register_error_handlers(app)
     logging.getLogger("gibberish").setLevel(logging.INFO)
     return app

@@ -68,7 +68,7 @@ def load_session_user() -> None:
     it, so a cookie copied before opens nothing after). Not for the static files: a page
     loads a score of modules, and a query each made a page load cost the server a quarter of
     its time in this look-up (bench.browser's mesh race, py-spy)."""
-    if request.endpoint == "static":
+    if request.endpoint in ("static", "assets.asset"):
         return
     g.page_user = accounts.user_for_page_session(session.get("sid"))
 

@@ -422,6 +422,36 @@ def test_room_page_renders_for_a_signed_in_user(browser: Browser, accounts: Acco
     assert f'<h1 class="room-title" id="room-title">#{room}</h1>' in page.text
 
 
+MODULE_SRC = re.compile(
+    r'<script type="module" src="(/static/v/([0-9a-f]{12})/chat/browser-main\.js)">')
+
+
+def test_the_room_pages_modules_are_kept_by_the_browser_under_a_versioned_address(
+    browser: Browser, accounts: Accounts,
+) -> None:
+    """The page names its modules under /static/v/<version>/: fresh for a year, so a page
+    opened again loads them without asking; a module it imports by a relative path shares the
+    version. Another version's address still gets the file, without the long lifetime, and the
+    plain /static/ address still works."""
+    page = signed_in(browser, accounts("assets")).get(f"/rooms/{unique_name('room')}").text
+    found = MODULE_SRC.search(page)
+    assert found, page
+    main, version = found.group(1), found.group(2)
+    assert f'href="/static/v/{version}/style.css"' in page
+    kept = browser.get(main)
+    assert kept.status_code == 200
+    assert "immutable" in kept.headers["Cache-Control"]
+    assert "max-age=31536000" in kept.headers["Cache-Control"]
+    imported = browser.get(f"/static/v/{version}/chat/ui.js")  # as "./ui.js" from main
+    assert imported.status_code == 200 and "immutable" in imported.headers["Cache-Control"]
+    other = browser.get("/static/v/000000000000/chat/browser-main.js")
+    assert other.status_code == 200 and other.content == kept.content
+    assert "immutable" not in other.headers["Cache-Control"]
+    plain = browser.get("/static/chat/browser-main.js")
+    assert plain.status_code == 200 and plain.content == kept.content
+    assert browser.get(f"/static/v/{version}/../../pyproject.toml").status_code == 404
+
+
 def test_start_page_lists_the_rooms_the_user_joined(
     browser: Browser, accounts: Accounts, peers: Peers,
 ) -> None:
