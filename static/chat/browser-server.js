@@ -434,10 +434,14 @@ export class ServerLink {
   async leave() {
     this.left = true;
     const wasJoined = this.joined;
+    // A join still on its way is answered first: the server runs each event in a thread of
+    // its own, so a leave sent now could be handled before it, and the join would stay.
+    const inFlight = wasJoined ? null : this.joining;
     this.joined = false;
     if (!this.connection) return;
     this.connection.remove(this.room);
-    if (wasJoined && this.connection.connected) {
+    if (inFlight) await inFlight;
+    if ((wasJoined || inFlight) && this.connection.connected) {
       try {
         await this.connection.call("leave", { room: this.room });
       } catch (err) {
