@@ -34,6 +34,7 @@ class RoomSignaling:
         self.room = room
         self.rendezvous = rendezvous
         self.joined = False
+        self.left = False  # leave() was called: a join answered later does not start the room
         # Counts join requests: the agent tells what it learned before the current join
         # went out from what it learned since (protocol/roster.py, kept_on_join).
         self.join_generation = 0
@@ -58,8 +59,12 @@ class RoomSignaling:
     # -- the connection's side --------------------------------------------------------------
 
     def connected(self) -> None:
-        """The connection is up (again): join the room."""
-        self._spawn(self._join())
+        """The connection is up (again): join the room. The join counts as under way from
+        now (`leave` called in this same turn waits for its answer)."""
+        if self.left:
+            return
+        self._joining = asyncio.get_running_loop().create_future()
+        self._spawn(self._join(self._joining))
 
     def disconnected(self) -> None:
         """The connection broke, or could not be made: the room is not joined."""
@@ -84,12 +89,11 @@ class RoomSignaling:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _join(self) -> None:
+    async def _join(self, joining: asyncio.Future[None]) -> None:
         request: dict[str, Any] = {"room": self.room, "device": self.connection.key.device_id}
         if self.rendezvous:
             request["rendezvous"] = self.rendezvous
         self.join_generation += 1
-        joining = self._joining = asyncio.get_running_loop().create_future()
         try:
             await self._join_call(request)
         finally:
@@ -113,6 +117,8 @@ class RoomSignaling:
         self.joined = True
         if self._joining is not None and not self._joining.done():
             self._joining.set_result(None)
+        if self.left:
+            return  # leave() is waiting for this answer to leave at the server
         self.unreachable = False
         self._on_link(True)
         result = self._on_joined(reply)
@@ -149,6 +155,13 @@ class RoomSignaling:
         """Leave the room on the server (members hear `peer_left` with reason "left"); the
         device's other rooms stay. Best effort: a server that does not answer learns it when
         the connection closes."""
+        self.left = True
+        if not self.joined and self._joining is not None and not self._joining.done():
+            # A join on its way is answered first: the server runs each event in a thread of
+            # its own, so a leave sent now could be handled before it, and the join would stay.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._joining),
+                                       self.connection.call_timeout)
         if not self.joined:
             return
         try:

@@ -199,3 +199,35 @@ def test_a_frame_that_overtakes_the_rooms_roster_is_held_until_the_room_lists_it
             await rogue.close()
 
     run(body, timeout=60)
+
+
+def test_a_room_left_while_its_join_is_on_its_way_is_left_at_the_server(
+        room_server: ServerProcess) -> None:
+    """Leaving a room whose join has gone out but not been answered (a reconnection rejoining
+    every room as the user leaves one) waits for the answer and then leaves: the server runs
+    each event in a thread of its own, so a leave sent at once could be handled first, and a
+    leave not sent at all left the device in the room until its connection closed."""
+    second = unique_name("second")
+
+    async def body() -> None:
+        alice = RoguePeer(room_server.url, unique_name("first"), unique_name("alice"))
+        bob = RoguePeer(room_server.url, second, unique_name("bob"))
+        try:
+            await alice.start()
+            await wait_until(lambda: alice.client.joined, timeout=30, message="alice joined")
+            other = alice.join_also(second)  # the join goes out now
+            try:
+                await other.leave()  # in the same turn: no answer yet
+                await wait_until(other.settled.is_set, timeout=30,
+                                 message="the server answered alice's join")
+                assert not other.joined
+                await bob.start()
+                await wait_until(lambda: bob.client.joined, timeout=30, message="bob joined")
+                assert alice.key.device_id not in bob.roster
+            finally:
+                await other.close()
+        finally:
+            await alice.close()
+            await bob.close()
+
+    run(body, timeout=60)
