@@ -11,7 +11,7 @@ import { io } from "../vendor/socket.io.esm.min.js";
 
 const CALL_TIMEOUT_MS = 10000;
 // The server's notices that name a room; each goes to that room's link.
-// How long the other rooms' joins wait for the shown room's link to open on a connection.
+// How long the other rooms' joins wait for the shown room's join to be answered on a connection.
 const SHOWN_FIRST_MAX_MS = 2000;
 const ROOM_NOTICES = ["peer_joined", "peer_left", "signal", "stored", "members", "removed"];
 
@@ -206,10 +206,14 @@ export class ServerConnection {
     this.shownJoined = new Promise((resolve) => { release = () => resolve(undefined); });
     this.releaseShown = release;
     const first = this.shown === null ? undefined : this.rooms.get(this.shown);
-    if (this.shown === null) release();
-    else if (first) first.join().then(release);
-    // Else the shown room's link is still opening (add() joins it); never wait for long.
-    else setTimeout(release, SHOWN_FIRST_MAX_MS);
+    if (this.shown === null) {
+      release();
+    } else {
+      // Its link may still be opening (add() joins it then), or its answer slow: the other
+      // rooms never wait for it long.
+      if (first) first.join().then(release);
+      setTimeout(release, SHOWN_FIRST_MAX_MS);
+    }
     for (const link of this.rooms.values()) if (link !== first) this.joinAfterShown(link);
   }
 
