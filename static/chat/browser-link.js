@@ -2,9 +2,9 @@
 // One link of the browser's mesh (browser-mesh.js): the JavaScript twin of peer_agent/link.py.
 //
 // `Link` is the state the mesh keeps per other device; browser-negotiation.js (offer, answer,
-// fingerprints) reads and writes it on the mesh's behalf. The helpers here keep a
-// connection's pending operations from holding a link's signals once the mesh closes it, and
-// read an offer's id.
+// fingerprints) and browser-keepalive.js (the data channel, ping and pong) read and write it
+// on the mesh's behalf. The helpers here keep a connection's pending operations from holding
+// a link's signals once the mesh closes it, and read an offer's id.
 
 export const CHANNEL_LABEL = "gibberish";
 

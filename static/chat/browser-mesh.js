@@ -7,34 +7,22 @@
 //
 // - Offer rule: of each pair of devices, the one with the smaller id offers; only it retries,
 //   with exponential backoff and jitter, each time with a fresh connection.
-// - Every 2 s each side pings ({"t":"ping","n","at"}) and answers pings with pongs. A link
-//   with no pong for 6 s is "disconnected": kept and pinged (only pings and pongs go on it),
-//   and the first pong makes it "connected" again; 10 s later still silent, it has failed and
-//   is offered afresh (protocol/link_rules.py).
-// - Each open link's path is read from getStats(): the selected candidate pair's candidate
-//   types and addresses.
 //
 // This module is the registry of links (the roster in, links opened, failed, retried and
-// closed) and their data channels with their ping and pong; how a connection is negotiated
-// and signed is in browser-negotiation.js, the per-link state in browser-link.js.
+// closed); how a connection is negotiated and signed is in browser-negotiation.js, the data
+// channel and its ping and pong in browser-keepalive.js, the per-link state in
+// browser-link.js.
 
-import {
-  JsonNumber,
-  MAX_FRAME_BYTES,
-  parseFrame,
-  pathKind,
-  ProtocolError,
-  utf8Size,
-} from "./protocol.js";
+import { MAX_FRAME_BYTES, ProtocolError, utf8Size } from "./protocol.js";
 import { timing } from "./timing.js";
 import { CHANNEL_LABEL, closeConnection, Link, LinkState, short } from "./browser-link.js";
+import { Keepalive } from "./browser-keepalive.js";
 import { Negotiation } from "./browser-negotiation.js";
 
 // What the other modules take from here.
 export { CHANNEL_LABEL, LinkState };
 /** @typedef {import("./browser-link.js").Peer} Peer */
 
-const CONTROL_FRAME_MAX_CHARS = 256;
 // Above this much queued data a sender waits before adding more (Chromium closes a channel
 // whose send buffer overflows).
 const HIGH_WATER = 1 << 20;
@@ -81,9 +69,6 @@ export class Mesh {
     this.iceServers = iceServers;
     this.retryBase = retryBase;
     this.retryMax = retryMax;
-    this.pingInterval = pingInterval;
-    this.pingTimeout = pingTimeout;
-    this.recoverGrace = recoverGrace;
     this.log = log;
     /** @type {Map<string, Peer>} */
     this.roster = new Map();
@@ -93,6 +78,7 @@ export class Mesh {
     this.closed = false;
     this.negotiation = new Negotiation(this, { connectTimeout, answerTimeout, spareOffers,
                                                spareMaxAge });
+    this.keepalive = new Keepalive(this, { pingInterval, pingTimeout, recoverGrace });
     this.negotiation.makeSpares();
   }
 
@@ -194,7 +180,7 @@ export class Mesh {
   send(device, text) {
     this.checkSize(text);
     const link = this.links.get(device);
-    return Boolean(link && this.sendOn(link, text));
+    return Boolean(link && this.keepalive.sendOn(link, text));
   }
 
   /**
@@ -343,189 +329,5 @@ export class Mesh {
     this.refused++;
     this.log.warn(`signal refused: ${reason}`);
     if (link && link.state !== LinkState.CONNECTED) this.fail(link, `refused a signal: ${reason}`);
-  }
-
-  // -- the data channel -------------------------------------------------------------------
-
-  /**
-   * @param {Link} link
-   * @param {RTCDataChannel} channel
-   */
-  attachChannel(link, channel) {
-    link.channel = channel;
-    channel.addEventListener("open", () => this.channelOpened(link, channel));
-    channel.addEventListener("close", () => {
-      if (link.channel === channel) this.fail(link, "data channel closed");
-    });
-    channel.addEventListener("message", (event) => {
-      if (link.channel === channel) this.received(link, event.data);
-    });
-    if (channel.readyState === "open") this.channelOpened(link, channel);
-  }
-
-  /**
-   * @param {Link} link
-   * @param {RTCDataChannel} channel
-   */
-  channelOpened(link, channel) {
-    if (link.channel !== channel || link.state === LinkState.CONNECTED) return;
-    timing.linkStep(link.peer.device, "channel open");
-    const now = performance.now();
-    link.connectMs = now - link.attemptStarted;
-    link.failures = 0;
-    link.unanswered = 0;
-    link.awaitingAnswer = false;
-    link.lastPong = now;
-    for (const timer of link.timers) clearTimeout(timer);
-    link.timers.clear();
-    const ping = () => {
-      if (link.channel !== channel) return;
-      // The rules of protocol/link_rules.py (Liveness): disconnected, then failed.
-      const silent = performance.now() - link.lastPong;
-      if (silent > this.pingTimeout + this.recoverGrace) {
-        this.fail(link, `no pong for ${(this.pingTimeout + this.recoverGrace) / 1000} s`);
-        return;
-      }
-      if (silent > this.pingTimeout && link.state === LinkState.CONNECTED) {
-        this.log.info(`link to ${short(link.peer.device)} disconnected: no pong for `
-          + `${this.pingTimeout / 1000} s`);
-        this.setState(link, LinkState.DISCONNECTED);
-        if (link.offerer && link.peerRestarts) this.negotiation.restartIce(link, link.pc);
-      }
-      link.pingN++;
-      link.pingSentAt = performance.now();
-      this.sendOn(link, `{"t":"ping","n":${link.pingN},"at":${(link.pingSentAt / 1000).toFixed(6)}}`,
-        true);
-      this.readPath(link, link.pc);
-    };
-    link.timers.add(setInterval(ping, this.pingInterval));
-    this.log.info(`link to ${short(link.peer.device)} open in ${Math.round(link.connectMs)} ms`);
-    this.setState(link, LinkState.CONNECTED);
-    ping();
-  }
-
-  /**
-   * Read which way the link goes from the selected candidate pair; onPath when it changes.
-   * @param {Link} link
-   * @param {RTCPeerConnection | null} pc
-   */
-  async readPath(link, pc) {
-    if (!pc) return;
-    let report;
-    try {
-      report = await pc.getStats();
-    } catch {
-      return;
-    }
-    if (link.pc !== pc) return;
-    /** @type {any} set in forEach callbacks, which tsc's narrowing does not follow */
-    let pair = null;
-    report.forEach((s) => {
-      if (s.type === "transport" && s.selectedCandidatePairId) {
-        pair = report.get(s.selectedCandidatePairId) || pair;
-      }
-    });
-    if (!pair) {
-      report.forEach((s) => {
-        if (!pair && s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s;
-      });
-    }
-    const local = pair && report.get(pair.localCandidateId);
-    const remote = pair && report.get(pair.remoteCandidateId);
-    let path = null;
-    try {
-      if (local && remote) {
-        path = {
-          kind: pathKind(local.candidateType, remote.candidateType),
-          local: local.candidateType, remote: remote.candidateType,
-          local_address: `${local.address || local.ip || "?"}:${local.port}`,
-          remote_address: `${remote.address || remote.ip || "?"}:${remote.port}`,
-        };
-      }
-    } catch (err) {
-      this.log.debug("no path to read", err);
-    }
-    if (JSON.stringify(path) === JSON.stringify(link.path)) return;
-    link.path = path;
-    try {
-      this.onPath(link.peer);
-    } catch (err) {
-      this.log.error("onPath callback failed", err);
-    }
-  }
-
-  /**
-   * @param {Link} link
-   * @param {unknown} data
-   */
-  received(link, data) {
-    if (typeof data !== "string") return; // binary frames are not part of the protocol
-    if (data.length <= CONTROL_FRAME_MAX_CHARS && this.controlFrame(link, data)) return;
-    try {
-      this.onFrame(link.peer, data);
-    } catch (err) {
-      this.log.error("onFrame callback failed", err);
-    }
-  }
-
-  /**
-   * Handle a ping or pong; whether `text` was one.
-   * @param {Link} link
-   * @param {string} text
-   */
-  controlFrame(link, text) {
-    let frame;
-    try {
-      frame = parseFrame(text);
-    } catch {
-      return false;
-    }
-    if (typeof frame !== "object" || frame === null || (frame.t !== "ping" && frame.t !== "pong")) {
-      return false;
-    }
-    const { n, at } = frame;
-    if (!Number.isSafeInteger(n) || !(typeof at === "number" || at instanceof JsonNumber)) {
-      return true;
-    }
-    if (frame.t === "ping") {
-      // Echo `at` exactly as sent: the pinger matches it against its own clock.
-      const atText = at instanceof JsonNumber ? at.text : String(at);
-      this.sendOn(link, `{"t":"pong","n":${n},"at":${atText}}`, true);
-      return true;
-    } else if (n === link.pingN) {
-      const now = performance.now();
-      link.rttMs = now - link.pingSentAt;
-      link.lastPong = now;
-    } else if (n > 0 && n < link.pingN) {
-      link.lastPong = Math.max(link.lastPong, performance.now());
-    } else {
-      return true;
-    }
-    if (link.state === LinkState.DISCONNECTED) {
-      this.log.info(`link to ${short(link.peer.device)} recovered`);
-      this.setState(link, LinkState.CONNECTED);
-      this.readPath(link, link.pc);
-    }
-    return true;
-  }
-
-  /**
-   * Send on an open channel; pings and pongs (`control`) also go on a disconnected link.
-   * @param {Link} link
-   * @param {string} text
-   * @param {boolean} [control]
-   */
-  sendOn(link, text, control = false) {
-    const channel = link.channel;
-    const usable = link.state === LinkState.CONNECTED
-      || (control && link.state === LinkState.DISCONNECTED);
-    if (!usable || !channel || channel.readyState !== "open") return false;
-    try {
-      channel.send(text);
-      return true;
-    } catch (err) {
-      this.log.warn(`could not send to ${short(link.peer.device)}: ${err.message}`);
-      return false;
-    }
   }
 }

@@ -184,7 +184,7 @@ export class Negotiation {
         this.mesh.log.warn(`ignoring extra data channel from ${short(link.peer.device)}`);
         return;
       }
-      this.mesh.attachChannel(link, event.channel);
+      this.mesh.keepalive.attachChannel(link, event.channel);
     });
     pc.addEventListener("icecandidate", (event) => {
       const c = event.candidate;
@@ -214,9 +214,10 @@ export class Negotiation {
     const pc = this.newConnection(link, spare ? spare.pc : undefined);
     try {
       if (spare) {
-        this.mesh.attachChannel(link, spare.channel);
+        this.mesh.keepalive.attachChannel(link, spare.channel);
       } else {
-        this.mesh.attachChannel(link, pc.createDataChannel(CHANNEL_LABEL, { ordered: true }));
+        this.mesh.keepalive.attachChannel(link,
+          pc.createDataChannel(CHANNEL_LABEL, { ordered: true }));
         await orClosed(pc, pc.setLocalDescription());
       }
       timing.linkStep(link.peer.device, "offer set locally");
