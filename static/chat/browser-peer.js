@@ -10,11 +10,17 @@
 // received (from a peer or the server) is checked, against a key the server or a peer
 // vouched for, before it is stored, shown or passed on; the server is told about every
 // message it lacks, by whoever holds it.
+//
+// Its part, a module of its own that reads and calls the rest of the room through
+// `this.peer`: the server's side of the room (join, roster, signals, stored notices, keys,
+// history, uploads) in browser-room-server.js.
 
-import { BrowserLog, OTHERS_GRACE_MS } from "./browser-log.js";
+import { short } from "./browser-link.js";
+import { BrowserLog } from "./browser-log.js";
 import { LinkState } from "./browser-mesh.js";
 import { RoomMesh } from "./browser-room-mesh.js";
 import { ServerLink } from "./browser-server.js";
+import { RoomServer } from "./browser-room-server.js";
 import { Roster } from "./roster.js";
 import { timing } from "./timing.js";
 /** @typedef {import("./protocol.js").Envelope} Envelope */
@@ -36,7 +42,6 @@ import {
   digestFrame,
   envelopeFromObject,
   envelopeId,
-  envelopeToObject,
   encodeFrame,
   keyMatchesDevice,
   keysFramesFor,
@@ -58,10 +63,6 @@ import {
 const PAGE = 50;
 const MAX_PAGE = 200;
 const UPLOAD_RETRY_MS = 2000;
-// Upload batches stay well under the server's 1 MiB Socket.IO message limit.
-const UPLOAD_MAX_BYTES = 256 * 1024;
-// Refusals a retry cannot fix: the message leaves the outbox (peer_agent/outbox.py PERMANENT).
-const PERMANENT = new Set(["invalid_envelope", "bad_signature", "unknown_author", "conflict"]);
 // The network view's records (docs/network-view.md), kept in memory for the page's life.
 const TIMELINE_SIZE = 500;
 const PATHS_KEPT = 5000;
@@ -69,15 +70,8 @@ const PATHS_KEPT = 5000;
 const LINKS_REPORT_MS = 5000;
 const SERVER_STEPS = new Set(["uploaded", "on_server"]);
 
-/**
- * @param {string} device
- */
-function short(device) {
-  return String(device).slice(0, 8);
-}
-
 /** The catch-up rules' clock, in seconds (protocol.js CatchUp). */
-function nowSeconds() {
+export function nowSeconds() {
   return performance.now() / 1000;
 }
 
@@ -118,10 +112,6 @@ export class BrowserPeer {
     this.refused = {};
     /** @type {Map<string, Promise<void>>} device -> its frames being handled, in order */
     this.peerQueues = new Map();
-    this.keyRefresh = null;
-    this.uploading = false;
-    /** @type {ReturnType<typeof setTimeout> | null} */
-    this.graceTimer = null;
     this.startedAt = Date.now();
     this.present = new Set(); // devices the server lists in the room
     /** @type {object[]} */
@@ -129,8 +119,6 @@ export class BrowserPeer {
     this.eventSeq = 0;
     /** @type {Map<string, Record<string, any>[]>} id -> steps, the last PATHS_KEPT messages */
     this.paths = new Map();
-    /** @type {boolean | null} null until the server link first comes up or fails */
-    this.serverUp = null;
     /** @type {Map<string, string>} device -> link state */
     this.linkStates = new Map();
     /**
@@ -141,6 +129,9 @@ export class BrowserPeer {
     // What to pull, from whom and when (protocol.js CatchUp), and the timer of its next turn.
     this.catchup = new CatchUp();
     this.catchupTimer = null;
+    // Its part kept in its own module: the server's side of the room (uploads, history,
+    // stored notices).
+    this.roomServer = new RoomServer(this);
     // Set by start(), before the server link calls back or the UI asks for anything.
     /** @type {string} */
     this.user;
@@ -157,15 +148,15 @@ export class BrowserPeer {
     this.server = new ServerLink({
       connection: owner ? owner.server : null, room, log,
       handlers: {
-        peer_joined: (data) => this.onPeerJoined(data),
-        peer_left: (data) => this.onPeerLeft(data),
-        signal: (data) => this.onSignal(data),
-        stored: (data) => this.onStored(data),
+        peer_joined: (data) => this.roomServer.onPeerJoined(data),
+        peer_left: (data) => this.roomServer.onPeerLeft(data),
+        signal: (data) => this.roomServer.onSignal(data),
+        stored: (data) => this.roomServer.onStored(data),
         removed: () => { if (this.owner) this.owner.removed(this.room); },
       },
       onJoining: () => this.rosterRule.beginJoin(),
-      onJoined: (reply, generation) => this.onJoined(reply, generation),
-      onLink: (up) => this.onServerLink(up),
+      onJoined: (reply, generation) => this.roomServer.onJoined(reply, generation),
+      onLink: (up) => this.roomServer.onServerLink(up),
       onRefused: (error) => this.addEvent("refused", `the server refused to join: ${error.message}`,
         { reason: `${error.code}: ${error.message}` }),
     });
@@ -184,7 +175,7 @@ export class BrowserPeer {
     this.mesh = new RoomMesh(owner, this.room, (peer, state) => this.onPeerLink(peer, state));
     this.addEvent("started", `${this.user}'s browser peer started in #${this.room}`);
     this.server.start();
-    this.intervals.push(setInterval(() => this.flushOutbox(), UPLOAD_RETRY_MS),
+    this.intervals.push(setInterval(() => this.roomServer.flushOutbox(), UPLOAD_RETRY_MS),
       setInterval(() => this.reportLinks(), LINKS_REPORT_MS));
   }
 
@@ -194,7 +185,7 @@ export class BrowserPeer {
     this.closed = true;
     for (const timer of this.intervals) clearInterval(timer);
     if (this.catchupTimer !== null) clearTimeout(this.catchupTimer);
-    if (this.graceTimer !== null) clearTimeout(this.graceTimer);
+    if (this.roomServer.graceTimer !== null) clearTimeout(this.roomServer.graceTimer);
     this.listeners = [];
     if (this.mesh) this.mesh.close();
     await this.server.leave();
@@ -352,7 +343,7 @@ export class BrowserPeer {
       ? `sent on the data channels to ${peers.map((p) => p.user).join(", ")}`
       : "no data channel open: sent to no peer (sync will carry it)", { via: "channel", peers });
     // Uploaded once IndexedDB holds it (until then the journal does).
-    this.store.flushed().then(() => this.flushOutbox(), () => {});
+    this.store.flushed().then(() => this.roomServer.flushOutbox(), () => {});
     const message = this.messageDict(env);
     this.emit({ type: "message", message });
     this.pushState();
@@ -406,98 +397,7 @@ export class BrowserPeer {
     this.emit({ type: "message", message: this.messageDict(env) });
   }
 
-  // -- the server ---------------------------------------------------------------------------
-
-  /**
-   * @param {boolean} up
-   */
-  onServerLink(up) {
-    if (up !== this.serverUp) {
-      const text = up ? (this.serverUp === null ? "server link up" : "server back: link up")
-        : (this.serverUp ? "server lost" : "cannot reach the server");
-      this.addEvent("server", text, { state: up ? "connected" : "down" });
-      this.serverUp = up;
-      if (this.owner) this.owner.pushRooms();
-    }
-    this.pushState();
-    if (this.server.joined) this.flushOutbox();
-  }
-
-  /**
-   * @param {any} reply the server's join reply
-   * @param {number} generation
-   */
-  async onJoined(reply, generation) {
-    if (typeof reply.kind === "string") this.kind = reply.kind;
-    this.members = Array.isArray(reply.members) ? reply.members.map(String) : null;
-    if (this.owner) this.owner.pushRooms();
-    for (const peer of reply.peers || []) timing.linkStep(String(peer.device), "join reply");
-    this.mesh.setIceServers(Array.isArray(reply.ice_servers) ? reply.ice_servers : []);
-    // Checked side by side: each check waits on WebCrypto, and the links wait on all.
-    /** @type {any[]} untrusted: from the server */
-    const peers = Array.isArray(reply.peers) ? reply.peers : [];
-    const vouched = await Promise.all(peers.map((peer) => this.vouchedPeer(peer)));
-    const listed = peers.filter((_, i) => vouched[i]);
-    // Merged, not rebuilt: a peer_joined or an offer that came while the join ran is newer
-    // than this snapshot. A peer whose channel is still open stays even if the (just
-    // restarted) server does not list it yet.
-    const linked = new Set([...this.mesh.links.values()]
-      .filter((l) => l.state === LinkState.CONNECTED).map((l) => l.peer.device));
-    this.rosterRule.snapshot(listed, generation, linked);
-    this.present = new Set(listed.map((p) => p.device).filter((d) => this.rosterRule.has(d)));
-    this.syncRoster();
-    // Offer at once to every listed peer not linked yet (this side offers to those with a
-    // larger id), rather than when a retry's backoff ends: after a rejoin the links that
-    // failed meanwhile would otherwise wait for their timers.
-    for (const device of this.roster.keys()) this.mesh.nudge(device);
-    this.pushState();
-    await this.refreshKeys();
-    await this.catchUpFromServer();
-    this.flushOutbox();
-  }
-
-  /**
-   * Whether a roster entry from the server is sound (its id is its key's); remembers the key.
-   * @param {any} peer untrusted: from the server
-   */
-  async vouchedPeer(peer) {
-    if (!peer || typeof peer.device !== "string" || peer.device === this.key.device) return false;
-    const known = this.rosterRule.get(peer.device);
-    if (known && known.public_key === peer.public_key && known.user === peer.user) return true;
-    if (!(await keyMatchesDevice(peer.public_key, peer.device))) {
-      this.log.warn(`roster entry for ${peer.user} does not match its key; skipped`);
-      return false;
-    }
-    await this.store.rememberKey(peer.device, peer.user, peer.public_key, "server");
-    return true;
-  }
-
-  /** Make the member list and the mesh match the merged roster. */
-  syncRoster() {
-    this.roster = new Map([...this.rosterRule.entries.values()].map((e) => [e.device,
-      { user: e.user, device: e.device, public_key: e.public_key }]));
-    this.mesh.updateRoster(this.roster.values());
-  }
-
-  /**
-   * @param {any} data untrusted: from the server
-   */
-  async onPeerJoined(data) {
-    const peer = data.peer;
-    timing.linkStep(String(peer && peer.device), "peer_joined");
-    if (!(await this.vouchedPeer(peer))) return;
-    const before = this.rosterRule.get(peer.device);
-    this.rosterRule.joined(peer);
-    const now = this.rosterRule.get(peer.device);
-    if (!now || now === before) return; // stale: that epoch already left, or a newer is known
-    this.present.add(peer.device);
-    this.addEvent("joined", `${peer.user} joined (device ${short(peer.device)})`,
-      { user: peer.user, device: peer.device });
-    this.syncRoster();
-    // It may have restarted: offer now rather than when the retry backoff ends.
-    this.mesh.nudge(peer.device);
-    this.pushState();
-  }
+  // -- peers --------------------------------------------------------------------------------
 
   /** Tell the linked peers which data channels this page has, with their RTTs. */
   reportLinks() {
@@ -518,202 +418,6 @@ export class BrowserPeer {
       this.pushState();
     }
   }
-
-  /**
-   * @param {any} data untrusted: from the server
-   */
-  onPeerLeft(data) {
-    if (!this.rosterRule.left(data.device, data.epoch) && this.rosterRule.has(data.device)) {
-      return; // an older presence of a device that has joined again since
-    }
-    const user = this.peerName(data.device);
-    this.addEvent("left", `${user} left the server (device ${short(data.device)})`,
-      { user, device: data.device });
-    this.present.delete(data.device);
-    this.reported.delete(data.device);
-    this.roster.delete(data.device);
-    this.mesh.peerLeft(data.device);
-    this.pushState();
-  }
-
-  /**
-   * @param {any} data untrusted: from the server
-   */
-  async onSignal(data) {
-    const sender = data.from || {};
-    timing.linkStep(String(sender.device), `${data.kind} received`);
-    // An offer can overtake the peer_joined that announces its sender; the server vouches
-    // for the sender's key in the signal itself.
-    const known = this.rosterRule.get(sender.device);
-    const newer = known && Number.isSafeInteger(sender.epoch) && known.epoch !== null
-      && sender.epoch > known.epoch;
-    if ((!known || newer) && sender.public_key && (await this.vouchedPeer(sender))) {
-      if (this.rosterRule.joined(sender) || !known) this.syncRoster();
-    }
-    await this.mesh.handleSignal(String(sender.user || ""), String(sender.device || ""),
-      String(data.kind), data.payload || {});
-  }
-
-  /**
-   * @param {any} data untrusted: from the server
-   */
-  async onStored(data) {
-    /** @type {Record<string, number>} id -> cursor */
-    const ids = {};
-    for (const m of data.messages || []) {
-      if (m && typeof m.id === "string" && Number.isSafeInteger(m.cursor)) ids[m.id] = m.cursor;
-    }
-    await this.store.markOnServer(ids);
-    for (const [id, cursor] of Object.entries(ids)) {
-      this.record(id, "on_server", `the server stored it at cursor ${cursor}`, { cursor });
-    }
-    this.onUploaded(Object.keys(ids));
-    // Ids this page lacks are read from the server's history soon, unless a peer brings
-    // them first.
-    this.catchup.serverNamed(Object.keys(ids), this.store.vector(), nowSeconds());
-    this.wakeCatchUp();
-  }
-
-  /**
-   * @param {string[]} ids
-   */
-  onUploaded(ids) {
-    for (const id of ids) {
-      const d = this.delivery.get(id) || { peers: new Set(), server: false };
-      d.server = true;
-      this.delivery.set(id, d);
-      this.pushDelivery(id);
-    }
-    this.pushState();
-  }
-
-  async refreshKeys() {
-    try {
-      for (const d of await this.server.roomKeys()) {
-        await this.store.rememberKey(d.id, d.user, d.public_key, "server");
-      }
-    } catch (err) {
-      this.log.info(`could not refresh the room's keys: ${err.message}`);
-    }
-  }
-
-  scheduleKeyRefresh() {
-    if (!this.keyRefresh) {
-      this.keyRefresh = this.refreshKeys().finally(() => { this.keyRefresh = null; });
-    }
-  }
-
-  /** Read the server's history after the last cursor seen, verified like any message. */
-  async catchUpFromServer() {
-    let after = this.store.cursor;
-    for (;;) {
-      let page;
-      try {
-        page = await this.server.history(after);
-      } catch (err) {
-        this.log.info(`history catch-up stopped: ${err.message}`);
-        return;
-      }
-      const rows = page.messages || [];
-      const good = [];
-      /** @type {Record<string, number>} id -> cursor */
-      const cursors = {};
-      for (const row of rows) {
-        /** @type {Record<string, unknown>} */
-        const raw = {};
-        for (const f of ["room", "author", "device", "seq", "lamport", "ts", "text", "sig"]) {
-          raw[f] = row[f];
-        }
-        const env = await this.verified(raw, "server");
-        if (env) {
-          good.push(env);
-          cursors[envelopeId(env)] = row.cursor;
-        }
-      }
-      const fresh = await this.store.addMany(good, "server");
-      for (const env of fresh) {
-        const cursor = cursors[envelopeId(env)];
-        this.record(envelopeId(env), "received",
-          `received via the server: read from its history (cursor ${cursor})`,
-          { via: "server", cursor });
-        this.announce(env);
-      }
-      this.noteFresh(null, fresh);
-      if (rows.length) {
-        this.addEvent("history", `history from the server: ${rows.length} messages, `
-          + `${fresh.length} new`, { count: rows.length, fresh: fresh.length });
-      }
-      await this.store.markOnServer(cursors);
-      const last = rows.length ? rows[rows.length - 1].cursor : after;
-      await this.store.setCursor(last);
-      if (!rows.length || page.next === null || last === after) return;
-      after = last;
-    }
-  }
-
-  /** Another device's message came: upload what the server still lacks once its grace is
-   * over (one timer for every message that comes meanwhile). */
-  flushAfterGrace() {
-    if (this.graceTimer !== null) return;
-    this.graceTimer = setTimeout(() => {
-      this.graceTimer = null;
-      this.flushOutbox();
-    }, OTHERS_GRACE_MS + 50);
-  }
-
-  /** Upload what the server lacks, a bounded batch at a time, until it is all acknowledged. */
-  async flushOutbox() {
-    if (this.closed || this.uploading || !this.server.joined || !this.store) return;
-    this.uploading = true;
-    try {
-      for (;;) {
-        const batch = [];
-        let bytes = 0;
-        for (const env of this.store.outbox(MAX_BATCH)) {
-          bytes += JSON.stringify(env).length * 3;
-          if (batch.length && bytes > UPLOAD_MAX_BYTES) break;
-          batch.push(env);
-        }
-        if (!batch.length) return;
-        const t0 = timing.now();
-        const results = await this.server.publish(batch.map(envelopeToObject));
-        timing.measure("background: upload to the server (its round trip)", t0);
-        if (!results) return;
-        /** @type {Record<string, number>} id -> cursor */
-        const stored = {};
-        /** @type {string[]} */
-        const dropped = [];
-        batch.forEach((env, i) => {
-          const result = results[i] || {};
-          const id = envelopeId(env);
-          if (result.ok) stored[id] = result.cursor;
-          else if (PERMANENT.has(result.error && result.error.code)) dropped.push(id);
-        });
-        await this.store.markOnServer(stored);
-        const cursors = Object.values(stored);
-        for (const [id, cursor] of Object.entries(stored)) {
-          this.record(id, "uploaded", `uploaded from here; the server stored it at cursor ${cursor}`,
-            { cursor });
-        }
-        if (cursors.length) {
-          const last = Math.max(...cursors);
-          this.addEvent("uploaded", `server stored ${cursors.length} message`
-            + `${cursors.length === 1 ? "" : "s"} (up to cursor ${last})`,
-            { count: cursors.length, cursor: last });
-        }
-        if (dropped.length) {
-          this.log.warn("the server refused for good", dropped);
-          await this.store.dropFromOutbox(dropped);
-        }
-        this.onUploaded(Object.keys(stored));
-        if (!Object.keys(stored).length && !dropped.length) return;
-      }
-    } finally {
-      this.uploading = false;
-    }
-  }
-
-  // -- peers --------------------------------------------------------------------------------
 
   /**
    * @param {Peer} peer
@@ -761,7 +465,7 @@ export class BrowserPeer {
 
   async pullFromServer() {
     try {
-      await this.catchUpFromServer();
+      await this.roomServer.catchUpFromServer();
     } finally {
       this.catchup.serverPullEnded();
       this.wakeCatchUp();
@@ -917,7 +621,7 @@ export class BrowserPeer {
       }
       const known = this.store.keyFor(env.device);
       if (!known) {
-        this.scheduleKeyRefresh();
+        this.roomServer.scheduleKeyRefresh();
         throw new ProtocolError(`unknown device ${env.device}; keys are being refreshed`,
           "unknown_device");
       }
@@ -1001,7 +705,7 @@ export class BrowserPeer {
       timing.measure("receive: receipt sent after the commit", t0);
     }
     this.noteFresh(peer.device, fresh);
-    if (fresh.length) this.flushAfterGrace();
+    if (fresh.length) this.roomServer.flushAfterGrace();
     if (live && this.store.hasGaps()) {
       // A gap: a message was missed; ask this peer for what we lack.
       await this.apply(this.catchup.gapSeen(peer.device, nowSeconds()));
