@@ -11,9 +11,10 @@
 // vouched for, before it is stored, shown or passed on; the server is told about every
 // message it lacks, by whoever holds it.
 //
-// Its part, a module of its own that reads and calls the rest of the room through
+// Its parts, each a module of its own that reads and calls the rest of the room through
 // `this.peer`: the server's side of the room (join, roster, signals, stored notices, keys,
-// history, uploads) in browser-room-server.js.
+// history, uploads) in browser-room-server.js, and delivery that needs no particular link
+// (protocol.js CatchUp) in browser-sync.js.
 
 import { short } from "./browser-link.js";
 import { BrowserLog } from "./browser-log.js";
@@ -21,6 +22,7 @@ import { LinkState } from "./browser-mesh.js";
 import { RoomMesh } from "./browser-room-mesh.js";
 import { ServerLink } from "./browser-server.js";
 import { RoomServer } from "./browser-room-server.js";
+import { nowSeconds, Sync } from "./browser-sync.js";
 import { Roster } from "./roster.js";
 import { timing } from "./timing.js";
 /** @typedef {import("./protocol.js").Envelope} Envelope */
@@ -36,17 +38,14 @@ import { timing } from "./timing.js";
  * }} RoomOwner
  */
 import {
-  batchesFor,
   CatchUp,
   checkLamportHorizon,
-  digestFrame,
   envelopeFromObject,
   envelopeId,
   encodeFrame,
   keyMatchesDevice,
   keysFramesFor,
   linksFrame,
-  MAX_BATCH,
   msgFrame,
   orderToken,
   parseFrame,
@@ -56,7 +55,6 @@ import {
   ProtocolError,
   syncFrameFromObject,
   vectorDigest,
-  vectorFrame,
   verifyEnvelope,
 } from "./protocol.js";
 
@@ -69,11 +67,6 @@ const PATHS_KEPT = 5000;
 // How often the page tells its linked peers about its data channels (and on every change).
 const LINKS_REPORT_MS = 5000;
 const SERVER_STEPS = new Set(["uploaded", "on_server"]);
-
-/** The catch-up rules' clock, in seconds (protocol.js CatchUp). */
-export function nowSeconds() {
-  return performance.now() / 1000;
-}
 
 /**
  * How a message came, for its path: from its author, or passed on by another peer.
@@ -126,12 +119,12 @@ export class BrowserPeer {
      *   the links that peer last reported of its own
      */
     this.reported = new Map();
-    // What to pull, from whom and when (protocol.js CatchUp), and the timer of its next turn.
+    // What to pull, from whom and when (protocol.js CatchUp).
     this.catchup = new CatchUp();
-    this.catchupTimer = null;
-    // Its part kept in its own module: the server's side of the room (uploads, history,
-    // stored notices).
+    // Its parts, kept in their own modules: the server's side of the room (uploads, history,
+    // stored notices) and catch-up that needs no particular link.
     this.roomServer = new RoomServer(this);
+    this.sync = new Sync(this);
     // Set by start(), before the server link calls back or the UI asks for anything.
     /** @type {string} */
     this.user;
@@ -184,7 +177,7 @@ export class BrowserPeer {
   async leave() {
     this.closed = true;
     for (const timer of this.intervals) clearInterval(timer);
-    if (this.catchupTimer !== null) clearTimeout(this.catchupTimer);
+    if (this.sync.catchupTimer !== null) clearTimeout(this.sync.catchupTimer);
     if (this.roomServer.graceTimer !== null) clearTimeout(this.roomServer.graceTimer);
     this.listeners = [];
     if (this.mesh) this.mesh.close();
@@ -433,9 +426,9 @@ export class BrowserPeer {
         user: peer.user, device: peer.device, state, rtt_ms: link ? link.rttMs : null });
     }
     if (state === LinkState.CONNECTED) {
-      this.apply(this.catchup.linkUp(peer.device, nowSeconds()))
+      this.sync.apply(this.catchup.linkUp(peer.device, nowSeconds()))
         .catch((err) => this.log.error("pulling from a new link failed", err));
-      this.wakeCatchUp();
+      this.sync.wakeCatchUp();
       for (const frame of keysFramesFor(this.store.knownKeys())) this.mesh.send(peer.device, frame);
     } else {
       this.catchup.linkDown(peer.device);
@@ -443,70 +436,7 @@ export class BrowserPeer {
     this.pushState();
   }
 
-  // -- delivery that needs no particular link (protocol.js CatchUp) ---------------------------
-
-  /**
-   * Carry out what the catch-up rules decided: digests, pulls, a read of the server.
-   * @param {import("./protocol.js").CatchUpEffect[]} effects
-   */
-  async apply(effects) {
-    let digest = null;
-    for (const effect of effects) {
-      if (effect.kind === "digest") {
-        digest = digest || await vectorDigest(this.store.vector());
-        this.mesh.send(effect.device, digestFrame(digest));
-      } else if (effect.kind === "pull") {
-        this.mesh.send(effect.device, vectorFrame(this.store.vector()));
-      } else if (effect.kind === "pull_server") {
-        this.pullFromServer().catch((err) => this.log.error("reading the server failed", err));
-      }
-    }
-  }
-
-  async pullFromServer() {
-    try {
-      await this.roomServer.catchUpFromServer();
-    } finally {
-      this.catchup.serverPullEnded();
-      this.wakeCatchUp();
-    }
-  }
-
-  /** Run the catch-up rules' clock now, then again when the next thing is due. */
-  wakeCatchUp() {
-    if (this.closed) return;
-    if (this.catchupTimer !== null) clearTimeout(this.catchupTimer);
-    this.catchupTimer = setTimeout(() => this.catchUpTurn(), 0);
-  }
-
-  async catchUpTurn() {
-    this.catchupTimer = null;
-    try {
-      await this.apply(this.catchup.due(nowSeconds(), this.store.vector(), this.server.joined));
-    } catch (err) {
-      this.log.error("catching up failed", err);
-    }
-    const next = this.catchup.nextDue();
-    if (next !== null && this.catchupTimer === null) {
-      this.catchupTimer = setTimeout(() => this.catchUpTurn(),
-        Math.max(0, (next - nowSeconds()) * 1000));
-    }
-  }
-
-  /**
-   * Fresh messages arrived: linked peers that may lack them get our digest soon.
-   * @param {string | null} source the device they came from, or null for the server
-   * @param {Envelope[]} fresh
-   */
-  noteFresh(source, fresh) {
-    if (!fresh.length) return;
-    const reports = new Map();
-    for (const [device, links] of this.reported) {
-      reports.set(device, new Set(links.filter((l) => l.state === "connected").map((l) => l.device)));
-    }
-    this.catchup.fresh(source, new Set(fresh.map((e) => e.device)), reports, nowSeconds());
-    this.wakeCatchUp();
-  }
+  // -- frames from peers (what is pulled, and when: browser-sync.js) -------------------------
 
   /**
    * Handle a peer's frames one at a time, in order (checking signatures is asynchronous).
@@ -546,14 +476,14 @@ export class BrowserPeer {
     if (frame.t === "msg") await this.receive([frame.env], peer, true);
     else if (frame.t === "batch") {
       await this.receive(frame.envs, peer, false);
-      if (!frame.more) await this.apply(this.catchup.answerEnded(peer.device, nowSeconds()));
+      if (!frame.more) await this.sync.apply(this.catchup.answerEnded(peer.device, nowSeconds()));
     } else if (frame.t === "vv") {
-      await this.sendMissing(peer.device, frame.vector);
-      await this.apply(this.catchup.vectorReceived(peer.device, frame.vector,
+      await this.sync.sendMissing(peer.device, frame.vector);
+      await this.sync.apply(this.catchup.vectorReceived(peer.device, frame.vector,
         this.store.vector(), nowSeconds()));
     } else if (frame.t === "vvd") {
       const ours = await vectorDigest(this.store.vector());
-      await this.apply(this.catchup.digestReceived(peer.device, frame.digest, ours, nowSeconds()));
+      await this.sync.apply(this.catchup.digestReceived(peer.device, frame.digest, ours, nowSeconds()));
     } else if (frame.t === "keys") await this.learnKeys(peer, frame.devices);
   }
 
@@ -704,32 +634,12 @@ export class BrowserPeer {
       this.mesh.send(peer.device, encodeFrame({ t: "ack", ids: good.map(envelopeId) }));
       timing.measure("receive: receipt sent after the commit", t0);
     }
-    this.noteFresh(peer.device, fresh);
+    this.sync.noteFresh(peer.device, fresh);
     if (fresh.length) this.roomServer.flushAfterGrace();
     if (live && this.store.hasGaps()) {
       // A gap: a message was missed; ask this peer for what we lack.
-      await this.apply(this.catchup.gapSeen(peer.device, nowSeconds()));
+      await this.sync.apply(this.catchup.gapSeen(peer.device, nowSeconds()));
     }
   }
 
-  /** Send a peer everything its vector says it lacks, in bounded batches; the last batch
-   * says more: false.
-   * @param {string} device
-   * @param {Map<string, number>} vector
-   */
-  async sendMissing(device, vector) {
-    const missing = this.store.missingFor(vector);
-    const user = this.peerName(device);
-    for (let start = 0; start < missing.length; start += MAX_BATCH) {
-      const batch = missing.slice(start, start + MAX_BATCH);
-      for (const frame of batchesFor(batch, true)) {
-        if (!(await this.mesh.drained(device)) || !this.mesh.send(device, frame)) return;
-      }
-      for (const env of batch) {
-        this.record(envelopeId(env), "sent", `sent to ${user} by anti-entropy (sync batch)`,
-          { via: "sync", peers: [{ user, device }] });
-      }
-    }
-    for (const frame of batchesFor([], false)) this.mesh.send(device, frame);
-  }
 }

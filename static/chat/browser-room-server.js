@@ -10,7 +10,7 @@
 import { short } from "./browser-link.js";
 import { OTHERS_GRACE_MS } from "./browser-log.js";
 import { LinkState } from "./browser-mesh.js";
-import { nowSeconds } from "./browser-peer.js";
+import { nowSeconds } from "./browser-sync.js";
 import { envelopeId, envelopeToObject, keyMatchesDevice, MAX_BATCH } from "./protocol.js";
 import { timing } from "./timing.js";
 
@@ -179,7 +179,7 @@ export class RoomServer {
     // Ids this page lacks are read from the server's history soon, unless a peer brings
     // them first.
     this.peer.catchup.serverNamed(Object.keys(ids), this.peer.store.vector(), nowSeconds());
-    this.peer.wakeCatchUp();
+    this.peer.sync.wakeCatchUp();
   }
 
   /**
@@ -246,7 +246,7 @@ export class RoomServer {
           { via: "server", cursor });
         this.peer.announce(env);
       }
-      this.peer.noteFresh(null, fresh);
+      this.peer.sync.noteFresh(null, fresh);
       if (rows.length) {
         this.peer.addEvent("history", `history from the server: ${rows.length} messages, `
           + `${fresh.length} new`, { count: rows.length, fresh: fresh.length });
