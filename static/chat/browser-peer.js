@@ -13,8 +13,9 @@
 //
 // Its parts, each a module of its own that reads and calls the rest of the room through
 // `this.peer`: the server's side of the room (join, roster, signals, stored notices, keys,
-// history, uploads) in browser-room-server.js, and delivery that needs no particular link
-// (protocol.js CatchUp) in browser-sync.js.
+// history, uploads) in browser-room-server.js, delivery that needs no particular link
+// (protocol.js CatchUp) in browser-sync.js, and frames from peers and the messages they bring
+// in browser-receiving.js.
 
 import { short } from "./browser-link.js";
 import { BrowserLog } from "./browser-log.js";
@@ -23,6 +24,7 @@ import { RoomMesh } from "./browser-room-mesh.js";
 import { ServerLink } from "./browser-server.js";
 import { RoomServer } from "./browser-room-server.js";
 import { nowSeconds, Sync } from "./browser-sync.js";
+import { Receiving } from "./browser-receiving.js";
 import { Roster } from "./roster.js";
 import { timing } from "./timing.js";
 /** @typedef {import("./protocol.js").Envelope} Envelope */
@@ -39,23 +41,13 @@ import { timing } from "./timing.js";
  */
 import {
   CatchUp,
-  checkLamportHorizon,
-  envelopeFromObject,
   envelopeId,
-  encodeFrame,
-  keyMatchesDevice,
   keysFramesFor,
   linksFrame,
   msgFrame,
   orderToken,
-  parseFrame,
-  untagRoom,
-  parseLinksFrame,
   parseOrderToken,
   ProtocolError,
-  syncFrameFromObject,
-  vectorDigest,
-  verifyEnvelope,
 } from "./protocol.js";
 
 const PAGE = 50;
@@ -67,19 +59,6 @@ const PATHS_KEPT = 5000;
 // How often the page tells its linked peers about its data channels (and on every change).
 const LINKS_REPORT_MS = 5000;
 const SERVER_STEPS = new Set(["uploaded", "on_server"]);
-
-/**
- * How a message came, for its path: from its author, or passed on by another peer.
- * @param {Envelope} env
- * @param {Peer} peer
- * @param {boolean} live
- */
-function receivedText(env, peer, live) {
-  if (live) return `received from ${peer.user} live on the data channel`;
-  if (env.device === peer.device) return `received from ${peer.user} by anti-entropy (sync batch)`;
-  return `received via ${peer.user}: ${env.author}'s message, passed on by anti-entropy `
-    + "(sync batch)";
-}
 
 export class BrowserPeer {
   /**
@@ -103,8 +82,6 @@ export class BrowserPeer {
     this.delivery = new Map(); // own message id -> {peers: Set, server: bool}
     /** @type {Record<string, number>} refusal code -> count */
     this.refused = {};
-    /** @type {Map<string, Promise<void>>} device -> its frames being handled, in order */
-    this.peerQueues = new Map();
     this.startedAt = Date.now();
     this.present = new Set(); // devices the server lists in the room
     /** @type {object[]} */
@@ -122,9 +99,10 @@ export class BrowserPeer {
     // What to pull, from whom and when (protocol.js CatchUp).
     this.catchup = new CatchUp();
     // Its parts, kept in their own modules: the server's side of the room (uploads, history,
-    // stored notices) and catch-up that needs no particular link.
+    // stored notices), catch-up that needs no particular link, and the receive path.
     this.roomServer = new RoomServer(this);
     this.sync = new Sync(this);
+    this.receiving = new Receiving(this);
     // Set by start(), before the server link calls back or the UI asks for anything.
     /** @type {string} */
     this.user;
@@ -436,20 +414,14 @@ export class BrowserPeer {
     this.pushState();
   }
 
-  // -- frames from peers (what is pulled, and when: browser-sync.js) -------------------------
+  // -- frames from peers: browser-receiving.js (these three are called from outside) ---------
 
   /**
-   * Handle a peer's frames one at a time, in order (checking signatures is asynchronous).
    * @param {Peer} peer
    * @param {unknown} frame the frame, parsed by the device
    */
   onFrame(peer, frame) {
-    if (this.closed) return;
-    const queue = this.peerQueues.get(peer.device) || Promise.resolve();
-    const next = queue.then(() => this.handleFrame(peer, frame)).catch((err) => {
-      this.log.error("handling a frame failed", err);
-    });
-    this.peerQueues.set(peer.device, next);
+    this.receiving.onFrame(peer, frame);
   }
 
   /**
@@ -457,54 +429,7 @@ export class BrowserPeer {
    * @param {unknown} input the frame as text, or parsed
    */
   async handleFrame(peer, input) {
-    let frame;
-    try {
-      const raw = untagRoom(typeof input === "string" ? parseFrame(input) : input, this.room);
-      if (raw && raw.t === "ack") {
-        this.onAck(peer, raw);
-        return;
-      }
-      if (raw && raw.t === "links") {
-        this.onLinksReport(peer, parseLinksFrame(raw));
-        return;
-      }
-      frame = syncFrameFromObject(raw);
-    } catch (err) {
-      this.refuse(peer, err);
-      return;
-    }
-    if (frame.t === "msg") await this.receive([frame.env], peer, true);
-    else if (frame.t === "batch") {
-      await this.receive(frame.envs, peer, false);
-      if (!frame.more) await this.sync.apply(this.catchup.answerEnded(peer.device, nowSeconds()));
-    } else if (frame.t === "vv") {
-      await this.sync.sendMissing(peer.device, frame.vector);
-      await this.sync.apply(this.catchup.vectorReceived(peer.device, frame.vector,
-        this.store.vector(), nowSeconds()));
-    } else if (frame.t === "vvd") {
-      const ours = await vectorDigest(this.store.vector());
-      await this.sync.apply(this.catchup.digestReceived(peer.device, frame.digest, ours, nowSeconds()));
-    } else if (frame.t === "keys") await this.learnKeys(peer, frame.devices);
-  }
-
-  /**
-   * @param {Peer} peer
-   * @param {any[]} devices
-   */
-  async learnKeys(peer, devices) {
-    // As in Python, one key that is not its device's refuses the whole frame.
-    for (const d of devices) {
-      if (!(await keyMatchesDevice(d.public_key, d.id))) {
-        this.refuse(peer, new ProtocolError(`keys frame: device ${d.id}: the public key `
-          + "belongs to another device"));
-        return;
-      }
-    }
-    for (const d of devices) {
-      if (!this.store.keyFor(d.id)) {
-        await this.store.rememberKey(d.id, d.user, d.public_key, `peer:${peer.device}`);
-      }
-    }
+    await this.receiving.handleFrame(peer, input);
   }
 
   /**
@@ -512,134 +437,6 @@ export class BrowserPeer {
    * @param {Error & {code?: string}} err
    */
   refuse(peer, err) {
-    const code = err.code || "error";
-    this.refused[code] = (this.refused[code] || 0) + 1;
-    this.log.warn(`refused a frame from ${peer.user} (${peer.device}): ${err.message}`);
-    const reason = `${code}: ${String(err.message).slice(0, 200)}`;
-    this.addEvent("refused", `refused a frame from ${peer.user}: ${reason}`,
-      { user: peer.user, device: peer.device, reason });
+    this.receiving.refuse(peer, err);
   }
-
-  /**
-   * @param {Peer} peer
-   * @param {any} raw untrusted: from the peer
-   */
-  onAck(peer, raw) {
-    if (!Array.isArray(raw.ids)) return;
-    for (const id of raw.ids.slice(0, 200)) {
-      const d = typeof id === "string" ? this.delivery.get(id) : null;
-      if (d && !d.peers.has(peer.device)) {
-        d.peers.add(peer.device);
-        this.record(id, "acked", `${peer.user} stored it (receipt)`,
-          { user: peer.user, device: peer.device });
-        this.pushDelivery(id);
-      }
-    }
-  }
-
-  /**
-   * An envelope checked against the key vouched for its device and author, or null.
-   * @param {unknown} raw untrusted
-   * @param {string} origin
-   * @returns {Promise<Envelope | null>}
-   */
-  async verified(raw, origin) {
-    try {
-      const env = envelopeFromObject(raw);
-      if (env.room !== this.room) {
-        throw new ProtocolError(`message for room ${env.room}, not ${this.room}`);
-      }
-      const known = this.store.keyFor(env.device);
-      if (!known) {
-        this.roomServer.scheduleKeyRefresh();
-        throw new ProtocolError(`unknown device ${env.device}; keys are being refreshed`,
-          "unknown_device");
-      }
-      if (known.user !== env.author) {
-        throw new ProtocolError(`device ${env.device} belongs to ${known.user}, `
-          + `not ${env.author}`, "unknown_author");
-      }
-      await verifyEnvelope(env, known.public_key);
-      checkLamportHorizon(env, Date.now());
-      return env;
-    } catch (err) {
-      if (!(err instanceof ProtocolError)) throw err;
-      const code = err.code || "error";
-      this.refused[code] = (this.refused[code] || 0) + 1;
-      this.log.warn(`refused a message from ${origin}: ${err.message}`);
-      const reason = `${code}: ${String(err.message).slice(0, 200)}`;
-      this.addEvent("refused", `refused a message from ${origin}: ${reason}`, { reason });
-      return null;
-    }
-  }
-
-  /**
-   * @param {unknown[]} envs untrusted
-   * @param {Peer} peer
-   * @param {boolean} live
-   */
-  async receive(envs, peer, live) {
-    const t0 = timing.now();
-    /** @type {Envelope[]} */
-    const good = [];
-    for (const env of envs) {
-      const t1 = timing.now();
-      const checked = await this.verified(env, `peer ${peer.user}`);
-      timing.measure("receive: verify (BrowserPeer.verified)", t1);
-      if (checked) good.push(checked);
-    }
-    const fresh = await this.store.addMany(good, `peer:${peer.device}`);
-    if (live && fresh.length < good.length) {
-      // A live message is sent once, by its author, on each channel: one held already was
-      // replayed. Ignored (the log keeps one copy), and said.
-      // fresh is a subset of good and shorter: some envelope of good is not in it.
-      const replayed = /** @type {Envelope} */ (good.find((e) => !fresh.includes(e)));
-      const held = envelopeId(replayed);
-      this.addEvent("refused", `ignored a replayed message from ${peer.user}: ${held} is `
-        + "already held", { user: peer.user, device: peer.device,
-          reason: `replayed: ${held} already held` });
-    }
-    const via = live ? "channel" : "sync";
-    for (const env of fresh) {
-      this.record(envelopeId(env), "received", receivedText(env, peer, live),
-        { via, user: peer.user, device: peer.device });
-      this.announce(env);
-    }
-    if (!live) {
-      // An empty batch ends every exchange of version vectors: nothing was missing.
-      this.addEvent("sync", envs.length
-        ? `sync batch from ${peer.user}: ${envs.length} messages, ${fresh.length} new`
-        : `in sync with ${peer.user}: nothing missing`, { user: peer.user, device: peer.device, count: envs.length,
-          fresh: fresh.length });
-    }
-    timing.measure("receive: verify, hold, draw (BrowserPeer.receive)", t0);
-    // The receipt, the word to other peers and the upload wait until IndexedDB holds the
-    // messages; the peer's next frames do not.
-    const stored = this.store.flushed();
-    stored.then(() => this.afterStored(good, fresh, peer, live, t0), () => {})
-      .catch((err) => this.log.error("after storing received messages", err));
-  }
-
-  /**
-   * What follows a received batch once IndexedDB holds it: the receipt to the sender, a
-   * digest soon to peers that may lack it, the upload, a pull if a gap shows.
-   * @param {Envelope[]} good
-   * @param {Envelope[]} fresh
-   * @param {Peer} peer
-   * @param {boolean} live
-   * @param {number} t0
-   */
-  async afterStored(good, fresh, peer, live, t0) {
-    if (good.length) {
-      this.mesh.send(peer.device, encodeFrame({ t: "ack", ids: good.map(envelopeId) }));
-      timing.measure("receive: receipt sent after the commit", t0);
-    }
-    this.sync.noteFresh(peer.device, fresh);
-    if (fresh.length) this.roomServer.flushAfterGrace();
-    if (live && this.store.hasGaps()) {
-      // A gap: a message was missed; ask this peer for what we lack.
-      await this.sync.apply(this.catchup.gapSeen(peer.device, nowSeconds()));
-    }
-  }
-
 }

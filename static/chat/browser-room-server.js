@@ -232,7 +232,7 @@ export class RoomServer {
         for (const f of ["room", "author", "device", "seq", "lamport", "ts", "text", "sig"]) {
           raw[f] = row[f];
         }
-        const env = await this.peer.verified(raw, "server");
+        const env = await this.peer.receiving.verified(raw, "server");
         if (env) {
           good.push(env);
           cursors[envelopeId(env)] = row.cursor;
