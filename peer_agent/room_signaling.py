@@ -131,14 +131,19 @@ class RoomSignaling:
         """Put the room on the device's connection: joined now if it is up, else once it is."""
         self.connection.attach(self)
 
-    async def signal(self, to: str, kind: str, payload: dict[str, Any]) -> bool:
+    async def _join_answered(self) -> None:
+        """If a join is on its way and not answered, wait for its answer (at most a call's
+        time-out)."""
         if not self.joined and self._joining is not None and not self._joining.done():
-            # A peer_joined (and the offer it set off) can overtake the reply to our own join:
-            # the server has taken the join by then, so wait for the reply rather than let
-            # the offer go nowhere.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._joining),
                                        self.connection.call_timeout)
+
+    async def signal(self, to: str, kind: str, payload: dict[str, Any]) -> bool:
+        # A peer_joined (and the offer it set off) can overtake the reply to our own join:
+        # the server has taken the join by then, so wait for the reply rather than let the
+        # offer go nowhere.
+        await self._join_answered()
         if not self.joined:
             return False
         try:
@@ -156,12 +161,9 @@ class RoomSignaling:
         device's other rooms stay. Best effort: a server that does not answer learns it when
         the connection closes."""
         self.left = True
-        if not self.joined and self._joining is not None and not self._joining.done():
-            # A join on its way is answered first: the server runs each event in a thread of
-            # its own, so a leave sent now could be handled before it, and the join would stay.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._joining),
-                                       self.connection.call_timeout)
+        # A join on its way is answered first: the server runs each event in a thread of its
+        # own, so a leave sent now could be handled before it, and the join would stay.
+        await self._join_answered()
         if not self.joined:
             return
         try:

@@ -328,6 +328,7 @@ class ChatUI:
         """Sleep `wait` seconds, or less if a message is posted meanwhile."""
         loop = asyncio.get_running_loop()
         self._waiting = waiting = loop.create_future()
+
         def settle() -> None:
             if not waiting.done():
                 waiting.set_result(None)

@@ -10,9 +10,9 @@ import { io } from "../vendor/socket.io.esm.min.js";
 /** @typedef {import("../vendor/socket.io.esm.min.js").Socket} Socket */
 
 const CALL_TIMEOUT_MS = 10000;
-// The server's notices that name a room; each goes to that room's link.
 // How long the other rooms' joins wait for the shown room's join to be answered on a connection.
 const SHOWN_FIRST_MAX_MS = 2000;
+// The server's notices that name a room; each goes to that room's link.
 const ROOM_NOTICES = ["peer_joined", "peer_left", "signal", "stored", "members", "removed"];
 
 /** The server refused a request; `code` is the server's error code when it gave one. */
