@@ -147,13 +147,14 @@ export class BrowserDevice {
   }
 
   /**
-   * A live event of `room`: counted as unread if it shows another's message, and passed to
-   * the UI if the room is shown.
+   * A live event of `room`: counted as unread if it shows another's message in a room not
+   * being read, and passed to the UI if the room is shown.
    * @param {string} room
    * @param {LiveEvent} event
    */
   fromRoom(room, event) {
-    if (event.type === "message" && !event.message.mine && this.unread.has(room)) {
+    if (event.type === "message" && !event.message.mine && this.unread.has(room)
+        && !this.beingRead(room)) {
       this.unread.set(room, /** @type {number} */ (this.unread.get(room)) + 1);
       this.pushRooms();
     }
@@ -166,6 +167,16 @@ export class BrowserDevice {
         this.log.error("a UI listener failed", err);
       }
     }
+  }
+
+  /**
+   * Whether `room` is on screen now: its messages are read as they come. Counting one then
+   * marking it read again cost a write of the saved rooms and two room list updates for
+   * every message.
+   * @param {string} room
+   */
+  beingRead(room) {
+    return room === this.room && globalThis.document?.visibilityState === "visible";
   }
 
   /** The rooms remembered in this browser, and their unread counts. */

@@ -58,6 +58,17 @@ WATCH_FRAMES = """
   };
 })();
 """
+# The page's writes of the rooms it remembers (localStorage `gibberish:<user>:rooms`), counted.
+COUNT_ROOMS_WRITES = """
+(() => {
+  window.__roomsWrites = 0;
+  const native = Storage.prototype.setItem;
+  Storage.prototype.setItem = function (key, value) {
+    if (String(key).endsWith(':rooms')) window.__roomsWrites += 1;
+    return native.call(this, key, value);
+  };
+})();
+"""
 JOIN_SENT = re.compile(r'^42(\d+)\["join",(.*)\]$', re.S)
 ACK = re.compile(r"^43(\d+)")
 
@@ -286,3 +297,41 @@ def test_the_room_a_page_opens_is_joined_before_the_others_it_keeps(
     seen = joins_and_answers(page)
     assert seen[:2] == [("join", shown), ("answer", shown)], seen
     assert sorted(room for kind, room in seen[2:] if kind == "join") == sorted([kept, also])
+
+
+def test_messages_in_the_room_on_screen_are_read_as_they_come_not_counted_unread(
+    open_page: OpenPage, server: Server, tmp_path: Path,
+) -> None:
+    # A message shown in the room being read used to count as unread, which saved the room
+    # list, redrew it, and was marked read again (saved and redrawn once more): every message.
+    room, other = unique("shown"), unique("other")
+    alice = start_agent(server, unique("alice"), room, tmp_path / "alice")
+    try:
+        alice.join(other)
+        carol = unique("carol")
+        server.register(carol)
+        page = open_page()
+        page.add_init_script(COUNT_ROOMS_WRITES)
+        device = join_room_page(page, server, carol, room)
+        poll(lambda: [list(map(str, link["rooms"])) for link in agent_link(alice, device)]
+             == [[room]], timeout=60, message="the page linked with alice")
+        alice.send("hello", room=room)
+        expect(page.locator("#messages .text")).to_have_text(["hello"], timeout=LONG)
+        before = page.evaluate("() => window.__roomsWrites")
+        for n in range(5):
+            alice.send(f"live {n}", room=room)
+        expect(page.locator("#messages .text")).to_have_text(
+            ["hello", *[f"live {n}" for n in range(5)]], timeout=LONG)
+        expect(badge(page, room)).to_be_hidden()
+        assert page.evaluate("() => window.__roomsWrites") == before
+        assert page.evaluate(f"() => JSON.parse(localStorage.getItem('gibberish:{carol}:rooms'))"
+                             f".unread[{json.dumps(room)}]") == 0
+        # A room not on screen still counts.
+        join_from_list(page, other)
+        open_room(page, room)
+        poll(lambda: [sorted(map(str, link["rooms"])) for link in agent_link(alice, device)]
+             == [sorted([room, other])], timeout=60, message="the page linked in both rooms")
+        alice.send("elsewhere", room=other)
+        expect(badge(page, other)).to_have_text("1", timeout=LONG)
+    finally:
+        alice.stop()
