@@ -256,7 +256,7 @@ class Agent:
                 self.publish({"type": "message", "message": message})
                 self.device.shown(self.room, message["mine"])
             elif isinstance(effect, Record):
-                self.paths.record(effect.message_id, effect.what, **effect.fields)
+                self.paths.add(effect.message_id, effect.what, effect.fields)
             elif isinstance(effect, Event):
                 self.timeline.add(effect.kind, effect.text, **effect.fields)
             elif isinstance(effect, Refuse):

@@ -13,6 +13,7 @@ from .log_file import LogFile, _scalar
 
 # Steps that say the server holds a message: one of them per message is enough.
 SERVER_STEPS = ("uploaded", "on_server")
+_INSERT_STEP = "INSERT INTO message_path (room, id, at, what, detail) VALUES (?, ?, ?, ?, ?)"
 
 
 @dataclass(frozen=True)
@@ -62,23 +63,37 @@ class MessagePaths(LogFile):
     def add_path_steps(self, room: str, steps: Iterable[PathStep]) -> None:
         """Record steps of messages' paths in one transaction. A message keeps one server
         step: `uploaded` (this device's upload, acknowledged) replaces an `on_server` (the
-        server's broadcast, which may arrive first); an `on_server` after either is skipped."""
+        server's broadcast, which may arrive first); an `on_server` after either is skipped.
+        Runs of other steps are inserted together, each distinct detail encoded once (a sync
+        batch's steps share theirs)."""
+        encoded: dict[int, str] = {}
+        run: list[tuple[str, str, int, str, str]] = []
+
+        def row(step: PathStep) -> tuple[str, str, int, str, str]:
+            detail = encoded.get(id(step.detail))
+            if detail is None:
+                detail = encoded[id(step.detail)] = json.dumps(step.detail)
+            return (room, step.id, step.at, step.what, detail)
+
         with self._lock, self._write() as db:
             for step in steps:
+                if step.what not in SERVER_STEPS:
+                    run.append(row(step))
+                    continue
+                db.executemany(_INSERT_STEP, run)
+                run.clear()
                 if step.what == "uploaded":
                     db.execute(
                         "DELETE FROM message_path WHERE room = ? AND id = ? AND what = 'on_server'",
                         (room, step.id),
                     )
-                elif step.what == "on_server" and db.execute(
+                elif db.execute(
                     "SELECT 1 FROM message_path WHERE room = ? AND id = ? AND what IN (?, ?)",
                     (room, step.id, *SERVER_STEPS),
                 ).fetchone():
                     continue
-                db.execute(
-                    "INSERT INTO message_path (room, id, at, what, detail) VALUES (?, ?, ?, ?, ?)",
-                    (room, step.id, step.at, step.what, json.dumps(step.detail)),
-                )
+                db.execute(_INSERT_STEP, row(step))
+            db.executemany(_INSERT_STEP, run)
 
     def path(self, room: str, envelope_id: str) -> list[PathStep]:
         """The recorded steps of one message's path, in the order they happened."""

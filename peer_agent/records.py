@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .log import SERVER_STEPS, LocalLog, PathStep
@@ -71,7 +71,14 @@ class PathJournal:
 
     def record(self, message_id: str, what: str, at: int | None = None,
                **detail: Any) -> None:
-        self._pending.append(PathStep(message_id, now_ms() if at is None else at, what, detail))
+        self.add(message_id, what, detail, at)
+
+    def add(self, message_id: str, what: str, detail: Mapping[str, Any],
+            at: int | None = None) -> None:
+        """`record` with the detail given as it is, not copied: the steps of a batch may share
+        one (it is encoded once when written); nobody changes it afterwards."""
+        shared = detail if isinstance(detail, dict) else dict(detail)
+        self._pending.append(PathStep(message_id, now_ms() if at is None else at, what, shared))
         if self._task is None:
             if len(self._pending) >= FLUSH_BATCH:
                 self.flush()

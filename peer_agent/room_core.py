@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Any
 
 from protocol import (
     Envelope,
@@ -186,10 +187,14 @@ class RoomCore(EnvelopeChecks):
                 f"already held", {"user": peer.user, "device": peer.device,
                                   "reason": f"replayed: {held.id} already held"}))
         via = "channel" if live else "sync"
+        details: dict[str, dict[str, Any]] = {}  # one per text: a sync batch's steps share it
         for env in fresh:
-            effects.append(Record(env.id, "received", {
-                "via": via, "user": peer.user, "device": peer.device,
-                "text": _received_text(env, peer, live)}))
+            text = _received_text(env, peer, live)
+            detail = details.get(text)
+            if detail is None:
+                detail = details[text] = {"via": via, "user": peer.user, "device": peer.device,
+                                          "text": text}
+            effects.append(Record(env.id, "received", detail))
             effects.append(Show(env))
         self._fresh(peer.device, fresh, now)
         if not live:

@@ -58,10 +58,10 @@ class SyncStreams:
                     return
             peer = agent.roster.get(device)
             user = peer.user if peer is not None else device[:8]
+            detail = {"via": "sync", "peers": [{"user": user, "device": device}],
+                      "text": f"sent to {user} by anti-entropy (sync batch)"}
             for env in batch:
-                agent.paths.record(env.id, "sent", via="sync",
-                                   peers=[{"user": user, "device": device}],
-                                   text=f"sent to {user} by anti-entropy (sync batch)")
+                agent.paths.add(env.id, "sent", detail)
             if not batch:
                 return
             after = (batch[-1].device, batch[-1].seq)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias
 
 from .envelope import DEVICE_ID, Envelope
-from .errors import InvalidEnvelope
+from .errors import FrameTooLarge, InvalidEnvelope
 from .frames import encode_frame, parse_frame
 from .keys import device_id_for, load_public_key
 from .limits import MAX_BATCH, MAX_FRAME_BYTES, ROOM_TAG_BYTES
@@ -258,12 +258,21 @@ def batches_for(envelopes: Sequence[Envelope], more_after: bool) -> list[str]:
     the last says `more_after`. No envelopes give one empty batch, which tells the peer there
     is nothing (more) for it.
     """
-    sizes = [_utf8_size(env.to_json()) for env in envelopes]
-    groups = _pack(sizes, _utf8_size(encode(BatchFrame((), more=False))) + ROOM_TAG_BYTES)
+    # Each envelope is encoded once: a frame is its envelopes' JSON joined into the frame's,
+    # the very text `BatchFrame.encode` gives (a sync answer is mostly this work).
+    texts = [env.to_json() for env in envelopes]
+    sizes = [_utf8_size(text) for text in texts]
+    overhead = _utf8_size(encode(BatchFrame((), more=False))) + ROOM_TAG_BYTES
+    groups = _pack(sizes, overhead)
     frames: list[str] = []
     for index, (start, end) in enumerate(groups):
         more = True if index < len(groups) - 1 else more_after
-        frames.append(encode(BatchFrame(tuple(envelopes[start:end]), more)))
+        frame = ('{"t":"batch","envs":[' + ",".join(texts[start:end]) + '],"more":'
+                 + ("true" if more else "false") + "}")
+        if overhead + sum(sizes[start:end]) + max(0, end - start - 1) > MAX_FRAME_BYTES:
+            raise FrameTooLarge(f"frame is too large: at most {MAX_FRAME_BYTES} bytes allowed "
+                                f"with its room tag, got {_utf8_size(frame) + ROOM_TAG_BYTES}")
+        frames.append(frame)
     return frames
 
 

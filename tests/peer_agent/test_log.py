@@ -512,6 +512,24 @@ def test_a_message_keeps_one_server_step_and_its_own_upload_wins(log: LocalLog) 
     assert log.path("kitchen", mine) == []
 
 
+def test_steps_sharing_one_detail_are_each_written_with_it_in_order(log: LocalLog) -> None:
+    # A sync batch's steps share one detail (encoded once); runs of them are written
+    # together, and a server step between two runs still sees the steps before it.
+    shared = {"via": "sync", "text": "received from bob by anti-entropy (sync batch)"}
+    ids = [f"{'c' * 32}:{n}" for n in range(1, 5)]
+    log.add_path_steps("lobby", [
+        PathStep(ids[0], 1, "received", shared),
+        PathStep(ids[1], 1, "received", shared),
+        PathStep(ids[1], 2, "on_server", {"cursor": 3}),
+        PathStep(ids[1], 3, "on_server", {"cursor": 3}),  # one server step: skipped
+        PathStep(ids[2], 1, "received", shared),
+        PathStep(ids[3], 1, "received", shared),
+    ])
+    for message_id in ids:
+        assert log.path("lobby", message_id)[0] == PathStep(message_id, 1, "received", shared)
+    assert [s.what for s in log.path("lobby", ids[1])] == ["received", "on_server"]
+
+
 def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "log.sqlite3"
     db = sqlite3.connect(path)

@@ -261,6 +261,8 @@ def test_batches_for_packs_many_varied_envelopes_into_frames_that_fit(
     assert all(isinstance(frame, BatchFrame) for frame in parsed)
     batches = [frame for frame in parsed if isinstance(frame, BatchFrame)]
     assert [env for batch in batches for env in batch.envs] == envs
+    # Each envelope is encoded once and joined into its frame: the very text of the frame.
+    assert frames == [encode(BatchFrame(batch.envs, batch.more)) for batch in batches]
     assert all(len(text.encode("utf-8")) <= MAX_FRAME_BYTES for text in frames)
     assert all(1 <= len(batch.envs) <= MAX_BATCH for batch in batches)
     assert all(batch.more for batch in batches)
