@@ -285,7 +285,8 @@ class EnvelopeStore(LogFile):
             )
             db.execute("DELETE FROM server_known WHERE room = ? AND device = ? AND seq = ?", key)
         elif origin != "server":
-            db.execute("INSERT INTO outbox (room, device, seq) VALUES (?, ?, ?)", key)
+            db.execute("INSERT INTO outbox (room, device, seq, lamport) VALUES (?, ?, ?, ?)",
+                       (*key, env.lamport))
         if advance:
             self._advance_heads(db, [env])
         return True

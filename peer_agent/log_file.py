@@ -20,7 +20,7 @@ from typing import Self
 from protocol import Envelope, VersionVector
 from protocol.envelope import DEVICE_ID
 
-from .log_schema import _SCHEMA, _SCHEMA_2, SCHEMA_VERSION
+from .log_schema import _SCHEMA, _SCHEMA_2, _SCHEMA_3, SCHEMA_VERSION
 
 _ENVELOPE_COLUMNS = "room, author, device, seq, lamport, ts, text, sig"
 # What SQLite's own FULL commits call to sync a file (fsync where fdatasync is missing).
@@ -179,6 +179,9 @@ class LogFile:
                     db.execute(statement)
             if version < 2:
                 for statement in _SCHEMA_2:
+                    db.execute(statement)
+            if version < 3:
+                for statement in _SCHEMA_3:
                     db.execute(statement)
             if version < SCHEMA_VERSION:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

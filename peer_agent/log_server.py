@@ -10,6 +10,15 @@ from protocol.limits import MAX_SAFE_INTEGER
 
 from .log_file import LogFile, _checked_id, _envelope, _parse_id, _scalar
 
+# The outbox in its own display order (index outbox_order), each row's message looked up: a
+# batch costs its rows, not the room (CROSS JOIN keeps SQLite to that order).
+OUTBOX_QUERY = (
+    "SELECT m.room, m.author, m.device, m.seq, m.lamport, m.ts, m.text, m.sig "
+    "FROM outbox o CROSS JOIN messages m ON m.room = o.room AND m.device = o.device "
+    "AND m.seq = o.seq WHERE o.room = ? AND (m.origin = 'self' OR m.received_at <= ?) "
+    "ORDER BY o.lamport, o.device, o.seq LIMIT ?"
+)
+
 
 class ServerBookkeeping(LogFile):
     """The outbox and the server cursor of every room."""
@@ -27,13 +36,7 @@ class ServerBookkeeping(LogFile):
             raise ValueError("limit must be at least 1")
         received_by = others_received_by if others_received_by is not None else MAX_SAFE_INTEGER
         with self._lock:
-            rows = self._db.execute(
-                "SELECT m.room, m.author, m.device, m.seq, m.lamport, m.ts, m.text, m.sig "
-                "FROM outbox o JOIN messages m USING (room, device, seq) WHERE o.room = ? "
-                "AND (m.origin = 'self' OR m.received_at <= ?) "
-                "ORDER BY m.lamport, m.device, m.seq LIMIT ?",
-                (room, received_by, limit),
-            ).fetchall()
+            rows = self._db.execute(OUTBOX_QUERY, (room, received_by, limit)).fetchall()
         return [_envelope(row) for row in rows]
 
     def on_server(self, room: str, envelope_id: str) -> bool:
