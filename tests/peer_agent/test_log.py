@@ -566,6 +566,21 @@ def test_the_next_upload_is_read_from_the_outbox_not_by_walking_the_room(log: Lo
     assert "USING COVERING INDEX outbox_order" in plan[0][3], plan
 
 
+def test_unread_counts_others_messages_since_the_room_was_last_read(log: LocalLog) -> None:
+    log.add_many([envelope(BOB, 1), envelope(BOB, 2)], peer_origin(BOB))
+    log.add_many([envelope(CAROL, 1, room="kitchen")], peer_origin(CAROL))
+    assert (log.unread("lobby"), log.unread("kitchen")) == (2, 1)
+    log.mark_read("lobby")
+    # Messages of another room, and this device's own, never count.
+    log.add_many([envelope(CAROL, 2, room="kitchen")], peer_origin(CAROL))
+    log.add(envelope(ME, 1), "self")
+    assert (log.unread("lobby"), log.unread("kitchen")) == (0, 2)
+    log.add_many([envelope(BOB, 3), envelope(CAROL, 1)], peer_origin(BOB))
+    assert log.unread("lobby") == 2
+    log.mark_read("kitchen")
+    assert (log.unread("lobby"), log.unread("kitchen")) == (2, 0)
+
+
 def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "log.sqlite3"
     db = sqlite3.connect(path)
