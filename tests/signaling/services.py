@@ -289,9 +289,9 @@ def start_gunicorn(env: dict[str, str], log_path: Path) -> Gunicorn:
 
 
 def launch_gunicorn(env: dict[str, str], log_path: Path) -> subprocess.Popen[str]:
-    """Run the Procfile's `web:` line with PORT=0, without waiting for it (`wait_gunicorn`):
-    several launched at once start side by side."""
-    env = {**env, "PORT": "0"}
+    """Run the Procfile's `web:` line with PORT=0 on loopback (WEB_HOST), without waiting for
+    it (`wait_gunicorn`): several launched at once start side by side."""
+    env = {**env, "PORT": "0", "WEB_HOST": "127.0.0.1"}
     with open(log_path, "a") as log:
         return track(subprocess.Popen(["bash", "-c", "exec " + procfile()["web"]], cwd=ROOT,
                                       env=env, stdout=log, stderr=log, text=True))
