@@ -242,7 +242,7 @@ def on_signal(data: Any) -> dict[str, Any]:
     return {}
 
 
-def _checked(raw: dict[str, Any], uploader: User) -> tuple[Room, Envelope, str]:
+def _checked(raw: dict[str, Any], uploader: Connected) -> tuple[Room, Envelope, str]:
     """Parse one uploaded envelope and check everything but its signature: the room, the
     uploader's membership, the author's key; returns that key to verify it with."""
     env = Envelope.from_dict(raw)
@@ -266,7 +266,7 @@ def on_publish(data: Any) -> dict[str, Any]:
     """Store signed envelopes in the room log, idempotently, and acknowledge each with its
     server cursor. Any member may upload a message it holds on behalf of its author: the
     signature, checked against the author's registered key, makes that safe."""
-    user = current_user()
+    user = connected()  # as signed in: no query per upload (on_signal does the same)
     req = PublishRequest.model_validate(data)
     try:
         raws = req.items()
@@ -325,7 +325,7 @@ class _AckError(ApiError):
         super().__init__(400, err["code"], err["message"])
 
 
-def _refused_upload(user: User, envelope_id: str | None,
+def _refused_upload(user: Connected, envelope_id: str | None,
                     exc: ApiError | ProtocolError) -> dict[str, Any]:
     log.warning("upload refused from %s: %s", user.username, exc)
     return {"ok": False, "id": envelope_id, **error_body(exc)}

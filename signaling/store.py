@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from flask import g
 from sqlalchemy import Connection, Select, func, literal, or_, select, text, tuple_
@@ -91,7 +91,14 @@ def ensure_membership(room: Room, user: User) -> None:
             pass
 
 
-def is_member(room: Room, user: User) -> bool:
+class Identified(Protocol):
+    """A user as far as membership goes: a User row, or a connection's signed-in user."""
+
+    @property
+    def id(self) -> int: ...
+
+
+def is_member(room: Room, user: Identified) -> bool:
     cache = _request_cache()
     key = ("member", room.id, user.id)
     if key not in cache and db.session.get(Membership, (room.id, user.id)) is not None:
