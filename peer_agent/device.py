@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +39,7 @@ from .agent import Agent
 from .group_sync import GroupSync
 from .log import LocalLog
 from .mesh import LinkState, Mesh, PeerInfo
+from .readers import Readers
 from .rooms_file import rooms_to_join, save_rooms
 from .session import load_or_create_key, sign_in
 from .signaling_client import RECONNECT_MAX, SignalingClient, SignInError
@@ -90,6 +91,8 @@ class Device:
         self.rooms: dict[str, Agent] = {}
         self.refused: Counter[str] = Counter()
         self.unread: dict[str, int] = {}
+        # The rooms the open pages read: their messages are seen, not counted (readers.py).
+        self.readers = Readers(self._read_as_seen)
         self.started_at = int(time.time() * 1000)
         self.token: str | None = None
         # The device's one link to the server: sign-in, rooms and direct messages over HTTP,
@@ -134,6 +137,7 @@ class Device:
             await agent.close()
         await self.mesh.close()
         await self.signaling.close()
+        self.readers.close()
         await self.ui.close()
         await self.group_sync.close()
         self.verify_pool.shutdown(wait=False, cancel_futures=True)
@@ -199,6 +203,7 @@ class Device:
             return
         refusal = agent.client.refusal
         if refusal is not None:
+            self.readers.forget(agent.room)
             del self.rooms[agent.room]
             self.unread.pop(agent.room, None)
             await agent.close()
@@ -215,6 +220,7 @@ class Device:
 
     async def leave(self, name: str) -> dict[str, Any]:
         agent = self.room(name)
+        self.readers.forget(name)
         del self.rooms[name]
         self.unread.pop(name, None)
         await agent.leave()
@@ -230,9 +236,31 @@ class Device:
         return {"room": name, "unread": 0}
 
     def shown(self, room: str, mine: bool) -> None:
-        """A message was shown in `room`: one more unread unless it is ours."""
-        if not mine and room in self.unread:
-            self.unread[room] += 1
+        """A message was shown in `room`: one more unread unless it is ours, or a page is
+        reading the room (then it is seen as it comes, and its read marker follows)."""
+        if mine or room not in self.unread:
+            return
+        if self.readers.being_read(room):
+            self.readers.seen(room)
+            return
+        self.unread[room] += 1
+        self.push_rooms()
+
+    def reading(self, page: Hashable, room: str | None) -> None:
+        """`page` shows `room` in view from now on (None: no room, or the page is hidden).
+        A room this device is not in is refused (UIError), and the page's room kept."""
+        if room is not None:
+            self.room(room)
+        self.readers.read(page, room)
+
+    def _read_as_seen(self, room: str) -> None:
+        """Write the read marker of `room`, whose messages a page showed as they came: all it
+        holds was seen, so nothing in it counts unread any more."""
+        if room not in self.rooms:
+            return
+        self.store.mark_read(room)
+        if self.unread.get(room):
+            self.unread[room] = 0
             self.push_rooms()
 
     def push_rooms(self) -> None:

@@ -7,7 +7,13 @@ cannot send. Bodies are decoded by one policy (`protocol.strict_json`, UTF-8 onl
 cannot be decoded is a 400 that says why.
 
 One UI serves every room of the device. Calls about one room name it (`?room=` or `"room"` in
-the body); without a name they mean the first room joined. Live events carry their `room`."""
+the body); without a name they mean the first room joined. Live events carry their `room`.
+
+A page says on its WebSocket which room it reads: `{"type": "reading", "room": name}` while it
+shows that room in view, `"room": null` while it is hidden (readers.py: that room's messages
+are seen as they come, not counted unread). Anything else a page sends there (longer than
+MAX_PAGE_FRAME, not a JSON object, another type, a room that is not a name of this device) is
+ignored and logged: a page's mistake does not cost it its live events."""
 
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
+from protocol.limits import MAX_ROOM_CHARS
 from protocol.strict_json import InvalidJson, loads
 
 from . import trace
@@ -43,6 +50,9 @@ MAX_BODY = 64 * 1024
 # median in bench.mesh's idle pass), while a frame costs its writer about 50 µs of CPU.
 UI_FLUSH_INTERVAL = 0.01
 UI_FLUSH_BURST = 16
+# The most a page's frame on its WebSocket may hold: `{"type": "reading", "room": …}` with a
+# room name of MAX_ROOM_CHARS characters, escaped, is well under it. Longer ones are not read.
+MAX_PAGE_FRAME = 4096
 
 
 class ChatBackend(Protocol):
@@ -60,6 +70,7 @@ class ChatBackend(Protocol):
     async def direct(self, user: str) -> dict[str, Any]: ...
     async def leave(self, name: str) -> dict[str, Any]: ...
     def mark_read(self, name: str) -> dict[str, Any]: ...
+    def reading(self, page: Hashable, room: str | None) -> None: ...
     def links(self) -> dict[str, Any]: ...
 
 
@@ -257,9 +268,22 @@ class ChatUI:
             async for msg in ws:
                 if msg.type == WSMsgType.ERROR:
                     break
+                self._from_page(ws, msg)
         finally:
             self._sockets.discard(ws)
+            self.backend.reading(ws, None)
         return ws
+
+    def _from_page(self, ws: web.WebSocketResponse, msg: WSMessage) -> None:
+        """A frame from the page on `ws`: the room it reads from now on. Whatever else it sends
+        is ignored and logged, and the socket stays open."""
+        try:
+            if msg.type != WSMsgType.TEXT:
+                raise UIError(400, "invalid_frame", f"a {msg.type.name} frame: only text "
+                              "frames are read")
+            self.backend.reading(ws, _reading_of(msg.data))
+        except UIError as exc:
+            log.info("ignored a frame from a page: %s: %s", exc.code, exc.message)
 
     def post(self, event: dict[str, Any]) -> None:
         """Queue a live event for every open page. The events of one loop turn (of a wait for
@@ -398,6 +422,29 @@ def _text_of(body: dict[str, Any]) -> str:
     if not isinstance(text, str):
         raise UIError(400, "invalid_request", "the body must be {\"text\": \"…\"}")
     return text
+
+
+def _reading_of(text: str) -> str | None:
+    """The room a page's `{"type": "reading", "room": name or null}` frame names; UIError
+    saying what is wrong with any other frame."""
+    if len(text) > MAX_PAGE_FRAME:
+        raise UIError(413, "too_large", f"a frame of {len(text)} characters: at most "
+                      f"{MAX_PAGE_FRAME}")
+    try:
+        frame = loads(text)
+    except InvalidJson as exc:
+        raise UIError(400, "invalid_json", str(exc)) from None
+    if not isinstance(frame, dict):
+        raise UIError(400, "invalid_frame", "a frame must be a JSON object")
+    if frame.get("type") != "reading":
+        raise UIError(400, "invalid_frame", "a frame must be {\"type\": \"reading\", "
+                      f"\"room\": …}}, not of type {frame.get('type')!r:.40}")
+    room = frame.get("room", ...)  # missing is not null: refused below
+    if room is not None and not isinstance(room, str):
+        raise UIError(400, "invalid_frame", "room must be a room name or null")
+    if room is not None and len(room) > MAX_ROOM_CHARS:
+        raise UIError(400, "invalid_frame", f"room names have at most {MAX_ROOM_CHARS} characters")
+    return room
 
 
 def _room_of(body: dict[str, Any]) -> str | None:

@@ -4,6 +4,11 @@
 // of the device: this backend shows one room at a time (`room`; null until the page or the
 // agent names one), passes it with every call and lets through only that room's live events,
 // and the room list's events ({type: "rooms"}) whatever the room.
+//
+// It tells the agent on the WebSocket which room the page reads: {type: "reading", room} for
+// the room shown while the page is in view, room null while it is hidden. The agent does not
+// count a message unread in a room being read (peer_agent/readers.py), so the room list
+// (rooms.js) has nothing to mark read as each message comes.
 
 /** @typedef {Record<string, any>} LiveEvent a live event of the agent (JSON, untyped) */
 
@@ -24,6 +29,12 @@ export class AgentBackend {
     this.described = new Map();
     /** @type {string | null} the agent's user, from the first state read */
     this.user = null;
+    /** @type {WebSocket | null} the socket of live events, while it is open */
+    this.socket = null;
+    /** @type {string | null | undefined} the room the agent was last told (undefined: none
+     * told on this socket yet) */
+    this.told = undefined;
+    globalThis.document?.addEventListener("visibilitychange", () => this.tellReading());
   }
 
   /**
@@ -33,6 +44,16 @@ export class AgentBackend {
   setRoom(room) {
     this.room = room;
     this.chosen = true;
+    this.tellReading();
+  }
+
+  /** Tell the agent which room this page reads, if that changed: the room shown while the
+   * page is in view, else none. Told again on each new socket. */
+  tellReading() {
+    const room = globalThis.document?.hidden ? null : this.room;
+    if (this.socket === null || room === this.told) return;
+    this.socket.send(JSON.stringify({ type: "reading", room }));
+    this.told = room;
   }
 
   /**
@@ -171,7 +192,10 @@ export class AgentBackend {
   emit(event) {
     if (event.type === "state") this.remember(event.state);
     if (event.room !== undefined && event.room !== null) {
-      if (this.room === null && !this.chosen && event.type === "state") this.room = event.room;
+      if (this.room === null && !this.chosen && event.type === "state") {
+        this.room = event.room;
+        this.tellReading();
+      }
       if (event.room !== this.room) return;
     }
     for (const listener of this.listeners) listener(event);
@@ -190,6 +214,9 @@ export class AgentBackend {
     const ws = new WebSocket(`${scheme}//${location.host}/ws`);
     ws.addEventListener("open", () => {
       this.retry = 500;
+      this.socket = ws;
+      this.told = undefined;
+      this.tellReading();
       // Events may have happened while the socket was down: the view fetches them again.
       if (this.opened) this.emit({ type: "reconnected" });
       this.opened = true;
@@ -200,6 +227,7 @@ export class AgentBackend {
       for (const event of data.type === "batch" ? data.events : [data]) this.emit(event);
     });
     ws.addEventListener("close", () => {
+      if (this.socket === ws) this.socket = null;
       // The agent restarted or the page slept: reconnect, then refresh the state.
       setTimeout(() => this.connect(), this.retry);
       this.retry = Math.min(this.retry * 2, 5000);

@@ -11,7 +11,9 @@
 //
 // Unread counts are the agent's (GET /api/rooms, then its {type: "rooms"} events): the room
 // shown is marked read when it is opened, and again whenever its count rises while the page
-// is visible. Errors from the API are shown above the page, in the agent's words.
+// is visible (which a message arriving in it no longer makes it do: the backend tells the
+// agent, or the browser page's device, which room is on screen, and its messages are read as
+// they come). Errors from the API are shown above the page, in the agent's words.
 // User text only ever goes through textContent.
 
 import { LINK_STATES } from "./network.js";

@@ -4,6 +4,7 @@ leaving rooms, and a direct message between two agents, at desktop and phone siz
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,28 @@ from tests.browser.test_agent_ui import open_ui, start_pair, type_message
 from tests.helpers import poll
 
 LONG = 60_000  # ms: generous, the 2-core machine is shared
+MARK_READ = re.compile(r"/api/rooms/[^/?]+/read$")
+# The page hidden (true) or in view again (false), as the browser says when its tab goes to
+# the background and back: headless Chromium keeps a page in view.
+SET_HIDDEN = """(hidden) => {
+  const state = hidden ? "hidden" : "visible";
+  for (const [name, value] of [["hidden", hidden], ["visibilityState", state]]) {
+    Object.defineProperty(document, name, { configurable: true, get: () => value });
+  }
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+# The rooms the page told its agent it reads, in order (window.__reading).
+WATCH_READING = """
+(() => {
+  window.__reading = [];
+  const native = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    const frame = typeof data === "string" && data.includes('"reading"') ? JSON.parse(data) : null;
+    if (frame && frame.type === "reading") window.__reading.push(frame.room);
+    return native.call(this, data);
+  };
+})();
+"""
 
 
 @dataclass
@@ -323,3 +346,63 @@ def test_switching_rooms_while_messages_arrive_keeps_each_in_its_room(
     assert badge(page, rooms.second).is_hidden()
     poll(lambda: unread(rooms.alice, rooms.first) == 0, timeout=30,
          message="the room shown is read")
+
+
+def test_messages_in_the_room_on_screen_are_seen_not_counted_and_not_marked_read_each(
+    open_page: OpenPage, rooms: Rooms,
+) -> None:
+    # Each message in the room on screen was counted unread, then marked read by the page: a
+    # POST, a write of the read marker, two pushes of the room list and two redraws of it.
+    page = open_page()
+    marked: list[str] = []
+    page.on("request", lambda request: marked.append(request.url)
+            if request.method == "POST" and MARK_READ.search(request.url) else None)
+    page.goto(rooms.alice.url + "/")
+    expect(entry(page, rooms.first)).to_have_attribute("aria-current", "true", timeout=LONG)
+    # Live events flow: the page's socket is open, and it said which room it reads.
+    bob = page.locator(f"#members .member[data-device='{rooms.bob.device}']")
+    expect(bob).to_have_attribute("data-state", "connected", timeout=LONG)
+    sent = [f"live {n}" for n in range(5)]
+    for text in sent:
+        rooms.bob.send(text, room=rooms.first)
+    expect(page.locator("#messages .text")).to_have_text(sent, timeout=LONG)
+    expect(badge(page, rooms.first)).to_be_hidden()
+    assert unread(rooms.alice, rooms.first) == 0
+    assert marked == []
+    # A message in a room not on screen still counts, and its badge says so.
+    rooms.bob.send("elsewhere", room=rooms.second)
+    expect(badge(page, rooms.second)).to_have_text("1", timeout=LONG)
+    assert unread(rooms.alice, rooms.second) == 1
+    assert marked == []
+
+
+
+def test_a_hidden_page_reads_no_room_so_its_messages_count_until_it_is_seen_again(
+    open_page: OpenPage, rooms: Rooms,
+) -> None:
+    page = open_page()
+    marked: list[str] = []
+    page.on("request", lambda request: marked.append(request.url)
+            if request.method == "POST" and MARK_READ.search(request.url) else None)
+    page.add_init_script(WATCH_READING)
+    page.goto(rooms.alice.url + "/")
+    bob = page.locator(f"#members .member[data-device='{rooms.bob.device}']")
+    expect(bob).to_have_attribute("data-state", "connected", timeout=LONG)
+    page.wait_for_function("(room) => window.__reading.at(-1) === room", arg=rooms.first)
+    page.evaluate(SET_HIDDEN, True)
+    page.wait_for_function("() => window.__reading.at(-1) === null")
+    rooms.bob.send("while away", room=rooms.first)
+    rooms.bob.send("still away", room=rooms.first)
+    expect(badge(page, rooms.first)).to_have_text("2", timeout=LONG)
+    assert unread(rooms.alice, rooms.first) == 2
+    assert marked == []
+    # Seen again: read once for both, and read as they come from then on.
+    page.evaluate(SET_HIDDEN, False)
+    expect(badge(page, rooms.first)).to_be_hidden()
+    poll(lambda: unread(rooms.alice, rooms.first) == 0, timeout=30,
+         message="the room seen again was marked read")
+    rooms.bob.send("back", room=rooms.first)
+    expect(page.locator("#messages .text")).to_have_text(
+        ["while away", "still away", "back"], timeout=LONG)
+    assert unread(rooms.alice, rooms.first) == 0
+    assert len(marked) == 1, marked

@@ -24,6 +24,9 @@ class OneRoom:
     def state(self, room: str | None = None) -> dict[str, Any]:
         return {"room": "lobby"}
 
+    def reading(self, page: object, room: str | None) -> None:
+        """A page's room, told as it reads one or as its socket closes: nothing to keep."""
+
 
 async def _frames() -> list[dict[str, Any]]:
     ui = ChatUI(OneRoom())  # type: ignore[arg-type]
