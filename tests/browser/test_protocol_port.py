@@ -1,5 +1,6 @@
-"""The browser's port of the protocol (static/chat/protocol.js), run in Chromium, reproduces
-the Python reference: the fixed test vectors, signatures, frame parsing and batch packing."""
+"""The browser's port of the protocol (static/chat/protocol/, all of it through protocol.js),
+run in Chromium, reproduces the Python reference: the fixed test vectors, signatures, frame
+parsing and batch packing."""
 
 from __future__ import annotations
 
