@@ -23,9 +23,9 @@ channel itself and carry no room.
 
 Each class has `t`, a `parse(obj)` classmethod that validates the decoded JSON object and
 raises InvalidEnvelope (a ProtocolError) naming what is wrong, and `encode()`. The browser peer
-(static/chat/protocol.js) exports the same names as `FRAME_TYPES`; a test holds them equal.
-Ping and pong stay inside the mesh: every peer writes them with "t" first, which is how the
-mesh tells them from the frames it passes on without decoding those.
+(static/chat/protocol/channel.js) exports the same names as `FRAME_TYPES`; a test holds them
+equal. Ping and pong stay inside the mesh: every peer writes them with "t" first, which is how
+the mesh tells them from the frames it passes on without decoding those.
 """
 
 from __future__ import annotations

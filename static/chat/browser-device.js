@@ -9,8 +9,8 @@
 // room is a BrowserPeer with its own join, roster, log, outbox and catch-up, seeing the mesh
 // through a RoomMesh.
 //
-// Frames on a data channel name their room (protocol.js tagRoom): the device parses each
-// once and hands it to that room; a frame for a room the page is not in is refused
+// Frames on a data channel name their room (protocol/channel.js tagRoom): the device parses
+// each once and hands it to that room; a frame for a room the page is not in is refused
 // (`not_in_room`), and one from a device the room does not list yet is held for a moment
 // (its sender may have read the room's roster before this page heard that it joined).
 //
@@ -26,7 +26,9 @@ import { loadOrCreateDeviceKey, openDatabase } from "./browser-log.js";
 import { Mesh } from "./browser-mesh.js";
 import { BrowserPeer } from "./browser-peer.js";
 import { ServerConnection, ServerError } from "./browser-server.js";
-import { InvalidEnvelope, isNormalizedName, parseFrame, ProtocolError } from "./protocol.js";
+import { InvalidEnvelope, ProtocolError } from "./protocol/errors.js";
+import { isNormalizedName } from "./protocol/names.js";
+import { parseFrame } from "./protocol/strict-json.js";
 
 /** @typedef {import("./browser-mesh.js").Peer} Peer */
 /** @typedef {Record<string, any>} LiveEvent */
@@ -82,7 +84,7 @@ export class BrowserDevice {
     this.user;
     /** @type {IDBDatabase} */
     this.db;
-    /** @type {import("./protocol.js").DeviceKey} */
+    /** @type {import("./protocol/keys.js").DeviceKey} */
     this.key;
     /** @type {Mesh} */
     this.mesh;

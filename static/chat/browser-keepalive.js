@@ -13,7 +13,8 @@
 // `Keepalive` is a part of the Mesh, kept in its own module: it reads and calls the rest of
 // the mesh through `this.mesh`.
 
-import { JsonNumber, parseFrame, pathKind } from "./protocol.js";
+import { pathKind } from "./protocol/links.js";
+import { JsonNumber, parseFrame } from "./protocol/strict-json.js";
 import { timing } from "./timing.js";
 import { LinkState, short } from "./browser-link.js";
 

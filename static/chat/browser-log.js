@@ -4,29 +4,27 @@
 // cursor, and the device keys learnt. The JavaScript twin of peer_agent/log.py.
 
 import {
-  b64encode,
   compareOrder,
   createEnvelope,
-  deviceIdFor,
   envelopeFromObject,
   envelopeId,
   envelopeToObject,
-  isNormalizedName,
-  keyMatchesDevice,
-  MAX_USERNAME_CHARS,
   sameEnvelope,
-} from "./protocol.js";
+} from "./protocol/envelope.js";
+import { b64encode, deviceIdFor, keyMatchesDevice } from "./protocol/keys.js";
+import { MAX_USERNAME_CHARS } from "./protocol/limits.js";
+import { isNormalizedName } from "./protocol/names.js";
 import { GroupCommit, Journal } from "./log-commit.js";
 import { timing } from "./timing.js";
 
-/** @typedef {import("./protocol.js").Envelope} Envelope */
+/** @typedef {import("./protocol/envelope.js").Envelope} Envelope */
 // How long another device's message waits in the outbox before this page uploads it itself
 // (peer_agent/outbox.py OTHERS_GRACE): its author uploads it too, and the server's `stored`
 // notice then takes it out of the outbox, so a room does not upload each message once per
 // member.
 export const OTHERS_GRACE_MS = 1500;
-/** @typedef {import("./protocol.js").OrderKey} OrderKey */
-/** @typedef {import("./protocol.js").DeviceKey} DeviceKey */
+/** @typedef {import("./protocol/envelope.js").OrderKey} OrderKey */
+/** @typedef {import("./protocol/keys.js").DeviceKey} DeviceKey */
 /**
  * One stored message: the envelope, where it came from ("self", "peer:<device>" or
  * "server") and whether the server holds it; room, device and seq are its IndexedDB key.

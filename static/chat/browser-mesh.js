@@ -13,7 +13,9 @@
 // channel and its ping and pong in browser-keepalive.js, the per-link state in
 // browser-link.js.
 
-import { MAX_FRAME_BYTES, ProtocolError, utf8Size } from "./protocol.js";
+import { utf8Size } from "./protocol/canonical.js";
+import { ProtocolError } from "./protocol/errors.js";
+import { MAX_FRAME_BYTES } from "./protocol/limits.js";
 import { timing } from "./timing.js";
 import { CHANNEL_LABEL, closeConnection, Link, LinkState, short } from "./browser-link.js";
 import { Keepalive } from "./browser-keepalive.js";
@@ -36,7 +38,7 @@ const HIGH_WATER = 1 << 20;
 export class Mesh {
   /**
    * @param {object} options
-   * @param {import("./protocol.js").DeviceKey} options.key
+   * @param {import("./protocol/keys.js").DeviceKey} options.key
    * @param {(device: string) => string} options.roomFor
    * @param {(room: string, to: string, kind: string, payload: object) => Promise<void>}
    *   options.sendSignal

@@ -35,16 +35,9 @@
 // `Negotiation` is a part of the Mesh, kept in its own module: it reads and calls the rest of
 // the mesh through `this.mesh`.
 
-import {
-  BadSignature,
-  b64decode,
-  b64encode,
-  fingerprintSignedBytes,
-  ProtocolError,
-  sdpFingerprint,
-  sign,
-  verifySignature,
-} from "./protocol.js";
+import { BadSignature, ProtocolError } from "./protocol/errors.js";
+import { fingerprintSignedBytes, sdpFingerprint } from "./protocol/fingerprint.js";
+import { b64decode, b64encode, sign, verifySignature } from "./protocol/keys.js";
 import { timing } from "./timing.js";
 import { CHANNEL_LABEL, LinkState, offerId, orClosed, short } from "./browser-link.js";
 

@@ -14,8 +14,8 @@
 // Its parts, each a module of its own that reads and calls the rest of the room through
 // `this.peer`: the server's side of the room (join, roster, signals, stored notices, keys,
 // history, uploads) in browser-room-server.js, delivery that needs no particular link
-// (protocol.js CatchUp) in browser-sync.js, and frames from peers and the messages they bring
-// in browser-receiving.js.
+// (protocol/catchup.js CatchUp) in browser-sync.js, and frames from peers and the messages
+// they bring in browser-receiving.js.
 
 import { short } from "./browser-link.js";
 import { BrowserLog } from "./browser-log.js";
@@ -27,28 +27,24 @@ import { nowSeconds, Sync } from "./browser-sync.js";
 import { Receiving } from "./browser-receiving.js";
 import { Roster } from "./roster.js";
 import { timing } from "./timing.js";
-/** @typedef {import("./protocol.js").Envelope} Envelope */
+/** @typedef {import("./protocol/envelope.js").Envelope} Envelope */
 /** @typedef {import("./browser-mesh.js").Peer} Peer */
 /**
  * What a room needs of the page's device (browser-device.js): the signed-in user, the key,
  * the database, the server connection and the mesh (through its RoomMesh), and word back
  * when the room list changes or the server drops the page from the room.
  * @typedef {import("./browser-room-mesh.js").MeshOwner & {
- *   user: string, key: import("./protocol.js").DeviceKey, db: IDBDatabase,
+ *   user: string, key: import("./protocol/keys.js").DeviceKey, db: IDBDatabase,
  *   server: import("./browser-server.js").ServerConnection,
  *   pushRooms(): void, removed(room: string): void,
  * }} RoomOwner
  */
-import {
-  CatchUp,
-  envelopeId,
-  keysFramesFor,
-  linksFrame,
-  msgFrame,
-  orderToken,
-  parseOrderToken,
-  ProtocolError,
-} from "./protocol.js";
+import { CatchUp } from "./protocol/catchup.js";
+import { envelopeId } from "./protocol/envelope.js";
+import { ProtocolError } from "./protocol/errors.js";
+import { linksFrame } from "./protocol/links.js";
+import { orderToken, parseOrderToken } from "./protocol/paging.js";
+import { keysFramesFor, msgFrame } from "./protocol/sync.js";
 
 const PAGE = 50;
 const MAX_PAGE = 200;
@@ -96,7 +92,7 @@ export class BrowserPeer {
      *   the links that peer last reported of its own
      */
     this.reported = new Map();
-    // What to pull, from whom and when (protocol.js CatchUp).
+    // What to pull, from whom and when (protocol/catchup.js CatchUp).
     this.catchup = new CatchUp();
     // Its parts, kept in their own modules: the server's side of the room (uploads, history,
     // stored notices), catch-up that needs no particular link, and the receive path.
@@ -108,7 +104,7 @@ export class BrowserPeer {
     this.user;
     /** @type {IDBDatabase} */
     this.db;
-    /** @type {import("./protocol.js").DeviceKey} */
+    /** @type {import("./protocol/keys.js").DeviceKey} */
     this.key;
     /** @type {Roster} */
     this.rosterRule;

@@ -9,23 +9,22 @@
 // calls the rest of the room through `this.peer`.
 
 import { nowSeconds } from "./browser-sync.js";
+import { untagRoom } from "./protocol/channel.js";
 import {
   checkLamportHorizon,
-  encodeFrame,
   envelopeFromObject,
   envelopeId,
-  keyMatchesDevice,
-  parseFrame,
-  parseLinksFrame,
-  ProtocolError,
-  syncFrameFromObject,
-  untagRoom,
-  vectorDigest,
   verifyEnvelope,
-} from "./protocol.js";
+} from "./protocol/envelope.js";
+import { ProtocolError } from "./protocol/errors.js";
+import { keyMatchesDevice } from "./protocol/keys.js";
+import { parseLinksFrame } from "./protocol/links.js";
+import { encodeFrame, parseFrame } from "./protocol/strict-json.js";
+import { syncFrameFromObject } from "./protocol/sync.js";
+import { vectorDigest } from "./protocol/vector.js";
 import { timing } from "./timing.js";
 
-/** @typedef {import("./protocol.js").Envelope} Envelope */
+/** @typedef {import("./protocol/envelope.js").Envelope} Envelope */
 /** @typedef {import("./browser-mesh.js").Peer} Peer */
 /** @typedef {import("./browser-peer.js").BrowserPeer} BrowserPeer */
 

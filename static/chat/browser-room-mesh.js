@@ -4,12 +4,12 @@
 // The page holds one Mesh (browser-mesh.js: one RTCPeerConnection and data channel per other
 // device) for every room it is in. Each room (a BrowserPeer) sees it through a RoomMesh: its
 // own roster, the links to the devices on it, and `send`/`broadcast` that tag every frame
-// with the room (protocol.js `tagRoom`) and reach only the room's devices. The page links to
-// a device while any room lists it, so a second room shared with a linked device opens
-// nothing new, and a room that drops a device closes the link only when no other room lists
-// it.
+// with the room (protocol/channel.js `tagRoom`) and reach only the room's devices. The page
+// links to a device while any room lists it, so a second room shared with a linked device
+// opens nothing new, and a room that drops a device closes the link only when no other room
+// lists it.
 
-import { tagRoom } from "./protocol.js";
+import { tagRoom } from "./protocol/channel.js";
 import { LinkState } from "./browser-mesh.js";
 
 /** @typedef {import("./browser-mesh.js").Peer} Peer */

@@ -11,7 +11,9 @@ import { short } from "./browser-link.js";
 import { OTHERS_GRACE_MS } from "./browser-log.js";
 import { LinkState } from "./browser-mesh.js";
 import { nowSeconds } from "./browser-sync.js";
-import { envelopeId, envelopeToObject, keyMatchesDevice, MAX_BATCH } from "./protocol.js";
+import { envelopeId, envelopeToObject } from "./protocol/envelope.js";
+import { keyMatchesDevice } from "./protocol/keys.js";
+import { MAX_BATCH } from "./protocol/limits.js";
 import { timing } from "./timing.js";
 
 /** @typedef {import("./browser-peer.js").BrowserPeer} BrowserPeer */

@@ -1,25 +1,21 @@
 // @ts-check
 // Delivery that needs no particular link, in the browser: the catch-up rules' effects
-// (protocol.js CatchUp: digests, pulls, a read of the server) carried out and their clock
-// run, and the answers to a peer's pull, in bounded batches. The JavaScript twin of the
+// (protocol/catchup.js CatchUp: digests, pulls, a read of the server) carried out and their
+// clock run, and the answers to a peer's pull, in bounded batches. The JavaScript twin of the
 // catch-up loop in peer_agent/agent.py and of peer_agent/sync_streams.py.
 //
 // `Sync` is a part of the room (browser-peer.js), kept in its own module: it reads and calls
 // the rest of the room through `this.peer`.
 
-import {
-  batchesFor,
-  digestFrame,
-  envelopeId,
-  MAX_BATCH,
-  vectorDigest,
-  vectorFrame,
-} from "./protocol.js";
+import { envelopeId } from "./protocol/envelope.js";
+import { MAX_BATCH } from "./protocol/limits.js";
+import { batchesFor, digestFrame, vectorFrame } from "./protocol/sync.js";
+import { vectorDigest } from "./protocol/vector.js";
 
-/** @typedef {import("./protocol.js").Envelope} Envelope */
+/** @typedef {import("./protocol/envelope.js").Envelope} Envelope */
 /** @typedef {import("./browser-peer.js").BrowserPeer} BrowserPeer */
 
-/** The catch-up rules' clock, in seconds (protocol.js CatchUp). */
+/** The catch-up rules' clock, in seconds (protocol/catchup.js CatchUp). */
 export function nowSeconds() {
   return performance.now() / 1000;
 }
@@ -37,7 +33,7 @@ export class Sync {
 
   /**
    * Carry out what the catch-up rules decided: digests, pulls, a read of the server.
-   * @param {import("./protocol.js").CatchUpEffect[]} effects
+   * @param {import("./protocol/catchup.js").CatchUpEffect[]} effects
    */
   async apply(effects) {
     let digest = null;

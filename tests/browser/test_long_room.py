@@ -22,7 +22,7 @@ WINDOW = 200  # static/chat/message-window.js WINDOW
 # one transaction, as if this device had written them (and the server held them) before.
 SEED = """async ({ user, room, count }) => {
   const { openDatabase, loadOrCreateDeviceKey } = await import('/static/chat/browser-log.js');
-  const { createEnvelope } = await import('/static/chat/protocol.js');
+  const { createEnvelope } = await import('/static/chat/protocol/envelope.js');
   const db = await openDatabase(user);
   const key = await loadOrCreateDeviceKey(db);
   const start = Date.now() - count * 1000;

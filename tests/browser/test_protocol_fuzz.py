@@ -1,6 +1,7 @@
-"""The browser's port of the protocol (static/chat/protocol.js) fed the fuzzing corpus of
-tests/hostile/test_fuzz.py in Chromium: every parser a peer's frame reaches returns a value or
-refuses with a ProtocolError that has a code and a reason, and never throws anything else."""
+"""The browser's port of the protocol (static/chat/protocol/, through protocol.js) fed the
+fuzzing corpus of tests/hostile/test_fuzz.py in Chromium: every parser a peer's frame reaches
+returns a value or refuses with a ProtocolError that has a code and a reason, and never throws
+anything else."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The browser's port of the protocol (static/chat/protocol.js), run in Chromium, reproduces
-the Python reference: the fixed test vectors, signatures, frame parsing and batch packing."""
+"""The browser's port of the protocol (static/chat/protocol/, all of it through protocol.js),
+run in Chromium, reproduces the Python reference: the fixed test vectors, signatures, frame
+parsing and batch packing."""
 
 from __future__ import annotations
 
@@ -303,30 +304,48 @@ def test_catch_up_rules_decide_as_in_python(page: Page) -> None:
 
 def test_the_port_has_the_python_frame_types_and_limits(page: Page) -> None:
     """The browser peer hard-codes these; each must equal protocol/'s, or peers disagree on
-    what a valid frame is."""
+    what a valid frame is. Each is read from the module named after its Python twin
+    (static/chat/protocol/limits.js for protocol/limits.py, ...) and again through
+    protocol.js, which re-exports them all."""
     from protocol import canonical, keys, limits, strict_json
     from protocol import links as link_rules
     from protocol.channel import FRAME_TYPES
 
     expected = {
-        "FRAME_TYPES": list(FRAME_TYPES),
-        "MAX_TEXT_CHARS": limits.MAX_TEXT_CHARS, "MAX_TEXT_BYTES": limits.MAX_TEXT_BYTES,
-        "MAX_FRAME_BYTES": limits.MAX_FRAME_BYTES, "MAX_SAFE": limits.MAX_SAFE_INTEGER,
-        "MAX_BATCH": limits.MAX_BATCH, "MAX_VECTOR_DEVICES": limits.MAX_VECTOR_DEVICES,
-        "MAX_USERNAME_CHARS": limits.MAX_USERNAME_CHARS,
-        "MAX_ROOM_CHARS": limits.MAX_ROOM_CHARS, "LAMPORT_LEAD_MS": limits.LAMPORT_LEAD_MS,
-        "SIGNATURE_BYTES": keys.SIGNATURE_BYTES, "KEY_BYTES": keys.KEY_BYTES,
-        "ENVELOPE_DOMAIN": canonical.ENVELOPE_DOMAIN,
-        "FINGERPRINT_DOMAIN": canonical.FINGERPRINT_DOMAIN,
-        "VECTOR_DIGEST_DOMAIN": canonical.VECTOR_DIGEST_DOMAIN,
-        "LINK_STATES": list(link_rules.LINK_STATES), "MAX_LINKS": link_rules.MAX_LINKS,
-        "MAX_RTT_MS": link_rules.MAX_RTT_MS,
-        "MAX_JSON_DEPTH": strict_json.MAX_JSON_DEPTH, "MAX_INT_DIGITS": strict_json.MAX_INT_DIGITS,
-        "ROOM_TAG_BYTES": limits.ROOM_TAG_BYTES,
+        "channel": {"FRAME_TYPES": list(FRAME_TYPES)},
+        "limits": {
+            "MAX_TEXT_CHARS": limits.MAX_TEXT_CHARS, "MAX_TEXT_BYTES": limits.MAX_TEXT_BYTES,
+            "MAX_FRAME_BYTES": limits.MAX_FRAME_BYTES, "MAX_SAFE": limits.MAX_SAFE_INTEGER,
+            "MAX_BATCH": limits.MAX_BATCH, "MAX_VECTOR_DEVICES": limits.MAX_VECTOR_DEVICES,
+            "MAX_USERNAME_CHARS": limits.MAX_USERNAME_CHARS,
+            "MAX_ROOM_CHARS": limits.MAX_ROOM_CHARS, "LAMPORT_LEAD_MS": limits.LAMPORT_LEAD_MS,
+            "ROOM_TAG_BYTES": limits.ROOM_TAG_BYTES,
+        },
+        "keys": {"SIGNATURE_BYTES": keys.SIGNATURE_BYTES, "KEY_BYTES": keys.KEY_BYTES},
+        "canonical": {
+            "ENVELOPE_DOMAIN": canonical.ENVELOPE_DOMAIN,
+            "FINGERPRINT_DOMAIN": canonical.FINGERPRINT_DOMAIN,
+            "VECTOR_DIGEST_DOMAIN": canonical.VECTOR_DIGEST_DOMAIN,
+        },
+        "links": {
+            "LINK_STATES": list(link_rules.LINK_STATES), "MAX_LINKS": link_rules.MAX_LINKS,
+            "MAX_RTT_MS": link_rules.MAX_RTT_MS,
+        },
+        "strict-json": {
+            "MAX_JSON_DEPTH": strict_json.MAX_JSON_DEPTH,
+            "MAX_INT_DIGITS": strict_json.MAX_INT_DIGITS,
+        },
     }
-    got = run_js(page, "return Object.fromEntries(arg.map((name) => [name, p[name]]));",
-                 list(expected))
-    assert got == expected
+    got = run_js(page, """
+      const out = {};
+      for (const [module, names] of Object.entries(arg)) {
+        const twin = await import(`/static/chat/protocol/${module}.js`);
+        out[module] = Object.fromEntries(names.map((name) => [name, [twin[name], p[name]]]));
+      }
+      return out;
+    """, {module: list(constants) for module, constants in expected.items()})
+    assert got == {module: {name: [value, value] for name, value in constants.items()}
+                   for module, constants in expected.items()}
 
 
 def test_room_tags_are_written_and_checked_as_in_python(page: Page) -> None:

@@ -31,7 +31,7 @@ async (arg) => {
   const { BrowserLog, loadOrCreateDeviceKey, openDatabase } =
     await import('/static/chat/browser-log.js');
   const { Roster } = await import('/static/chat/roster.js');
-  const { envelopeId } = await import('/static/chat/protocol.js');
+  const { envelopeId } = await import('/static/chat/protocol/envelope.js');
   const errors = [];
   const quiet = { debug() {}, info() {}, log() {}, warn() {},
                   error: (...args) => errors.push(args.map(String).join(' ')) };
