@@ -62,7 +62,8 @@ from .room_server import RoomServer
 from .roster import RosterCache, roster_file
 from .session import server_address
 from .sync_streams import SyncStreams
-from .ui import Coalesced, UIError
+from .ui import Coalesced
+from .ui_input import UIError
 
 if TYPE_CHECKING:
     from .device import Device

@@ -43,7 +43,8 @@ from .readers import Readers
 from .rooms_file import rooms_to_join, save_rooms
 from .session import load_or_create_key, sign_in
 from .signaling_client import RECONNECT_MAX, SignalingClient, SignInError
-from .ui import ChatUI, UIError
+from .ui import ChatUI
+from .ui_input import UIError
 
 log = logging.getLogger("gibberish.agent")
 

@@ -12,8 +12,9 @@ the body); without a name they mean the first room joined. Live events carry the
 A page says on its WebSocket which room it reads: `{"type": "reading", "room": name}` while it
 shows that room in view, `"room": null` while it is hidden (readers.py: that room's messages
 are seen as they come, not counted unread). Anything else a page sends there (longer than
-MAX_PAGE_FRAME, not a JSON object, another type, a room that is not a name of this device) is
-ignored and logged: a page's mistake does not cost it its live events."""
+ui_input.MAX_PAGE_FRAME, not a JSON object, another type, a room that is not a name of this
+device) is ignored and logged: a page's mistake does not cost it its live events. What pages
+send is read in ui_input.py."""
 
 
 from __future__ import annotations
@@ -29,10 +30,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMessage, WSMsgType, web
 
-from protocol.limits import MAX_ROOM_CHARS
-from protocol.strict_json import InvalidJson, loads
-
 from . import trace
+from .ui_input import UIError, json_body, limit_of, reading_of, room_of, text_of
 
 log = logging.getLogger("gibberish.agent.ui")
 
@@ -50,9 +49,6 @@ MAX_BODY = 64 * 1024
 # median in bench.mesh's idle pass), while a frame costs its writer about 50 µs of CPU.
 UI_FLUSH_INTERVAL = 0.01
 UI_FLUSH_BURST = 16
-# The most a page's frame on its WebSocket may hold: `{"type": "reading", "room": …}` with a
-# room name of MAX_ROOM_CHARS characters, escaped, is well under it. Longer ones are not read.
-MAX_PAGE_FRAME = 4096
 
 
 class ChatBackend(Protocol):
@@ -72,12 +68,6 @@ class ChatBackend(Protocol):
     def mark_read(self, name: str) -> dict[str, Any]: ...
     def reading(self, page: Hashable, room: str | None) -> None: ...
     def links(self) -> dict[str, Any]: ...
-
-
-class UIError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 class Coalesced:
@@ -201,15 +191,15 @@ class ChatUI:
         return web.json_response(self.backend.state(request.query.get("room")))
 
     async def _messages(self, request: web.Request) -> web.Response:
-        limit = _limit(request, default=50, most=200)
+        limit = limit_of(request, default=50, most=200)
         return web.json_response(self.backend.messages_page(
             request.query.get("room"), request.query.get("before"), limit))
 
     async def _post_message(self, request: web.Request) -> web.Response:
         if trace.ON:
             trace.request_started.set(time.perf_counter())
-        body = await _json_body(request)
-        message = await self.backend.post_message(_room_of(body), _text_of(body))
+        body = await json_body(request)
+        message = await self.backend.post_message(room_of(body), text_of(body))
         return web.json_response({"message": message}, status=201)
 
     async def _message_path(self, request: web.Request) -> web.Response:
@@ -218,11 +208,11 @@ class ChatUI:
 
     async def _events(self, request: web.Request) -> web.Response:
         return web.json_response(self.backend.events(request.query.get("room"),
-                                                     _limit(request, default=500, most=500)))
+                                                     limit_of(request, default=500, most=500)))
 
     async def _post_event(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
-        event = self.backend.note(_room_of(body), _text_of(body))
+        body = await json_body(request)
+        event = self.backend.note(room_of(body), text_of(body))
         return web.json_response({"event": event}, status=201)
 
     async def _rooms(self, request: web.Request) -> web.Response:
@@ -230,7 +220,7 @@ class ChatUI:
 
     async def _join(self, request: web.Request) -> web.Response:
         """Join a room by name, or create it private: `{"name", "private": bool}`."""
-        body = await _json_body(request)
+        body = await json_body(request)
         name, private = body.get("name"), body.get("private", False)
         if not isinstance(name, str) or not isinstance(private, bool):
             raise UIError(400, "invalid_request",
@@ -245,7 +235,7 @@ class ChatUI:
 
     async def _direct(self, request: web.Request) -> web.Response:
         """Open the direct-message room with `{"user"}`."""
-        user = (await _json_body(request)).get("user")
+        user = (await json_body(request)).get("user")
         if not isinstance(user, str):
             raise UIError(400, "invalid_request", "the body must be {\"user\": \"…\"}")
         return web.json_response(await self.backend.direct(user), status=201)
@@ -281,7 +271,7 @@ class ChatUI:
             if msg.type != WSMsgType.TEXT:
                 raise UIError(400, "invalid_frame", f"a {msg.type.name} frame: only text "
                               "frames are read")
-            self.backend.reading(ws, _reading_of(msg.data))
+            self.backend.reading(ws, reading_of(msg.data))
         except UIError as exc:
             log.info("ignored a frame from a page: %s: %s", exc.code, exc.message)
 
@@ -390,65 +380,3 @@ class ChatUI:
             await ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
-
-
-def _limit(request: web.Request, default: int, most: int) -> int:
-    """The `limit` query parameter, clamped to 1..most."""
-    try:
-        return max(1, min(most, int(request.query.get("limit", str(default)))))
-    except ValueError:
-        raise UIError(400, "invalid_argument", "limit must be an integer") from None
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    """A JSON object body; a cross-site form cannot send JSON."""
-    if request.content_type != "application/json":
-        raise UIError(415, "json_required", "send a JSON body {\"text\": …}")
-    charset = request.charset
-    if charset is not None and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
-        raise UIError(400, "invalid_json",
-                      f"the body must be UTF-8, not {charset[:40]!r}")
-    try:
-        body = loads(await request.read())
-    except InvalidJson as exc:
-        raise UIError(400, "invalid_json", str(exc)) from None
-    if not isinstance(body, dict):
-        raise UIError(400, "invalid_request", "the body must be a JSON object")
-    return body
-
-
-def _text_of(body: dict[str, Any]) -> str:
-    text = body.get("text")
-    if not isinstance(text, str):
-        raise UIError(400, "invalid_request", "the body must be {\"text\": \"…\"}")
-    return text
-
-
-def _reading_of(text: str) -> str | None:
-    """The room a page's `{"type": "reading", "room": name or null}` frame names; UIError
-    saying what is wrong with any other frame."""
-    if len(text) > MAX_PAGE_FRAME:
-        raise UIError(413, "too_large", f"a frame of {len(text)} characters: at most "
-                      f"{MAX_PAGE_FRAME}")
-    try:
-        frame = loads(text)
-    except InvalidJson as exc:
-        raise UIError(400, "invalid_json", str(exc)) from None
-    if not isinstance(frame, dict):
-        raise UIError(400, "invalid_frame", "a frame must be a JSON object")
-    if frame.get("type") != "reading":
-        raise UIError(400, "invalid_frame", "a frame must be {\"type\": \"reading\", "
-                      f"\"room\": …}}, not of type {frame.get('type')!r:.40}")
-    room = frame.get("room", ...)  # missing is not null: refused below
-    if room is not None and not isinstance(room, str):
-        raise UIError(400, "invalid_frame", "room must be a room name or null")
-    if room is not None and len(room) > MAX_ROOM_CHARS:
-        raise UIError(400, "invalid_frame", f"room names have at most {MAX_ROOM_CHARS} characters")
-    return room
-
-
-def _room_of(body: dict[str, Any]) -> str | None:
-    room = body.get("room")
-    if room is not None and not isinstance(room, str):
-        raise UIError(400, "invalid_request", "room must be a room name")
-    return room

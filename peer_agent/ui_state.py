@@ -11,7 +11,7 @@ from protocol.paging import order_token, parse_order_token
 
 from .mesh import Link, LinkState
 from .records import NOTE_MAX_CHARS
-from .ui import UIError
+from .ui_input import UIError
 
 if TYPE_CHECKING:
     from .agent import Agent

@@ -328,7 +328,9 @@ def test_messages_in_the_room_on_screen_are_read_as_they_come_not_counted_unread
                              f".unread[{json.dumps(room)}]") == 0
         # A room not on screen still counts.
         join_from_list(page, other)
+        expect(entry(page, other)).to_have_attribute("aria-current", "true", timeout=LONG)
         open_room(page, room)
+        expect(entry(page, room)).to_have_attribute("aria-current", "true", timeout=LONG)
         poll(lambda: [sorted(map(str, link["rooms"])) for link in agent_link(alice, device)]
              == [sorted([room, other])], timeout=60, message="the page linked in both rooms")
         alice.send("elsewhere", room=other)
