@@ -94,7 +94,7 @@ _SCHEMA_2 = (
 # outbox drained in quadratic time.
 _SCHEMA_3 = (
     "ALTER TABLE outbox ADD COLUMN lamport INTEGER NOT NULL DEFAULT 0",
-    """UPDATE outbox SET lamport = (SELECT m.lamport FROM messages m WHERE m.room = outbox.room
-        AND m.device = outbox.device AND m.seq = outbox.seq)""",
+    """UPDATE outbox SET lamport = COALESCE((SELECT m.lamport FROM messages m
+        WHERE m.room = outbox.room AND m.device = outbox.device AND m.seq = outbox.seq), 0)""",
     "CREATE INDEX outbox_order ON outbox (room, lamport, device, seq)",
 )
