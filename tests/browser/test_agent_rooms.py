@@ -348,15 +348,21 @@ def test_switching_rooms_while_messages_arrive_keeps_each_in_its_room(
          message="the room shown is read")
 
 
+def mark_read_posts(page: Page) -> list[str]:
+    """The page's POSTs marking a room read, from now on (the list grows as they are made)."""
+    marked: list[str] = []
+    page.on("request", lambda request: marked.append(request.url)
+            if request.method == "POST" and MARK_READ.search(request.url) else None)
+    return marked
+
+
 def test_messages_in_the_room_on_screen_are_seen_not_counted_and_not_marked_read_each(
     open_page: OpenPage, rooms: Rooms,
 ) -> None:
     # Each message in the room on screen was counted unread, then marked read by the page: a
     # POST, a write of the read marker, two pushes of the room list and two redraws of it.
     page = open_page()
-    marked: list[str] = []
-    page.on("request", lambda request: marked.append(request.url)
-            if request.method == "POST" and MARK_READ.search(request.url) else None)
+    marked = mark_read_posts(page)
     page.goto(rooms.alice.url + "/")
     expect(entry(page, rooms.first)).to_have_attribute("aria-current", "true", timeout=LONG)
     # Live events flow: the page's socket is open, and it said which room it reads.
@@ -381,9 +387,7 @@ def test_a_hidden_page_reads_no_room_so_its_messages_count_until_it_is_seen_agai
     open_page: OpenPage, rooms: Rooms,
 ) -> None:
     page = open_page()
-    marked: list[str] = []
-    page.on("request", lambda request: marked.append(request.url)
-            if request.method == "POST" and MARK_READ.search(request.url) else None)
+    marked = mark_read_posts(page)
     page.add_init_script(WATCH_READING)
     page.goto(rooms.alice.url + "/")
     bob = page.locator(f"#members .member[data-device='{rooms.bob.device}']")

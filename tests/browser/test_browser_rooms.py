@@ -110,6 +110,17 @@ def agent_link(agent: Agent, device: str) -> list[dict[str, object]]:
     return [link for link in agent.device_links() if link["device"] == device]
 
 
+def join_and_come_back(page: Page, agent: Agent, device: str, shown: str, other: str) -> None:
+    """The page, showing `shown`, joins `other` from its list (which shows it), opens `shown`
+    again, and is linked with `agent` in both."""
+    join_from_list(page, other)
+    expect(entry(page, other)).to_have_attribute("aria-current", "true", timeout=LONG)
+    open_room(page, shown)
+    expect(entry(page, shown)).to_have_attribute("aria-current", "true", timeout=LONG)
+    poll(lambda: [sorted(map(str, link["rooms"])) for link in agent_link(agent, device)]
+         == [sorted([shown, other])], timeout=60, message="the page linked in both rooms")
+
+
 def test_a_page_in_two_rooms_shares_one_connection_and_keeps_each_rooms_messages_apart(
     open_page: OpenPage, server: Server, tmp_path: Path,
 ) -> None:
@@ -174,11 +185,7 @@ def test_unread_counts_rise_and_clear_and_rooms_switch_without_a_reload(
         server.register(carol)
         page = open_page()
         device = join_room_page(page, server, carol, first)
-        join_from_list(page, second)
-        expect(entry(page, second)).to_have_attribute("aria-current", "true", timeout=LONG)
-        open_room(page, first)
-        poll(lambda: [sorted(map(str, link["rooms"])) for link in agent_link(alice, device)]
-             == [sorted([first, second])], timeout=60, message="the page linked in both rooms")
+        join_and_come_back(page, alice, device, first, second)
         page.evaluate("() => { window.__sameDocument = true; }")
         for n in range(3):
             alice.send(f"unread {n}", room=second)
@@ -327,12 +334,7 @@ def test_messages_in_the_room_on_screen_are_read_as_they_come_not_counted_unread
         assert page.evaluate(f"() => JSON.parse(localStorage.getItem('gibberish:{carol}:rooms'))"
                              f".unread[{json.dumps(room)}]") == 0
         # A room not on screen still counts.
-        join_from_list(page, other)
-        expect(entry(page, other)).to_have_attribute("aria-current", "true", timeout=LONG)
-        open_room(page, room)
-        expect(entry(page, room)).to_have_attribute("aria-current", "true", timeout=LONG)
-        poll(lambda: [sorted(map(str, link["rooms"])) for link in agent_link(alice, device)]
-             == [sorted([room, other])], timeout=60, message="the page linked in both rooms")
+        join_and_come_back(page, alice, device, room, other)
         alice.send("elsewhere", room=other)
         expect(badge(page, other)).to_have_text("1", timeout=LONG)
     finally:
