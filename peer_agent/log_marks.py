@@ -35,8 +35,10 @@ class ReadMarkers(LogFile):
         """Every room the log holds envelopes of (an agent from before rooms were remembered
         finds the rooms it was in here)."""
         with self._lock:
+            # A room holding envelopes has heads (kept with every insert): a row per device,
+            # where the messages have a row per message.
             return [r[0] for r in self._db.execute(
-                "SELECT DISTINCT room FROM messages ORDER BY room").fetchall()]
+                "SELECT DISTINCT room FROM heads ORDER BY room").fetchall()]
 
     def unread(self, room: str) -> int:
         """How many envelopes from other devices arrived in the room since it was last read."""

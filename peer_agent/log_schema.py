@@ -97,4 +97,7 @@ _SCHEMA_3 = (
     """UPDATE outbox SET lamport = COALESCE((SELECT m.lamport FROM messages m
         WHERE m.room = outbox.room AND m.device = outbox.device AND m.seq = outbox.seq), 0)""",
     "CREATE INDEX outbox_order ON outbox (room, lamport, device, seq)",
+    # The room's messages in arrival order (an index holds the rowid): the unread count reads
+    # those after the read marker, not the whole room.
+    "CREATE INDEX messages_arrival ON messages (room)",
 )

@@ -480,8 +480,10 @@ def test_the_file_uses_wal_and_records_its_schema_version(tmp_path: Path) -> Non
 
 
 def as_schema_2(db: sqlite3.Connection) -> None:
-    """Rewrite a file's outbox as schemas 1 and 2 had it: no Lamport time, no index of its own."""
+    """Rewrite a file as schemas 1 and 2 had it: an outbox with no Lamport time and no index of
+    its own, no index of the messages in arrival order."""
     db.execute("DROP INDEX outbox_order")
+    db.execute("DROP INDEX messages_arrival")
     db.execute("ALTER TABLE outbox RENAME TO outbox_3")
     db.execute("""CREATE TABLE outbox (room TEXT NOT NULL, device TEXT NOT NULL,
         seq INTEGER NOT NULL, PRIMARY KEY (room, device, seq),
@@ -570,6 +572,7 @@ def test_unread_counts_others_messages_since_the_room_was_last_read(log: LocalLo
     log.add_many([envelope(BOB, 1), envelope(BOB, 2)], peer_origin(BOB))
     log.add_many([envelope(CAROL, 1, room="kitchen")], peer_origin(CAROL))
     assert (log.unread("lobby"), log.unread("kitchen")) == (2, 1)
+    assert log.rooms() == ["kitchen", "lobby"]
     log.mark_read("lobby")
     # Messages of another room, and this device's own, never count.
     log.add_many([envelope(CAROL, 2, room="kitchen")], peer_origin(CAROL))
