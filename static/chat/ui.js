@@ -12,15 +12,15 @@
 
 import { MessageWindow, tokenOf, WINDOW } from "./message-window.js";
 import { buildChatLayout } from "./chat-layout.js";
-import { buildNetworkPanel, clock, NetworkView } from "./network.js";
-import { setTime } from "./timestamps.js";
+import { fillDelivery, laterDelivery, renderMessage, togglePath } from "./message-item.js";
+import { buildNetworkPanel, NetworkView } from "./network.js";
 import { el } from "./dom.js";
 import { timing } from "./timing.js";
 
 export { buildChatLayout };
 
 /** @typedef {import("./message-window.js").Message} Message */
-/** @typedef {{peers_reached: number, peers_total: number, server: boolean}} Delivery */
+/** @typedef {import("./message-item.js").Delivery} Delivery */
 /**
  * What the view asks of its backend (agent-backend.js, or browser-peer.js); replies are the
  * backend's JSON, read as it comes. `room` and `setRoom` only where `openRoom` is used.
@@ -90,35 +90,6 @@ const LINK_LABELS = {
   offline: "offline",
 };
 
-// Made once: toLocaleTimeString() builds a formatter on every call, a fair part of drawing a
-// message.
-const TIME_OF_DAY = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
-const DAY_AND_TIME = new Intl.DateTimeFormat([], { dateStyle: "short", timeStyle: "short" });
-
-/**
- * @param {Date} d
- */
-function formatTime(d) {
-  const now = new Date();
-  const sameDay = d.getDate() === now.getDate() && d.getMonth() === now.getMonth()
-    && d.getFullYear() === now.getFullYear();
-  return sameDay ? TIME_OF_DAY.format(d) : DAY_AND_TIME.format(d);
-}
-
-/**
- * The further along of two delivery marks of one message (both only ever move forward).
- * @param {Delivery | null | undefined} shown
- * @param {Delivery | null | undefined} other
- */
-function laterDelivery(shown, other) {
-  if (!shown || !other) return shown || other;
-  return {
-    peers_reached: Math.max(shown.peers_reached, other.peers_reached),
-    peers_total: Math.max(shown.peers_total, other.peers_total),
-    server: shown.server || other.server,
-  };
-}
-
 export class ChatView {
   /**
    * @param {Document} doc
@@ -146,7 +117,7 @@ export class ChatView {
     this.layout = byId("chat-layout");
     this.tabs = { chat: byId("tab-chat"), network: byId("tab-network") };
     this.network = new NetworkView(byId("network"));
-    this.messages = new MessageWindow(this.list, (m) => this.renderMessage(m));
+    this.messages = new MessageWindow(this.list, renderMessage);
     /** @type {string | null} */
     this.olderToken = null;
     /** @type {Promise<void> | null} */
@@ -215,7 +186,7 @@ export class ChatView {
       this.slowDue = false;
       for (const id of this.deliveriesToDraw) {
         const known = this.messages.get(id);
-        if (known) this.fillDelivery(known.node, known.message.delivery);
+        if (known) fillDelivery(known.node, known.message.delivery);
       }
       this.deliveriesToDraw.clear();
       const events = this.eventsToDraw;
@@ -279,7 +250,7 @@ export class ChatView {
     this.list.addEventListener("click", (e) => {
       const button = /** @type {Element} */ (e.target).closest("button.path-toggle");
       const li = button && /** @type {HTMLElement | null} */ (button.closest(".message"));
-      if (li) this.togglePath(li);
+      if (li) togglePath(li, this.backend);
     });
     this.backend.subscribe((event) => this.onEvent(event));
     setInterval(() => this.refreshState(), STATE_REFRESH_MS);
@@ -334,7 +305,7 @@ export class ChatView {
   /** Empty every part that shows one room. */
   clear() {
     this.list.replaceChildren();
-    this.messages = new MessageWindow(this.list, (m) => this.renderMessage(m));
+    this.messages = new MessageWindow(this.list, renderMessage);
     this.setOlder(null);
     this.loadingOlder = null;
     this.members.replaceChildren();
@@ -497,90 +468,6 @@ export class ChatView {
       return;
     }
     this.messages.insert(m, olderUnloaded);
-  }
-
-  /**
-   * @param {Message} m
-   */
-  renderMessage(m) {
-    const li = el("li", { className: "message" + (m.mine ? " mine" : "") });
-    li.dataset.id = m.id;
-    const head = el("div", { className: "message-head" });
-    head.append(el("span", { className: "author" }, m.author));
-    const time = /** @type {HTMLTimeElement} */ (el("time"));
-    setTime(time, m.ts, formatTime);
-    head.append(time);
-    head.append(el("button", { type: "button", className: "path-toggle", "aria-expanded": "false",
-      title: "How this message travelled" }, "path"));
-    head.append(el("span", { className: "delivery" }));
-    li.append(head, el("p", { className: "text" }, m.text));
-    this.fillDelivery(li, m.delivery);
-    return li;
-  }
-
-  /**
-   * @param {Element} li
-   * @param {Delivery | null | undefined} delivery
-   */
-  fillDelivery(li, delivery) {
-    const mark = /** @type {HTMLElement} */ (li.querySelector(".delivery"));
-    if (!delivery) { mark.textContent = ""; return; }
-    const peers = delivery.peers_total > 0
-      ? `${delivery.peers_reached}/${delivery.peers_total} peers` : "no peers online";
-    mark.textContent = `${peers} · ${delivery.server ? "server ✓" : "server pending"}`;
-    mark.dataset.server = delivery.server ? "yes" : "no";
-    mark.dataset.allPeers = delivery.peers_reached >= delivery.peers_total ? "yes" : "no";
-    mark.title = delivery.server ? "stored in the server's log" : "waiting to reach the server";
-  }
-
-  /**
-   * Open (fetching it afresh) or close the path of a message under it.
-   * @param {HTMLElement} li
-   */
-  async togglePath(li) {
-    const button = /** @type {Element} */ (li.querySelector("button.path-toggle"));
-    const shown = li.querySelector(".path");
-    if (shown) {
-      shown.remove();
-      button.setAttribute("aria-expanded", "false");
-      return;
-    }
-    const box = el("div", { className: "path" });
-    const status = el("p", { className: "path-status" }, "Loading the path…");
-    box.append(status);
-    li.append(box);
-    button.setAttribute("aria-expanded", "true");
-    let reply;
-    try {
-      if (typeof this.backend.path !== "function") throw new Error("this backend keeps no paths");
-      reply = await this.backend.path(String(li.dataset.id));
-    } catch (err) {
-      status.textContent = `Could not load the path: ${err.message}`;
-      status.dataset.error = "yes";
-      return;
-    }
-    if (!box.isConnected) return; // closed while loading
-    const steps = Array.isArray(reply.steps) ? reply.steps : [];
-    const list = el("ol", { className: "path-steps" });
-    const first = steps.length ? steps[0].at : 0;
-    for (const step of steps) {
-      const item = el("li");
-      item.dataset.what = String(step.what);
-      const time = /** @type {HTMLTimeElement} */ (el("time"));
-      setTime(time, step.at, clock);
-      const after = step.at - first;
-      const delta = el("span", { className: "path-delta" },
-        after > 0 ? `+${after < 1000 ? `${after} ms` : `${(after / 1000).toFixed(1)} s`}` : "");
-      const when = el("span", { className: "path-when" });
-      when.append(time, delta);
-      const body = el("span", { className: "path-body" });
-      body.append(el("span", { className: "path-what" }, String(step.what).replace("_", " ")),
-        el("span", { className: "path-text" }, String(step.text || step.what)));
-      item.append(when, body);
-      list.append(item);
-    }
-    status.textContent = steps.length ? "How this message travelled:" : "No steps recorded.";
-    box.append(list);
   }
 
   /**
