@@ -8,13 +8,16 @@
 // the view empties and reads that room afresh (the agent page's room list, rooms.js).
 // Beside the chat sits the Network panel (network.js, docs/network-view.md); on a narrow
 // screen the "Chat" and "Network" tabs switch between the two.
+// The markup is chat-layout.js's, the drawing of one message message-item.js's, the member
+// list and banner members.js's; ChatView here wires them: it schedules the drawing in
+// frames, scrolls, runs the composer and reads the backend's pages, state and events.
 // User text only ever goes through textContent.
 
 import { MessageWindow, tokenOf, WINDOW } from "./message-window.js";
 import { buildChatLayout } from "./chat-layout.js";
 import { fillDelivery, laterDelivery, renderMessage, togglePath } from "./message-item.js";
+import { drawBanner, drawMembers, membersKey } from "./members.js";
 import { buildNetworkPanel, NetworkView } from "./network.js";
-import { el } from "./dom.js";
 import { timing } from "./timing.js";
 
 export { buildChatLayout };
@@ -69,26 +72,6 @@ function nextFrame(work) {
   const frame = requestAnimationFrame(run);
   const timer = setTimeout(run, FRAME_FALLBACK_MS);
 }
-
-/**
- * What the member list shows of a state: it is redrawn only when this changes.
- * @param {any} state
- */
-function membersKey(state) {
-  return JSON.stringify([state.user, state.peers.map((/** @type {any} */ p) => [p.device, p.user, p.state,
-    p.path ? p.path.kind : null, p.ice_restarts || 0,
-    p.rtt_ms == null ? null : Number(p.rtt_ms).toFixed(1)])]);
-}
-
-/** @type {Record<string, string>} */
-const LINK_LABELS = {
-  connected: "direct P2P",
-  connecting: "connecting",
-  disconnected: "interrupted",
-  failed: "reconnecting",
-  closed: "offline",
-  offline: "offline",
-};
 
 export class ChatView {
   /**
@@ -522,54 +505,12 @@ export class ChatView {
     const banner = JSON.stringify([server.connected, server.state, server.outbox]);
     if (banner !== this.drawn.banner) {
       this.drawn.banner = banner;
-      this.drawBanner(server);
+      drawBanner(this.banner, server);
     }
     const members = membersKey(state);
     if (members !== this.drawn.members) {
       this.drawn.members = members;
-      this.drawMembers(state);
-    }
-  }
-
-  /** @param {any} server the state's server part */
-  drawBanner(server) {
-    this.banner.dataset.outbox = String(server.outbox);
-    if (server.connected) {
-      this.banner.hidden = true;
-      this.banner.textContent = "";
-      this.banner.dataset.state = "connected";
-    } else if (server.state === "connecting") {
-      this.banner.textContent = "Connecting to the server…";
-      this.banner.dataset.state = "connecting";
-      this.banner.hidden = false;
-    } else {
-      const n = server.outbox;
-      this.banner.textContent = "The server is unreachable. Chat continues peer to peer; "
-        + `${n} message${n === 1 ? "" : "s"} waiting to reach the server.`;
-      this.banner.dataset.state = "down";
-      this.banner.hidden = false;
-    }
-  }
-
-  /** @param {any} state */
-  drawMembers(state) {
-    this.members.replaceChildren();
-    const me = el("li", { className: "member self" });
-    me.append(el("span", { className: "member-name" }, `${state.user} (you)`),
-              el("span", { className: "link-state" }, "this device"));
-    this.members.append(me);
-    for (const p of state.peers) {
-      const li = el("li", { className: "member" });
-      li.dataset.device = p.device;
-      li.dataset.state = p.state;
-      li.dataset.path = p.state === "connected" && p.path ? p.path.kind : "none";
-      if (p.ice_restarts) li.dataset.iceRestarts = String(p.ice_restarts);
-      li.append(el("span", { className: "member-name" }, p.user));
-      const relayed = p.state === "connected" && p.path && p.path.kind === "relay";
-      const label = relayed ? "P2P via TURN relay" : LINK_LABELS[p.state] || p.state;
-      const rtt = p.state === "connected" && p.rtt_ms != null ? ` · ${p.rtt_ms.toFixed(1)} ms` : "";
-      li.append(el("span", { className: "link-state " + p.state }, label + rtt));
-      this.members.append(li);
+      drawMembers(this.members, state);
     }
   }
 }
