@@ -8,16 +8,22 @@
 // the view empties and reads that room afresh (the agent page's room list, rooms.js).
 // Beside the chat sits the Network panel (network.js, docs/network-view.md); on a narrow
 // screen the "Chat" and "Network" tabs switch between the two.
+// The markup is chat-layout.js's, the drawing of one message message-item.js's, the member
+// list and banner members.js's; ChatView here wires them: it schedules the drawing in
+// frames, scrolls, runs the composer and reads the backend's pages, state and events.
 // User text only ever goes through textContent.
 
 import { MessageWindow, tokenOf, WINDOW } from "./message-window.js";
-import { buildNetworkPanel, clock, NetworkView } from "./network.js";
-import { setTime } from "./timestamps.js";
-import { el } from "./dom.js";
+import { buildChatLayout } from "./chat-layout.js";
+import { fillDelivery, laterDelivery, renderMessage, togglePath } from "./message-item.js";
+import { drawBanner, drawMembers, membersKey } from "./members.js";
+import { buildNetworkPanel, NetworkView } from "./network.js";
 import { timing } from "./timing.js";
 
+export { buildChatLayout };
+
 /** @typedef {import("./message-window.js").Message} Message */
-/** @typedef {{peers_reached: number, peers_total: number, server: boolean}} Delivery */
+/** @typedef {import("./message-item.js").Delivery} Delivery */
 /**
  * What the view asks of its backend (agent-backend.js, or browser-peer.js); replies are the
  * backend's JSON, read as it comes. `room` and `setRoom` only where `openRoom` is used.
@@ -67,99 +73,6 @@ function nextFrame(work) {
   const timer = setTimeout(run, FRAME_FALLBACK_MS);
 }
 
-/**
- * What the member list shows of a state: it is redrawn only when this changes.
- * @param {any} state
- */
-function membersKey(state) {
-  return JSON.stringify([state.user, state.peers.map((/** @type {any} */ p) => [p.device, p.user, p.state,
-    p.path ? p.path.kind : null, p.ice_restarts || 0,
-    p.rtt_ms == null ? null : Number(p.rtt_ms).toFixed(1)])]);
-}
-
-/** @type {Record<string, string>} */
-const LINK_LABELS = {
-  connected: "direct P2P",
-  connecting: "connecting",
-  disconnected: "interrupted",
-  failed: "reconnecting",
-  closed: "offline",
-  offline: "offline",
-};
-
-// Made once: toLocaleTimeString() builds a formatter on every call, a fair part of drawing a
-// message.
-const TIME_OF_DAY = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
-const DAY_AND_TIME = new Intl.DateTimeFormat([], { dateStyle: "short", timeStyle: "short" });
-
-/**
- * @param {Date} d
- */
-function formatTime(d) {
-  const now = new Date();
-  const sameDay = d.getDate() === now.getDate() && d.getMonth() === now.getMonth()
-    && d.getFullYear() === now.getFullYear();
-  return sameDay ? TIME_OF_DAY.format(d) : DAY_AND_TIME.format(d);
-}
-
-/**
- * The further along of two delivery marks of one message (both only ever move forward).
- * @param {Delivery | null | undefined} shown
- * @param {Delivery | null | undefined} other
- */
-function laterDelivery(shown, other) {
-  if (!shown || !other) return shown || other;
-  return {
-    peers_reached: Math.max(shown.peers_reached, other.peers_reached),
-    peers_total: Math.max(shown.peers_total, other.peers_total),
-    server: shown.server || other.server,
-  };
-}
-
-/**
- * Build the chat's markup inside `root`: the server banner, the tabs (narrow screens only),
- * the message list with its "load older" button, the composer, and the side column with the
- * member list and the Network panel. The element ids are what pages, tests and ChatView
- * rely on.
- * @param {HTMLElement} root
- */
-export function buildChatLayout(root) {
-  const banner = el("div", { className: "banner", id: "server-banner", role: "status", hidden: true });
-  const older = el("button", { type: "button", className: "older", id: "load-older", hidden: true },
-    "Load older messages");
-  const empty = el("p", { className: "empty-chat", id: "empty-chat", hidden: true },
-    "No messages yet. Say hello!");
-  const list = el("ol", { className: "messages chat-messages", id: "messages", "aria-live": "polite" });
-  const label = el("label", { for: "composer-text", className: "visually-hidden" }, "Message");
-  const text = el("textarea", { id: "composer-text", name: "text", rows: "1", maxlength: "4000",
-    placeholder: "Write a message", required: true, autocomplete: "off" });
-  const send = el("button", { type: "submit" }, "Send");
-  const form = el("form", { className: "composer", id: "composer" });
-  form.append(label, text, send);
-  const error = el("p", { className: "composer-error", id: "composer-error", role: "alert", hidden: true });
-  const main = el("section", { className: "chat-main", "aria-label": "Messages" });
-  const scroller = el("div", { className: "chat-scroll", id: "chat-scroll" });
-  // Watched to know whether the reader is at the newest messages, without reading layout.
-  const end = el("div", { className: "chat-end", id: "chat-end", "aria-hidden": "true" });
-  scroller.append(older, empty, list, end);
-  main.append(scroller, error, form);
-  main.id = "chat-main";
-  const members = el("aside", { className: "members", "aria-label": "Members" });
-  members.append(el("h2", {}, "In this room"), el("ul", { id: "members" }));
-  const side = el("div", { className: "side-column", id: "side-column" });
-  side.append(members, buildNetworkPanel(document));
-  const tabs = el("div", { className: "view-tabs", role: "tablist", "aria-label": "View" });
-  tabs.append(
-    el("button", { type: "button", id: "tab-chat", role: "tab", "aria-selected": "true",
-      "aria-controls": "chat-main" }, "Chat"),
-    el("button", { type: "button", id: "tab-network", role: "tab", "aria-selected": "false",
-      "aria-controls": "network" }, "Network"));
-  const layout = el("div", { className: "chat-layout", id: "chat-layout" });
-  layout.dataset.tab = "chat";
-  layout.append(main, side);
-  root.replaceChildren(banner, tabs, layout);
-}
-
 export class ChatView {
   /**
    * @param {Document} doc
@@ -187,7 +100,7 @@ export class ChatView {
     this.layout = byId("chat-layout");
     this.tabs = { chat: byId("tab-chat"), network: byId("tab-network") };
     this.network = new NetworkView(byId("network"));
-    this.messages = new MessageWindow(this.list, (m) => this.renderMessage(m));
+    this.messages = new MessageWindow(this.list, renderMessage);
     /** @type {string | null} */
     this.olderToken = null;
     /** @type {Promise<void> | null} */
@@ -256,7 +169,7 @@ export class ChatView {
       this.slowDue = false;
       for (const id of this.deliveriesToDraw) {
         const known = this.messages.get(id);
-        if (known) this.fillDelivery(known.node, known.message.delivery);
+        if (known) fillDelivery(known.node, known.message.delivery);
       }
       this.deliveriesToDraw.clear();
       const events = this.eventsToDraw;
@@ -320,7 +233,7 @@ export class ChatView {
     this.list.addEventListener("click", (e) => {
       const button = /** @type {Element} */ (e.target).closest("button.path-toggle");
       const li = button && /** @type {HTMLElement | null} */ (button.closest(".message"));
-      if (li) this.togglePath(li);
+      if (li) togglePath(li, this.backend);
     });
     this.backend.subscribe((event) => this.onEvent(event));
     setInterval(() => this.refreshState(), STATE_REFRESH_MS);
@@ -375,7 +288,7 @@ export class ChatView {
   /** Empty every part that shows one room. */
   clear() {
     this.list.replaceChildren();
-    this.messages = new MessageWindow(this.list, (m) => this.renderMessage(m));
+    this.messages = new MessageWindow(this.list, renderMessage);
     this.setOlder(null);
     this.loadingOlder = null;
     this.members.replaceChildren();
@@ -541,90 +454,6 @@ export class ChatView {
   }
 
   /**
-   * @param {Message} m
-   */
-  renderMessage(m) {
-    const li = el("li", { className: "message" + (m.mine ? " mine" : "") });
-    li.dataset.id = m.id;
-    const head = el("div", { className: "message-head" });
-    head.append(el("span", { className: "author" }, m.author));
-    const time = /** @type {HTMLTimeElement} */ (el("time"));
-    setTime(time, m.ts, formatTime);
-    head.append(time);
-    head.append(el("button", { type: "button", className: "path-toggle", "aria-expanded": "false",
-      title: "How this message travelled" }, "path"));
-    head.append(el("span", { className: "delivery" }));
-    li.append(head, el("p", { className: "text" }, m.text));
-    this.fillDelivery(li, m.delivery);
-    return li;
-  }
-
-  /**
-   * @param {Element} li
-   * @param {Delivery | null | undefined} delivery
-   */
-  fillDelivery(li, delivery) {
-    const mark = /** @type {HTMLElement} */ (li.querySelector(".delivery"));
-    if (!delivery) { mark.textContent = ""; return; }
-    const peers = delivery.peers_total > 0
-      ? `${delivery.peers_reached}/${delivery.peers_total} peers` : "no peers online";
-    mark.textContent = `${peers} · ${delivery.server ? "server ✓" : "server pending"}`;
-    mark.dataset.server = delivery.server ? "yes" : "no";
-    mark.dataset.allPeers = delivery.peers_reached >= delivery.peers_total ? "yes" : "no";
-    mark.title = delivery.server ? "stored in the server's log" : "waiting to reach the server";
-  }
-
-  /**
-   * Open (fetching it afresh) or close the path of a message under it.
-   * @param {HTMLElement} li
-   */
-  async togglePath(li) {
-    const button = /** @type {Element} */ (li.querySelector("button.path-toggle"));
-    const shown = li.querySelector(".path");
-    if (shown) {
-      shown.remove();
-      button.setAttribute("aria-expanded", "false");
-      return;
-    }
-    const box = el("div", { className: "path" });
-    const status = el("p", { className: "path-status" }, "Loading the path…");
-    box.append(status);
-    li.append(box);
-    button.setAttribute("aria-expanded", "true");
-    let reply;
-    try {
-      if (typeof this.backend.path !== "function") throw new Error("this backend keeps no paths");
-      reply = await this.backend.path(String(li.dataset.id));
-    } catch (err) {
-      status.textContent = `Could not load the path: ${err.message}`;
-      status.dataset.error = "yes";
-      return;
-    }
-    if (!box.isConnected) return; // closed while loading
-    const steps = Array.isArray(reply.steps) ? reply.steps : [];
-    const list = el("ol", { className: "path-steps" });
-    const first = steps.length ? steps[0].at : 0;
-    for (const step of steps) {
-      const item = el("li");
-      item.dataset.what = String(step.what);
-      const time = /** @type {HTMLTimeElement} */ (el("time"));
-      setTime(time, step.at, clock);
-      const after = step.at - first;
-      const delta = el("span", { className: "path-delta" },
-        after > 0 ? `+${after < 1000 ? `${after} ms` : `${(after / 1000).toFixed(1)} s`}` : "");
-      const when = el("span", { className: "path-when" });
-      when.append(time, delta);
-      const body = el("span", { className: "path-body" });
-      body.append(el("span", { className: "path-what" }, String(step.what).replace("_", " ")),
-        el("span", { className: "path-text" }, String(step.text || step.what)));
-      item.append(when, body);
-      list.append(item);
-    }
-    status.textContent = steps.length ? "How this message travelled:" : "No steps recorded.";
-    box.append(list);
-  }
-
-  /**
    * @param {string} id
    * @param {Delivery | null | undefined} delivery
    */
@@ -676,54 +505,12 @@ export class ChatView {
     const banner = JSON.stringify([server.connected, server.state, server.outbox]);
     if (banner !== this.drawn.banner) {
       this.drawn.banner = banner;
-      this.drawBanner(server);
+      drawBanner(this.banner, server);
     }
     const members = membersKey(state);
     if (members !== this.drawn.members) {
       this.drawn.members = members;
-      this.drawMembers(state);
-    }
-  }
-
-  /** @param {any} server the state's server part */
-  drawBanner(server) {
-    this.banner.dataset.outbox = String(server.outbox);
-    if (server.connected) {
-      this.banner.hidden = true;
-      this.banner.textContent = "";
-      this.banner.dataset.state = "connected";
-    } else if (server.state === "connecting") {
-      this.banner.textContent = "Connecting to the server…";
-      this.banner.dataset.state = "connecting";
-      this.banner.hidden = false;
-    } else {
-      const n = server.outbox;
-      this.banner.textContent = "The server is unreachable. Chat continues peer to peer; "
-        + `${n} message${n === 1 ? "" : "s"} waiting to reach the server.`;
-      this.banner.dataset.state = "down";
-      this.banner.hidden = false;
-    }
-  }
-
-  /** @param {any} state */
-  drawMembers(state) {
-    this.members.replaceChildren();
-    const me = el("li", { className: "member self" });
-    me.append(el("span", { className: "member-name" }, `${state.user} (you)`),
-              el("span", { className: "link-state" }, "this device"));
-    this.members.append(me);
-    for (const p of state.peers) {
-      const li = el("li", { className: "member" });
-      li.dataset.device = p.device;
-      li.dataset.state = p.state;
-      li.dataset.path = p.state === "connected" && p.path ? p.path.kind : "none";
-      if (p.ice_restarts) li.dataset.iceRestarts = String(p.ice_restarts);
-      li.append(el("span", { className: "member-name" }, p.user));
-      const relayed = p.state === "connected" && p.path && p.path.kind === "relay";
-      const label = relayed ? "P2P via TURN relay" : LINK_LABELS[p.state] || p.state;
-      const rtt = p.state === "connected" && p.rtt_ms != null ? ` · ${p.rtt_ms.toFixed(1)} ms` : "";
-      li.append(el("span", { className: "link-state " + p.state }, label + rtt));
-      this.members.append(li);
+      drawMembers(this.members, state);
     }
   }
 }
