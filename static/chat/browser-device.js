@@ -12,32 +12,29 @@
 // Frames on a data channel name their room (protocol/channel.js tagRoom): the device parses
 // each once and hands it to that room; a frame for a room the page is not in is refused
 // (`not_in_room`), and one from a device the room does not list yet is held for a moment
-// (its sender may have read the room's roster before this page heard that it joined).
+// (its sender may have read the room's roster before this page heard that it joined):
+// browser-frame-router.js.
 //
 // It is also the chat UI's backend (ui.js, rooms.js), as agent-backend.js is on the agent's
 // page: one room shown at a time (`room`), whose live events pass, and the room list with
 // unread counts, join or create, direct messages and leave.
 //
 // The rooms joined are remembered in this browser (localStorage, per user) with their unread
-// counts, and joined again when the page opens; a browser that remembers none starts with the
-// rooms the server lists for the user.
+// counts (browser-rooms-file.js), and joined again when the page opens; a browser that
+// remembers none starts with the rooms the server lists for the user.
 
+import { FrameRouter } from "./browser-frame-router.js";
 import { loadOrCreateDeviceKey, openDatabase } from "./browser-log.js";
 import { Mesh } from "./browser-mesh.js";
 import { BrowserPeer } from "./browser-peer.js";
+import { loadRooms, saveRooms } from "./browser-rooms-file.js";
 import { ServerConnection, ServerError } from "./browser-server.js";
-import { InvalidEnvelope, ProtocolError } from "./protocol/errors.js";
 import { isNormalizedName } from "./protocol/names.js";
-import { parseFrame } from "./protocol/strict-json.js";
 
 /** @typedef {import("./browser-mesh.js").Peer} Peer */
 /** @typedef {Record<string, any>} LiveEvent */
 /** @typedef {{name: string, kind: string | null, unread: number, server: boolean}} RoomEntry */
 
-// A frame of a room whose roster does not list its sender yet is held this long (at most
-// EARLY_FRAMES_MAX per room and sender), then refused as not_in_room (device.py's rule).
-const EARLY_FRAME_HOLD_MS = 3000;
-const EARLY_FRAMES_MAX = 64;
 // How long joining from the UI waits for the server's answer before leaving it to the
 // background (the server may be down: the room is joined once it is back).
 const JOIN_ANSWER_WAIT_MS = 5000;
@@ -67,10 +64,9 @@ export class BrowserDevice {
     this.joined = new Map();
     /** @type {Map<string, number>} room -> messages from others not read yet */
     this.unread = new Map();
-    /** @type {Record<string, number>} refusals of frames no room could take */
-    this.refused = {};
-    /** @type {Map<string, {held: {peer: Peer, frame: unknown}[], timer: ReturnType<typeof setTimeout>}>} */
-    this.early = new Map();
+    /** frames from the mesh, handed to their rooms */
+    this.frames = new FrameRouter({
+      joined: this.joined, roomsOf: (device) => this.roomsOf(device), log });
     /** @type {((event: LiveEvent) => void)[]} */
     this.listeners = [];
     /** @type {string | null} the room shown */
@@ -104,13 +100,13 @@ export class BrowserDevice {
       key: this.key, log: this.log,
       roomFor: (device) => this.roomFor(device),
       sendSignal: (room, to, kind, payload) => this.sendRoomSignal(room, to, kind, payload),
-      onFrame: (peer, text) => this.onFrame(peer, text),
+      onFrame: (peer, text) => this.frames.onFrame(peer, text),
       onLink: (peer, state) => { for (const r of this.roomsOf(peer.device)) r.onPeerLink(peer, state); },
       onPath: (peer) => { for (const r of this.roomsOf(peer.device)) r.pushState(); },
     });
     this.server.shown = asked; // its join goes first
     this.server.start(this.key.device);
-    const saved = this.loadSaved();
+    const saved = loadRooms(this.user);
     // What the server says of the user's rooms (kinds and members: a direct room is named
     // after its other member before its join answers); the list itself when this browser
     // remembers none.
@@ -181,33 +177,9 @@ export class BrowserDevice {
     return room === this.room && globalThis.document?.visibilityState === "visible";
   }
 
-  /** The rooms remembered in this browser, and their unread counts. */
-  loadSaved() {
-    /** @type {{rooms: string[] | null, unread: Record<string, number>}} */
-    const saved = { rooms: null, unread: {} };
-    try {
-      const raw = JSON.parse(localStorage.getItem(this.savedKey()) || "null");
-      if (raw && Array.isArray(raw.rooms)) {
-        saved.rooms = raw.rooms.filter((/** @type {unknown} */ r) => typeof r === "string");
-      }
-      if (raw && raw.unread && typeof raw.unread === "object") saved.unread = raw.unread;
-    } catch {
-      // Unreadable: start afresh.
-    }
-    return saved;
-  }
-
+  /** Remember the rooms joined and their unread counts in this browser. */
   save() {
-    try {
-      localStorage.setItem(this.savedKey(), JSON.stringify({
-        rooms: [...this.joined.keys()], unread: Object.fromEntries(this.unread) }));
-    } catch (err) {
-      this.log.warn(`could not remember the rooms: ${err.message}`);
-    }
-  }
-
-  savedKey() {
-    return `gibberish:${this.user}:rooms`;
+    saveRooms(this.user, this.joined, this.unread, this.log);
   }
 
   /** Tell the UI the room list changed (and remember it), once per turn of the event loop. */
@@ -292,94 +264,14 @@ export class BrowserDevice {
   }
 
   /**
-   * A frame from a data channel: parsed once, handed to its room if the room lists the
-   * sender, held a moment if not yet, refused otherwise.
-   * @param {Peer} peer
-   * @param {string} text
-   */
-  onFrame(peer, text) {
-    let raw;
-    try {
-      raw = parseFrame(text);
-    } catch (err) {
-      this.refuse(peer, err);
-      return;
-    }
-    const room = raw !== null && typeof raw === "object" && !Array.isArray(raw) ? raw.room : null;
-    if (typeof room !== "string") {
-      this.refuse(peer, new InvalidEnvelope(
-        "a channel frame needs 'room': the name of the room it belongs to"));
-      return;
-    }
-    const target = this.joined.get(room);
-    if (!target || !target.mesh) {
-      this.refuse(peer, new ProtocolError(`a frame for room ${room.slice(0, 64)}, which this `
-        + "page is not in", "not_in_room"));
-    } else if (!target.mesh.peers.has(peer.device)) {
-      this.hold(room, peer, raw);
-    } else {
-      target.onFrame(peer, raw);
-    }
-  }
-
-  /**
-   * Keep a frame from a device the room does not list (yet), until the room admits it or
-   * EARLY_FRAME_HOLD_MS passes.
-   * @param {string} room
-   * @param {Peer} peer
-   * @param {unknown} frame
-   */
-  hold(room, peer, frame) {
-    const key = JSON.stringify([room, peer.device]);
-    let early = this.early.get(key);
-    if (!early) {
-      const timer = setTimeout(() => {
-        const expired = this.early.get(key);
-        this.early.delete(key);
-        for (const { peer: from } of expired ? expired.held : []) {
-          this.refuse(from, new ProtocolError(`a frame for room ${room.slice(0, 64)}, which has `
-            + `not listed the sender within ${EARLY_FRAME_HOLD_MS / 1000} s`, "not_in_room"));
-        }
-      }, EARLY_FRAME_HOLD_MS);
-      early = { held: [], timer };
-      this.early.set(key, early);
-    }
-    if (early.held.length < EARLY_FRAMES_MAX) early.held.push({ peer, frame });
-    else {
-      this.refuse(peer, new ProtocolError(`too many frames for room ${room.slice(0, 64)} before `
-        + "it lists the sender", "not_in_room"));
-    }
-  }
-
-  /**
    * The room now lists `device`: hand it the frames held for it, in order.
    * @param {string} room
    * @param {string} device
    */
   admitted(room, device) {
-    const key = JSON.stringify([room, device]);
-    const early = this.early.get(key);
-    if (!early) return;
-    this.early.delete(key);
-    clearTimeout(early.timer);
-    const target = this.joined.get(room);
-    for (const { peer, frame } of early.held) if (target) target.onFrame(peer, frame);
+    this.frames.admitted(room, device);
   }
 
-  /**
-   * Refuse a frame: in each room that lists its sender (its network view says so), or on
-   * the device's own count if none does.
-   * @param {Peer} peer
-   * @param {Error & {code?: string}} err
-   */
-  refuse(peer, err) {
-    const rooms = this.roomsOf(peer.device);
-    for (const room of rooms) room.refuse(peer, err);
-    if (rooms.length) return;
-    const code = err.code || "error";
-    this.refused[code] = (this.refused[code] || 0) + 1;
-    this.log.warn(`refused a frame from ${peer.user} (${peer.device}): ${err.message}`);
-  }
 
   // -- the chat UI's backend (ui.js, rooms.js) ---------------------------------------------
 
