@@ -99,5 +99,4 @@ _SCHEMA_3 = (
     "CREATE INDEX outbox_order ON outbox (room, lamport, device, seq)",
     # The room's messages in arrival order (an index holds the rowid): the unread count reads
     # those after the read marker, not the whole room.
-    "CREATE INDEX messages_arrival ON messages (room)",
 )

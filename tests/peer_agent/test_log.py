@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peer_agent.log import LocalLog, PathStep
+from peer_agent.log_marks import UNREAD_QUERY
 from peer_agent.log_server import OUTBOX_QUERY
 from protocol import (
     Conflict,
@@ -480,10 +481,8 @@ def test_the_file_uses_wal_and_records_its_schema_version(tmp_path: Path) -> Non
 
 
 def as_schema_2(db: sqlite3.Connection) -> None:
-    """Rewrite a file as schemas 1 and 2 had it: an outbox with no Lamport time and no index of
-    its own, no index of the messages in arrival order."""
+    """Rewrite a file's outbox as schemas 1 and 2 had it: no Lamport time, no index of its own."""
     db.execute("DROP INDEX outbox_order")
-    db.execute("DROP INDEX messages_arrival")
     db.execute("ALTER TABLE outbox RENAME TO outbox_3")
     db.execute("""CREATE TABLE outbox (room TEXT NOT NULL, device TEXT NOT NULL,
         seq INTEGER NOT NULL, PRIMARY KEY (room, device, seq),
@@ -582,6 +581,14 @@ def test_unread_counts_others_messages_since_the_room_was_last_read(log: LocalLo
     assert log.unread("lobby") == 2
     log.mark_read("kitchen")
     assert (log.unread("lobby"), log.unread("kitchen")) == (2, 0)
+
+
+def test_the_unread_count_reads_what_arrived_after_the_marker_not_the_room(
+        log: LocalLog) -> None:
+    # Counting the room's rows after the marker through the room's index walked all of them:
+    # 7.4 ms on opening a room of 100,000 messages read up to its last.
+    plan = log._db.execute("EXPLAIN QUERY PLAN " + UNREAD_QUERY, (0, "lobby")).fetchall()
+    assert "INTEGER PRIMARY KEY (rowid>?)" in plan[0][3], plan
 
 
 def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
