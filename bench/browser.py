@@ -53,6 +53,11 @@ TRACE_CATEGORIES = ["toplevel", "devtools.timeline", "disabled-by-default-devtoo
                     "v8.execute", "blink.user_timing", "IndexedDB", "webrtc"]
 FLOOR_TRIES_MAX = 10  # plain link set-ups (one pair, six pairs) measured in one page
 GOAL_ECHO_P50, GOAL_ECHO_P99 = 5.0, 15.0
+# The echo once more with the chat laid out and painted not at all (the messages still go into
+# the DOM, which is where the echo is timed): the same path without the drawing. Through the
+# CSSOM: the page's Content-Security-Policy refuses an inline style sheet.
+NOTHING_DRAWN = ("() => document.getElementById('chat-layout')"
+                 ".style.setProperty('display', 'none', 'important')")
 GOAL_CHANNEL_AFTER_JOIN, GOAL_FIRST_AFTER_DCL, GOAL_MESH = 150.0, 250.0, 250.0
 
 
@@ -78,6 +83,7 @@ class Results:
     floor_mesh: list[float] = field(default_factory=list)  # ms, six pairs at once in a page
     plain_dcl: list[float] = field(default_factory=list)  # ms, the start page's
     echoes: list[EchoRun] = field(default_factory=list)
+    undrawn: EchoRun | None = None  # the short room's echo with the chat hidden: a diagnostic
     opens: list[dict[str, float]] = field(default_factory=list)
     race: MeshRace = field(default_factory=MeshRace)
     chromium: str = "Chromium"
@@ -85,9 +91,11 @@ class Results:
 
 
 def echo_run(bench: Bench, pages: tuple[Page, Page], users: tuple[str, str], size: int,
-             count: int, trace: Path | None = None, profile: Path | None = None) -> EchoRun:
+             count: int, trace: Path | None = None, profile: Path | None = None,
+             undrawn: bool = False) -> EchoRun:
     """A fresh room holding `size` messages (signed by A's device and stored in its log; B
-    gets them by anti-entropy, the server by upload), then `count` UI echoes A -> B -> A."""
+    gets them by anti-entropy, the server by upload), then `count` UI echoes A -> B -> A;
+    `undrawn`: with the chat hidden on both pages first (NOTHING_DRAWN)."""
     a, b = pages
     room = unique("echo")
     bench.open_room(a, room)
@@ -102,6 +110,8 @@ def echo_run(bench: Bench, pages: tuple[Page, Page], users: tuple[str, str], siz
     poll(lambda: ready_and_quiet(a) and ready_and_quiet(b), timeout=LONG / 1000,
          message="both pages uploaded everything")
     for page in pages:
+        if undrawn:
+            page.evaluate(NOTHING_DRAWN)
         page.evaluate(js.TIME_STEPS)
     b.evaluate(js.RESPONDER)
     a.evaluate(js.ECHO, {"count": 10, "start": 0})  # warm-up, not counted
@@ -185,6 +195,9 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> Results:
                                                profile))
                 if trace is not None:
                     log(f"Chromium trace of this echo written to {trace}")
+            log("UI echo with nothing drawn (a diagnostic: where the drawing's share ends)")
+            results.undrawn = echo_run(bench, (a, b), users, args.short, args.echoes,
+                                       undrawn=True)
             log("opening a room with a peer present")
             results.opens, results.plain_dcl = open_times(bench, a, (b, users[1]), args.opens)
             log(f"{args.pages} pages joining one room at once, {args.tries} tries")
@@ -243,6 +256,13 @@ def report(r: Results, args: argparse.Namespace, command: str) -> str:
             f"{e50:.1f} / {e99:.1f} | {f50:.2f} / {f99:.2f} | {e50 / f50:,.0f} / "
             f"{e99 / f99:,.0f} | {met(e50 <= GOAL_ECHO_P50 and e99 <= GOAL_ECHO_P99)} | "
             f"{statistics.median(head):.1f} / {statistics.median(tail):.1f} |")
+    if r.undrawn is not None:
+        u = r.undrawn
+        u50, u99 = p(u.samples, 50), p(u.samples, 99)
+        echo.append(
+            f"| the same, {u.size:,} messages, nothing drawn (`#chat-layout` not displayed: a "
+            f"diagnostic, not the product), {len(u.samples)} echoes | {u50:.1f} / {u99:.1f} | "
+            f"{f50:.2f} / {f99:.2f} | {u50 / f50:,.0f} / {u99 / f99:,.0f} | – | – |")
     blocks = [f"- {e.size:,} messages: " + ", ".join(f"{m:.1f}" for m in e.blocks(args.block))
               for e in r.echoes]
     cpu = [f"- {e.size:,} messages: Chromium {e.cpu.get('chromium', 0):.1f} ms ("
@@ -253,6 +273,10 @@ def report(r: Results, args: argparse.Namespace, command: str) -> str:
                sorted(e.cpu.items(), key=lambda kv: -kv[1])
                if k.startswith("renderer thread:") and v >= 0.5)
            + f"), the server and Playwright {e.cpu.get('other', 0):.1f} ms" for e in r.echoes]
+    if r.undrawn is not None:
+        cpu.append(f"- {r.undrawn.size:,} messages, nothing drawn: Chromium "
+                   f"{r.undrawn.cpu.get('chromium', 0):.1f} ms, the server and Playwright "
+                   f"{r.undrawn.cpu.get('other', 0):.1f} ms")
 
     def med(key: str) -> float:
         return statistics.median(o[key] for o in r.opens)

@@ -22,6 +22,9 @@ def test_browser_benchmark_smoke_reports_every_figure_beside_the_plain_channel(
     assert "| Gibberish page, 30 messages, 10 echoes |" in out
     assert "page ÷ plain (p50 / p99)" in out
     assert "- 30 messages: " in out
+    # the same echo with nothing drawn, as a diagnostic
+    assert "| the same, 3 messages, nothing drawn (" in out
+    assert "- 3 messages, nothing drawn: Chromium " in out
     # 3. opening a room, from navigation
     for row in ("| DOMContentLoaded |", "| socket joined the room |",
                 "| data channel open to the present peer |",
