@@ -68,10 +68,13 @@ def deployments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedDepl
 def test_ingest_benchmark_runs_on_both_databases(
     deployments: SharedDeployments, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert ingest.main(["--envelopes", "400", "--uploaders", "2", "--no-write"],
+    assert ingest.main(["--envelopes", "400", "--uploaders", "2", "--live-envelopes", "60",
+                        "--no-write"],
                        deployments) == 0
     out = capsys.readouterr().out
     assert "| SQLite" in out and "| PostgreSQL" in out and "plain SQLAlchemy" in out
+    # The live-sized pass (3 envelopes per upload) has a row on each database.
+    assert sum(" | 3 | " in line for line in out.splitlines()) == 2
 
 
 def test_history_benchmark_runs_on_both_databases(
