@@ -242,11 +242,12 @@ def on_signal(data: Any) -> dict[str, Any]:
     return {}
 
 
-def _checked(raw: dict[str, Any], uploader: Connected) -> tuple[Room, Envelope, str]:
+def _checked(raw: dict[str, Any], uploader: Connected,
+             ) -> tuple[store.RoomFacts, Envelope, str]:
     """Parse one uploaded envelope and check everything but its signature: the room, the
     uploader's membership, the author's key; returns that key to verify it with."""
     env = Envelope.from_dict(raw)
-    room = store.get_room(env.room)
+    room = store.room_facts(env.room)
     if room is None or not store.is_member(room, uploader):
         if room is not None and rooms.is_restricted(room):
             raise rooms.not_a_member(env.room)
@@ -274,8 +275,8 @@ def on_publish(data: Any) -> dict[str, Any]:
         raise _refuse(400, "invalid_request", str(exc)) from exc
     rate_limited("publish", user, cost=max(1, len(raws)))
     results: list[dict[str, Any] | None] = [None] * len(raws)
-    by_room: dict[int, tuple[Room, list[tuple[int, Envelope]]]] = {}
-    checked: list[tuple[int, Room, Envelope, str]] = []
+    by_room: dict[int, tuple[store.RoomFacts, list[tuple[int, Envelope]]]] = {}
+    checked: list[tuple[int, store.RoomFacts, Envelope, str]] = []
     for i, raw in enumerate(raws):
         try:
             checked.append((i, *_checked(raw, user)))

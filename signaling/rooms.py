@@ -46,7 +46,7 @@ def dm_name(a: str, b: str) -> str:
     return DM_PREFIX + digest[:32]
 
 
-def is_restricted(room: Room) -> bool:
+def is_restricted(room: Room | store.RoomFacts) -> bool:
     """Tell whether only the room's members may use it (private and direct rooms)."""
     return room.kind != RoomKind.PUBLIC
 

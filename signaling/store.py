@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from flask import g
+from flask import current_app, g
 from sqlalchemy import Connection, Select, func, literal, or_, select, text, tuple_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +34,45 @@ class DeviceOwner:
     public_key: str
 
 
+@dataclass(frozen=True)
+class RoomFacts:
+    """What never changes about a room once it exists: rooms are never renamed, deleted or
+    turned into another kind (signaling/rooms.py)."""
+
+    id: int
+    name: str
+    kind: str
+
+
+# Facts remembered for the process's life (dropped all at once past this many).
+_FACTS_MAX = 50_000
+
+
+def _facts() -> dict[tuple[str, str], Any]:
+    """Facts that cannot change once true (a room's id and kind, a device's owner and key:
+    nothing deletes or renames rooms, users or devices), remembered by this app for as long
+    as the process runs, so an upload in a live room does not look them up again. Every
+    process of a scaled-out server keeps its own; none can go stale. Not memberships: those
+    are deleted."""
+    facts: dict[tuple[str, str], Any] | None = current_app.extensions.get("gibberish_facts")
+    if facts is None or len(facts) > _FACTS_MAX:
+        facts = current_app.extensions["gibberish_facts"] = {}
+    return facts
+
+
+def room_facts(name: str) -> RoomFacts | None:
+    """The id, name and kind of the room called `name`, or None if there is none."""
+    facts = _facts()
+    found: RoomFacts | None = facts.get(("room", name))
+    if found is None:
+        row = db.session.execute(
+            select(Room.id, Room.name, Room.kind).where(Room.name == name)).first()
+        if row is None:
+            return None
+        found = facts["room", name] = RoomFacts(row.id, row.name, row.kind)
+    return found
+
+
 def _request_cache() -> dict[tuple[Any, ...], Any]:
     """Lookups that every envelope of an upload batch repeats (its room, the uploader's
     membership, the author's key), remembered for the current request only. SQLAlchemy's
@@ -56,7 +95,7 @@ def get_room(name: str) -> Room | None:
 
 def device_owner(device_id: str) -> DeviceOwner | None:
     """The user name and public key of a registered device, or None."""
-    cache = _request_cache()
+    cache = _facts()
     owner: DeviceOwner | None = cache.get(("device", device_id))
     if owner is None:
         row = db.session.execute(
@@ -98,10 +137,11 @@ class Identified(Protocol):
     def id(self) -> int: ...
 
 
-def is_member(room: Room, user: Identified) -> bool:
+def is_member(room: Room | RoomFacts, user: Identified) -> bool:
     cache = _request_cache()
     key = ("member", room.id, user.id)
-    if key not in cache and db.session.get(Membership, (room.id, user.id)) is not None:
+    if key not in cache and db.session.scalar(select(Membership.user_id).where(
+            Membership.room_id == room.id, Membership.user_id == user.id)) is not None:
         cache[key] = True
     return key in cache
 
@@ -111,7 +151,7 @@ def forget_membership(room: Room, user: User) -> None:
     _request_cache().pop(("member", room.id, user.id), None)
 
 
-def is_member_named(room: Room, username: str) -> bool:
+def is_member_named(room: Room | RoomFacts, username: str) -> bool:
     """Tell whether the user called `username` is a member of `room`."""
     cache = _request_cache()
     key = ("member-named", room.id, username)
@@ -158,7 +198,8 @@ def _insert(connection: Connection, values: list[dict[str, Any]]) -> dict[tuple[
     return {(r.device_id, r.seq): r.cursor for r in result}
 
 
-def store_envelopes(room: Room, envelopes: Sequence[Envelope]) -> list[Stored | Conflict]:
+def store_envelopes(room: Room | RoomFacts,
+                    envelopes: Sequence[Envelope]) -> list[Stored | Conflict]:
     """Store verified envelopes of one room idempotently, in one transaction.
 
     A message already stored with the same content is acknowledged with its original cursor;
