@@ -17,7 +17,9 @@ its peers with the server down, beside the floors measured in the same run.
 Floors, same run: the same rows read straight from the server's SQLite file, and the Ed25519
 verifications alone (every envelope is verified by the agent): one by one through
 `cryptography` on one core (how agents checked them before), and by batches of 500 through
-`verify_envelopes` with a thread per core (how they check them now).
+`verify_envelopes` with a thread per core (how they check them now). And the CPU each process
+used during each catch-up (user + system): spread over every core with nothing waiting, it
+takes no less wall time than that sum over the cores, a floor of its own.
 
 With `--profile DIR`, py-spy samples each catching-up agent (bench/mesh_profile.py) and the
 report adds where its time went."""
@@ -130,6 +132,8 @@ class Result:
     verify_floor_s: float
     batch_floor_s: float
     profiles: dict[str, list[str]] = field(default_factory=dict)
+    # Per catch-up, the CPU seconds each process used during it (user + system).
+    cpu: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def run(messages: int, uploaders: int, work: Path, profile: Path | None = None) -> Result:
@@ -148,6 +152,7 @@ def run(messages: int, uploaders: int, work: Path, profile: Path | None = None) 
         assert rows == total, rows
         verify_s, batch_s = verify_floors(accounts[0], room, total)
         profiles: dict[str, list[str]] = {}
+        cpu_used: dict[str, dict[str, float]] = {}
 
         def timed(agent: AgentProcess, count: int, name: str,
                   sender: AgentProcess | None = None) -> float:
@@ -157,11 +162,19 @@ def run(messages: int, uploaders: int, work: Path, profile: Path | None = None) 
             samplers = {} if profile is None else {
                 label: Sampler(a.pid, profile / f"{label}.txt") for label, a in watched.items()}
             cpu = {label: _cpu_seconds(a.pid) for label, a in watched.items()}
+            users = {"the agent catching up": agent.pid}
+            if sender is not None:
+                users["the agent sending"] = sender.pid
+            if server.running:
+                users["the server"] = server.pid
+            before = {who: _cpu_seconds(pid) for who, pid in users.items()}
             try:
                 seconds = time_to_hold(agent, room, count, timeout=600)
             finally:
                 for sampler in samplers.values():
                     sampler.stop()
+            cpu_used[name] = {who: _cpu_seconds(pid) - before[who]
+                              for who, pid in users.items()}
             for label, sampler in samplers.items():
                 profiles[label] = summary_table(read_collapsed(sampler.out), total,
                                                 _cpu_seconds(watched[label].pid) - cpu[label],
@@ -192,7 +205,7 @@ def run(messages: int, uploaders: int, work: Path, profile: Path | None = None) 
         from_peers = timed(second, 2 * total, "from the peers", sender=first)
         print(f"-- from the peers: {total:,} missed in {from_peers:.2f} s", flush=True)
         return Result(total, seed_s, from_server, from_peers, read_s, verify_s, batch_s,
-                      profiles)
+                      profiles, cpu_used)
     finally:
         stop_all([*agents, server])
 
@@ -239,6 +252,13 @@ def report(r: Result, uploaders: int) -> str:
         f"({r.verify_floor_s / r.messages * 1e6:.0f} µs each); by pages with a thread per core: "
         f"{r.batch_floor_s:.2f} s ({r.batch_floor_s / r.messages * 1e6:.0f} µs each).",
     ]
+    cores = len(os.sched_getaffinity(0))
+    for name, used in r.cpu.items():
+        total = sum(used.values())
+        parts = ", ".join(f"{who} {cpu:.2f} s" for who, cpu in used.items())
+        lines += ["", f"CPU used while catching up {name}: {parts}; {total:.2f} s in all, "
+                  f"{total / r.messages * 1e6:.0f} µs per message: on {cores} cores no less "
+                  f"than {total / cores:.2f} s of wall time even with nothing waiting."]
     for name, table in r.profiles.items():
         lines += ["", f"Profile of the agent catching up {name} (py-spy, idle left out; "
                   "µs per message caught up):", "", *table]

@@ -17,3 +17,11 @@ def test_catchup_benchmark_runs_both_ways_and_prints_them_beside_the_floors(
     assert "| restarted device, from the peers (server down) | " in out
     assert "Rows read straight from SQLite" in out
     assert "Ed25519 verification alone" in out
+    # The CPU each process used during each catch-up, the server's only while it runs.
+    assert "CPU used while catching up from the server: the agent catching up " in out
+    server_line = next(line for line in out.splitlines()
+                       if line.startswith("CPU used while catching up from the server"))
+    assert "the server " in server_line
+    peers_line = next(line for line in out.splitlines()
+                      if line.startswith("CPU used while catching up from the peers"))
+    assert "the agent sending " in peers_line and "the server" not in peers_line
