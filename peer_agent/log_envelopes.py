@@ -6,7 +6,7 @@ outbox in the same transaction."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from protocol import MAX_BATCH, Conflict, DeviceKey, Envelope, VersionVector, next_lamport
 
@@ -66,20 +66,27 @@ class EnvelopeStore(LogFile):
         with self._lock, self._write() as db:
             return self._insert(db, env, origin)
 
-    def add_many(self, envs: Iterable[Envelope], origin: str) -> list[Envelope]:
+    def add_many(self, envs: Iterable[Envelope], origin: str,
+                 cursors: Mapping[str, int] | None = None) -> list[Envelope]:
         """Store many verified envelopes in one transaction and return the new ones, in order.
 
         Duplicates are skipped, and so are conflicts (counted in `conflicts`), so one bad
-        envelope does not stop a batch.
+        envelope does not stop a batch. `cursors` (id -> server cursor, for envelopes read
+        from the server's history) are stored with them: a new one goes in with its cursor,
+        a held one (or one whose id holds another envelope) gets it and leaves the outbox, as
+        `mark_known_by_server` does, in the same statements' transaction.
         """
         _check_origin(origin)
         added: list[Envelope] = []
         with self._lock, self._write() as db:
             for env in envs:
+                cursor = None if cursors is None else cursors.get(env.id)
                 try:
-                    if self._insert(db, env, origin, advance=False):
+                    if self._insert(db, env, origin, advance=False, cursor=cursor):
                         added.append(env)
                 except Conflict:
+                    if cursor is not None:
+                        _set_cursor(db, env, cursor)
                     continue
             self._advance_heads(db, added)
         return added
@@ -253,15 +260,17 @@ class EnvelopeStore(LogFile):
             return self._max_lamport(self._db, room)
 
     def _insert(self, db: sqlite3.Connection, env: Envelope, origin: str, *,
-                advance: bool = True) -> bool:
+                advance: bool = True, cursor: int | None = None) -> bool:
         """Insert one envelope (see `add`); its device's head is moved too unless `advance`
-        is False, for a batch whose heads `_advance_heads` moves at the end."""
+        is False, for a batch whose heads `_advance_heads` moves at the end. `cursor`: the
+        server's, known already (see `add_many`)."""
         key = (env.room, env.device, env.seq)
         inserted = db.execute(
             "INSERT INTO messages (room, device, seq, author, lamport, ts, text, sig, "
-            "received_at, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "received_at, origin, server_cursor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
             (*key, env.author, env.lamport, env.ts, env.text, env.sig,
-             int(self._clock() * 1000), origin),
+             int(self._clock() * 1000), origin, cursor),
         ).rowcount
         if not inserted:
             # Compared in SQL: a duplicate (the common case: one message, several paths) costs
@@ -272,9 +281,16 @@ class EnvelopeStore(LogFile):
                     f"envelope {env.id} differs from the one already held under that id; "
                     "the first one is kept"
                 )
-            if origin == "server":
+            if cursor is not None:
+                _set_cursor(db, env, cursor)
+            elif origin == "server":
                 db.execute("DELETE FROM outbox WHERE room = ? AND device = ? AND seq = ?", key)
             return False
+        if cursor is not None:
+            # Its server_known row, if any, goes when the server cursor passes it.
+            if advance:
+                self._advance_heads(db, [env])
+            return True
         cursor = _scalar(
             db, "SELECT cursor FROM server_known WHERE room = ? AND device = ? AND seq = ?", *key
         )
@@ -337,3 +353,11 @@ class EnvelopeStore(LogFile):
     @staticmethod
     def _max_lamport(db: sqlite3.Connection, room: str) -> int:
         return _scalar(db, "SELECT MAX(lamport) FROM messages WHERE room = ?", room) or 0
+
+
+def _set_cursor(db: sqlite3.Connection, env: Envelope, cursor: int) -> None:
+    """The server holds the envelope under this id, at `cursor`: no upload of it is due."""
+    key = (env.room, env.device, env.seq)
+    db.execute("UPDATE messages SET server_cursor = ? WHERE room = ? AND device = ? AND seq = ?",
+               (cursor, *key))
+    db.execute("DELETE FROM outbox WHERE room = ? AND device = ? AND seq = ?", key)

@@ -326,7 +326,10 @@ class RoomServer:
         by_id = {f"{row['device']}:{row['seq']}": int(row["cursor"]) for row in rows}
         cursors = {env.id: by_id[env.id] for env in envelopes}
         self.agent._run(effects)
-        fresh = self.agent.store.add_many(envelopes, "server")
+        log = self.agent.store
+        with log.batch():  # the page, its cursors and the room's server cursor: one commit
+            fresh = log.add_many(envelopes, "server", cursors)
+            log.set_server_cursor(self.agent.room, last)
         for env in fresh:
             self.agent.paths.record(env.id, "received", via="server", cursor=cursors[env.id],
                                     text=f"received via the server: read from its history "
@@ -338,8 +341,6 @@ class RoomServer:
             self.agent.timeline.add(
                 "history", f"history from the server: {len(rows)} messages, "
                 f"{len(fresh)} new", count=len(rows), fresh=len(fresh))
-        self.agent.store.mark_known_by_server(self.agent.room, cursors)
-        self.agent.store.set_server_cursor(self.agent.room, last)
 
 
 @dataclass

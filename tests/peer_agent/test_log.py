@@ -304,6 +304,27 @@ def test_a_held_message_that_arrives_from_the_server_leaves_the_outbox(log: Loca
     assert log.outbox_count("lobby") == 0
 
 
+def test_a_history_page_is_stored_with_its_server_cursors(log: LocalLog) -> None:
+    """Read from the server's history: a new envelope goes in with its cursor (no outbox, no
+    mark afterwards), a held one gets its cursor and leaves the outbox, and an id holding
+    another envelope is not uploaded either: the server holds that id."""
+    held, fresh = envelope(BOB, 1), envelope(BOB, 2)
+    log.add(held, peer_origin(BOB))
+    ours = envelope(CAROL, 1)
+    log.add(ours, peer_origin(CAROL))
+    theirs = envelope(CAROL, 1, lamport=99)
+    assert log.outbox_count("lobby") == 2
+    added = log.add_many([held, fresh, theirs], "server",
+                         {held.id: 7, fresh.id: 8, theirs.id: 9})
+    assert added == [fresh]
+    assert log.outbox_count("lobby") == 0
+    assert all(log.on_server("lobby", e.id) for e in (held, fresh, ours))
+    assert log.get("lobby", ours.id) == ours, "the first envelope of an id is kept"
+    assert log.vector("lobby").get(BOB.device_id) == 2
+    cursors = dict(log._db.execute("SELECT device || ':' || seq, server_cursor FROM messages"))
+    assert cursors == {held.id: 7, fresh.id: 8, ours.id: 9}
+
+
 def test_outbox_is_served_oldest_first_in_bounded_batches(log: LocalLog) -> None:
     log.add_many([envelope(BOB, seq, lamport=10 - seq) for seq in range(1, 6)], peer_origin(BOB))
     mine = log.author_message(ME, "lobby", "alice", "late", 0)
