@@ -24,6 +24,8 @@ MAX_INT_DIGITS = 64
 """Most digits in a JSON integer; protocol integers have at most 16, database ones 19."""
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# How a surrogate gets into decoded JSON from UTF-8 text: as a \uD800-\uDFFF escape.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class InvalidJson(ProtocolError, ValueError):
@@ -42,8 +44,10 @@ def loads(data: str | bytes) -> object:
         except UnicodeDecodeError as exc:
             raise InvalidJson(f"the text is not valid UTF-8: {exc.reason} at byte "
                               f"{exc.start}") from None
+        raw_surrogates = False  # strict UTF-8 cannot encode one
     else:
         text = data
+        raw_surrogates = _LONE_SURROGATE.search(text) is not None
     try:
         value = json.loads(text, object_pairs_hook=_object, parse_int=_int,
                            parse_float=_float, parse_constant=_constant)
@@ -53,23 +57,31 @@ def loads(data: str | bytes) -> object:
         raise
     except ValueError as exc:
         raise InvalidJson(f"not valid JSON: {exc}") from None
-    _check_structure(value)
+    # The walk is for what the text may hold: strings only if it has a surrogate in some
+    # form, containers only if it has more brackets than the depth allowed (a chat frame has
+    # neither: walking every string of every frame was most of its parsing).
+    strings = raw_surrogates or _SURROGATE_ESCAPE.search(text) is not None
+    if strings or text.count("[") + text.count("{") > MAX_JSON_DEPTH:
+        _check_structure(value, strings)
     return value
 
 
-def _check_structure(value: object) -> None:
-    """Refuse nesting past MAX_JSON_DEPTH and lone surrogates, walking without recursion."""
+def _check_structure(value: object, strings: bool = True) -> None:
+    """Refuse nesting past MAX_JSON_DEPTH and (if `strings`) lone surrogates, walking without
+    recursion."""
     stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
-            _check_string(item)
+            if strings:
+                _check_string(item)
         elif isinstance(item, dict | list):
             if depth > MAX_JSON_DEPTH:
                 raise InvalidJson(f"JSON nested too deeply: at most {MAX_JSON_DEPTH} levels")
             if isinstance(item, dict):
                 for key, child in item.items():
-                    _check_string(key)
+                    if strings:
+                        _check_string(key)
                     stack.append((child, depth + 1))
             else:
                 stack.extend((child, depth + 1) for child in item)
