@@ -3,15 +3,16 @@ committed before it began.
 
 A post is committed at once without an fsync (`LocalLog.author_message(durable=False)`: it
 survives a kill) and noted here (`committed`); it waits for an fsync that started after its
-commit (`durable`), and only then is it sent to peers, uploaded or acknowledged to the UI. The
-fsync runs in a worker thread, so the event loop goes on receiving meanwhile, and posts that
-arrive while one runs share the next. So a message the UI was told is sent survives a power loss
-too, and a seq a power loss could take back was never seen by anyone (handing it out again does
-no harm).
+commit (`durable`), and only then is it sent to peers, uploaded or acknowledged to the UI. A
+slow fsync runs in a worker thread, so the event loop goes on receiving meanwhile, and posts
+that arrive while one runs share the next. So a message the UI was told is sent survives a
+power loss too, and a seq a power loss could take back was never seen by anyone (handing it out
+again does no harm).
 
 A fast fsync runs on the event loop instead, at the end of the loop turn that asked for it (the
 posts of that turn share it): handing it to a thread and back cost more than the fsync itself
-on a fast disk (`python -m bench.mesh`, 4 agents: about a tenth of an agent's CPU per message).
+on a fast disk (`python -m bench.mesh`, 4 agents, alternated: 3–9% of an agent's CPU per
+message, and as much more throughput).
 Whether the next one is fast is judged by the last one: an fsync slower than `INLINE_UNDER`
 (a busy or slow disk) sends the next to the thread again, so the loop is held up at most once
 by a slow disk before it stops waiting on it."""

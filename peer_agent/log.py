@@ -20,7 +20,8 @@ server. This device's own messages are the exception: `author_message` commits w
 `synchronous = FULL` (an fsync of the WAL, which also makes every earlier commit durable),
 because a seq handed out and sent to peers must never be handed out again, even after a power
 loss. The agent commits its posts in groups instead (`author_message(durable=False)`, then
-`sync()`: one fsync of the WAL, off the event loop, for every post committed before it began;
+`sync()`: one fsync of the WAL for every post committed before it began, at the end of the
+event loop's turn when fsyncs are fast, else in a worker thread;
 `peer_agent.group_sync`): a post is neither sent nor acknowledged to the UI before that fsync, so
 a seq a power loss could take back was never seen by anyone. (Measured by
 `python -m bench.receive_path` and `bench.mesh`; docs/benchmarks.md. Deferring commits to the
