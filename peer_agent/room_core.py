@@ -174,9 +174,13 @@ class RoomCore(EnvelopeChecks):
                 effects.append(Show(env))
             self._fresh(None, fresh, now)
             return effects
-        if store.envelopes:  # each id once, though a replay may bring it twice in one turn
-            effects.append(Send(peer.device, AckFrame(tuple(dict.fromkeys(
-                e.id for e in store.envelopes)))))
+        # A receipt tells the sender its own messages are held here: only those it authored,
+        # the only ones its delivery marks show (a sync batch also brings others' messages, and
+        # a catch-up of 100,000 sent as many ids back for nothing). Each id once, though a
+        # replay may bring it twice in one turn.
+        own = tuple(dict.fromkeys(e.id for e in store.envelopes if e.device == peer.device))
+        if own:
+            effects.append(Send(peer.device, AckFrame(own)))
         if live and len(fresh) < len(store.envelopes):
             # A live message is sent once, by its author, on each channel: one held already
             # was replayed (perhaps in the same loop turn as the first copy). Ignored (the

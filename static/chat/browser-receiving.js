@@ -244,8 +244,11 @@ export class Receiving {
    * @param {number} t0
    */
   async afterStored(good, fresh, peer, live, t0) {
-    if (good.length) {
-      this.peer.mesh.send(peer.device, encodeFrame({ t: "ack", ids: good.map(envelopeId) }));
+    // The receipt names only the sender's own messages: the only ones its delivery marks
+    // show (a sync batch also brings others'), as the agent does (peer_agent/room_core.py).
+    const own = good.filter((env) => env.device === peer.device);
+    if (own.length) {
+      this.peer.mesh.send(peer.device, encodeFrame({ t: "ack", ids: own.map(envelopeId) }));
       timing.measure("receive: receipt sent after the commit", t0);
     }
     this.peer.sync.noteFresh(peer.device, fresh);

@@ -116,6 +116,22 @@ def test_live_messages_of_one_turn_are_stored_per_peer_and_each_acknowledged_exa
         Send(carol.device_id, AckFrame((c1.id,)))]
 
 
+def test_a_sync_batch_is_acknowledged_only_for_the_senders_own_messages() -> None:
+    core, log, bob, peer = setup()
+    carol = DeviceKey.generate()
+    log.keys[carol.device_id] = ("carol", carol.public_key_b64)
+    b1, c1 = envelope(bob, 1), envelope(carol, 1, author="carol")
+    store = core.frame(peer, BatchFrame((b1, c1), more=True), 0.0, NOW_MS)[-1]
+    assert isinstance(store, Store)
+    after = core.stored(store, [b1, c1], 0.0)
+    assert [e for e in after if isinstance(e, Send)] == [Send(bob.device_id, AckFrame((b1.id,)))]
+    relayed = core.frame(peer, BatchFrame((envelope(carol, 2, 2, "carol"),), more=True),
+                         0.0, NOW_MS)[-1]
+    assert isinstance(relayed, Store)
+    assert not [e for e in core.stored(relayed, list(relayed.envelopes), 0.0)
+                if isinstance(e, Send)], "none of bob's own: no receipt"
+
+
 def test_a_forged_message_is_refused_and_not_stored() -> None:
     core, _, bob, peer = setup()
     env = envelope(bob)
