@@ -156,6 +156,29 @@ class Room:
         last = max(max(self.watch.shown[t].values()) for ts in texts for t in ts)
         return last - start, self.watch.one_way([t for ts in texts for t in ts])
 
+    async def paced(self, senders: int, messages: int, rate: float) -> list[float]:
+        """Each of `senders` agents posts `messages` at a steady pace, `rate` messages a second
+        room-wide between them (open loop: a post leaves on time whether or not the last was
+        answered); the one-way seconds of each to each other agent."""
+        tag = secrets.token_hex(3)
+        texts = [[f"paced {s} {n:06d} {tag} {TEXT}" for n in range(messages)]
+                 for s in range(senders)]
+        self.watch.expect(senders * messages)
+        gap = senders / rate  # between two posts of one sender
+        start = time.perf_counter()
+
+        async def send(author: int) -> None:
+            posts = []
+            for n, text in enumerate(texts[author]):
+                due = start + (n + author / senders) * gap  # the senders interleaved evenly
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                posts.append(asyncio.create_task(self.post(author, text)))
+            await asyncio.gather(*posts)
+
+        await asyncio.gather(*(send(s) for s in range(senders)))
+        await asyncio.wait_for(self.watch.all_shown.wait(), 600)
+        return self.watch.one_way([t for ts in texts for t in ts])
+
 
 @contextmanager
 def running_room(work: Path, agents: int) -> Iterator[tuple[ServerProcess, list[AgentProcess]]]:

@@ -13,6 +13,9 @@ def test_mesh_benchmark_smoke_prints_figures_beside_the_bare_baseline(capsys: ob
     assert "| 2 agents | 2 × 5 |" in out
     assert "bare aiortc msgs/s" in out and "agents ÷ bare" in out
     assert "CPU ms per delivered message per agent" in out
+    assert "half the load: msgs/s room-wide, paced" in out
+    half = out.split("half the load: msgs/s room-wide, paced", 1)[1].splitlines()[2]
+    assert half.startswith("| 2 agents | ") and half.endswith(("| met |", "| not met |"))
 
 
 def test_profile_summary_attributes_samples_to_areas_and_functions(tmp_path: Path) -> None:
