@@ -73,9 +73,11 @@ def room_facts(name: str) -> RoomFacts | None:
 
 
 def _request_cache() -> dict[tuple[Any, ...], Any]:
-    """Lookups that every envelope of an upload batch repeats (its room, the uploader's
-    membership, the author's key), remembered for the current request only. SQLAlchemy's
-    identity map holds objects weakly, so without this each envelope would query again."""
+    """Lookups that every envelope of an upload batch repeats and that may change between
+    requests (the uploader's membership, an author's in a private room; a room's row as the
+    ORM loads it), remembered for the current request only. SQLAlchemy's identity map holds
+    objects weakly, so without this each envelope would query again. What cannot change is
+    remembered for longer (`_facts`)."""
     cache: dict[tuple[Any, ...], Any] | None = g.get("gibberish_store_cache")
     if cache is None:
         cache = g.gibberish_store_cache = {}
