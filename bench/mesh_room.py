@@ -113,9 +113,10 @@ class Room:
                 if event["type"] == "message":
                     self.watch.saw(index, event["message"]["text"], at)
 
-    async def post(self, author: int, text: str) -> None:
+    async def post(self, author: int, text: str, at: float | None = None) -> None:
+        """Post `text` from agent `author`; its one-way time counts from `at` (now if None)."""
         assert self.http is not None
-        self.watch.posted[text] = (author, time.perf_counter())
+        self.watch.posted[text] = (author, time.perf_counter() if at is None else at)
         async with self.http.post(self.agents[author].url + "/api/messages",
                                   json={"text": text}) as reply:
             assert reply.status == 201, await reply.text()
@@ -172,7 +173,8 @@ class Room:
             for n, text in enumerate(texts[author]):
                 due = start + (n + author / senders) * gap  # the senders interleaved evenly
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
-                posts.append(asyncio.create_task(self.post(author, text)))
+                # Timed from when it was due: a late start of this client counts too.
+                posts.append(asyncio.create_task(self.post(author, text, due)))
             await asyncio.gather(*posts)
 
         await asyncio.gather(*(send(s) for s in range(senders)))
