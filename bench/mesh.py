@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,8 +100,25 @@ async def _drive(room: Room, args: argparse.Namespace, messages: int, pids: list
     return idle, seconds, loaded, cpu, server_cpu, half, profile
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection in this process while it times the agents (as `timeit` does).
+    Its full collections, slowed by the bare baseline's aiortc objects and the passes' own
+    records, held up its event loop: posts left up to 59 ms late (p99 21 ms), which the
+    half-load pass counted as the agents' latency (p99 50-100 ms there, 10-12 without)."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
 def measure(work: Path, agents: int, messages: int, args: argparse.Namespace) -> RoomResult:
-    bare = measure_bare(agents, args.senders, messages, args.idle)
+    with collector_paused():  # the baseline timed as the agents are
+        bare = measure_bare(agents, args.senders, messages, args.idle)
     if args.trace:
         trace_env(Path(args.trace) / f"room{agents}")
     steps: list[str] | None = None
@@ -112,7 +132,9 @@ def measure(work: Path, agents: int, messages: int, args: argparse.Namespace) ->
             nonlocal steps
             async with Room(started) as room:
                 try:
-                    return await _drive(room, args, messages, pids, server.pid, profile_to)
+                    with collector_paused():
+                        return await _drive(room, args, messages, pids, server.pid,
+                                            profile_to)
                 finally:
                     steps = room.steps
 
