@@ -156,15 +156,14 @@ def run(messages: int, uploaders: int, work: Path, profile: Path | None = None) 
 
         def timed(agent: AgentProcess, count: int, name: str,
                   sender: AgentProcess | None = None) -> float:
-            watched = {name: agent}
+            # Profiled by label, their CPU counted by who they are (the server too, if up).
+            watched = {name: ("the agent catching up", agent)}
             if sender is not None:
-                watched[f"{name}, the agent sending"] = sender
+                watched[f"{name}, the agent sending"] = ("the agent sending", sender)
             samplers = {} if profile is None else {
-                label: Sampler(a.pid, profile / f"{label}.txt") for label, a in watched.items()}
-            cpu = {label: _cpu_seconds(a.pid) for label, a in watched.items()}
-            users = {"the agent catching up": agent.pid}
-            if sender is not None:
-                users["the agent sending"] = sender.pid
+                label: Sampler(a.pid, profile / f"{label}.txt")
+                for label, (_, a) in watched.items()}
+            users = {who: a.pid for who, a in watched.values()}
             if server.running:
                 users["the server"] = server.pid
             before = {who: _cpu_seconds(pid) for who, pid in users.items()}
@@ -177,8 +176,7 @@ def run(messages: int, uploaders: int, work: Path, profile: Path | None = None) 
                               for who, pid in users.items()}
             for label, sampler in samplers.items():
                 profiles[label] = summary_table(read_collapsed(sampler.out), total,
-                                                _cpu_seconds(watched[label].pid) - cpu[label],
-                                                rows=10)
+                                                cpu_used[name][watched[label][0]], rows=10)
             return seconds
 
         def agent(name: str) -> AgentProcess:

@@ -96,12 +96,12 @@ class GroupSync:
         if trace.ON:
             self._asked = time.perf_counter()
         target = self._noted
+        failed: Exception | None = None
         try:
             self._sync()
         except Exception as exc:  # as from the thread: every waiter it covered hears of it
-            self._settle(target, exc)
-            return
-        self._settle(target, None)
+            failed = exc
+        self._settle(target, failed)
 
     def _settle(self, target: int, exc: BaseException | None) -> None:
         """The waiters an fsync covering `target` posts ended: each told of `exc`, or done

@@ -10,7 +10,15 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from protocol import MAX_BATCH, Conflict, DeviceKey, Envelope, VersionVector, next_lamport
 
-from .log_file import _ENVELOPE_COLUMNS, LogFile, _check_origin, _envelope, _parse_id, _scalar
+from .log_file import (
+    _ENVELOPE_COLUMNS,
+    LogFile,
+    _check_origin,
+    _envelope,
+    _parse_id,
+    _scalar,
+    _set_server_cursor,
+)
 
 _LOOKUP_CHUNK = 300  # envelopes per query of `holds_each`, 3 parameters each
 
@@ -86,7 +94,7 @@ class EnvelopeStore(LogFile):
                         added.append(env)
                 except Conflict:
                     if cursor is not None:
-                        _set_cursor(db, env, cursor)
+                        _set_server_cursor(db, (env.room, env.device, env.seq), cursor)
                     continue
             self._advance_heads(db, added)
         return added
@@ -282,27 +290,28 @@ class EnvelopeStore(LogFile):
                     "the first one is kept"
                 )
             if cursor is not None:
-                _set_cursor(db, env, cursor)
+                _set_server_cursor(db, key, cursor)
             elif origin == "server":
                 db.execute("DELETE FROM outbox WHERE room = ? AND device = ? AND seq = ?", key)
             return False
-        if cursor is not None:
-            # Its server_known row, if any, goes when the server cursor passes it.
-            if advance:
-                self._advance_heads(db, [env])
-            return True
-        cursor = _scalar(
-            db, "SELECT cursor FROM server_known WHERE room = ? AND device = ? AND seq = ?", *key
-        )
-        if cursor is not None:
-            db.execute(
-                "UPDATE messages SET server_cursor = ? WHERE room = ? AND device = ? AND seq = ?",
-                (cursor, *key),
+        # Inserted with its cursor, it needs no more (a server_known row of it goes when the
+        # server cursor passes it); else the server may have named it already.
+        if cursor is None:
+            known = _scalar(
+                db, "SELECT cursor FROM server_known WHERE room = ? AND device = ? AND seq = ?",
+                *key,
             )
-            db.execute("DELETE FROM server_known WHERE room = ? AND device = ? AND seq = ?", key)
-        elif origin != "server":
-            db.execute("INSERT INTO outbox (room, device, seq, lamport) VALUES (?, ?, ?, ?)",
-                       (*key, env.lamport))
+            if known is not None:
+                db.execute(
+                    "UPDATE messages SET server_cursor = ? "
+                    "WHERE room = ? AND device = ? AND seq = ?",
+                    (known, *key),
+                )
+                db.execute("DELETE FROM server_known WHERE room = ? AND device = ? AND seq = ?",
+                           key)
+            elif origin != "server":
+                db.execute("INSERT INTO outbox (room, device, seq, lamport) VALUES (?, ?, ?, ?)",
+                           (*key, env.lamport))
         if advance:
             self._advance_heads(db, [env])
         return True
@@ -354,10 +363,3 @@ class EnvelopeStore(LogFile):
     def _max_lamport(db: sqlite3.Connection, room: str) -> int:
         return _scalar(db, "SELECT MAX(lamport) FROM messages WHERE room = ?", room) or 0
 
-
-def _set_cursor(db: sqlite3.Connection, env: Envelope, cursor: int) -> None:
-    """The server holds the envelope under this id, at `cursor`: no upload of it is due."""
-    key = (env.room, env.device, env.seq)
-    db.execute("UPDATE messages SET server_cursor = ? WHERE room = ? AND device = ? AND seq = ?",
-               (cursor, *key))
-    db.execute("DELETE FROM outbox WHERE room = ? AND device = ? AND seq = ?", key)

@@ -192,6 +192,18 @@ def _scalar(db: sqlite3.Connection, sql: str, *params: object) -> int | None:
     return None if row is None else row[0]
 
 
+def _set_server_cursor(db: sqlite3.Connection, key: tuple[str, str, int], cursor: int) -> bool:
+    """The server holds the envelope `key` (room, device, seq) at `cursor`: the held one gets
+    the cursor and leaves the outbox (no upload of it is due). False if none is held."""
+    updated = db.execute(
+        "UPDATE messages SET server_cursor = ? WHERE room = ? AND device = ? AND seq = ?",
+        (cursor, *key),
+    ).rowcount
+    if updated:
+        db.execute("DELETE FROM outbox WHERE room = ? AND device = ? AND seq = ?", key)
+    return bool(updated)
+
+
 def _envelope(row: _Row) -> Envelope:
     # Rebuilding validates every field again, so a damaged file cannot inject a bad envelope.
     return Envelope(*row)

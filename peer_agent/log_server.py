@@ -8,7 +8,14 @@ from collections.abc import Iterable, Mapping
 from protocol import MAX_BATCH, Envelope
 from protocol.limits import MAX_SAFE_INTEGER
 
-from .log_file import LogFile, _checked_id, _envelope, _parse_id, _scalar
+from .log_file import (
+    LogFile,
+    _checked_id,
+    _envelope,
+    _parse_id,
+    _scalar,
+    _set_server_cursor,
+)
 
 # The outbox in its own display order (index outbox_order), each row's message looked up: a
 # batch costs its rows, not the room (CROSS JOIN keeps SQLite to that order).
@@ -70,16 +77,7 @@ class ServerBookkeeping(LogFile):
         with self._lock, self._write() as db:
             for (device, seq), cursor in ids:
                 key = (room, device, seq)
-                updated = db.execute(
-                    "UPDATE messages SET server_cursor = ? "
-                    "WHERE room = ? AND device = ? AND seq = ?",
-                    (cursor, *key),
-                ).rowcount
-                if updated:
-                    db.execute(
-                        "DELETE FROM outbox WHERE room = ? AND device = ? AND seq = ?", key
-                    )
-                else:
+                if not _set_server_cursor(db, key, cursor):
                     db.execute(
                         "INSERT INTO server_known (room, device, seq, cursor) "
                         "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -59,16 +59,22 @@ def _facts() -> dict[tuple[str, str], Any]:
     return facts
 
 
+def _remembered(kind: str, key: str, statement: Select[Any], make: Callable[..., Any]) -> Any:
+    """`make(*row)` of the first row of `statement`, remembered as the fact (kind, key) once
+    found (a miss is not remembered: it may exist soon); None if there is no row."""
+    facts = _facts()
+    found = facts.get((kind, key))
+    if found is None:
+        row = db.session.execute(statement).first()
+        if row is not None:
+            found = facts[kind, key] = make(*row)
+    return found
+
+
 def room_facts(name: str) -> RoomFacts | None:
     """The id, name and kind of the room called `name`, or None if there is none."""
-    facts = _facts()
-    found: RoomFacts | None = facts.get(("room", name))
-    if found is None:
-        row = db.session.execute(
-            select(Room.id, Room.name, Room.kind).where(Room.name == name)).first()
-        if row is None:
-            return None
-        found = facts["room", name] = RoomFacts(row.id, row.name, row.kind)
+    found: RoomFacts | None = _remembered(
+        "room", name, select(Room.id, Room.name, Room.kind).where(Room.name == name), RoomFacts)
     return found
 
 
@@ -96,14 +102,10 @@ def get_room(name: str) -> Room | None:
 
 def device_owner(device_id: str) -> DeviceOwner | None:
     """The user name and public key of a registered device, or None."""
-    cache = _facts()
-    owner: DeviceOwner | None = cache.get(("device", device_id))
-    if owner is None:
-        row = db.session.execute(
-            select(User.username, Device.public_key).join(User, Device.user_id == User.id)
-            .where(Device.id == device_id)).first()
-        if row is not None:
-            owner = cache["device", device_id] = DeviceOwner(row.username, row.public_key)
+    owner: DeviceOwner | None = _remembered(
+        "device", device_id,
+        select(User.username, Device.public_key).join(User, Device.user_id == User.id)
+        .where(Device.id == device_id), DeviceOwner)
     return owner
 
 
