@@ -444,12 +444,12 @@ export class BrowserLog {
   }
 
   /**
-   * The server holds these ids (id -> cursor): they leave the outbox, or skip it later.
+   * The server holds these ids (id -> cursor): they leave the outbox at once, or skip it
+   * later. The marks reach IndexedDB with the next batch (`putLater`): one lost to a closed
+   * tab costs a re-upload, which the server takes as the duplicate it is.
    * @param {Record<string, number>} ids
-   * @returns {Promise<void>}
    */
   markOnServer(ids) {
-    let changed = false;
     for (const id of Object.keys(ids)) {
       const record = this.byId.get(id);
       if (!record) {
@@ -458,11 +458,9 @@ export class BrowserLog {
         record.onServer = true;
         this.pending.delete(id);
         this.arrived.delete(id);
-        this.commit.put("messages", record).catch(() => {});
-        changed = true;
+        this.commit.putLater("messages", record).catch(() => {});
       }
     }
-    return changed ? this.flushed() : Promise.resolve();
   }
 
   /**
@@ -470,7 +468,7 @@ export class BrowserLog {
    * @param {string[]} ids
    */
   dropFromOutbox(ids) {
-    return this.markOnServer(Object.fromEntries(ids.map((id) => [id, 0])));
+    this.markOnServer(Object.fromEntries(ids.map((id) => [id, 0])));
   }
 
   /** @param {number} cursor */

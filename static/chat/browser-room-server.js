@@ -173,7 +173,7 @@ export class RoomServer {
     for (const m of data.messages || []) {
       if (m && typeof m.id === "string" && Number.isSafeInteger(m.cursor)) ids[m.id] = m.cursor;
     }
-    await this.peer.store.markOnServer(ids);
+    this.peer.store.markOnServer(ids);
     for (const [id, cursor] of Object.entries(ids)) {
       this.peer.record(id, "on_server", `the server stored it at cursor ${cursor}`, { cursor });
     }
@@ -253,7 +253,7 @@ export class RoomServer {
         this.peer.addEvent("history", `history from the server: ${rows.length} messages, `
           + `${fresh.length} new`, { count: rows.length, fresh: fresh.length });
       }
-      await this.peer.store.markOnServer(cursors);
+      this.peer.store.markOnServer(cursors);
       const last = rows.length ? rows[rows.length - 1].cursor : after;
       await this.peer.store.setCursor(last);
       if (!rows.length || page.next === null || last === after) return;
@@ -299,7 +299,7 @@ export class RoomServer {
           if (result.ok) stored[id] = result.cursor;
           else if (PERMANENT.has(result.error && result.error.code)) dropped.push(id);
         });
-        await this.peer.store.markOnServer(stored);
+        this.peer.store.markOnServer(stored);
         const cursors = Object.values(stored);
         for (const [id, cursor] of Object.entries(stored)) {
           this.peer.record(id, "uploaded", `uploaded from here; the server stored it at cursor ${cursor}`,
@@ -313,7 +313,7 @@ export class RoomServer {
         }
         if (dropped.length) {
           this.peer.log.warn("the server refused for good", dropped);
-          await this.peer.store.dropFromOutbox(dropped);
+          this.peer.store.dropFromOutbox(dropped);
         }
         this.onUploaded(Object.keys(stored));
         if (!Object.keys(stored).length && !dropped.length) return;

@@ -6,7 +6,10 @@
 //   cursor, a key) joins the next batch; one read-write transaction writes a whole batch, and
 //   only one is in flight at a time, the next one starting when it commits. A burst of
 //   messages therefore costs one transaction, not one each, and nothing on the message path
-//   waits for IndexedDB.
+//   waits for IndexedDB. Writes that may wait (`putLater`: the marks that the server holds a
+//   message, which only spare a re-upload after a reload) start no transaction of their own
+//   for LATER_MS: they ride with the next message's, so a conversation costs one transaction
+//   per message, not two or three.
 // - Journal: this device's own messages from the moment they are signed until their batch has
 //   committed, in localStorage (written synchronously, before the message is shown or sent).
 //   A tab closed in between loses neither the message nor its seq: the next open of the room
@@ -16,9 +19,11 @@ import { timing } from "./timing.js";
 
 // How long committed messages may stay listed in the journal before it is rewritten.
 const JOURNAL_CLEANUP_MS = 1000;
+// How long a write that may wait waits for a message's transaction to ride with.
+export const LATER_MS = 250;
 
 /** @typedef {{store: string, value: unknown, key?: IDBValidKey}} Put */
-/** @typedef {{puts: Put[], done: Promise<void>, resolve: () => void,
+/** @typedef {{puts: Put[], urgent: boolean, done: Promise<void>, resolve: () => void,
  *   reject: (err: unknown) => void}} Batch */
 
 /** @returns {Batch} */
@@ -30,7 +35,7 @@ function newBatch() {
   const done = new Promise((res, rej) => { resolve = () => res(undefined); reject = rej; });
   // A failed batch is reported to whoever waits on it; nobody waiting is no unhandled error.
   done.catch(() => {});
-  return { puts: [], done: /** @type {Promise<void>} */ (done), resolve, reject };
+  return { puts: [], urgent: false, done: /** @type {Promise<void>} */ (done), resolve, reject };
 }
 
 export class GroupCommit {
@@ -49,6 +54,8 @@ export class GroupCommit {
     this.inFlight = null;
     /** @type {((count: number) => void)[]} told how many puts each committed batch held */
     this.onCommit = [];
+    /** @type {ReturnType<typeof setTimeout> | null} the start of a batch of writes that wait */
+    this.later = null;
   }
 
   /**
@@ -59,19 +66,62 @@ export class GroupCommit {
    * @returns {Promise<void>}
    */
   put(store, value, key) {
-    const batch = this.next;
-    batch.puts.push(key === undefined ? { store, value } : { store, value, key });
+    const batch = this.add(store, value, key);
+    batch.urgent = true;
     if (!this.inFlight) this.start();
     return batch.done;
   }
 
-  /** Settles when every write added so far has committed (at once if none is pending). */
+  /**
+   * A put that may wait: it joins the next batch, which it does not start before LATER_MS
+   * (a `put`, or `flushed()`, starts it sooner).
+   * @param {string} store
+   * @param {unknown} value
+   * @param {IDBValidKey} [key]
+   * @returns {Promise<void>}
+   */
+  putLater(store, value, key) {
+    const batch = this.add(store, value, key);
+    if (!this.inFlight) this.startLater();
+    return batch.done;
+  }
+
+  /**
+   * @param {string} store
+   * @param {unknown} value
+   * @param {IDBValidKey} [key]
+   */
+  add(store, value, key) {
+    const batch = this.next;
+    batch.puts.push(key === undefined ? { store, value } : { store, value, key });
+    return batch;
+  }
+
+  startLater() {
+    if (this.later !== null) return;
+    this.later = setTimeout(() => {
+      this.later = null;
+      if (!this.inFlight && this.next.puts.length) this.start();
+    }, LATER_MS);
+  }
+
+  /** Settles when every write added so far has committed (at once if none is pending);
+   * writes that may wait are started now. */
   flushed() {
-    if (this.next.puts.length) return this.next.done;
+    const batch = this.next;
+    if (batch.puts.length) {
+      batch.urgent = true;
+      if (!this.inFlight) this.start();
+      return batch.done;
+    }
     return this.inFlight ? this.inFlight.done : Promise.resolve();
   }
 
   start() {
+    if (this.later !== null) {
+      clearTimeout(this.later);
+      this.later = null;
+    }
     const batch = this.next;
     this.next = newBatch();
     this.inFlight = batch;
@@ -108,7 +158,8 @@ export class GroupCommit {
     } else {
       batch.resolve();
     }
-    if (this.next.puts.length) this.start();
+    if (this.next.urgent) this.start();
+    else if (this.next.puts.length) this.startLater();
   }
 }
 
