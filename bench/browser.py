@@ -2,7 +2,7 @@
 Chromium, beside a plain RTCDataChannel between two pages of the same Chromium run, in a
 sealed network namespace (tests/browser/sealed_network.py; needs root).
 
-    .venv/bin/python -m bench.browser [--floor 1000] [--echoes 200] [--long 2000]
+    .venv/bin/python -m bench.browser [--floor 1000] [--echoes 200] [--gap 100] [--long 2000]
                                       [--opens 5] [--tries 5] [--trace DIR]
                                       [--profile DIR] [--smoke]
                                       [--no-write]
@@ -10,11 +10,12 @@ sealed network namespace (tests/browser/sealed_network.py; needs root).
 Figures: (1) the floor, a plain RTCDataChannel echo round trip; (2) the product's UI echo,
 page A types into the composer and presses Enter, page B shows it and answers through its
 own composer, A shows the answer, in a room of 10 messages and in a long one (`--long
-10000` for the issue's goal), with per-block medians; (3) a page's opening, from its
-navigation, to an already-present peer; (4) four pages joining one room at the same instant,
-time to the full mesh and stalls (`--tries 50` for the issue's goal). Plus where the echo's
-time goes: the page's own steps, its User Timing measures (static/chat/timing.js; and, with
-`--trace DIR`, a Chromium trace of the long room's echo)."""
+10000` for the issue's goal), with per-block medians, back to back and `--gap` ms apart;
+(3) a page's opening, from its navigation, to an already-present peer; (4) four pages
+joining one room at the same instant, time to the full mesh and stalls (`--tries 50` for the
+issue's goal). Plus where the echo's time goes: the page's own steps, its User Timing
+measures (static/chat/timing.js; and, with `--trace DIR`, a Chromium trace of the long
+room's echo)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,9 @@ class EchoRun:
     """The UI echo in a room that held `size` messages before it began."""
 
     size: int
-    samples: list[float]  # ms
+    samples: list[float]  # ms, back to back
+    spaced: list[float] = field(default_factory=list)  # ms, each GAP after the one before
+    spaced_cpu: float = 0.0  # Chromium's CPU ms per spaced echo (its gap included)
     steps: dict[str, list[float]] = field(default_factory=dict)  # page A's and B's, merged
     profile: list[str] = field(default_factory=list)  # the CPU profile's summary, if taken
     cpu: dict[str, float] = field(default_factory=dict)  # CPU ms per echo, by process kind
@@ -79,6 +82,7 @@ class EchoRun:
 @dataclass
 class Results:
     floor: list[float] = field(default_factory=list)  # ms, plain channel round trips
+    floor_spaced: list[float] = field(default_factory=list)  # ms, the same, spaced
     floor_link: list[float] = field(default_factory=list)  # ms, one pair set up in a page
     floor_mesh: list[float] = field(default_factory=list)  # ms, six pairs at once in a page
     plain_dcl: list[float] = field(default_factory=list)  # ms, the start page's
@@ -91,10 +95,11 @@ class Results:
 
 
 def echo_run(bench: Bench, pages: tuple[Page, Page], users: tuple[str, str], size: int,
-             count: int, trace: Path | None = None, profile: Path | None = None,
+             count: int, gap: int, trace: Path | None = None, profile: Path | None = None,
              undrawn: bool = False) -> EchoRun:
     """A fresh room holding `size` messages (signed by A's device and stored in its log; B
-    gets them by anti-entropy, the server by upload), then `count` UI echoes A -> B -> A;
+    gets them by anti-entropy, the server by upload), then `count` UI echoes A -> B -> A back
+    to back, and `count` more each `gap` ms after the one before (none if 0);
     `undrawn`: with the chat hidden on both pages first (NOTHING_DRAWN)."""
     a, b = pages
     room = unique("echo")
@@ -136,7 +141,14 @@ def echo_run(bench: Bench, pages: tuple[Page, Page], users: tuple[str, str], siz
     for page in pages:
         for label, values in page.evaluate(js.READ_STEPS).items():
             steps.setdefault(label, []).extend(values)
-    return EchoRun(size, samples, steps, summary(profiled, count) if profiled else [], cpu)
+    run = EchoRun(size, samples, steps=steps, cpu=cpu,
+                  profile=summary(profiled, count) if profiled else [])
+    if gap:
+        cpu_before = descendants_cpu()
+        run.spaced = a.evaluate(js.ECHO, {"count": count, "start": 10 + count, "gap": gap})
+        run.spaced_cpu = 1000 * (descendants_cpu().get("chromium", 0.0)
+                                 - cpu_before.get("chromium", 0.0)) / count
+    return run
 
 
 def open_times(bench: Bench, present: Page, newcomer: tuple[Page, str], tries: int,
@@ -175,6 +187,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> Results:
             if not args.mesh_only:
                 log("floor: a plain RTCDataChannel between two pages")
                 results.floor = floor_echo(bench, args.floor)
+                if args.gap:
+                    results.floor_spaced = floor_echo(bench, args.echoes, args.gap)
             users = (unique("alice"), unique("bob"))
             a, b = bench.user_page(users[0]), bench.user_page(users[1])
             # Chromium caps the connections a page may create, closed ones included.
@@ -191,13 +205,13 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> Results:
                          if args.trace and size == args.long else None)
                 profile = (Path(args.profile) / f"echo-{size}-messages"
                            if args.profile and size == args.long else None)
-                results.echoes.append(echo_run(bench, (a, b), users, size, args.echoes, trace,
-                                               profile))
+                results.echoes.append(echo_run(bench, (a, b), users, size, args.echoes,
+                                               args.gap, trace, profile))
                 if trace is not None:
                     log(f"Chromium trace of this echo written to {trace}")
             log("UI echo with nothing drawn (a diagnostic: where the drawing's share ends)")
             results.undrawn = echo_run(bench, (a, b), users, args.short, args.echoes,
-                                       undrawn=True)
+                                       args.gap, undrawn=True)
             log("opening a room with a peer present")
             results.opens, results.plain_dcl = open_times(bench, a, (b, users[1]), args.opens)
             log(f"{args.pages} pages joining one room at once, {args.tries} tries")
@@ -246,23 +260,36 @@ def report(r: Results, args: argparse.Namespace, command: str) -> str:
     echo = ["| room | round trip p50 / p99 ms | plain RTCDataChannel p50 / p99 ms "
             "| page ÷ plain (p50 / p99) | goal p50 ≤ 5, p99 ≤ 15 | first 50 / last 50 median ms |",
             "|---|---|---|---|---|---|",
-            f"| plain RTCDataChannel, {len(r.floor)} echoes | {f50:.2f} / {f99:.2f} | "
+            f"| plain RTCDataChannel, {len(r.floor)} echoes back to back | {f50:.2f} / {f99:.2f} | "
             f"{f50:.2f} / {f99:.2f} | 1 | – | – |"]
+    if r.floor_spaced:
+        s50, s99 = p(r.floor_spaced, 50), p(r.floor_spaced, 99)
+        echo.append(f"| plain RTCDataChannel, {len(r.floor_spaced)} echoes {args.gap} ms apart | "
+                    f"{s50:.2f} / {s99:.2f} | {s50:.2f} / {s99:.2f} | 1 | – | – |")
+
+    def row(name: str, samples: list[float], floor: list[float], goal: bool) -> str:
+        e50, e99 = p(samples, 50), p(samples, 99)
+        p50, p99 = p(floor, 50), p(floor, 99)
+        head, tail = samples[:50], samples[-50:]
+        return (f"| {name}, {len(samples)} echoes | {e50:.1f} / {e99:.1f} | {p50:.2f} / "
+                f"{p99:.2f} | {e50 / p50:,.0f} / {e99 / p99:,.0f} | "
+                + (met(e50 <= GOAL_ECHO_P50 and e99 <= GOAL_ECHO_P99) if goal else "–")
+                + f" | {statistics.median(head):.1f} / {statistics.median(tail):.1f} |")
+
     for e in r.echoes:
-        e50, e99 = p(e.samples, 50), p(e.samples, 99)
-        head, tail = e.samples[:50], e.samples[-50:]
-        echo.append(
-            f"| Gibberish page, {e.size:,} messages, {len(e.samples)} echoes | "
-            f"{e50:.1f} / {e99:.1f} | {f50:.2f} / {f99:.2f} | {e50 / f50:,.0f} / "
-            f"{e99 / f99:,.0f} | {met(e50 <= GOAL_ECHO_P50 and e99 <= GOAL_ECHO_P99)} | "
-            f"{statistics.median(head):.1f} / {statistics.median(tail):.1f} |")
+        echo.append(row(f"Gibberish page, {e.size:,} messages, back to back", e.samples,
+                        r.floor, True))
+        if e.spaced:
+            echo.append(row(f"Gibberish page, {e.size:,} messages, {args.gap} ms apart",
+                            e.spaced, r.floor_spaced or r.floor, True))
     if r.undrawn is not None:
         u = r.undrawn
-        u50, u99 = p(u.samples, 50), p(u.samples, 99)
-        echo.append(
-            f"| the same, {u.size:,} messages, nothing drawn (`#chat-layout` not displayed: a "
-            f"diagnostic, not the product), {len(u.samples)} echoes | {u50:.1f} / {u99:.1f} | "
-            f"{f50:.2f} / {f99:.2f} | {u50 / f50:,.0f} / {u99 / f99:,.0f} | – | – |")
+        name = (f"the same, {u.size:,} messages, nothing drawn (`#chat-layout` not displayed: "
+                "a diagnostic, not the product)")
+        echo.append(row(name + ", back to back", u.samples, r.floor, False))
+        if u.spaced:
+            echo.append(row(name + f", {args.gap} ms apart", u.spaced,
+                            r.floor_spaced or r.floor, False))
     blocks = [f"- {e.size:,} messages: " + ", ".join(f"{m:.1f}" for m in e.blocks(args.block))
               for e in r.echoes]
     cpu = [f"- {e.size:,} messages: Chromium {e.cpu.get('chromium', 0):.1f} ms ("
@@ -277,6 +304,9 @@ def report(r: Results, args: argparse.Namespace, command: str) -> str:
         cpu.append(f"- {r.undrawn.size:,} messages, nothing drawn: Chromium "
                    f"{r.undrawn.cpu.get('chromium', 0):.1f} ms, the server and Playwright "
                    f"{r.undrawn.cpu.get('other', 0):.1f} ms")
+    cpu += [f"- {e.size:,} messages, {args.gap} ms apart: Chromium {e.spaced_cpu:.1f} ms per "
+            "echo, its gap included" for e in [*r.echoes, *([r.undrawn] if r.undrawn else [])]
+            if e.spaced]
 
     def med(key: str) -> float:
         return statistics.median(o[key] for o in r.opens)
@@ -321,6 +351,11 @@ def report(r: Results, args: argparse.Namespace, command: str) -> str:
         "from the Enter until B's answer is in A's list (DOM, before paint). Rooms are fresh; "
         "the long one is seeded in A's IndexedDB log (signed by A's device), reaches B by "
         "anti-entropy and the server by upload before the echo starts; 10 echoes of warm-up. "
+        "Back to back, each echo starts as the one before ends: the figure is bound by the "
+        "CPU an echo costs (every process on 2 cores), not by its path. "
+        f"{args.gap} ms apart, each starts {args.gap} ms after the one before ended (people "
+        "write seconds apart): the message's own path, with whatever the pages still draw "
+        "or store of the echo before. The plain channel is measured both ways. "
         f"Machine: {machine('playwright')}, {r.chromium}; 1-minute load average "
         f"{os.getloadavg()[0]:.1f} at the end (the machine is shared and noisy).",
         "",
@@ -366,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--floor", type=int, default=1000, help="plain channel echoes")
     parser.add_argument("--echoes", type=int, default=200, help="UI echoes per room")
+    parser.add_argument("--gap", type=int, default=100,
+                        help="ms between spaced echoes (0: back to back only)")
     parser.add_argument("--short", type=int, default=10, help="messages in the short room")
     parser.add_argument("--long", type=int, default=2000, help="messages in the long room")
     parser.add_argument("--block", type=int, default=BLOCK, help="echoes per block median")
@@ -394,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args, lambda text: print(f"-- {text}", flush=True))
     command = "python -m bench.browser" + (" --smoke" if args.smoke else "".join(
         f" --{name} {getattr(args, name)}" for name in
-        ("floor", "echoes", "long", "opens", "tries")))
+        ("floor", "echoes", "gap", "long", "opens", "tries")))
     if args.mesh_only:
         print("\n".join([f"`{command} --mesh-only`, {results.chromium}, 1-minute load average "
                          f"{os.getloadavg()[0]:.1f}", "", *mesh_lines(results, args)]))

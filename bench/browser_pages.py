@@ -64,8 +64,9 @@ class Bench:
             context.close()
 
 
-def floor_echo(bench: Bench, count: int) -> list[float]:
-    """Two plain pages of the same Chromium, one ordered RTCDataChannel, `count` echoes."""
+def floor_echo(bench: Bench, count: int, gap: int = 0) -> list[float]:
+    """Two plain pages of the same Chromium, one ordered RTCDataChannel, `count` echoes, back
+    to back or each `gap` ms after the one before."""
     pages = []
     for _ in range(2):
         context = bench.browser.new_context()
@@ -77,7 +78,8 @@ def floor_echo(bench: Bench, count: int) -> list[float]:
     answer = pages[1].evaluate(js.FLOOR_ANSWER, offer)
     pages[0].evaluate(js.FLOOR_ACCEPT, answer)
     pages[0].evaluate(js.FLOOR_ECHO, {"count": 20, "start": 0})  # warm-up
-    samples: list[float] = pages[0].evaluate(js.FLOOR_ECHO, {"count": count, "start": 20})
+    samples: list[float] = pages[0].evaluate(js.FLOOR_ECHO,
+                                             {"count": count, "start": 20, "gap": gap})
     for page in pages:
         page.close()
     return samples

@@ -37,10 +37,11 @@ FLOOR_ACCEPT = """async (answer) => {
 }"""
 
 # `count` round trips, one at a time, of texts shaped like the UI echo's: ms each.
-FLOOR_ECHO = """async ({ count, start }) => {
+FLOOR_ECHO = """async ({ count, start, gap = 0 }) => {
   const { channel } = globalThis.floor;
   const rows = [];
   for (let i = start; i < start + count; i++) {
+    if (gap) await new Promise((resolve) => setTimeout(resolve, gap));
     const body = `ping ${i}`;
     const back = new Promise((resolve) => {
       channel.onmessage = (m) => { if (m.data === body) resolve(); };
@@ -100,11 +101,12 @@ RESPONDER = """() => {
 
 # Page A of the UI echo: types `ping N` and presses Enter, then waits for `pong N` from the
 # other page in its list; ms each, one at a time.
-ECHO = """async ({ count, start }) => {
+ECHO = """async ({ count, start, gap = 0 }) => {
   const list = document.getElementById('messages');
   const text = document.getElementById('composer-text');
   const rows = [];
   for (let i = start; i < start + count; i++) {
+    if (gap) await new Promise((resolve) => setTimeout(resolve, gap));
     const want = `pong ${i}`;
     let watch;
     const seen = new Promise((resolve, reject) => {

@@ -16,14 +16,19 @@ def test_browser_benchmark_smoke_reports_every_figure_beside_the_plain_channel(
     require(missing_prerequisite(), "the browser benchmark needs a sealed network and Chromium")
     assert main(["--smoke", "--no-write"]) == 0
     out = capsys.readouterr().out
-    # 1. the floor, 2. the UI echo in a short and a long room, with per-block medians
-    assert "| plain RTCDataChannel, 20 echoes |" in out
-    assert "| Gibberish page, 3 messages, 10 echoes |" in out
-    assert "| Gibberish page, 30 messages, 10 echoes |" in out
+    # 1. the floor, 2. the UI echo in a short and a long room, with per-block medians, back
+    # to back and spaced, each beside the plain channel measured the same way
+    assert "| plain RTCDataChannel, 20 echoes back to back |" in out
+    assert "| plain RTCDataChannel, 10 echoes 100 ms apart |" in out
+    for size in (3, 30):
+        assert f"| Gibberish page, {size} messages, back to back, 10 echoes |" in out
+        assert f"| Gibberish page, {size} messages, 100 ms apart, 10 echoes |" in out
+        assert f"- {size} messages, 100 ms apart: Chromium " in out
     assert "page ÷ plain (p50 / p99)" in out
     assert "- 30 messages: " in out
     # the same echo with nothing drawn, as a diagnostic
     assert "| the same, 3 messages, nothing drawn (" in out
+    assert "a diagnostic, not the product), 100 ms apart, 10 echoes |" in out
     assert "- 3 messages, nothing drawn: Chromium " in out
     # 3. opening a room, from navigation
     for row in ("| DOMContentLoaded |", "| socket joined the room |",
