@@ -304,9 +304,10 @@ def report(r: Results, args: argparse.Namespace, command: str) -> str:
         cpu.append(f"- {r.undrawn.size:,} messages, nothing drawn: Chromium "
                    f"{r.undrawn.cpu.get('chromium', 0):.1f} ms, the server and Playwright "
                    f"{r.undrawn.cpu.get('other', 0):.1f} ms")
-    cpu += [f"- {e.size:,} messages, {args.gap} ms apart: Chromium {e.spaced_cpu:.1f} ms per "
-            "echo, its gap included" for e in [*r.echoes, *([r.undrawn] if r.undrawn else [])]
-            if e.spaced]
+    spaced = [(e, "") for e in r.echoes] + ([(r.undrawn, ", nothing drawn")] if r.undrawn
+                                            else [])
+    cpu += [f"- {e.size:,} messages{what}, {args.gap} ms apart: Chromium {e.spaced_cpu:.1f} ms "
+            "per echo, its gap included" for e, what in spaced if e.spaced]
 
     def med(key: str) -> float:
         return statistics.median(o[key] for o in r.opens)
