@@ -79,17 +79,20 @@ FLOOR_LINKS = """async ({ pairs }) => {
 }"""
 
 # Page B of the UI echo: on seeing `ping N` from another device in the list, it answers
-# `pong N` through the composer, as a person does (the text box, then Enter).
+# `pong N` through the composer, as a person does (the text box, then Enter). When it saw
+# each ping, on the machine's clock (ms), is kept in `globalThis.seenAt`.
 RESPONDER = """() => {
   const list = document.getElementById('messages');
   const text = document.getElementById('composer-text');
   const answered = new Set();
+  globalThis.seenAt = {};
   new MutationObserver((records) => {
     for (const r of records) {
       for (const node of r.addedNodes) {
         if (node.nodeType !== 1 || node.classList.contains('mine')) continue;
         const body = node.querySelector('.text')?.textContent || '';
         if (!body.startsWith('ping ') || answered.has(body)) continue;
+        globalThis.seenAt[body] = performance.timeOrigin + performance.now();
         answered.add(body);
         text.value = `pong ${body.slice(5)}`;
         text.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true,
@@ -100,11 +103,13 @@ RESPONDER = """() => {
 }"""
 
 # Page A of the UI echo: types `ping N` and presses Enter, then waits for `pong N` from the
-# other page in its list; ms each, one at a time.
+# other page in its list; ms each, one at a time. When it pressed Enter for each ping, on the
+# machine's clock (ms), is kept in `globalThis.sentAt`.
 ECHO = """async ({ count, start, gap = 0 }) => {
   const list = document.getElementById('messages');
   const text = document.getElementById('composer-text');
   const rows = [];
+  globalThis.sentAt = globalThis.sentAt || {};
   for (let i = start; i < start + count; i++) {
     if (gap) await new Promise((resolve) => setTimeout(resolve, gap));
     const want = `pong ${i}`;
@@ -125,6 +130,7 @@ ECHO = """async ({ count, start, gap = 0 }) => {
       watch.observe(list, { childList: true });
     });
     const t0 = performance.now();
+    globalThis.sentAt[`ping ${i}`] = performance.timeOrigin + t0;
     text.value = `ping ${i}`;
     text.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true,
                                                      cancelable: true }));

@@ -24,6 +24,8 @@ def test_browser_benchmark_smoke_reports_every_figure_beside_the_plain_channel(
         assert f"| Gibberish page, {size} messages, back to back, 10 echoes |" in out
         assert f"| Gibberish page, {size} messages, 100 ms apart, 10 echoes |" in out
         assert f"- {size} messages, 100 ms apart: Chromium " in out
+        assert (f"| Gibberish page, {size} messages, 100 ms apart, one way: A's Enter → in "
+                "B's list (plain: half its round trip), 10 echoes |") in out
     assert "page ÷ plain (p50 / p99)" in out
     assert "- 30 messages: " in out
     # the same echo with nothing drawn, as a diagnostic
