@@ -35,7 +35,8 @@ BURST_SEND = """async ({ prefix, count, ms }) => {
   }
 }"""
 
-# This device's records of `room` in the page's IndexedDB log: [seq, text] in seq order.
+# This device's records of `room` in the page's IndexedDB log: [seq, text, held by the
+# server] in seq order.
 STORED = """async ({ user, room }) => {
   const { openDatabase } = await import('/static/chat/browser-log.js');
   const db = await openDatabase(user);
@@ -46,7 +47,7 @@ STORED = """async ({ user, room }) => {
     request.onerror = () => reject(request.error);
   });
   db.close();
-  return rows.map((r) => [r.seq, r.env.text]).sort((a, b) => a[0] - b[0]);
+  return rows.map((r) => [r.seq, r.env.text, r.onServer]).sort((a, b) => a[0] - b[0]);
 }"""
 
 # In another tab of the same profile: hold a read-write transaction on the log's stores, so
@@ -82,7 +83,7 @@ def texts_shown(page: Page, prefix: str) -> list[str]:
 
 def stored(page: Page, user: str, room: str) -> list[tuple[int, str]]:
     rows: list[Any] = page.evaluate(STORED, {"user": user, "room": room})
-    return [(int(seq), str(text)) for seq, text in rows]
+    return [(int(seq), str(text)) for seq, text, _ in rows]
 
 
 def reopen(page: Page, server: Server, room: str) -> None:

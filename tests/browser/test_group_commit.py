@@ -11,6 +11,7 @@ from playwright.sync_api import Page
 
 from tests.browser.conftest import OpenPage, join_room_page, send_from_page, unique
 from tests.browser.stack import Server
+from tests.browser.test_browser_log import STORED
 from tests.helpers import poll
 
 WAIT_S = 30
@@ -117,21 +118,6 @@ def test_a_write_that_may_wait_behind_a_transaction_is_not_hurried(
     assert started(page)[1:] == [["mark", "two"], ["three"]]
 
 
-# Whether this device's records of `room` are marked as held by the server, in IndexedDB.
-ON_SERVER = """async ({ user, room }) => {
-  const { openDatabase } = await import('/static/chat/browser-log.js');
-  const db = await openDatabase(user);
-  const tx = db.transaction('messages', 'readonly');
-  const rows = await new Promise((resolve, reject) => {
-    const request = tx.objectStore('messages').index('room').getAll(room);
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error);
-  });
-  db.close();
-  return rows.map((r) => [r.env.text, r.onServer]);
-}"""
-
-
 def test_the_servers_marks_reach_the_log(open_page: OpenPage, server: Server) -> None:
     user, room = unique("marks"), unique("room")
     server.register(user)
@@ -139,6 +125,7 @@ def test_the_servers_marks_reach_the_log(open_page: OpenPage, server: Server) ->
     join_room_page(page, server, user, room)
     for text in ("one", "two"):
         send_from_page(page, text)
-    poll(lambda: sorted(map(tuple, page.evaluate(ON_SERVER, {"user": user, "room": room})))
+    poll(lambda: [(text, held) for _, text, held in
+                  page.evaluate(STORED, {"user": user, "room": room})]
          == [("one", True), ("two", True)], timeout=WAIT_S,
          message="both messages marked in IndexedDB as held by the server")
