@@ -108,7 +108,8 @@ export class NetworkView {
   addEvent(event) {
     if (!event || typeof event !== "object") return;
     if (!this.loaded) this.pending.push(event);
-    else this.renderEvent(event);
+    // A live event held for the next drawing may have come with loadEvents meanwhile.
+    else if (!(Number.isFinite(event.seq) && event.seq <= this.lastSeq)) this.renderEvent(event);
   }
 
   /** @param {any} event */

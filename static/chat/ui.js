@@ -54,8 +54,7 @@ const FRAME_FALLBACK_MS = 100;
 // Delivery marks are not worth a frame each: they are drawn at most this often, in the frame
 // after (several echoes' worth at once in a busy room).
 const SLOW_LANE_MS = 100;
-// The side panel's news (the timeline's events, the outbox count, round-trip times) at most
-// this often: a new event at the timeline's top moves every one below it, and a frame drawn
+// The side panel's news (the timeline's events, the outbox count) at most this often: a new event at the timeline's top moves every one below it, and a frame drawn
 // just as the next message comes in holds that message up (bench.browser's spaced echo:
 // 22-31 ms at the median with these on the 100 ms lane, 12-15 with the timeline not drawn).
 const PANEL_LANE_MS = 1000;
@@ -76,6 +75,14 @@ function nextFrame(work) {
   };
   const frame = requestAnimationFrame(run);
   const timer = setTimeout(run, FRAME_FALLBACK_MS);
+}
+
+/**
+ * What of the server link is drawn at the next frame (the rest of the banner can wait).
+ * @param {any} server the state's server part
+ */
+function linkKey(server) {
+  return JSON.stringify([server.connected, server.state]);
 }
 
 export class ChatView {
@@ -138,7 +145,7 @@ export class ChatView {
     this.ownScroll = false;
     this.framePending = false;
     /** What the member list, the banner and the network view last drew, as keys. */
-    this.drawn = { members: "", banner: "", network: "" };
+    this.drawn = { members: "", banner: "", network: "", link: "" };
     // Whether the end of the list is in view (or near), as an IntersectionObserver says.
     this.atEnd = true;
     const end = byId("chat-end");
@@ -179,7 +186,7 @@ export class ChatView {
     const t0 = timing.now();
     const state = this.stateToDraw;
     if (state && (this.panelDue || !state.server || !Array.isArray(state.peers)
-                  || membersKey(state) !== this.drawn.members)) {
+                  || this.changesAtOnce(state))) {
       this.stateToDraw = null;
       this.drawState(state);
     }
@@ -325,7 +332,7 @@ export class ChatView {
     this.stateToDraw = null;
     this.deliveriesToDraw.clear();
     this.eventsToDraw = [];
-    this.drawn = { members: "", banner: "", network: "" };
+    this.drawn = { members: "", banner: "", network: "", link: "" };
   }
 
   async refreshState() {
@@ -493,13 +500,23 @@ export class ChatView {
    */
   renderState(state) {
     this.stateToDraw = state;
-    // A change of the member list (a link up or down) is drawn at the next frame; the rest
-    // (the outbox count, which moves with every message sent) can wait for the panel's lane.
-    if (state.server && Array.isArray(state.peers) && membersKey(state) === this.drawn.members) {
+    // A change of the member list (a link up or down, a round-trip time) or of the server
+    // link is drawn at the next frame; the rest (the outbox count, which moves with every
+    // message sent) can wait for the panel's lane.
+    if (state.server && Array.isArray(state.peers) && !this.changesAtOnce(state)) {
       this.requestPanelFrame();
     } else {
       this.requestFrame();
     }
+  }
+
+  /**
+   * Whether `state` changes what is drawn at the next frame: the member list or the server
+   * link (lost, back).
+   * @param {any} state the backend's state of the room, with its server and peers
+   */
+  changesAtOnce(state) {
+    return membersKey(state) !== this.drawn.members || linkKey(state.server) !== this.drawn.link;
   }
 
   /**
@@ -524,6 +541,7 @@ export class ChatView {
     if (this.whoami && this.whoami.textContent !== state.user) this.whoami.textContent = state.user;
     const server = state.server;
     const banner = JSON.stringify([server.connected, server.state, server.outbox]);
+    this.drawn.link = linkKey(server);
     if (banner !== this.drawn.banner) {
       this.drawn.banner = banner;
       drawBanner(this.banner, server);
