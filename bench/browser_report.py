@@ -15,6 +15,10 @@ GOAL_ECHO_P50, GOAL_ECHO_P99 = 5.0, 15.0
 GOAL_CHANNEL_AFTER_JOIN, GOAL_FIRST_AFTER_DCL, GOAL_MESH = 150.0, 250.0, 250.0
 
 
+def met(ok: bool) -> str:
+    return "met" if ok else "not met"
+
+
 @dataclass
 class EchoRun:
     """The UI echo in a room that held `size` messages before it began."""
@@ -54,9 +58,6 @@ def p(samples: list[float], q: float) -> float:
 
 def mesh_lines(r: Results, args: argparse.Namespace) -> list[str]:
     """The mesh race's table beside six plain pairs linked at once, and its step table."""
-    def met(ok: bool) -> str:
-        return "met" if ok else "not met"
-
     mesh_floor = statistics.median(r.floor_mesh)
     race = r.race
     if race.from_join:
@@ -79,9 +80,6 @@ def mesh_lines(r: Results, args: argparse.Namespace) -> list[str]:
 
 def report(r: Results, args: argparse.Namespace, command: str) -> str:
     """The markdown section: each figure beside the plain data channel's, with the ratio."""
-    def met(ok: bool) -> str:
-        return "met" if ok else "not met"
-
     f50, f99 = p(r.floor, 50), p(r.floor, 99)
     echo = ["| room | round trip p50 / p99 ms | plain RTCDataChannel p50 / p99 ms "
             "| page ÷ plain (p50 / p99) | goal p50 ≤ 5, p99 ≤ 15 | first 50 / last 50 median ms |",

@@ -85,6 +85,38 @@ function linkKey(server) {
   return JSON.stringify([server.connected, server.state]);
 }
 
+/** Work not worth a frame of its own: asked for any number of times, it is due in the frame
+ * after `ms` (one timer at a time). */
+class Lane {
+  /**
+   * @param {number} ms
+   * @param {() => void} frame asks for the frame
+   */
+  constructor(ms, frame) {
+    this.ms = ms;
+    this.frame = frame;
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.timer = null;
+    this.due = false;
+  }
+
+  request() {
+    if (this.timer !== null) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.due = true;
+      this.frame();
+    }, this.ms);
+  }
+
+  /** Whether the lane's work is due in this frame (it is then no longer). */
+  take() {
+    const due = this.due;
+    this.due = false;
+    return due;
+  }
+}
+
 export class ChatView {
   /**
    * @param {Document} doc
@@ -134,12 +166,8 @@ export class ChatView {
     this.deliveriesToDraw = new Set();
     /** @type {any[]} events for the Network panel's timeline */
     this.eventsToDraw = [];
-    /** @type {ReturnType<typeof setTimeout> | null} */
-    this.slowTimer = null;
-    this.slowDue = false;
-    /** @type {ReturnType<typeof setTimeout> | null} */
-    this.panelTimer = null;
-    this.panelDue = false;
+    this.slow = new Lane(SLOW_LANE_MS, () => this.requestFrame());
+    this.panel = new Lane(PANEL_LANE_MS, () => this.requestFrame());
     this.scrollPending = false;
     this.scrollCheck = false;
     this.ownScroll = false;
@@ -161,45 +189,25 @@ export class ChatView {
     nextFrame(() => this.drawFrame());
   }
 
-  /** Ask for the delivery marks and the timeline to be drawn, within SLOW_LANE_MS. */
-  requestSlowFrame() {
-    if (this.slowTimer !== null) return;
-    this.slowTimer = setTimeout(() => {
-      this.slowTimer = null;
-      this.slowDue = true;
-      this.requestFrame();
-    }, SLOW_LANE_MS);
-  }
-
-  /** Ask for the side panel's news to be drawn, within PANEL_LANE_MS. */
-  requestPanelFrame() {
-    if (this.panelTimer !== null) return;
-    this.panelTimer = setTimeout(() => {
-      this.panelTimer = null;
-      this.panelDue = true;
-      this.requestFrame();
-    }, PANEL_LANE_MS);
-  }
-
   drawFrame() {
     this.framePending = false;
     const t0 = timing.now();
+    const slowDue = this.slow.take();
+    const panelDue = this.panel.take();
     const state = this.stateToDraw;
-    if (state && (this.panelDue || !state.server || !Array.isArray(state.peers)
+    if (state && (panelDue || !state.server || !Array.isArray(state.peers)
                   || this.changesAtOnce(state))) {
       this.stateToDraw = null;
       this.drawState(state);
     }
-    if (this.slowDue) {
-      this.slowDue = false;
+    if (slowDue) {
       for (const id of this.deliveriesToDraw) {
         const known = this.messages.get(id);
         if (known) fillDelivery(known.node, known.message.delivery);
       }
       this.deliveriesToDraw.clear();
     }
-    if (this.panelDue) {
-      this.panelDue = false;
+    if (panelDue) {
       const events = this.eventsToDraw;
       this.eventsToDraw = [];
       for (const event of events) this.network.addEvent(event);
@@ -431,7 +439,7 @@ export class ChatView {
     else if (event.type === "reconnected") this.loadEvents(); // events missed meanwhile
     else if (event.type === "event") {
       this.eventsToDraw.push(event.event);
-      this.requestPanelFrame();
+      this.panel.request();
     }
   }
 
@@ -490,7 +498,7 @@ export class ChatView {
     if (!known) return;
     known.message.delivery = delivery;
     this.deliveriesToDraw.add(id);
-    this.requestSlowFrame();
+    this.slow.request();
   }
 
   /**
@@ -504,7 +512,7 @@ export class ChatView {
     // link is drawn at the next frame; the rest (the outbox count, which moves with every
     // message sent) can wait for the panel's lane.
     if (state.server && Array.isArray(state.peers) && !this.changesAtOnce(state)) {
-      this.requestPanelFrame();
+      this.panel.request();
     } else {
       this.requestFrame();
     }
