@@ -131,6 +131,8 @@ def open_times(bench: Bench, present: Page, newcomer: tuple[Page, str], tries: i
     for _ in range(tries):
         room = unique("open")
         bench.open_room(a, room)
+        poll(lambda: a.evaluate(js.ALL_ROOMS_JOINED), timeout=60,
+             message="the present page's rooms joined")
         a.evaluate(js.GREET_NEWCOMER, b_user)
         b.goto(f"{bench.server.url}/rooms/{room}", wait_until="commit")
 

@@ -185,6 +185,14 @@ GREET_NEWCOMER = """(newcomer) => {
   watch.observe(members, { childList: true, subtree: true, attributes: true });
 }"""
 
+# Every room the page keeps has been joined (its entry in the room list says so): a page
+# that has just opened joins its other rooms after the shown one, and the opening measured
+# next is another page's, beside a peer already present.
+ALL_ROOMS_JOINED = """() => {
+  const rooms = document.querySelectorAll('#rooms-panel [data-server]');
+  return rooms.length > 0 && [...rooms].every((r) => r.dataset.server === 'yes');
+}"""
+
 # The newcomer's opening, ms from its navigation: DOMContentLoaded and the page's marks
 # (static/chat/browser-main.js), null for a mark not made yet.
 OPEN_MARKS = """() => {

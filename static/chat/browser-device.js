@@ -84,18 +84,36 @@ export class BrowserDevice {
     this.key;
     /** @type {Mesh} */
     this.mesh;
+    /** @type {Promise<string>} set by prepare(): the device's registration, answered */
+    this.registered;
   }
 
   /**
-   * Sign in with the session, load the device key, connect, and open the rooms remembered
-   * (`asked` first, added if new: the room the page's address names).
-   * @param {string | null} asked
+   * What a page may do before it holds the device's lock (browser-main.js), since none of it
+   * speaks for the device in a room: sign in with the session, connect the socket (its
+   * handshake needs only the token), load or make the device key and register it. Started at
+   * once, it overlaps the wait for the lock; `start` then opens the rooms.
+   * @param {string | null} asked the room the page's address names: joined first
    */
-  async start(asked) {
+  async prepare(asked) {
+    this.server.shown = asked;
     this.user = await this.server.fetchToken();
+    this.server.connect();
     this.db = await openDatabase(this.user);
     this.key = await loadOrCreateDeviceKey(this.db);
-    await this.server.registerDevice(this.key.publicKey, "browser");
+    this.registered = this.server.registerDevice(this.key.publicKey, "browser");
+    this.registered.catch(() => {}); // awaited by start()
+  }
+
+  /**
+   * Open the rooms remembered (`asked` first, added if new: the room the page's address
+   * names). Each room's log loads while the device's registration is answered; the rooms
+   * join once it is, the shown room as soon as its log is loaded.
+   * @param {string | null} asked
+   * @param {Promise<void>} [prepared] `prepare(asked)` started already
+   */
+  async start(asked, prepared = this.prepare(asked)) {
+    await prepared;
     this.mesh = new Mesh({
       key: this.key, log: this.log,
       roomFor: (device) => this.roomFor(device),
@@ -104,8 +122,6 @@ export class BrowserDevice {
       onLink: (peer, state) => { for (const r of this.roomsOf(peer.device)) r.onPeerLink(peer, state); },
       onPath: (peer) => { for (const r of this.roomsOf(peer.device)) r.pushState(); },
     });
-    this.server.shown = asked; // its join goes first
-    this.server.start(this.key.device);
     const saved = loadRooms(this.user);
     // What the server says of the user's rooms (kinds and members: a direct room is named
     // after its other member before its join answers); the list itself when this browser
@@ -125,7 +141,8 @@ export class BrowserDevice {
     }
     // The room asked for first: the page shows it, and it signals through it first.
     const order = asked ? [asked, ...names.filter((n) => n !== asked)] : names;
-    await Promise.all(order.map((room) => this.open(room)));
+    const joining = this.registered.then(() => this.server.useDevice(this.key.device));
+    await Promise.all([...order.map((room) => this.open(room)), joining]);
     this.save();
   }
 

@@ -55,8 +55,11 @@ const PATH_ADDRESS = {
   },
 };
 
-async function run() {
-  const device = new BrowserDevice({ csrfToken });
+/**
+ * @param {BrowserDevice} device
+ * @param {Promise<void>} prepared its `prepare()`, started while the page waited for its lock
+ */
+async function run(device, prepared) {
   device.subscribe((event) => {
     if (event.type !== "state") return;
     if (event.state.server.connected) markOnce("gibberish:joined");
@@ -64,7 +67,7 @@ async function run() {
       markOnce("gibberish:channel-open");
     }
   });
-  await device.start(room);
+  await device.start(room, prepared);
   const view = new ChatView(document, device, root);
   const rooms = new RoomList(document, device, view, PATH_ADDRESS);
   await rooms.start();
@@ -85,12 +88,17 @@ if (!globalThis.isSecureContext || !navigator.locks) {
   fatal("This page needs a secure connection (HTTPS, or http://127.0.0.1 on this machine) "
     + "to keep your device key.");
 } else {
+  const device = new BrowserDevice({ csrfToken });
+  // Signing in, the key and the socket need no lock: begun at once, they are often done by
+  // the time the lock is granted. A page that never gets it closes its socket.
+  const prepared = device.prepare(room);
+  prepared.catch(() => {}); // awaited in run()
   // Going from one room's page to another in the same tab, the page left may still hold the
   // lock for a moment: wait a little for it before saying another tab has it.
   navigator.locks.request(`gibberish:${user}`, { signal: AbortSignal.timeout(LOCK_WAIT_MS) },
     async () => {
       try {
-        await run();
+        await run(device, prepared);
       } catch (err) {
         fatal(`Could not join #${room}: ${err.message}`);
         return;
@@ -98,6 +106,7 @@ if (!globalThis.isSecureContext || !navigator.locks) {
       // Hold the lock for as long as the page lives.
       await new Promise(() => {});
     }).catch((err) => {
+    device.server.close();
     if (err.name === "TimeoutError" || err.name === "AbortError") {
       fatal("Gibberish is already open in another tab of this browser (one tab per device). "
         + "Use that tab, or close it and reload this one.");

@@ -87,6 +87,8 @@ export class BrowserPeer {
     this.paths = new Map();
     /** @type {Map<string, string>} device -> link state */
     this.linkStates = new Map();
+    /** @type {(() => boolean)[]} linksSettled() waiting: each says whether it is done */
+    this.settling = [];
     /**
      * @type {Map<string, {device: string, state: string, rtt_ms: number | null}[]>} device ->
      *   the links that peer last reported of its own
@@ -124,6 +126,7 @@ export class BrowserPeer {
       onJoining: () => this.rosterRule.beginJoin(),
       onJoined: (reply, generation) => this.roomServer.onJoined(reply, generation),
       onLink: (up) => this.roomServer.onServerLink(up),
+      linked: () => this.linksSettled(),
       onRefused: (error) => this.addEvent("refused", `the server refused to join: ${error.message}`,
         { reason: `${error.code}: ${error.message}` }),
     });
@@ -387,10 +390,35 @@ export class BrowserPeer {
   }
 
   /**
+   * Settles once every peer the room lists has its data channel open or has failed: the
+   * page joins its other rooms after the shown room's links (ServerConnection.joinAll).
+   * @returns {Promise<void>}
+   */
+  linksSettled() {
+    return new Promise((resolve) => {
+      const done = () => {
+        const settled = [...this.roster.keys()].every((device) => {
+          const link = this.mesh ? this.mesh.links.get(device) : null;
+          return link && (link.state === LinkState.CONNECTED || link.state === LinkState.FAILED);
+        });
+        if (settled) resolve();
+        return settled;
+      };
+      if (!done()) this.settling.push(done);
+    });
+  }
+
+  /** Settle the linksSettled() waiting whose links are now all open or failed. */
+  checkSettled() {
+    if (this.settling.length) this.settling = this.settling.filter((done) => !done());
+  }
+
+  /**
    * @param {Peer} peer
    * @param {string} state
    */
   onPeerLink(peer, state) {
+    this.checkSettled();
     if (state !== LinkState.CONNECTED) this.reported.delete(peer.device);
     this.reportLinks();
     if (this.linkStates.get(peer.device) !== state) {

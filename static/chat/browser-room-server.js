@@ -107,6 +107,7 @@ export class RoomServer {
     this.peer.roster = new Map([...this.peer.rosterRule.entries.values()].map((e) => [e.device,
       { user: e.user, device: e.device, public_key: e.public_key }]));
     this.peer.mesh.updateRoster(this.peer.roster.values());
+    this.peer.checkSettled();
   }
 
   /**

@@ -12,6 +12,8 @@ import { io } from "../vendor/socket.io.esm.min.js";
 const CALL_TIMEOUT_MS = 10000;
 // How long the other rooms' joins wait for the shown room's join to be answered on a connection.
 const SHOWN_FIRST_MAX_MS = 2000;
+// How long they wait, once it joined, for its links to form (or fail).
+const LINKS_FIRST_MAX_MS = 1000;
 // The server's notices that name a room; each goes to that room's link.
 const ROOM_NOTICES = ["peer_joined", "peer_left", "signal", "stored", "members", "removed"];
 
@@ -65,6 +67,7 @@ export class ServerConnection {
     this.releaseShown = () => {};
     /** Counts the connections: a join waiting for an earlier one's shown room is dropped. */
     this.generation = 0;
+    this.closed = false;
   }
 
   /**
@@ -150,11 +153,11 @@ export class ServerConnection {
   }
 
   /**
-   * Connect and keep connecting; each room added joins on every connection.
-   * @param {string} device
+   * Connect and keep connecting. The connection needs only the token; the rooms join once
+   * the device is known (`useDevice`), on this connection and on every later one.
    */
-  start(device) {
-    this.device = device;
+  connect() {
+    if (this.closed) return;
     const socket = io({
       transports: ["websocket"],
       // A function, so that every reconnection presents the current token.
@@ -164,7 +167,7 @@ export class ServerConnection {
       randomizationFactor: 0.5,
     });
     this.socket = socket;
-    socket.on("connect", () => this.joinAll());
+    socket.on("connect", () => { if (this.device !== null) this.joinAll(); });
     socket.on("disconnect", (reason) => {
       for (const link of this.rooms.values()) link.lost(reason);
     });
@@ -183,6 +186,15 @@ export class ServerConnection {
     }
   }
 
+  /**
+   * The device the rooms join with (registered to the account): they join now if connected.
+   * @param {string} device
+   */
+  useDevice(device) {
+    this.device = device;
+    if (this.connected) this.joinAll();
+  }
+
   get connected() {
     return Boolean(this.socket && this.socket.connected);
   }
@@ -193,12 +205,17 @@ export class ServerConnection {
    */
   add(link) {
     this.rooms.set(link.room, link);
-    if (!this.connected) return;
-    if (link.room === this.shown) link.join().then(this.releaseShown);
+    if (!this.connected || this.device === null) return;
+    if (link.room === this.shown) link.joinFirst().then(this.releaseShown);
     else this.joinAfterShown(link);
   }
 
-  /** A (re)connection: the shown room's join first, every other room's once it answered. */
+  /**
+   * A (re)connection: the shown room's join first, every other room's once it answered and
+   * the shown room's links formed (`ServerLink.linked`). The other rooms' joins, and the
+   * catch-up each starts, had the server busy while it relayed the shown room's offers and
+   * answers: with a dozen rooms, the first link of a page took half a second more.
+   */
   joinAll() {
     this.generation++;
     /** @type {() => void} */
@@ -211,7 +228,7 @@ export class ServerConnection {
     } else {
       // Its link may still be opening (add() joins it then), or its answer slow: the other
       // rooms never wait for it long.
-      if (first) first.join().then(release);
+      if (first) first.joinFirst().then(release);
       setTimeout(release, SHOWN_FIRST_MAX_MS);
     }
     for (const link of this.rooms.values()) if (link !== first) this.joinAfterShown(link);
@@ -245,7 +262,7 @@ export class ServerConnection {
     } catch (err) {
       this.log.warn(`could not refresh the token: ${err.message}`);
     }
-    // Called from the socket's own connect_error handler: start() made it.
+    // Called from the socket's own connect_error handler: connect() made it.
     const socket = /** @type {Socket} */ (this.socket);
     setTimeout(() => { if (!socket.connected) socket.connect(); }, 2000);
   }
@@ -260,7 +277,9 @@ export class ServerConnection {
     return socket.timeout(CALL_TIMEOUT_MS).emitWithAck(event, data);
   }
 
+  /** Disconnect for good (a page that did not get the device's lock): no connection after. */
   close() {
+    this.closed = true;
     if (this.socket) this.socket.disconnect();
   }
 }
@@ -282,10 +301,12 @@ export class ServerLink {
    * @param {(up: boolean) => void} options.onLink
    * @param {() => number} [options.onJoining]
    * @param {(error: {code: string, message: string}) => void} [options.onRefused]
+   * @param {() => Promise<void>} [options.linked] settles once the room's peers are linked
+   *   or have failed (a shown room's, before the page's other rooms join)
    * @param {Console} [options.log]
    */
   constructor({ connection, room, handlers, onJoined, onLink, onJoining = () => 0,
-                onRefused = () => {}, log = console }) {
+                onRefused = () => {}, linked = () => Promise.resolve(), log = console }) {
     this.connection = connection;
     this.room = room;
     this.handlers = handlers; // {peer_joined, peer_left, signal, stored, removed}: (data) => void
@@ -293,6 +314,7 @@ export class ServerLink {
     this.onJoining = onJoining; // () => the generation of the join request going out
     this.onLink = onLink;
     this.onRefused = onRefused;
+    this.linked = linked;
     this.log = log;
     this.joined = false;
     this.everJoined = false;
@@ -356,6 +378,17 @@ export class ServerLink {
   history(after, limit = 500) {
     const query = `?after=${after}&limit=${limit}`;
     return this.conn.api("GET", `/api/rooms/${encodeURIComponent(this.room)}/messages${query}`);
+  }
+
+  /** Join, then wait a moment for the room's links: a shown room's (ServerConnection.joinAll). */
+  async joinFirst() {
+    await this.join();
+    if (!this.joined) return;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
+    await Promise.race([this.linked(),
+      new Promise((resolve) => { timer = setTimeout(resolve, LINKS_FIRST_MAX_MS); })]);
+    clearTimeout(timer);
   }
 
   async join() {

@@ -48,11 +48,11 @@ WATCH_FRAMES = """
     constructor(...args) {
       super(...args);
       this.addEventListener('message', (e) => {
-        if (typeof e.data === 'string') window.__frames.push(['in', e.data]);
+        if (typeof e.data === 'string') window.__frames.push(['in', e.data, performance.now()]);
       });
     }
     send(data) {
-      if (typeof data === 'string') window.__frames.push(['out', data]);
+      if (typeof data === 'string') window.__frames.push(['out', data, performance.now()]);
       return super.send(data);
     }
   };
@@ -79,7 +79,7 @@ def joins_and_answers(page: Page) -> list[tuple[str, str]]:
     frames: list[list[str]] = page.evaluate("() => window.__frames")
     rooms: dict[str, str] = {}
     seen: list[tuple[str, str]] = []
-    for way, data in frames:
+    for way, data, _at in frames:
         sent = JOIN_SENT.match(data) if way == "out" else None
         if sent:
             rooms[sent.group(1)] = json.loads(sent.group(2))["room"]
@@ -306,6 +306,40 @@ def test_the_room_a_page_opens_is_joined_before_the_others_it_keeps(
     seen = joins_and_answers(page)
     assert seen[:2] == [("join", shown), ("answer", shown)], seen
     assert sorted(room for kind, room in seen[2:] if kind == "join") == sorted([kept, also])
+
+
+def test_the_other_rooms_a_page_keeps_join_once_the_shown_rooms_link_is_up(
+    open_page: OpenPage, server: Server, tmp_path: Path,
+) -> None:
+    """With a peer present in the room a page opens, the page's other rooms join once its link
+    to that peer is up: their joins (and the catch-up each starts) had the server busy while it
+    relayed the shown room's offer and answer."""
+    shown, kept = unique("shown"), unique("kept")
+    alice = start_agent(server, unique("alice"), shown, tmp_path / "alice")
+    try:
+        bob = unique("bob")
+        server.register(bob)
+        page = open_page()
+        page.add_init_script(WATCH_FRAMES)
+        page.add_init_script("globalThis.gibberishTiming = true")  # the link's steps, marked
+        join_room_page(page, server, bob, kept)
+        page.goto(f"{server.url}/rooms/{shown}")
+        page.wait_for_selector("#chat[data-ready=yes]", timeout=LONG)
+        poll(lambda: sum(kind == "answer" for kind, _ in joins_and_answers(page)) == 2,
+             timeout=60, message="the page's two joins answered")
+        seen = joins_and_answers(page)
+        assert [room for kind, room in seen if kind == "join"] == [shown, kept], seen
+        # The page's own mark of its channel to alice opening (static/chat/timing.js), and the
+        # other room's join on the same clock.
+        opened = page.evaluate(
+            "() => performance.getEntriesByType('mark').find((m) => m.name.startsWith("
+            "'gibberish: link ') && m.name.endsWith(' channel open'))?.startTime")
+        joined = [at for way, data, at in page.evaluate("() => window.__frames")
+                  if way == "out" and (sent := JOIN_SENT.match(data))
+                  and json.loads(sent.group(2))["room"] == kept]
+        assert opened is not None and joined and joined[0] >= opened, (opened, joined)
+    finally:
+        alice.stop()
 
 
 def test_messages_in_the_room_on_screen_are_read_as_they_come_not_counted_unread(
