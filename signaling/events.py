@@ -172,28 +172,32 @@ def on_join(data: Any) -> dict[str, Any]:
     me = Presence(room_id=room.id, user_id=user.id, device_id=device.id, sid=sid,
                   server_id=current_app.config["SERVER_ID"], rendezvous=req.rendezvous)
     db.session.add(me)
+    db.session.flush()
+    # Read before the commit, which would expire them all and cost a query each to read back.
+    you, described, restricted = peer_dict(me), rooms.describe(room), rooms.is_restricted(room)
+    room_id, me_id, username = room.id, me.id, user.username
     db.session.commit()
-    if rooms.is_restricted(room) and not _still_member(room, user):
+    if restricted and not _still_member(room, user):
         # Removed between the check above and our presence: take the presence back.
         db.session.delete(me)
         db.session.commit()
         leave_room(channel(room.name))
         raise rooms.not_a_member(room.name)
     others = db.session.scalars(
-        select(Presence).where(Presence.room_id == room.id, Presence.id != me.id)
+        select(Presence).where(Presence.room_id == room_id, Presence.id != me_id)
         .order_by(Presence.joined_at, Presence.id)
     ).all()
-    emit("peer_joined", {"room": room.name, "peer": peer_dict(me)},
-         to=channel(room.name), include_self=False)
+    emit("peer_joined", {"room": described["room"], "peer": you},
+         to=channel(described["room"]), include_self=False)
     return {
-        **rooms.describe(room),
-        "you": peer_dict(me),
+        **described,
+        "you": you,
         "peers": [peer_dict(p) for p in others],
         "ice_servers": ice_servers_for(current_app.config["ICE_SERVERS"],
-                                       current_app.config.get("TURN"), user.username,
+                                       current_app.config.get("TURN"), username,
                                        time.time()),
         "ice_ttl": current_app.config["TURN"].ttl if current_app.config.get("TURN") else None,
-        "cursor": store.latest_cursor(room),
+        "cursor": store.latest_cursor(room_id),
     }
 
 

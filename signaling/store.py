@@ -255,8 +255,9 @@ def store_envelopes(room: Room | RoomFacts,
     return outcome
 
 
-def latest_cursor(room: Room) -> int:
-    value = db.session.scalar(select(func.max(Message.cursor)).where(Message.room_id == room.id))
+def latest_cursor(room_id: int) -> int:
+    """The cursor of the room's newest stored message (0: none)."""
+    value = db.session.scalar(select(func.max(Message.cursor)).where(Message.room_id == room_id))
     return int(value or 0)
 
 
