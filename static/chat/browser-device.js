@@ -39,6 +39,8 @@ import { isNormalizedName } from "./protocol/names.js";
 // background (the server may be down: the room is joined once it is back).
 const JOIN_ANSWER_WAIT_MS = 5000;
 const MAX_ROOM_CHARS = 64;
+// How long the page's other rooms wait for the shown room to join and link before they load.
+const OTHERS_WAIT_MAX_MS = 3000;
 
 /**
  * A room name in normal form (as Python's normalize_room), or an Error saying why not.
@@ -139,25 +141,54 @@ export class BrowserDevice {
     for (const [room, n] of Object.entries(saved.unread)) {
       if (Number.isSafeInteger(n) && n > 0) this.unread.set(room, n);
     }
-    // The room asked for first: the page shows it, and it signals through it first.
-    const order = asked ? [asked, ...names.filter((n) => n !== asked)] : names;
     const joining = this.registered.then(() => this.server.useDevice(this.key.device));
-    await Promise.all([...order.map((room) => this.open(room)), joining]);
+    if (!asked) {
+      await Promise.all([...names.map((room) => this.open(room)), joining]);
+      this.save();
+      return;
+    }
+    // The room asked for first: the page shows it, and it signals through it first. The
+    // others load once it has joined and linked: a long room's log takes a while to read and
+    // hold, on the page's one thread, which the shown room's links and first messages wait on
+    // (a kept room of 10,000 messages put off the first message shown by 350 ms).
+    const shown = this.open(asked);
+    await Promise.all([shown, joining]);
+    const after = shown.then((peer) => this.settledOrLate(peer));
+    for (const room of names) {
+      if (room !== asked) this.open(room, after).catch((err) => this.log.error(`opening ${room} failed`, err));
+    }
     this.save();
+  }
+
+  /**
+   * Settles once `peer` has the server's first answer to its join and its links are up (or
+   * failed), or after OTHERS_WAIT_MAX_MS.
+   * @param {BrowserPeer} peer
+   */
+  settledOrLate(peer) {
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
+    const late = new Promise((resolve) => { timer = setTimeout(resolve, OTHERS_WAIT_MAX_MS); });
+    const linked = peer.server.settled.then(() => (peer.server.refusal ? undefined
+      : peer.linksSettled()));
+    return Promise.race([linked, late]).then(() => clearTimeout(timer));
   }
 
   // -- the rooms ---------------------------------------------------------------------------
 
   /**
-   * Start being in `room`: its log loaded and its join under way.
+   * Start being in `room`: its log loaded and its join under way (once `after` settles; the
+   * room is listed at once).
    * @param {string} room
+   * @param {Promise<unknown>} [after]
    */
-  async open(room) {
+  async open(room, after = Promise.resolve()) {
     const peer = new BrowserPeer({ room, owner: this, log: this.log });
     this.joined.set(room, peer);
     if (!this.unread.has(room)) this.unread.set(room, 0);
     peer.subscribe((event) => this.fromRoom(room, event));
-    await peer.start();
+    peer.started = after.then(() => (peer.closed ? undefined : peer.start()));
+    await peer.started;
     return peer;
   }
 
@@ -223,6 +254,16 @@ export class BrowserDevice {
   peer(name) {
     const peer = name === null ? undefined : this.joined.get(name);
     if (!peer) throw new Error(name === null ? "no room is open" : `not in room ${name}`);
+    return peer;
+  }
+
+  /**
+   * The room named once its log is loaded (the page's other rooms load after the shown one).
+   * @param {string | null} name
+   */
+  async started(name) {
+    const peer = this.peer(name);
+    await peer.started;
     return peer;
   }
 
@@ -309,14 +350,14 @@ export class BrowserDevice {
   }
 
   async state() {
-    return this.remember(this.peer(this.room).currentState());
+    return this.remember((await this.started(this.room)).currentState());
   }
 
   /**
    * @param {string} room
    */
   async stateOf(room) {
-    return this.remember(this.peer(room).currentState());
+    return this.remember((await this.started(room)).currentState());
   }
 
   /**
@@ -334,26 +375,26 @@ export class BrowserDevice {
    * @param {string | null} before
    * @param {number} [limit]
    */
-  messages(before, limit) {
-    return this.peer(this.room).messages(before, limit);
+  async messages(before, limit) {
+    return (await this.started(this.room)).messages(before, limit);
   }
 
   /**
    * @param {string} text
    */
-  send(text) {
-    return this.peer(this.room).send(text);
+  async send(text) {
+    return (await this.started(this.room)).send(text);
   }
 
-  events() {
-    return this.peer(this.room).events();
+  async events() {
+    return (await this.started(this.room)).events();
   }
 
   /**
    * @param {string} id
    */
-  path(id) {
-    return this.peer(this.room).path(id);
+  async path(id) {
+    return (await this.started(this.room)).path(id);
   }
 
   async rooms() {

@@ -54,10 +54,12 @@ export class FrameRouter {
       return;
     }
     const target = this.joined.get(room);
-    if (!target || !target.mesh) {
+    if (!target) {
       this.refuse(peer, new ProtocolError(`a frame for room ${room.slice(0, 64)}, which this `
         + "page is not in", "not_in_room"));
-    } else if (!target.mesh.peers.has(peer.device)) {
+    } else if (!target.mesh || !target.mesh.peers.has(peer.device)) {
+      // Not listed yet, or the room's log still loading (the page's other rooms load after
+      // the shown one): its join will list the sender.
       this.hold(room, peer, raw);
     } else {
       target.onFrame(peer, raw);

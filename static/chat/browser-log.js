@@ -209,6 +209,9 @@ export class BrowserLog {
     this.cursor = (await done(tx.objectStore("meta").get(`${this.room}:cursor`))) || 0;
     const counted = device
       ? (await done(tx.objectStore("meta").get(this.seqKey(device)))) || 1 : 1;
+    // Stored by device and seq: put in display order once, so that each is appended (placed
+    // one by one, the messages of a room's second author each moved the whole list).
+    rows.sort((a, b) => compareOrder(a.env, b.env));
     for (const row of rows) this.remember(row);
     for (const k of keys) this.keys.set(k.device, k);
     this.device = device;

@@ -69,6 +69,8 @@ export class BrowserPeer {
     /** @type {string[] | null} a private or direct room's members (null: anyone) */
     this.members = null;
     this.closed = false;
+    /** @type {Promise<void>} settles once start() has (the device opens some rooms later) */
+    this.started = Promise.resolve();
     /** @type {ReturnType<typeof setInterval>[]} */
     this.intervals = [];
     this.log = log;
@@ -89,6 +91,10 @@ export class BrowserPeer {
     this.linkStates = new Map();
     /** @type {(() => boolean)[]} linksSettled() waiting: each says whether it is done */
     this.settling = [];
+    /** @type {() => void} */
+    this.rostered = () => {};
+    /** Settles once a join reply has set the roster (RoomServer.onJoined). */
+    this.listed = new Promise((resolve) => { this.rostered = () => resolve(undefined); });
     /**
      * @type {Map<string, {device: string, state: string, rtt_ms: number | null}[]>} device ->
      *   the links that peer last reported of its own
@@ -390,11 +396,13 @@ export class BrowserPeer {
   }
 
   /**
-   * Settles once every peer the room lists has its data channel open or has failed: the
-   * page joins its other rooms after the shown room's links (ServerConnection.joinAll).
+   * Settles once a join reply has set the roster and every peer it lists has its data
+   * channel open or has failed: the page loads and joins its other rooms after the shown
+   * room's links (ServerConnection.joinAll, BrowserDevice.start).
    * @returns {Promise<void>}
    */
-  linksSettled() {
+  async linksSettled() {
+    await this.listed;
     return new Promise((resolve) => {
       const done = () => {
         const settled = [...this.roster.keys()].every((device) => {

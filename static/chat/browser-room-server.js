@@ -80,6 +80,7 @@ export class RoomServer {
     // larger id), rather than when a retry's backoff ends: after a rejoin the links that
     // failed meanwhile would otherwise wait for their timers.
     for (const device of this.peer.roster.keys()) this.peer.mesh.nudge(device);
+    this.peer.rostered();
     this.peer.pushState();
     await this.refreshKeys();
     await this.catchUpFromServer();

@@ -58,6 +58,16 @@ WATCH_FRAMES = """
   };
 })();
 """
+# Each room's log read from IndexedDB (BrowserLog.load), in the same list as the frames.
+WATCH_LOADS = """
+(() => {
+  const native = IDBIndex.prototype.getAll;
+  IDBIndex.prototype.getAll = function (query, ...rest) {
+    if (this.name === 'room') window.__frames.push(['load', String(query), performance.now()]);
+    return native.call(this, query, ...rest);
+  };
+})();
+"""
 # The page's writes of the rooms it remembers (localStorage `gibberish:<user>:rooms`), counted.
 COUNT_ROOMS_WRITES = """
 (() => {
@@ -308,12 +318,13 @@ def test_the_room_a_page_opens_is_joined_before_the_others_it_keeps(
     assert sorted(room for kind, room in seen[2:] if kind == "join") == sorted([kept, also])
 
 
-def test_the_other_rooms_a_page_keeps_join_once_the_shown_rooms_link_is_up(
+def test_the_other_rooms_a_page_keeps_load_and_join_once_the_shown_rooms_link_is_up(
     open_page: OpenPage, server: Server, tmp_path: Path,
 ) -> None:
-    """With a peer present in the room a page opens, the page's other rooms join once its link
-    to that peer is up: their joins (and the catch-up each starts) had the server busy while it
-    relayed the shown room's offer and answer."""
+    """With a peer present in the room a page opens, the page's other rooms load their logs
+    and join once its link to that peer is up: their joins (and the catch-up each starts) had
+    the server busy while it relayed the shown room's offer and answer, and a long room's log
+    held the page's thread while the link and the first messages waited."""
     shown, kept = unique("shown"), unique("kept")
     alice = start_agent(server, unique("alice"), shown, tmp_path / "alice")
     try:
@@ -321,6 +332,7 @@ def test_the_other_rooms_a_page_keeps_join_once_the_shown_rooms_link_is_up(
         server.register(bob)
         page = open_page()
         page.add_init_script(WATCH_FRAMES)
+        page.add_init_script(WATCH_LOADS)
         page.add_init_script("globalThis.gibberishTiming = true")  # the link's steps, marked
         join_room_page(page, server, bob, kept)
         page.goto(f"{server.url}/rooms/{shown}")
@@ -338,6 +350,13 @@ def test_the_other_rooms_a_page_keeps_join_once_the_shown_rooms_link_is_up(
                   if way == "out" and (sent := JOIN_SENT.match(data))
                   and json.loads(sent.group(2))["room"] == kept]
         assert opened is not None and joined and joined[0] >= opened, (opened, joined)
+        loads = {room: at for way, room, at in page.evaluate("() => window.__frames")
+                 if way == "load"}
+        assert loads[shown] < opened <= loads[kept], (loads, opened)
+        # And the room loaded late works: a message there reaches the page, counted unread.
+        alice.join(kept)
+        alice.send("in the other room", room=kept)
+        expect(badge(page, kept)).to_have_text("1", timeout=LONG)
     finally:
         alice.stop()
 
