@@ -170,7 +170,7 @@ export class BrowserDevice {
     let timer;
     const late = new Promise((resolve) => { timer = setTimeout(resolve, OTHERS_WAIT_MAX_MS); });
     const linked = peer.server.settled.then(() => (peer.server.refusal ? undefined
-      : peer.linksSettled()));
+      : peer.linksSettled(OTHERS_WAIT_MAX_MS)));
     return Promise.race([linked, late]).then(() => clearTimeout(timer));
   }
 
@@ -416,7 +416,7 @@ export class BrowserDevice {
       this.save();
     }
     this.pushRooms();
-    return this.remember(this.peer(room).currentState());
+    return this.remember((await this.started(room)).currentState());
   }
 
   /**

@@ -15,6 +15,9 @@ import { parseFrame } from "./protocol/strict-json.js";
 // A frame of a room whose roster does not list its sender yet is held this long (at most
 // EARLY_FRAMES_MAX per room and sender), then refused as not_in_room (device.py's rule).
 const EARLY_FRAME_HOLD_MS = 3000;
+// A frame for a room whose log is still loading is held longer: the page's other rooms load
+// after the shown one has linked (up to 3 s, browser-device.js), then join.
+const LOADING_FRAME_HOLD_MS = 8000;
 const EARLY_FRAMES_MAX = 64;
 
 export class FrameRouter {
@@ -60,7 +63,7 @@ export class FrameRouter {
     } else if (!target.mesh || !target.mesh.peers.has(peer.device)) {
       // Not listed yet, or the room's log still loading (the page's other rooms load after
       // the shown one): its join will list the sender.
-      this.hold(room, peer, raw);
+      this.hold(room, peer, raw, target.mesh ? EARLY_FRAME_HOLD_MS : LOADING_FRAME_HOLD_MS);
     } else {
       target.onFrame(peer, raw);
     }
@@ -73,7 +76,7 @@ export class FrameRouter {
    * @param {Peer} peer
    * @param {unknown} frame
    */
-  hold(room, peer, frame) {
+  hold(room, peer, frame, holdMs = EARLY_FRAME_HOLD_MS) {
     const key = JSON.stringify([room, peer.device]);
     let early = this.early.get(key);
     if (!early) {
@@ -82,9 +85,9 @@ export class FrameRouter {
         this.early.delete(key);
         for (const { peer: from } of expired ? expired.held : []) {
           this.refuse(from, new ProtocolError(`a frame for room ${room.slice(0, 64)}, which has `
-            + `not listed the sender within ${EARLY_FRAME_HOLD_MS / 1000} s`, "not_in_room"));
+            + `not listed the sender within ${holdMs / 1000} s`, "not_in_room"));
         }
-      }, EARLY_FRAME_HOLD_MS);
+      }, holdMs);
       early = { held: [], timer };
       this.early.set(key, early);
     }

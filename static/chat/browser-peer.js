@@ -132,7 +132,7 @@ export class BrowserPeer {
       onJoining: () => this.rosterRule.beginJoin(),
       onJoined: (reply, generation) => this.roomServer.onJoined(reply, generation),
       onLink: (up) => this.roomServer.onServerLink(up),
-      linked: () => this.linksSettled(),
+      linked: (withinMs) => this.linksSettled(withinMs),
       onRefused: (error) => this.addEvent("refused", `the server refused to join: ${error.message}`,
         { reason: `${error.code}: ${error.message}` }),
     });
@@ -148,6 +148,7 @@ export class BrowserPeer {
     this.store = new BrowserLog(this.db, this.room);
     await this.store.load(this.key.device);
     await this.store.rememberKey(this.key.device, this.user, this.key.publicKey, "self");
+    if (this.closed) return; // left while its log loaded
     this.mesh = new RoomMesh(owner, this.room, (peer, state) => this.onPeerLink(peer, state));
     this.addEvent("started", `${this.user}'s browser peer started in #${this.room}`);
     this.server.start();
@@ -398,22 +399,30 @@ export class BrowserPeer {
   /**
    * Settles once a join reply has set the roster and every peer it lists has its data
    * channel open or has failed: the page loads and joins its other rooms after the shown
-   * room's links (ServerConnection.joinAll, BrowserDevice.start).
+   * room's links (ServerConnection.joinAll, BrowserDevice.start). At most `withinMs`.
+   * @param {number} withinMs
    * @returns {Promise<void>}
    */
-  async linksSettled() {
-    await this.listed;
-    return new Promise((resolve) => {
-      const done = () => {
-        const settled = [...this.roster.keys()].every((device) => {
+  async linksSettled(withinMs) {
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
+    /** @type {() => boolean} */
+    let done = () => true;
+    const late = new Promise((resolve) => { timer = setTimeout(resolve, withinMs); });
+    const settled = this.listed.then(() => new Promise((resolve) => {
+      done = () => {
+        const all = [...this.roster.keys()].every((device) => {
           const link = this.mesh ? this.mesh.links.get(device) : null;
           return link && (link.state === LinkState.CONNECTED || link.state === LinkState.FAILED);
         });
-        if (settled) resolve();
-        return settled;
+        if (all) resolve(undefined);
+        return all;
       };
       if (!done()) this.settling.push(done);
-    });
+    }));
+    await Promise.race([settled, late]);
+    clearTimeout(timer);
+    this.settling = this.settling.filter((check) => check !== done);
   }
 
   /** Settle the linksSettled() waiting whose links are now all open or failed. */

@@ -204,6 +204,7 @@ export class ServerConnection {
    * @param {ServerLink} link
    */
   add(link) {
+    if (link.left) return;
     this.rooms.set(link.room, link);
     if (!this.connected || this.device === null) return;
     if (link.room === this.shown) link.joinFirst().then(this.releaseShown);
@@ -264,7 +265,7 @@ export class ServerConnection {
     }
     // Called from the socket's own connect_error handler: connect() made it.
     const socket = /** @type {Socket} */ (this.socket);
-    setTimeout(() => { if (!socket.connected) socket.connect(); }, 2000);
+    setTimeout(() => { if (!socket.connected && !this.closed) socket.connect(); }, 2000);
   }
 
   /**
@@ -301,8 +302,9 @@ export class ServerLink {
    * @param {(up: boolean) => void} options.onLink
    * @param {() => number} [options.onJoining]
    * @param {(error: {code: string, message: string}) => void} [options.onRefused]
-   * @param {() => Promise<void>} [options.linked] settles once the room's peers are linked
-   *   or have failed (a shown room's, before the page's other rooms join)
+   * @param {(withinMs: number) => Promise<void>} [options.linked] settles once the room's
+   *   peers are linked or have failed, or after withinMs (a shown room's, before the page's
+   *   other rooms join)
    * @param {Console} [options.log]
    */
   constructor({ connection, room, handlers, onJoined, onLink, onJoining = () => 0,
@@ -383,12 +385,7 @@ export class ServerLink {
   /** Join, then wait a moment for the room's links: a shown room's (ServerConnection.joinAll). */
   async joinFirst() {
     await this.join();
-    if (!this.joined) return;
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
-    let timer;
-    await Promise.race([this.linked(),
-      new Promise((resolve) => { timer = setTimeout(resolve, LINKS_FIRST_MAX_MS); })]);
-    clearTimeout(timer);
+    if (this.joined) await this.linked(LINKS_FIRST_MAX_MS);
   }
 
   async join() {
