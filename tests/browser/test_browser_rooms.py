@@ -361,6 +361,37 @@ def test_the_other_rooms_a_page_keeps_load_and_join_once_the_shown_rooms_link_is
         alice.stop()
 
 
+# The frame router of a page with one room, `r`, whose log is still loading (no mesh yet): a
+# frame for it arrives, and 4 s later (past the 3 s a loaded room holds a frame from a sender
+# it does not list) the room is loaded, lists the sender and admits it. The frames it was
+# handed, and the router's refusals.
+LOADING_ROOM_FRAME = """async () => {
+  const { FrameRouter } = await import('/static/chat/browser-frame-router.js');
+  const delivered = [];
+  const room = { mesh: null, onFrame: (_peer, frame) => delivered.push(frame.n) };
+  const router = new FrameRouter({ joined: new Map([['r', room]]), roomsOf: () => [],
+                                   log: console });
+  const peer = { device: 'd1', user: 'ann', public_key: '' };
+  router.onFrame(peer, JSON.stringify({ room: 'r', t: 'vv', n: 1 }));
+  await new Promise((resolve) => setTimeout(resolve, 4000));
+  room.mesh = { peers: new Set(['d1']) };
+  router.admitted('r', 'd1');
+  return { delivered, refused: router.refused };
+}"""
+
+
+def test_a_frame_for_a_room_whose_log_is_still_loading_waits_for_it(
+    open_page: OpenPage, server: Server,
+) -> None:
+    """The rooms a page keeps besides the shown one load after it has linked (up to 3 s), then
+    join: a peer's frame for one of them is held until the room lists the peer, not refused
+    after the 3 s a loaded room gives a sender it does not list yet."""
+    page = open_page()
+    page.goto(f"{server.url}/")
+    result = page.evaluate(LOADING_ROOM_FRAME)
+    assert result == {"delivered": [1], "refused": {}}, result
+
+
 def test_messages_in_the_room_on_screen_are_read_as_they_come_not_counted_unread(
     open_page: OpenPage, server: Server, tmp_path: Path,
 ) -> None:
