@@ -30,6 +30,7 @@ import { BrowserPeer } from "./browser-peer.js";
 import { loadRooms, saveRooms } from "./browser-rooms-file.js";
 import { ServerConnection, ServerError } from "./browser-server.js";
 import { isNormalizedName } from "./protocol/names.js";
+import { within } from "./wait.js";
 
 /** @typedef {import("./browser-mesh.js").Peer} Peer */
 /** @typedef {Record<string, any>} LiveEvent */
@@ -166,12 +167,8 @@ export class BrowserDevice {
    * @param {BrowserPeer} peer
    */
   settledOrLate(peer) {
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
-    let timer;
-    const late = new Promise((resolve) => { timer = setTimeout(resolve, OTHERS_WAIT_MAX_MS); });
-    const linked = peer.server.settled.then(() => (peer.server.refusal ? undefined
-      : peer.linksSettled(OTHERS_WAIT_MAX_MS)));
-    return Promise.race([linked, late]).then(() => clearTimeout(timer));
+    return within(peer.server.settled.then(() => (peer.server.refusal ? undefined
+      : peer.linksSettled(OTHERS_WAIT_MAX_MS))), OTHERS_WAIT_MAX_MS);
   }
 
   // -- the rooms ---------------------------------------------------------------------------
@@ -426,11 +423,7 @@ export class BrowserDevice {
    * @param {BrowserPeer} peer
    */
   async settle(peer) {
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
-    let timer;
-    const late = new Promise((resolve) => { timer = setTimeout(resolve, JOIN_ANSWER_WAIT_MS); });
-    await Promise.race([peer.server.settled, late]);
-    clearTimeout(timer);
+    await within(peer.server.settled, JOIN_ANSWER_WAIT_MS);
     const refusal = peer.server.refusal;
     if (refusal === null) return;
     this.joined.delete(peer.room);

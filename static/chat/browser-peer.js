@@ -27,6 +27,7 @@ import { nowSeconds, Sync } from "./browser-sync.js";
 import { Receiving } from "./browser-receiving.js";
 import { Roster } from "./roster.js";
 import { timing } from "./timing.js";
+import { within } from "./wait.js";
 /** @typedef {import("./protocol/envelope.js").Envelope} Envelope */
 /** @typedef {import("./browser-mesh.js").Peer} Peer */
 /**
@@ -404,11 +405,8 @@ export class BrowserPeer {
    * @returns {Promise<void>}
    */
   async linksSettled(withinMs) {
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
-    let timer;
     /** @type {() => boolean} */
     let done = () => true;
-    const late = new Promise((resolve) => { timer = setTimeout(resolve, withinMs); });
     const settled = this.listed.then(() => new Promise((resolve) => {
       done = () => {
         const all = [...this.roster.keys()].every((device) => {
@@ -420,8 +418,7 @@ export class BrowserPeer {
       };
       if (!done()) this.settling.push(done);
     }));
-    await Promise.race([settled, late]);
-    clearTimeout(timer);
+    await within(settled, withinMs);
     this.settling = this.settling.filter((check) => check !== done);
   }
 
