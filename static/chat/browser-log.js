@@ -1,20 +1,28 @@
 // @ts-check
-// The browser peer's local storage, in IndexedDB (one database per user of this browser):
-// the device's Ed25519 key (non-extractable), the room's log with its outbox and server
-// cursor, and the device keys learnt. The JavaScript twin of peer_agent/log.py.
+// The browser peer's log of a room, in IndexedDB (log-db.js opens the database, one per user
+// of this browser, and keeps the device's key): the room's messages with its outbox and
+// server cursor, and the device keys learnt. The JavaScript twin of peer_agent/log.py.
+//
+// A room's log is not read whole: a page holds its newest messages (LOG_WINDOW to twice
+// that), the outbox and what is not committed yet, and which messages it holds per device
+// (log-heads.js); older pages and what a peer lacks are read from IndexedDB's indexes when
+// asked for. Opening a room of 10,000 messages reads about as much as opening one of 400.
 
 import {
   compareOrder,
   createEnvelope,
   envelopeFromObject,
   envelopeId,
+  envelopeIdParts,
   envelopeToObject,
   sameEnvelope,
 } from "./protocol/envelope.js";
-import { b64encode, deviceIdFor, keyMatchesDevice } from "./protocol/keys.js";
+import { keyMatchesDevice } from "./protocol/keys.js";
 import { MAX_USERNAME_CHARS } from "./protocol/limits.js";
 import { isNormalizedName } from "./protocol/names.js";
 import { GroupCommit, Journal } from "./log-commit.js";
+import { committed, done, newest, orderKey, roomRange } from "./log-db.js";
+import { Heads } from "./log-heads.js";
 import { timing } from "./timing.js";
 
 /** @typedef {import("./protocol/envelope.js").Envelope} Envelope */
@@ -28,20 +36,20 @@ export const OTHERS_GRACE_MS = 1500;
 /**
  * One stored message: the envelope, where it came from ("self", "peer:<device>" or
  * "server") and whether the server holds it; room, device and seq are its IndexedDB key.
+ * `outbox` is 1 while the server does not hold it (the `outbox` index), absent after.
  * @typedef {{room: string, device: string, seq: number, env: Envelope, origin: string,
- *   onServer: boolean}} LogRecord
+ *   onServer: boolean, outbox?: number}} LogRecord
  */
 /**
  * A device key learnt, and from whom ("self", "server" or a peer).
  * @typedef {{device: string, user: string, public_key: string, source: string}} KnownKey
  */
-/**
- * One device's part of the log: the seqs held, and the highest with none missing below.
- * @typedef {{seqs: Set<number>, records: Map<number, LogRecord>, contiguous: number,
- *   highest: number}} Head
- */
 
-const DB_VERSION = 1;
+export { loadOrCreateDeviceKey, openDatabase } from "./log-db.js";
+
+/** How many of a room's newest messages a page reads on open (the chat view shows 200); it
+ * holds up to twice as many before it lets the oldest go. */
+export const LOG_WINDOW = 400;
 // Sources a key can come from; the server's word (or this device's own) replaces a peer's.
 const AUTHORITATIVE = new Set(["self", "server"]);
 
@@ -78,88 +86,30 @@ function atOrAfter(ordered, key) {
 }
 
 /**
- * @template T
- * @param {IDBRequest<T>} request
- * @returns {Promise<T>}
+ * A new record of `env` to hold.
+ * @param {string} room
+ * @param {Envelope} env
+ * @param {string} origin
+ * @param {boolean} onServer
+ * @returns {LogRecord}
  */
-function done(request) {
-  return new Promise((resolve, reject) => {
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error);
-  });
+function newRecord(room, env, origin, onServer) {
+  /** @type {LogRecord} */
+  const record = { room, device: env.device, seq: env.seq, env, origin, onServer };
+  if (!onServer) record.outbox = 1;
+  return record;
 }
 
 /**
- * @param {IDBTransaction} tx
- * @returns {Promise<void>}
- */
-function committed(tx) {
-  return new Promise((resolve, reject) => {
-    tx.oncomplete = () => resolve();
-    tx.onerror = () => reject(tx.error);
-    tx.onabort = () => reject(tx.error || new Error("IndexedDB transaction aborted"));
-  });
-}
-
-/**
- * Open (and on first use create) the IndexedDB database of `user` in this browser.
- * @param {string} user
- */
-export function openDatabase(user) {
-  const request = indexedDB.open(`gibberish:${user}`, DB_VERSION);
-  request.onupgradeneeded = () => {
-    const db = request.result;
-    db.createObjectStore("device");
-    const messages = db.createObjectStore("messages", { keyPath: ["room", "device", "seq"] });
-    messages.createIndex("room", "room");
-    db.createObjectStore("meta");
-    db.createObjectStore("keys", { keyPath: "device" });
-  };
-  return done(request);
-}
-
-/**
- * This browser's device key for the database's user, made on first use: an Ed25519 key pair
- * whose private half WebCrypto never lets out (non-extractable), kept in IndexedDB.
- * Returns {privateKey, publicKey: base64url, device}.
- * @param {IDBDatabase} db
- * @returns {Promise<DeviceKey>}
- */
-export async function loadOrCreateDeviceKey(db) {
-  const tx = db.transaction("device", "readonly");
-  const held = await done(tx.objectStore("device").get("key"));
-  if (held) return held;
-  if (!globalThis.crypto || !crypto.subtle) {
-    throw new Error("this page needs a secure context (HTTPS, or http://127.0.0.1) for WebCrypto");
-  }
-  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"]);
-  const raw = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
-  const key = {
-    privateKey: pair.privateKey,
-    publicKey: b64encode(raw),
-    device: await deviceIdFor(raw),
-  };
-  const write = db.transaction("device", "readwrite");
-  // add(), not put(): of two tabs making a key at once, the first one stored wins.
-  write.objectStore("device").add(key, "key");
-  try {
-    await committed(write);
-    return key;
-  } catch {
-    const again = db.transaction("device", "readonly");
-    return done(again.objectStore("device").get("key"));
-  }
-}
-
-/**
- * The room's log: every verified envelope held, in memory and in IndexedDB, with the outbox
- * (what the server has not acknowledged) and per-device heads for the version vector.
- * Call `load(device)` once before anything else.
+ * The room's log: every verified envelope held, in IndexedDB, with the outbox (what the server
+ * has not acknowledged) and per-device heads for the version vector. In memory: the newest
+ * messages (a suffix of the log in display order), the outbox, what is not committed yet
+ * and the heads. Call `load(device)` once before anything else.
  *
- * Reads are answered from memory. Writes change memory at once and reach IndexedDB by group
- * commit (log-commit.js); `flushed()` says when everything written so far is committed, and
- * this device's own messages are journalled in localStorage until then (docs/browser-peer.md,
- * "When a message is durable").
+ * Writes change memory at once and reach IndexedDB by group commit (log-commit.js);
+ * `flushed()` says when everything written so far is committed, and this device's own
+ * messages are journalled in localStorage until then (docs/browser-peer.md, "When a message
+ * is durable"). The heads ride with every batch, so they describe what IndexedDB holds.
  */
 export class BrowserLog {
   /**
@@ -169,14 +119,26 @@ export class BrowserLog {
   constructor(db, room) {
     this.db = db;
     this.room = room;
-    /** @type {Map<string, LogRecord>} id -> record */
+    /** @type {LogRecord[]} the newest records in display order: every record held from the
+     * first of them on (or the whole log, while `whole`) */
+    this.recent = [];
+    /** Whether `recent` is the whole log. */
+    this.whole = true;
+    /** @type {Map<string, LogRecord>} id -> record held in memory: recent, outbox, unsaved */
     this.byId = new Map();
-    /** @type {LogRecord[]} records in display order */
-    this.ordered = [];
     /** @type {Map<string, LogRecord>} id -> record the server has not acknowledged (the outbox) */
     this.pending = new Map();
-    /** @type {Map<string, Head>} device -> head */
-    this.heads = new Map();
+    /** Which messages the log holds, per device. */
+    this.heads = new Heads();
+    /** Whether the heads changed since the last batch that wrote them. */
+    this.headsChanged = false;
+    /** Whether load() had to rebuild the heads from the room's keys (a diagnostic). */
+    this.headsRebuilt = false;
+    /** Whether a batch holding messages failed to commit: the heads stored after it claim
+     * messages IndexedDB lacks, and say so. */
+    this.headsSuspect = false;
+    /** The highest lamport held. */
+    this.lamport = 0;
     /** @type {Map<string, KnownKey>} device -> key */
     this.keys = new Map();
     /** @type {Map<string, number>} id -> cursor, for ids the server holds that we lack */
@@ -184,9 +146,21 @@ export class BrowserLog {
     this.cursor = 0;
     this.conflicts = 0;
     this.commit = new GroupCommit(db, ["messages", "meta", "keys"]);
+    this.commit.beforeStart.push((puts) => {
+      if (!this.headsChanged) return;
+      this.headsChanged = false;
+      puts.push({ store: "meta", value: this.heads.toStored(this.headsSuspect),
+                  key: this.headsKey() });
+    });
+    // Told before the next batch starts, so that the heads it writes say so.
+    this.commit.onFail.push(() => {
+      this.headsSuspect = true;
+      this.headsChanged = true;
+    });
     this.journal = new Journal(`${db.name}:journal:${room}`);
-    /** @type {Set<string>} ids of records not committed yet: not uploaded, not acknowledged */
-    this.unsaved = new Set();
+    /** @type {Map<string, LogRecord>} id -> record not committed yet: not uploaded, not
+     * acknowledged, and not in IndexedDB's answers */
+    this.unsaved = new Map();
     /** The next seq this device writes with in this room (kept in memory, loaded once). */
     this.nextSeq = 1;
     /** @type {string | null} this device, as load() was told */
@@ -198,36 +172,68 @@ export class BrowserLog {
   }
 
   /**
-   * Read the room's log, the keys and the counters; then replay what an earlier page of this
-   * device authored but could not commit (the journal) into IndexedDB.
+   * Read the room's newest messages, its outbox, heads, keys and counters; then replay what an
+   * earlier page of this device authored but could not commit (the journal) into IndexedDB.
+   * The heads are rebuilt from the room's keys when none are stored (a database of version 1),
+   * when they say they are suspect, or when they miss a message read (written by something
+   * else than this log).
    * @param {string | null} [device] this device, whose next seq is read
    */
   async load(device = null) {
     const tx = this.db.transaction(["messages", "meta", "keys"], "readonly");
-    const rows = await done(tx.objectStore("messages").index("room").getAll(this.room));
-    const keys = await done(tx.objectStore("keys").getAll());
-    this.cursor = (await done(tx.objectStore("meta").get(`${this.room}:cursor`))) || 0;
-    const counted = device
-      ? (await done(tx.objectStore("meta").get(this.seqKey(device)))) || 1 : 1;
-    // Stored by device and seq: put in display order once, so that each is appended (placed
-    // one by one, the messages of a room's second author each moved the whole list).
-    rows.sort((a, b) => compareOrder(a.env, b.env));
-    for (const row of rows) this.remember(row);
+    const messages = tx.objectStore("messages");
+    const meta = tx.objectStore("meta");
+    const range = roomRange(this.room);
+    const [window, outbox, stored, keys, cursor, counted] = await Promise.all([
+      newest(messages.index("order"), range, LOG_WINDOW),
+      done(messages.index("outbox").getAll(IDBKeyRange.only([this.room, 1]))),
+      done(meta.get(this.headsKey())),
+      done(tx.objectStore("keys").getAll()),
+      done(meta.get(`${this.room}:cursor`)),
+      device ? done(meta.get(this.seqKey(device))) : Promise.resolve(1),
+    ]);
+    let heads = Heads.fromStored(stored);
+    const read = [...window.rows, ...outbox];
+    if (!heads || !read.every((r) => /** @type {Heads} */ (heads).has(r.device, r.seq))) {
+      heads = Heads.fromKeys(await done(messages.getAllKeys(range)));
+      this.headsRebuilt = true;
+    }
+    this.heads = heads;
+    this.cursor = cursor || 0;
+    this.recent = window.rows;
+    this.whole = !window.more;
+    for (const row of this.recent) this.hold(row);
+    for (const row of outbox) this.hold(this.byId.get(envelopeId(row.env)) || row);
+    if (this.recent.length) this.lamport = this.recent[this.recent.length - 1].env.lamport;
     for (const k of keys) this.keys.set(k.device, k);
     this.device = device;
-    if (!device) return;
+    if (device) await this.replay(device, counted || 1);
+    // Rebuilt heads are stored with the next batch (or by themselves, a moment later).
+    if (this.headsRebuilt && !this.headsChanged) {
+      this.commit.putLater("meta", this.heads.toStored(), this.headsKey()).catch(() => {});
+    }
+  }
+
+  /**
+   * Replay into IndexedDB what an earlier page of this device authored but could not commit
+   * (the journal), and set the next seq.
+   * @param {string} device
+   * @param {number} counted the next seq IndexedDB holds
+   */
+  async replay(device, counted) {
     const replayed = this.journalled(device);
     if (replayed.length) {
+      for (const r of replayed) this.remember(r);
       const write = this.db.transaction(["messages", "meta"], "readwrite");
       for (const r of replayed) write.objectStore("messages").put(r);
       const highest = Math.max(...replayed.map((r) => r.seq));
       write.objectStore("meta").put(Math.max(counted, highest + 1), this.seqKey(device));
+      write.objectStore("meta").put(this.heads.toStored(), this.headsKey());
+      this.headsChanged = false;
       await committed(write);
-      for (const r of replayed) this.remember(r);
     }
     this.journal.clear();
-    const head = this.heads.get(device);
-    this.nextSeq = Math.max(counted, (head ? head.highest : 0) + 1);
+    this.nextSeq = Math.max(counted, this.heads.highest(device) + 1);
   }
 
   /**
@@ -245,8 +251,8 @@ export class BrowserLog {
       } catch {
         continue;
       }
-      if (env.room !== this.room || env.device !== device || this.byId.has(envelopeId(env))) continue;
-      out.push({ room: this.room, device, seq: env.seq, env, origin: "self", onServer: false });
+      if (env.room !== this.room || env.device !== device || this.heads.has(device, env.seq)) continue;
+      out.push(newRecord(this.room, env, "self", false));
     }
     return out;
   }
@@ -256,14 +262,21 @@ export class BrowserLog {
     return `${this.room}:${device}:next_seq`;
   }
 
+  headsKey() {
+    return `${this.room}:heads`;
+  }
+
   /**
    * Queue a record's write; it is uploaded or acknowledged only once committed.
    * @param {LogRecord} record
    * @param {string} id
    */
   save(record, id) {
-    this.unsaved.add(id);
-    return this.commit.put("messages", record).then(() => { this.unsaved.delete(id); });
+    this.unsaved.set(id, record);
+    return this.commit.put("messages", record).then(() => {
+      this.unsaved.delete(id);
+      this.release(id);
+    });
   }
 
   /** Settles when every write made so far is in IndexedDB. */
@@ -271,40 +284,77 @@ export class BrowserLog {
     return this.commit.flushed();
   }
 
-  /** @param {LogRecord} record */
-  remember(record) {
+  /**
+   * Keep a record read from IndexedDB in memory (it is counted in the heads already).
+   * @param {LogRecord} record
+   */
+  hold(record) {
     const id = envelopeId(record.env);
     this.byId.set(id, record);
-    // Messages nearly always arrive in order: append, else binary search for the place.
-    const last = this.ordered[this.ordered.length - 1];
-    if (!last || compareOrder(last.env, record.env) < 0) this.ordered.push(record);
-    else this.ordered.splice(after(this.ordered, record.env), 0, record);
-    let head = this.heads.get(record.env.device);
-    if (!head) {
-      head = { seqs: new Set(), records: new Map(), contiguous: 0, highest: 0 };
-      this.heads.set(record.env.device, head);
-    }
-    head.seqs.add(record.env.seq);
-    head.records.set(record.env.seq, record);
     if (!record.onServer) this.pending.set(id, record);
-    head.highest = Math.max(head.highest, record.env.seq);
-    while (head.seqs.has(head.contiguous + 1)) head.contiguous++;
   }
 
-  /** @param {string} id */
+  /**
+   * Hold a new record: count it in the heads and keep it in memory; it goes into the newest
+   * messages unless it is older than all of them and older ones are in IndexedDB only.
+   * @param {LogRecord} record
+   */
+  remember(record) {
+    this.hold(record);
+    this.heads.add(record.env.device, record.env.seq);
+    this.headsChanged = true;
+    this.lamport = Math.max(this.lamport, record.env.lamport);
+    const recent = this.recent;
+    const last = recent[recent.length - 1];
+    // Messages nearly always arrive in order: append, else binary search for the place.
+    if (!last || compareOrder(last.env, record.env) < 0) recent.push(record);
+    else if (this.whole || compareOrder(recent[0].env, record.env) < 0) {
+      recent.splice(after(recent, record.env), 0, record);
+    }
+    if (recent.length > 2 * LOG_WINDOW) {
+      this.whole = false;
+      for (const old of recent.splice(0, recent.length - LOG_WINDOW)) this.release(envelopeId(old.env));
+    }
+  }
+
+  /**
+   * Let a record leave memory once nothing needs it there (IndexedDB holds it).
+   * @param {string} id
+   */
+  release(id) {
+    const record = this.byId.get(id);
+    if (!record || this.pending.has(id) || this.unsaved.has(id)) return;
+    if (this.whole || (this.recent.length && compareOrder(this.recent[0].env, record.env) <= 0)) return;
+    this.byId.delete(id);
+  }
+
+  /**
+   * The envelope if it is in memory (the newest messages, the outbox, what is not committed).
+   * @param {string} id
+   */
   get(id) {
     const record = this.byId.get(id);
     return record ? record.env : null;
   }
 
+  /**
+   * Whether the log holds the message, in memory or not.
+   * @param {string} id
+   */
+  has(id) {
+    const parts = envelopeIdParts(id);
+    return parts !== null && this.heads.has(parts.device, parts.seq);
+  }
+
   maxLamport() {
-    return this.ordered.length ? this.ordered[this.ordered.length - 1].env.lamport : 0;
+    return this.lamport;
   }
 
   /**
    * Hold verified envelopes; returns the new ones at once, held in memory, their write to
    * IndexedDB queued (`flushed()` says when it is done). A duplicate is skipped; a different
-   * envelope under a held id is a conflict: the first one is kept.
+   * envelope under a held id is a conflict: the first one is kept (one held in IndexedDB
+   * only is compared there, later).
    * `origin` is "self", "peer:<device>" or "server".
    * @param {Envelope[]} envs
    * @param {string} origin
@@ -314,6 +364,8 @@ export class BrowserLog {
     const t0 = timing.now();
     /** @type {Envelope[]} */
     const fresh = [];
+    /** @type {Envelope[]} */
+    const stored = [];
     for (const env of envs) {
       const id = envelopeId(env);
       const held = this.byId.get(id);
@@ -322,17 +374,34 @@ export class BrowserLog {
         else if (origin === "server" && !held.onServer) this.markOnServer({ [id]: 0 });
         continue;
       }
-      const known = this.serverKnown.has(id);
-      const record = { room: this.room, device: env.device, seq: env.seq, env, origin,
-                       onServer: origin === "server" || known };
+      // Held but not in memory: committed, and the server has it (the outbox is in memory).
+      if (this.heads.has(env.device, env.seq)) {
+        stored.push(env);
+        continue;
+      }
+      const record = newRecord(this.room, env, origin,
+                               origin === "server" || this.serverKnown.has(id));
       this.serverKnown.delete(id);
       this.remember(record);
       if (!record.onServer && env.device !== this.device) this.arrived.set(id, Date.now());
       this.save(record, id).catch(() => {});
       fresh.push(env);
     }
+    if (stored.length) this.countConflicts(stored).catch(() => {});
     timing.measure("receive: hold in the log (BrowserLog.addMany)", t0);
     return fresh;
+  }
+
+  /**
+   * Compare envelopes with those IndexedDB holds under their ids; count the different ones.
+   * @param {Envelope[]} envs
+   */
+  async countConflicts(envs) {
+    const store = this.db.transaction("messages", "readonly").objectStore("messages");
+    const held = await Promise.all(envs.map((e) => done(store.get([this.room, e.device, e.seq]))));
+    envs.forEach((env, i) => {
+      if (held[i] && !sameEnvelope(held[i].env, env)) this.conflicts++;
+    });
   }
 
   /**
@@ -348,19 +417,18 @@ export class BrowserLog {
   author(key, author, text, ts) {
     const run = async () => {
       const t0 = timing.now();
-      const head = this.heads.get(key.device);
-      const seq = Math.max(this.nextSeq, (head ? head.highest : 0) + 1);
+      const seq = Math.max(this.nextSeq, this.heads.highest(key.device) + 1);
       const env = await createEnvelope(key, {
         room: this.room, author, seq, lamport: this.maxLamport() + 1, ts, text,
       });
       const id = envelopeId(env);
       this.journal.add(id, envelopeToObject(env));
       this.nextSeq = seq + 1;
-      const record = { room: this.room, device: env.device, seq, env, origin: "self",
-                       onServer: false };
+      const record = newRecord(this.room, env, "self", false);
       this.remember(record);
-      this.save(record, id).catch(() => {});
-      this.commit.put("meta", seq + 1, this.seqKey(key.device))
+      // Out of the journal once both the message and its count are committed (they may go in
+      // two batches, and the first may fail).
+      Promise.all([this.save(record, id), this.commit.put("meta", seq + 1, this.seqKey(key.device))])
         .then(() => this.journal.remove([id]), () => {});
       timing.measure("send: sign, journal, hold (BrowserLog.author)", t0);
       return env;
@@ -372,52 +440,64 @@ export class BrowserLog {
 
   /** The version vector: per device, the highest seq held with none missing below. */
   vector() {
-    const vector = new Map();
-    for (const [device, head] of this.heads) if (head.contiguous) vector.set(device, head.contiguous);
-    return vector;
+    return this.heads.vector();
   }
 
   /** Whether some device's log has a hole (a seq held above a missing one). */
   hasGaps() {
-    for (const head of this.heads.values()) if (head.highest > head.contiguous) return true;
-    return false;
+    return this.heads.hasGaps();
   }
 
   /**
-   * Every envelope above the peer's vector, ordered by (device, seq).
+   * Every envelope above the peer's vector, ordered by (device, seq): read from IndexedDB by
+   * key range, with what is not committed yet.
    * @param {Map<string, number>} vector
+   * @returns {Promise<Envelope[]>}
    */
-  missingFor(vector) {
+  async missingFor(vector) {
+    const wanted = [...this.heads.devices.keys()].sort()
+      .map((device) => ({ device, from: vector.get(device) || 0, to: this.heads.highest(device) }))
+      .filter((w) => w.to > w.from);
+    if (!wanted.length) return [];
+    // Taken with the transaction: what leaves `unsaved` later is committed before it reads.
+    const unsaved = [...this.unsaved.values()];
+    const store = this.db.transaction("messages", "readonly").objectStore("messages");
+    const read = await Promise.all(wanted.map((w) => done(store.getAll(
+      IDBKeyRange.bound([this.room, w.device, w.from + 1], [this.room, w.device, w.to])))));
     /** @type {Envelope[]} */
     const out = [];
-    const devices = [...this.heads.keys()].sort();
-    for (const device of devices) {
-      const head = /** @type {Head} */ (this.heads.get(device));
-      const from = vector.get(device) || 0;
-      if (head.highest <= from) continue;
-      // Walk the device's seqs above the vector when that is the shorter way, else its records.
-      if (head.highest - from <= head.records.size) {
-        for (let seq = from + 1; seq <= head.highest; seq++) {
-          const record = head.records.get(seq);
-          if (record) out.push(record.env);
-        }
-      } else {
-        const above = [...head.records.values()].filter((r) => r.env.seq > from);
-        for (const r of above.sort((a, b) => a.env.seq - b.env.seq)) out.push(r.env);
+    wanted.forEach((w, i) => {
+      /** @type {Map<number, Envelope>} */
+      const bySeq = new Map(read[i].map((/** @type {LogRecord} */ r) => [r.seq, r.env]));
+      for (const r of unsaved) {
+        if (r.device === w.device && r.seq > w.from && !bySeq.has(r.seq)) bySeq.set(r.seq, r.env);
       }
-    }
+      for (const seq of [...bySeq.keys()].sort((a, b) => a - b)) out.push(/** @type {Envelope} */ (bySeq.get(seq)));
+    });
     return out;
   }
 
   /**
-   * Up to `limit` envelopes in display order before `before` (a {lamport, device, seq}).
+   * Up to `limit` envelopes in display order before `before` (a {lamport, device, seq}), and
+   * whether older ones are left: from memory when the newest messages cover them, else from
+   * IndexedDB's `order` index once what is written so far is committed.
    * @param {OrderKey | null} before
    * @param {number} limit
+   * @returns {Promise<{envs: Envelope[], more: boolean}>}
    */
-  page(before, limit) {
-    const end = before ? atOrAfter(this.ordered, before) : this.ordered.length;
-    const start = Math.max(0, end - limit);
-    return { envs: this.ordered.slice(start, end).map((r) => r.env), more: start > 0 };
+  async page(before, limit) {
+    const recent = this.recent;
+    const end = before ? atOrAfter(recent, before) : recent.length;
+    if (this.whole || end >= limit) {
+      const start = Math.max(0, end - limit);
+      return { envs: recent.slice(start, end).map((r) => r.env), more: start > 0 || !this.whole };
+    }
+    await this.commit.flushed().catch(() => {});
+    const index = this.db.transaction("messages", "readonly").objectStore("messages").index("order");
+    const upper = before ? orderKey(this.room, before) : [this.room, []];
+    const range = IDBKeyRange.bound([this.room], upper, false, Boolean(before));
+    const { rows, more } = await newest(index, range, limit);
+    return { envs: rows.map((r) => r.env), more };
   }
 
   /** Envelopes the server has not acknowledged (and did not send us), oldest first; only
@@ -440,10 +520,14 @@ export class BrowserLog {
     return this.pending.size;
   }
 
-  /** @param {string} id */
+  /**
+   * Whether the server holds the message: every message held outside the outbox is.
+   * @param {string} id
+   */
   onServer(id) {
+    if (this.pending.has(id)) return false;
     const record = this.byId.get(id);
-    return Boolean(record && record.onServer);
+    return record ? record.onServer : this.has(id);
   }
 
   /**
@@ -456,12 +540,14 @@ export class BrowserLog {
     for (const id of Object.keys(ids)) {
       const record = this.byId.get(id);
       if (!record) {
-        this.serverKnown.set(id, ids[id]);
+        if (!this.has(id)) this.serverKnown.set(id, ids[id]);
       } else if (!record.onServer) {
         record.onServer = true;
+        delete record.outbox;
         this.pending.delete(id);
         this.arrived.delete(id);
         this.commit.putLater("messages", record).catch(() => {});
+        this.release(id);
       }
     }
   }

@@ -41,7 +41,7 @@ import { within } from "./wait.js";
  * }} RoomOwner
  */
 import { CatchUp } from "./protocol/catchup.js";
-import { envelopeId } from "./protocol/envelope.js";
+import { envelopeId, envelopeIdParts } from "./protocol/envelope.js";
 import { ProtocolError } from "./protocol/errors.js";
 import { linksFrame } from "./protocol/links.js";
 import { orderToken, parseOrderToken } from "./protocol/paging.js";
@@ -204,7 +204,7 @@ export class BrowserPeer {
    * @param {string} id
    */
   async path(id) {
-    if (!this.store.get(id)) throw new Error("this device holds no such message");
+    if (!this.store.has(id)) throw new Error("this device holds no such message");
     const steps = [...(this.paths.get(id) || [])].sort((a, b) => a.at - b.at);
     return { id, steps };
   }
@@ -291,7 +291,7 @@ export class BrowserPeer {
    */
   async messages(before, limit = PAGE) {
     const key = parseOrderToken(before);
-    const { envs, more } = this.store.page(key, Math.max(1, Math.min(limit, MAX_PAGE)));
+    const { envs, more } = await this.store.page(key, Math.max(1, Math.min(limit, MAX_PAGE)));
     return {
       messages: envs.map((e) => this.messageDict(e)),
       older: more && envs.length ? orderToken(envs[0]) : null,
@@ -342,15 +342,16 @@ export class BrowserPeer {
   }
 
   /**
-   * @param {Envelope} env
+   * @param {{device: string, seq: number}} env the message, or its id's parts
    */
   deliveryDict(env) {
     if (env.device !== this.key.device) return null;
-    const d = this.delivery.get(envelopeId(env));
+    const id = envelopeId(env);
+    const d = this.delivery.get(id);
     return {
       peers_reached: d ? d.peers.size : 0,
       peers_total: this.roster.size,
-      server: Boolean(d && d.server) || this.store.onServer(envelopeId(env)),
+      server: Boolean(d && d.server) || this.store.onServer(id),
     };
   }
 
@@ -362,9 +363,9 @@ export class BrowserPeer {
    * @param {string} id
    */
   pushDelivery(id) {
-    const env = this.store.get(id);
-    if (env && env.device === this.key.device) {
-      this.emit({ type: "delivery", id, delivery: this.deliveryDict(env) });
+    const parts = envelopeIdParts(id);
+    if (parts && parts.device === this.key.device && this.store.has(id)) {
+      this.emit({ type: "delivery", id, delivery: this.deliveryDict(parts) });
     }
   }
 

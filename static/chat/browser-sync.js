@@ -100,7 +100,7 @@ export class Sync {
    * @param {Map<string, number>} vector
    */
   async sendMissing(device, vector) {
-    const missing = this.peer.store.missingFor(vector);
+    const missing = await this.peer.store.missingFor(vector);
     const user = this.peer.peerName(device);
     for (let start = 0; start < missing.length; start += MAX_BATCH) {
       const batch = missing.slice(start, start + MAX_BATCH);

@@ -56,6 +56,11 @@ export class GroupCommit {
     this.onCommit = [];
     /** @type {ReturnType<typeof setTimeout> | null} the start of a batch of writes that wait */
     this.later = null;
+    /** @type {((puts: Put[]) => void)[]} may add puts to a batch as its transaction starts
+     * (a value that must describe everything written up to then, such as the log's heads) */
+    this.beforeStart = [];
+    /** @type {((err: unknown) => void)[]} told of a batch that failed, before the next starts */
+    this.onFail = [];
   }
 
   /**
@@ -128,6 +133,7 @@ export class GroupCommit {
     const t0 = performance.now();
     let tx;
     try {
+      for (const hook of this.beforeStart) hook(batch.puts);
       tx = this.db.transaction(this.stores, "readwrite");
       for (const put of batch.puts) {
         const store = tx.objectStore(put.store);
@@ -154,6 +160,7 @@ export class GroupCommit {
     this.inFlight = null;
     if (err) {
       this.log.error("writing the log to IndexedDB failed", err);
+      for (const listener of this.onFail) listener(err);
       batch.reject(err);
     } else {
       batch.resolve();

@@ -86,7 +86,7 @@ async (arg) => {
     await settle();
   }
   await settle();
-  const held = peer.store.page(null, 500).envs.map(envelopeId);
+  const held = (await peer.store.page(null, 500)).envs.map(envelopeId);
   return { sent, stored: held, shown, display: held, refused, asked_for_keys: asked, errors,
            me: peer.key.device };
 }

@@ -155,6 +155,18 @@ export function envelopeId(env) {
 }
 
 /**
+ * The device and seq an envelope id names; null for a string that is not an id.
+ * @param {string} id
+ * @returns {{device: string, seq: number} | null}
+ */
+export function envelopeIdParts(id) {
+  const at = id.lastIndexOf(":");
+  const seq = Number(id.slice(at + 1));
+  if (at < 1 || !Number.isSafeInteger(seq) || seq < 1) return null;
+  return { device: id.slice(0, at), seq };
+}
+
+/**
  * The display order every peer and the server share: (lamport, device, seq).
  * @param {OrderKey} a
  * @param {OrderKey} b
