@@ -449,31 +449,45 @@ export class BrowserLog {
   }
 
   /**
-   * Every envelope above the peer's vector, ordered by (device, seq): read from IndexedDB by
-   * key range, with what is not committed yet.
+   * Every envelope above the peer's vector, ordered by (device, seq), in pages of at most
+   * `size` (one device's each): read from IndexedDB by key range, with what is not committed
+   * yet. A room's whole log is never held at once for a peer that lacks it all.
+   * @param {Map<string, number>} vector
+   * @param {number} size
+   * @returns {AsyncGenerator<Envelope[]>}
+   */
+  async *missingPages(vector, size) {
+    for (const device of [...this.heads.devices.keys()].sort()) {
+      const to = this.heads.highest(device);
+      let from = vector.get(device) || 0;
+      while (from < to) {
+        // Taken with the transaction: what leaves `unsaved` later is committed before it reads.
+        const unsaved = [...this.unsaved.values()].filter((r) => r.device === device && r.seq > from);
+        const store = this.db.transaction("messages", "readonly").objectStore("messages");
+        /** @type {LogRecord[]} */
+        const rows = await done(store.getAll(
+          IDBKeyRange.bound([this.room, device, from + 1], [this.room, device, to]), size));
+        const last = rows.length === size ? rows[rows.length - 1].seq : to;
+        /** @type {Map<number, Envelope>} */
+        const bySeq = new Map(rows.map((r) => [r.seq, r.env]));
+        for (const r of unsaved) if (r.seq <= last && !bySeq.has(r.seq)) bySeq.set(r.seq, r.env);
+        const page = [...bySeq.keys()].sort((a, b) => a - b)
+          .map((seq) => /** @type {Envelope} */ (bySeq.get(seq)));
+        if (page.length) yield page;
+        from = last;
+      }
+    }
+  }
+
+  /**
+   * Every envelope above the peer's vector, ordered by (device, seq).
    * @param {Map<string, number>} vector
    * @returns {Promise<Envelope[]>}
    */
   async missingFor(vector) {
-    const wanted = [...this.heads.devices.keys()].sort()
-      .map((device) => ({ device, from: vector.get(device) || 0, to: this.heads.highest(device) }))
-      .filter((w) => w.to > w.from);
-    if (!wanted.length) return [];
-    // Taken with the transaction: what leaves `unsaved` later is committed before it reads.
-    const unsaved = [...this.unsaved.values()];
-    const store = this.db.transaction("messages", "readonly").objectStore("messages");
-    const read = await Promise.all(wanted.map((w) => done(store.getAll(
-      IDBKeyRange.bound([this.room, w.device, w.from + 1], [this.room, w.device, w.to])))));
     /** @type {Envelope[]} */
     const out = [];
-    wanted.forEach((w, i) => {
-      /** @type {Map<number, Envelope>} */
-      const bySeq = new Map(read[i].map((/** @type {LogRecord} */ r) => [r.seq, r.env]));
-      for (const r of unsaved) {
-        if (r.device === w.device && r.seq > w.from && !bySeq.has(r.seq)) bySeq.set(r.seq, r.env);
-      }
-      for (const seq of [...bySeq.keys()].sort((a, b) => a - b)) out.push(/** @type {Envelope} */ (bySeq.get(seq)));
-    });
+    for await (const page of this.missingPages(vector, 1000)) out.push(...page);
     return out;
   }
 

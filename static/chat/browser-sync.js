@@ -12,6 +12,9 @@ import { MAX_BATCH } from "./protocol/limits.js";
 import { batchesFor, digestFrame, vectorFrame } from "./protocol/sync.js";
 import { vectorDigest } from "./protocol/vector.js";
 
+// How many batches of a peer's pull one read of the log brings in.
+const READ_BATCHES = 10;
+
 /** @typedef {import("./protocol/envelope.js").Envelope} Envelope */
 /** @typedef {import("./browser-peer.js").BrowserPeer} BrowserPeer */
 
@@ -100,16 +103,18 @@ export class Sync {
    * @param {Map<string, number>} vector
    */
   async sendMissing(device, vector) {
-    const missing = await this.peer.store.missingFor(vector);
     const user = this.peer.peerName(device);
-    for (let start = 0; start < missing.length; start += MAX_BATCH) {
-      const batch = missing.slice(start, start + MAX_BATCH);
-      for (const frame of batchesFor(batch, true)) {
-        if (!(await this.peer.mesh.drained(device)) || !this.peer.mesh.send(device, frame)) return;
-      }
-      for (const env of batch) {
-        this.peer.record(envelopeId(env), "sent", `sent to ${user} by anti-entropy (sync batch)`,
-          { via: "sync", peers: [{ user, device }] });
+    // Read from the log READ_BATCHES batches at a time, sent one batch at a time.
+    for await (const page of this.peer.store.missingPages(vector, READ_BATCHES * MAX_BATCH)) {
+      for (let start = 0; start < page.length; start += MAX_BATCH) {
+        const batch = page.slice(start, start + MAX_BATCH);
+        for (const frame of batchesFor(batch, true)) {
+          if (!(await this.peer.mesh.drained(device)) || !this.peer.mesh.send(device, frame)) return;
+        }
+        for (const env of batch) {
+          this.peer.record(envelopeId(env), "sent", `sent to ${user} by anti-entropy (sync batch)`,
+            { via: "sync", peers: [{ user, device }] });
+        }
       }
     }
     for (const frame of batchesFor([], false)) this.peer.mesh.send(device, frame);

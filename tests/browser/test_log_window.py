@@ -84,9 +84,15 @@ OPEN_LONG = "async ({ user, other, room, mine, theirs }) => {" + HELPERS + """
   const walked = await walk(log, 150);
   const missing = (await log.missingFor(new Map([[key.device, mine - 10]]))).map(envelopeId);
   const everything = (await log.missingFor(new Map())).length;
+  // A peer lacking everything is sent pages of the log, one device's each, never all at once.
+  const pages = [];
+  for await (const p of log.missingPages(new Map(), 700)) {
+    pages.push([p.length, new Set(p.map((e) => e.device)).size, p[0].seq, p.at(-1).seq]);
+  }
   await log.flushed();
   db.close();
-  return { opened, walked, all, missing, everything, me: key.device, them: them.device };
+  return { opened, walked, all, missing, everything, pages, me: key.device,
+           them: them.device };
 }"""
 
 # The same room, written in: enough of this device's messages to let the oldest held go, one
@@ -225,6 +231,9 @@ def test_a_long_room_opens_with_its_newest_messages_and_reads_the_rest_from_inde
                them: [f"{them}:{s}" for s in range(1, THEIRS + 1)]}
     assert seen["missing"] == lacking[first] + lacking[second]
     assert seen["everything"] == MINE + THEIRS
+    pages = {me: [[700, 1, 1, 700], [700, 1, 701, 1400], [100, 1, 1401, 1500]],
+             them: [[300, 1, 1, 300]]}
+    assert seen["pages"] == pages[first] + pages[second]
 
 
 def test_writing_in_a_long_room_keeps_memory_bounded_and_the_heads_survive_a_reload(
@@ -316,7 +325,10 @@ FAILED_BATCH = "async ({ user, room }) => {" + HELPERS + """
   await log.author(key, user, 'lost by its batch', Date.now());
   await log.author(key, user, 'after', Date.now());
   const queued = log.commit.inFlight !== null && log.commit.next.puts.length > 0;
+  // A peer's pull meanwhile is sent what is not committed too (its read waits for the batch).
+  const pulling = log.missingFor(new Map());
   abortNow = true;
+  const pulled = (await pulling).map((e) => e.text);
   await log.flushed();
   const failed = log.headsSuspect;
   const stored = await new Promise((resolve) => {
@@ -325,7 +337,7 @@ FAILED_BATCH = "async ({ user, room }) => {" + HELPERS + """
   });
   const reopened = new BrowserLog(db, room);
   await reopened.load(key.device);
-  const result = { queued, failed, suspect: Boolean(stored && stored.suspect),
+  const result = { queued, pulled, failed, suspect: Boolean(stored && stored.suspect),
                    rebuilt: reopened.headsRebuilt, vector: Object.fromEntries(reopened.vector()),
                    texts: (await reopened.page(null, 10)).envs.map((e) => e.text),
                    me: key.device };
@@ -363,6 +375,7 @@ GROWS_PAST_THE_WINDOW = "async ({ user, room, written }) => {" + HELPERS + """
 def test_heads_stored_after_a_failed_batch_are_rebuilt_on_the_next_open(page: Page) -> None:
     seen = run(page, FAILED_BATCH, user=unique("failing"), room=unique("room"))
     assert seen["queued"] is True, "the second batch waited behind the one that failed"
+    assert seen["pulled"] == ["kept", "lost by its batch", "after"]
     assert seen["failed"] is True, "the aborted batch was noticed"
     assert seen["suspect"] is True, "the heads written after it say they are suspect"
     assert seen["rebuilt"] is True
