@@ -184,7 +184,10 @@ export class BrowserDevice {
     this.joined.set(room, peer);
     if (!this.unread.has(room)) this.unread.set(room, 0);
     peer.subscribe((event) => this.fromRoom(room, event));
-    peer.started = after.then(() => (peer.closed ? undefined : peer.start()));
+    // A room the reader asks for (peer.want(): shown, or called on by the UI) loads at once,
+    // not after the shown room's links.
+    const wanted = new Promise((resolve) => { peer.want = () => resolve(undefined); });
+    peer.started = Promise.race([after, wanted]).then(() => (peer.closed ? undefined : peer.start()));
     await peer.started;
     return peer;
   }
@@ -260,7 +263,20 @@ export class BrowserDevice {
    */
   async started(name) {
     const peer = this.peer(name);
-    await peer.started;
+    if (name === this.room) peer.want();
+    const attempt = peer.started;
+    try {
+      await attempt;
+    } catch (err) {
+      // A log that failed to load is read again when the room is next asked for (before,
+      // the room stayed listed and refused every call for the page's life).
+      if (peer.closed) throw err;
+      if (peer.started === attempt) {
+        this.log.warn(`reading ${peer.room}'s log again: ${err instanceof Error ? err.message : err}`);
+        peer.started = peer.start();
+      }
+      await peer.started;
+    }
     return peer;
   }
 
@@ -337,6 +353,7 @@ export class BrowserDevice {
   setRoom(room) {
     this.room = room;
     this.server.shown = room; // joined first on a reconnection
+    if (room !== null) this.joined.get(room)?.want();
   }
 
   /**

@@ -72,6 +72,8 @@ export class BrowserPeer {
     this.closed = false;
     /** @type {Promise<void>} settles once start() has (the device opens some rooms later) */
     this.started = Promise.resolve();
+    /** Start now what waits for the page's shown room (set by BrowserDevice.open). */
+    this.want = () => {};
     /** @type {ReturnType<typeof setInterval>[]} */
     this.intervals = [];
     this.log = log;

@@ -1,0 +1,118 @@
+"""The rooms a page keeps besides the one it shows, in real Chromium: they wait for the shown
+room's links before they load, unless the reader asks for one (it loads at once), and a room
+whose log failed to load is loaded again when it is next asked for, instead of refusing every
+call for the page's life."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import requests
+import socketio
+from playwright.sync_api import Page, expect
+
+from protocol.keys import DeviceKey
+from tests.browser.conftest import OpenPage, browser_texts, join_room_page, send_from_page, unique
+from tests.browser.stack import Server
+from tests.browser.test_agent_rooms import entry, open_room
+from tests.browser.test_browser_rooms import WATCH_FRAMES, WATCH_LOADS
+from tests.helpers import poll
+
+LONG = 60_000
+OTHERS_WAIT_MAX_MS = 3000  # static/chat/browser-device.js: the other rooms' longest wait
+
+
+@contextmanager
+def silent_member(server: Server, room: str) -> Iterator[str]:
+    """A member of `room` whose device is in the room's roster but never answers an offer:
+    a page showing the room waits for its link until the wait gives up."""
+    name = unique("mute")
+    token = server.register(name)
+    key = DeviceKey.generate()
+    reply = requests.post(f"{server.url}/api/devices", json={"public_key": key.public_key_b64},
+                          headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert reply.status_code == 201, reply.text
+    client = socketio.Client(reconnection=False)
+    client.connect(server.url, auth={"token": token}, transports=["websocket"],
+                   wait_timeout=30)
+    try:
+        assert client.call("join", {"room": room, "device": key.device_id}, timeout=30)["ok"]
+        yield name
+    finally:
+        client.disconnect()
+
+
+def loads(page: Page) -> dict[str, float]:
+    """When each room's log was first read (the page's clock, ms)."""
+    first: dict[str, float] = {}
+    for way, room, at in page.evaluate("() => window.__frames"):
+        if way == "load":
+            first.setdefault(room, at)
+    return first
+
+
+def test_a_kept_room_the_reader_opens_loads_at_once_not_after_the_shown_rooms_links(
+    open_page: OpenPage, server: Server,
+) -> None:
+    shown, kept = unique("shown"), unique("kept")
+    bob = unique("bob")
+    server.register(bob)
+    page = open_page()
+    page.add_init_script(WATCH_FRAMES)
+    page.add_init_script(WATCH_LOADS)
+    join_room_page(page, server, bob, kept)
+    send_from_page(page, "kept before")
+    with silent_member(server, shown):
+        page.goto(f"{server.url}/rooms/{shown}")
+        page.wait_for_selector("#chat[data-ready=yes]", timeout=LONG)
+        # The shown room waits for its link to the silent member: the kept room would load
+        # only once that wait gives up. The reader asks for it now.
+        open_room(page, kept)
+        clicked = page.evaluate("() => performance.now()")
+        expect(page.locator("#messages > .message").last).to_contain_text("kept before",
+                                                                         timeout=LONG)
+        first = loads(page)
+        assert shown in first and kept in first, first
+        assert first[kept] - first[shown] < OTHERS_WAIT_MAX_MS, (
+            "the kept room waited for the shown room's links", first, clicked)
+
+
+# The first read of one room's log fails, as an IndexedDB error would make it.
+FAIL_FIRST_LOAD = """
+(() => {
+  const native = IDBIndex.prototype.openKeyCursor;
+  let failed = false;
+  IDBIndex.prototype.openKeyCursor = function (query, ...rest) {
+    if (!failed && this.name === 'order' && String(query.lower[0]).startsWith('broken-')) {
+      failed = true;
+      window.__injected = true;
+      throw new DOMException('injected: the log could not be read', 'UnknownError');
+    }
+    return native.call(this, query, ...rest);
+  };
+})();
+"""
+
+
+def test_a_kept_room_whose_log_failed_to_load_loads_again_when_asked_for(
+    open_page: OpenPage, server: Server,
+) -> None:
+    shown, broken = unique("shown"), unique("broken")
+    bob = unique("bob")
+    server.register(bob)
+    page = open_page()
+    join_room_page(page, server, bob, broken)
+    send_from_page(page, "in the broken room")
+    page.add_init_script(FAIL_FIRST_LOAD)
+    page.goto(f"{server.url}/rooms/{shown}")
+    page.wait_for_selector("#chat[data-ready=yes]", timeout=LONG)
+    poll(lambda: page.evaluate("() => window.__injected === true"), timeout=30,
+         message="the injected failure of the kept room's first load")
+    expect(entry(page, broken)).to_be_visible()
+    open_room(page, broken)
+    poll(lambda: "in the broken room" in browser_texts(page), timeout=LONG / 1000,
+         message="the room's log loaded on the second try")
+    send_from_page(page, "and it works")
+    poll(lambda: browser_texts(page)[-1:] == ["and it works"], timeout=LONG / 1000,
+         message="a message sent in the room once it loaded")
