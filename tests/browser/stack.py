@@ -6,13 +6,18 @@ like any browser, which is what lets Chromium and aiortc connect with no tricks.
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import requests
+import socketio
 
 from launcher import LOOPBACK_RECONNECT_MAX, AgentProcess, ServerProcess
 from launcher.server import OPEN_LIMITS
+from protocol.keys import DeviceKey
 from tests.helpers import poll
 
 PASSWORD = "correct horse battery staple"
@@ -79,3 +84,23 @@ def wait_agents_linked(agents: list[Agent], users: set[str], timeout: float = 60
         others = users - {agent.name}
         poll(lambda: agent.connected_to(others), timeout=timeout,  # noqa: B023 (polled now)
              message=f"{agent.name} linked to {sorted(others)}")
+
+
+@contextmanager
+def member_socket(server: Server, room: str) -> Iterator[tuple[socketio.Client, DeviceKey, str]]:
+    """A new member of `room` on a Socket.IO connection of its own, its device registered and
+    the room joined: (the connection, the device key, the user), disconnected after."""
+    name = f"member-{secrets.token_hex(3)}"
+    token = server.register(name)
+    key = DeviceKey.generate()
+    reply = requests.post(f"{server.url}/api/devices", json={"public_key": key.public_key_b64},
+                          headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert reply.status_code == 201, reply.text
+    client = socketio.Client(reconnection=False)
+    client.connect(server.url, auth={"token": token}, transports=["websocket"],
+                   wait_timeout=30)
+    try:
+        assert client.call("join", {"room": room, "device": key.device_id}, timeout=30)["ok"]
+        yield client, key, name
+    finally:
+        client.disconnect()

@@ -5,42 +5,16 @@ call for the page's life."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import requests
-import socketio
 from playwright.sync_api import Page, expect
 
-from protocol.keys import DeviceKey
 from tests.browser.conftest import OpenPage, browser_texts, join_room_page, send_from_page, unique
-from tests.browser.stack import Server
+from tests.browser.stack import Server, member_socket
 from tests.browser.test_agent_rooms import entry, open_room
 from tests.browser.test_browser_rooms import WATCH_FRAMES, WATCH_LOADS
 from tests.helpers import poll
 
 LONG = 60_000
 OTHERS_WAIT_MAX_MS = 3000  # static/chat/browser-device.js: the other rooms' longest wait
-
-
-@contextmanager
-def silent_member(server: Server, room: str) -> Iterator[str]:
-    """A member of `room` whose device is in the room's roster but never answers an offer:
-    a page showing the room waits for its link until the wait gives up."""
-    name = unique("mute")
-    token = server.register(name)
-    key = DeviceKey.generate()
-    reply = requests.post(f"{server.url}/api/devices", json={"public_key": key.public_key_b64},
-                          headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    assert reply.status_code == 201, reply.text
-    client = socketio.Client(reconnection=False)
-    client.connect(server.url, auth={"token": token}, transports=["websocket"],
-                   wait_timeout=30)
-    try:
-        assert client.call("join", {"room": room, "device": key.device_id}, timeout=30)["ok"]
-        yield name
-    finally:
-        client.disconnect()
 
 
 def loads(page: Page) -> dict[str, float]:
@@ -63,7 +37,9 @@ def test_a_kept_room_the_reader_opens_loads_at_once_not_after_the_shown_rooms_li
     page.add_init_script(WATCH_LOADS)
     join_room_page(page, server, bob, kept)
     send_from_page(page, "kept before")
-    with silent_member(server, shown):
+    # A member whose device is in the room's roster but never answers an offer: the page
+    # showing the room waits for its link until the wait gives up.
+    with member_socket(server, shown):
         page.goto(f"{server.url}/rooms/{shown}")
         page.wait_for_selector("#chat[data-ready=yes]", timeout=LONG)
         # The shown room waits for its link to the silent member: the kept room would load

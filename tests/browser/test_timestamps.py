@@ -6,15 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import requests
-import socketio
 from playwright.sync_api import Page
 
-from protocol import DeviceKey, Envelope
+from protocol import Envelope
 from protocol.limits import MAX_TS
 from protocol.timestamps import DISPLAY_MAX_MS, DISPLAY_OVERFLOW, displayable, iso_utc
 from tests.browser.conftest import OpenPage, browser_texts, join_room_page, unique
-from tests.browser.stack import Server
+from tests.browser.stack import Server, member_socket
 from tests.helpers import poll
 
 SAMPLES = [0, 1, 1_700_000_000_000, DISPLAY_MAX_MS, DISPLAY_MAX_MS + 1, 8_640_000_000_000_000,
@@ -47,24 +45,12 @@ def test_the_display_rule_is_the_same_in_javascript(page: Page) -> None:
 
 def publish(server: Server, room: str, stamps: dict[str, int]) -> None:
     """Sign up a member who stores one message per (text, ts) in the room's log."""
-    name = unique("zoe")
-    token = server.register(name)
-    key = DeviceKey.generate()
-    reply = requests.post(f"{server.url}/api/devices", json={"public_key": key.public_key_b64},
-                          headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    assert reply.status_code == 201, reply.text
-    client = socketio.Client(reconnection=False)
-    client.connect(server.url, auth={"token": token}, transports=["websocket"],
-                   wait_timeout=30)
-    try:
-        assert client.call("join", {"room": room, "device": key.device_id}, timeout=30)["ok"]
+    with member_socket(server, room) as (client, key, name):
         for seq, (text, ts) in enumerate(stamps.items(), start=1):
             envelope = Envelope.create(key, room=room, author=name, seq=seq, lamport=seq,
                                        ts=ts, text=text)
             reply = client.call("publish", {"envelope": envelope.to_dict()}, timeout=30)
             assert reply["ok"], reply
-    finally:
-        client.disconnect()
 
 
 def test_a_message_stamped_past_any_date_renders_in_the_chat(open_page: OpenPage,
