@@ -67,6 +67,8 @@ export class BrowserDevice {
     this.joined = new Map();
     /** @type {Map<string, number>} room -> messages from others not read yet */
     this.unread = new Map();
+    /** @type {Set<string>} rooms being joined from the UI (their refusal is the UI's) */
+    this.joiningFromUi = new Set();
     /** frames from the mesh, handed to their rooms */
     this.frames = new FrameRouter({
       joined: this.joined, roomsOf: (device) => this.roomsOf(device), log });
@@ -281,6 +283,19 @@ export class BrowserDevice {
   }
 
   /**
+   * The server refused `room`'s join. A private room the user is no longer a member of
+   * (removed while the page was away, or before a kept room's join went out) is left and
+   * dropped from the list, as if the server had said `removed`; a join from the UI reports
+   * its refusal itself (`settle`), and other refusals leave the room listed.
+   * @param {string} room
+   * @param {{code: string, message: string}} error
+   */
+  refused(room, error) {
+    if (error.code !== "not_a_member" || this.joiningFromUi.has(room)) return;
+    this.removed(room);
+  }
+
+  /**
    * The server dropped this page from `room` (removed from a private room): leave it.
    * @param {string} room
    */
@@ -425,8 +440,12 @@ export class BrowserDevice {
     const room = roomName(name);
     if (isPrivate) await this.server.createRoom(room, true);
     if (!this.joined.has(room)) {
-      const peer = await this.open(room);
-      await this.settle(peer);
+      this.joiningFromUi.add(room);
+      try {
+        await this.settle(await this.open(room));
+      } finally {
+        this.joiningFromUi.delete(room);
+      }
       this.save();
     }
     this.pushRooms();

@@ -33,11 +33,12 @@ import { within } from "./wait.js";
 /**
  * What a room needs of the page's device (browser-device.js): the signed-in user, the key,
  * the database, the server connection and the mesh (through its RoomMesh), and word back
- * when the room list changes or the server drops the page from the room.
+ * when the room list changes, the server drops the page from the room or refuses its join.
  * @typedef {import("./browser-room-mesh.js").MeshOwner & {
  *   user: string, key: import("./protocol/keys.js").DeviceKey, db: IDBDatabase,
  *   server: import("./browser-server.js").ServerConnection,
  *   pushRooms(): void, removed(room: string): void,
+ *   refused(room: string, error: {code: string, message: string}): void,
  * }} RoomOwner
  */
 import { CatchUp } from "./protocol/catchup.js";
@@ -136,8 +137,11 @@ export class BrowserPeer {
       onJoined: (reply, generation) => this.roomServer.onJoined(reply, generation),
       onLink: (up) => this.roomServer.onServerLink(up),
       linked: (withinMs) => this.linksSettled(withinMs),
-      onRefused: (error) => this.addEvent("refused", `the server refused to join: ${error.message}`,
-        { reason: `${error.code}: ${error.message}` }),
+      onRefused: (error) => {
+        this.addEvent("refused", `the server refused to join: ${error.message}`,
+          { reason: `${error.code}: ${error.message}` });
+        if (this.owner) this.owner.refused(this.room, error);
+      },
     });
   }
 

@@ -5,6 +5,7 @@ call for the page's life."""
 
 from __future__ import annotations
 
+import requests
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import OpenPage, browser_texts, join_room_page, send_from_page, unique
@@ -92,3 +93,34 @@ def test_a_kept_room_whose_log_failed_to_load_loads_again_when_asked_for(
     send_from_page(page, "and it works")
     poll(lambda: browser_texts(page)[-1:] == ["and it works"], timeout=LONG / 1000,
          message="a message sent in the room once it loaded")
+
+
+def test_a_kept_private_room_the_reader_was_removed_from_meanwhile_leaves_the_list(
+    open_page: OpenPage, server: Server,
+) -> None:
+    """Removed from a private room while the page was not in it (closed, or still waiting to
+    join it behind the shown room): its join is refused, and the page drops the room instead
+    of listing a room it cannot enter."""
+    shown, hideout = unique("shown"), unique("hideout")
+    owner, bob = unique("olga"), unique("bob")
+    owner_token = server.register(owner)
+    server.register(bob)
+    auth = {"Authorization": f"Bearer {owner_token}"}
+    made = requests.post(f"{server.url}/api/rooms", json={"name": hideout, "private": True},
+                         headers=auth, timeout=30)
+    assert made.status_code == 201, made.text
+    added = requests.post(f"{server.url}/api/rooms/{hideout}/members",
+                          json={"username": bob}, headers=auth, timeout=30)
+    assert added.status_code == 201, added.text
+    page = open_page()
+    join_room_page(page, server, bob, hideout)
+    send_from_page(page, "in the hideout")
+    page.goto(f"{server.url}/")
+    gone = requests.delete(f"{server.url}/api/rooms/{hideout}/members/{bob}", headers=auth,
+                           timeout=30)
+    assert gone.status_code == 200, gone.text
+    with member_socket(server, shown):
+        page.goto(f"{server.url}/rooms/{shown}")
+        page.wait_for_selector("#chat[data-ready=yes]", timeout=LONG)
+        expect(entry(page, hideout)).to_have_count(0, timeout=LONG)
+        expect(entry(page, shown)).to_have_attribute("aria-current", "true")
