@@ -27,17 +27,26 @@ def loads(page: Page) -> dict[str, float]:
     return first
 
 
+def page_keeping(open_page: OpenPage, server: Server, room: str, text: str,
+                 *scripts: str, user: str | None = None) -> tuple[Page, str]:
+    """A page of a new user (or `user`, registered already) that joined `room` and wrote
+    `text` there; `scripts` run in every document it loads from the start."""
+    if user is None:
+        user = unique("bob")
+        server.register(user)
+    page = open_page()
+    for script in scripts:
+        page.add_init_script(script)
+    join_room_page(page, server, user, room)
+    send_from_page(page, text)
+    return page, user
+
+
 def test_a_kept_room_the_reader_opens_loads_at_once_not_after_the_shown_rooms_links(
     open_page: OpenPage, server: Server,
 ) -> None:
     shown, kept = unique("shown"), unique("kept")
-    bob = unique("bob")
-    server.register(bob)
-    page = open_page()
-    page.add_init_script(WATCH_FRAMES)
-    page.add_init_script(WATCH_LOADS)
-    join_room_page(page, server, bob, kept)
-    send_from_page(page, "kept before")
+    page, _ = page_keeping(open_page, server, kept, "kept before", WATCH_FRAMES, WATCH_LOADS)
     # A member whose device is in the room's roster but never answers an offer: the page
     # showing the room waits for its link until the wait gives up.
     with member_socket(server, shown):
@@ -76,11 +85,7 @@ def test_a_kept_room_whose_log_failed_to_load_loads_again_when_asked_for(
     open_page: OpenPage, server: Server,
 ) -> None:
     shown, broken = unique("shown"), unique("broken")
-    bob = unique("bob")
-    server.register(bob)
-    page = open_page()
-    join_room_page(page, server, bob, broken)
-    send_from_page(page, "in the broken room")
+    page, _ = page_keeping(open_page, server, broken, "in the broken room")
     page.add_init_script(FAIL_FIRST_LOAD)
     page.goto(f"{server.url}/rooms/{shown}")
     page.wait_for_selector("#chat[data-ready=yes]", timeout=LONG)
@@ -112,9 +117,7 @@ def test_a_kept_private_room_the_reader_was_removed_from_meanwhile_leaves_the_li
     added = requests.post(f"{server.url}/api/rooms/{hideout}/members",
                           json={"username": bob}, headers=auth, timeout=30)
     assert added.status_code == 201, added.text
-    page = open_page()
-    join_room_page(page, server, bob, hideout)
-    send_from_page(page, "in the hideout")
+    page, _ = page_keeping(open_page, server, hideout, "in the hideout", user=bob)
     page.goto(f"{server.url}/")
     gone = requests.delete(f"{server.url}/api/rooms/{hideout}/members/{bob}", headers=auth,
                            timeout=30)
