@@ -191,7 +191,8 @@ def report(results: list[RoomResult], command: str) -> str:
         "it showed. Baseline, in the same run: bare aiortc data channels between the same "
         "number of peers in one process (a full mesh; the same senders broadcast the same "
         "number of messages, at most 16 ahead of their slowest receiver; no signing, storage "
-        "or UI). Machine: "
+        "or UI; aiortc's own SCTP, a SACK for every packet, where the agents delay theirs: "
+        "bench:sctp-acks). Machine: "
         f"{machine('aiortc', 'aioice', 'aiohttp', 'cryptography')}; 1-minute load average "
         f"{load_avg:.1f} at the end (other work on the machine).",
         "",

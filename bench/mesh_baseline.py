@@ -45,6 +45,8 @@ class BareResult:
 
     msgs_per_s: float
     one_way: list[float]
+    cpu: float = 0.0
+    """Seconds of this process's CPU over the load (every peer's share)."""
 
 
 async def _link(a: Peer, b: Peer, pcs: list[RTCPeerConnection]) -> None:
@@ -94,12 +96,12 @@ async def _measure(peers: int, senders: int, messages: int, idle: int) -> BareRe
             peer.received = 0
             peer.expected = sum(messages for s in range(senders) if s != peer.index)
             peer.got.clear()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(_send(sender, mesh, messages) for sender in mesh[:senders]))
         await asyncio.wait_for(asyncio.gather(*(p.done.wait() for p in mesh if p.expected)),
                                300)
         elapsed = time.perf_counter() - start
-        return BareResult(senders * messages / elapsed, one_way)
+        return BareResult(senders * messages / elapsed, one_way, time.process_time() - cpu)
     finally:
         for pc in pcs:
             await pc.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from protocol.catchup import SYNC_INTERVAL
 
+from . import sctp_acks
 from .device import AgentConfig, Device
 from .ice import pin_ice_hosts
 from .signaling_client import RECONNECT_MAX, SignInError
@@ -88,6 +89,7 @@ def rendezvous_host(args: argparse.Namespace) -> str | None:
 
 async def run(args: argparse.Namespace, password: str | None) -> None:
     pin_ice_hosts(args.ice_host)
+    sctp_acks.install()
     agent = Device(AgentConfig(
         server_url=args.server, username=args.user, rooms=args.room, data_dir=args.data_dir,
         password=password, register=args.register, ui_port=args.ui_port,

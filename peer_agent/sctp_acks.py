@@ -1,0 +1,120 @@
+"""Delayed SACKs for aiortc's SCTP association, as RFC 9260 section 6.2 has a receiver do.
+
+aiortc 1.16.0 (`RTCSctpTransport._handle_data`) acknowledges every SCTP packet that carries
+DATA with a SACK packet of its own, sent at once: on a data channel of small messages, half of
+the datagrams each way are SACKs, and each costs a DTLS record and a datagram at the receiver
+and a decryption, a parse and a congestion-window update at the sender. RFC 9260 section 6.2
+asks instead for a SACK for at least every second packet received, and within a delay of at
+most 500 ms of an unacknowledged one (200 ms is usual), and at once when a packet arrives out of
+order or twice (a gap or a duplicate, so that the sender's fast retransmit is not slowed).
+
+`install()` changes `RTCSctpTransport._send_sack`, the one place aiortc sends a SACK (called by
+`_handle_data` after a packet's chunks are handled, whenever one is needed), to follow that:
+
+- a gap, a duplicate, or an association not in the ESTABLISHED state: the SACK leaves at once;
+- otherwise the second packet not acknowledged yet sends it, and a first one arms a timer of
+  `SACK_DELAY` seconds that sends it if no second packet came.
+
+`SACK_DELAY` is far shorter than the RFC's 200 ms: a bulk sender (a catch-up) whose congestion
+window is full waits for the SACK of an odd last packet, and the sender's retransmission timer
+(at least 1 s in aiortc) is never reached. Nothing else in aiortc changes: the SACK's contents
+are built by aiortc's own `_send_sack` when it leaves. The agent installs it at start
+(`peer_agent.__main__`); `GIBBERISH_SCTP_SACK_DELAY_MS=0` turns it off (every packet acknowledged
+at once, as aiortc does), which the benchmarks use as the baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from aiortc.rtcsctptransport import RTCSctpTransport
+
+log = logging.getLogger(__name__)
+
+SACK_DELAY: Final = 0.02
+"""Seconds a lone packet's SACK may wait for a second packet to acknowledge with it."""
+
+_original_send_sack: Final[Callable[[RTCSctpTransport], Awaitable[None]]] = (
+    RTCSctpTransport._send_sack)
+
+
+@dataclass
+class _Pending:
+    """A delayed SACK of one association: the packets it will acknowledge, its timer."""
+
+    packets: int = 0
+    timer: asyncio.TimerHandle | None = None
+    sending: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.packets = 0
+
+
+_pending: weakref.WeakKeyDictionary[RTCSctpTransport, _Pending] = weakref.WeakKeyDictionary()
+_delay: float | None = None
+
+
+def install(delay: float | None = None) -> float:
+    """Delay SACKs by up to `delay` seconds (default: `GIBBERISH_SCTP_SACK_DELAY_MS`, else
+    SACK_DELAY) in every association of this process; 0 restores aiortc's SACK per packet.
+    Returns the delay in effect."""
+    global _delay
+    if delay is None:
+        setting = os.environ.get("GIBBERISH_SCTP_SACK_DELAY_MS")
+        delay = SACK_DELAY if setting is None else float(setting) / 1000
+    if delay <= 0:
+        _delay = None
+        RTCSctpTransport._send_sack = _original_send_sack  # type: ignore[method-assign,assignment]
+        return 0.0
+    _delay = delay
+    RTCSctpTransport._send_sack = _send_sack_delayed  # type: ignore[method-assign,assignment]
+    return delay
+
+
+def delay_in_effect() -> float:
+    """The delay SACKs may wait in this process, in seconds (0: one per packet, at once)."""
+    return _delay or 0.0
+
+
+async def _send_sack_delayed(transport: RTCSctpTransport) -> None:
+    """aiortc's `_send_sack`, called once per packet that needs acknowledging."""
+    pending = _pending.get(transport)
+    if pending is None:
+        pending = _pending[transport] = _Pending()
+    pending.packets += 1
+    if (_delay is None or pending.packets >= 2 or transport._sack_misordered
+            or transport._sack_duplicates
+            or transport._association_state != RTCSctpTransport.State.ESTABLISHED):
+        pending.cancel()
+        await _original_send_sack(transport)
+        return
+    if pending.timer is None:
+        loop = asyncio.get_running_loop()
+        pending.timer = loop.call_later(_delay, _due, transport, pending)
+
+
+def _due(transport: RTCSctpTransport, pending: _Pending) -> None:
+    """The delay is over: acknowledge what came since the last SACK, if it is still needed."""
+    pending.timer = None
+    pending.packets = 0
+    if (not transport._sack_needed
+            or transport._association_state != RTCSctpTransport.State.ESTABLISHED):
+        return
+    task = asyncio.get_running_loop().create_task(_send_now(transport))
+    pending.sending.add(task)
+    task.add_done_callback(pending.sending.discard)
+
+
+async def _send_now(transport: RTCSctpTransport) -> None:
+    try:
+        await _original_send_sack(transport)
+    except ConnectionError as exc:  # the DTLS transport closed meanwhile: nothing to acknowledge
+        log.debug("delayed SACK not sent: %s", exc)

@@ -1,0 +1,181 @@
+"""Delayed SACKs (peer_agent/sctp_acks.py) on real aiortc data channels over loopback: fewer
+SACK packets, every message still delivered once and in order, a lone packet acknowledged
+within the delay (never retransmitted), and a lost packet retransmitted quickly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import pytest
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
+from aiortc.rtcsctptransport import RTCSctpTransport
+
+from peer_agent import sctp_acks
+from peer_agent.ice import pin_ice_hosts
+
+DATA_CHUNK = 0  # SCTP chunk type of DATA (RFC 9260 section 3.2)
+
+
+@pytest.fixture(autouse=True)
+def pinned() -> Iterator[None]:
+    pin_ice_hosts(["127.0.0.1"])
+    try:
+        yield
+    finally:
+        pin_ice_hosts(None)
+        sctp_acks.install(0)
+
+
+@dataclass
+class Link:
+    """One ordered data channel from `sender` to `receiver`, and what arrived."""
+
+    sender: RTCPeerConnection
+    receiver: RTCPeerConnection
+    channel: RTCDataChannel
+    received: list[str] = field(default_factory=list)
+
+    @property
+    def association(self) -> RTCSctpTransport:
+        assert self.sender.sctp is not None
+        return self.sender.sctp
+
+    async def wait_for(self, count: int, timeout: float) -> float:
+        """Seconds until `count` messages arrived (fails after `timeout`)."""
+        start = time.monotonic()
+        async with asyncio.timeout(timeout):
+            while len(self.received) < count:
+                await asyncio.sleep(0.001)
+        return time.monotonic() - start
+
+
+@asynccontextmanager
+async def link() -> AsyncIterator[Link]:
+    sender = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    receiver = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    channel = sender.createDataChannel("chat")
+    opened = asyncio.Event()
+    channel.on("open", opened.set)
+    result = Link(sender, receiver, channel)
+
+    @receiver.on("datachannel")
+    def on_channel(remote: RTCDataChannel) -> None:
+        remote.on("message", lambda data: result.received.append(data))
+
+    try:
+        await sender.setLocalDescription(await sender.createOffer())
+        await receiver.setRemoteDescription(sender.localDescription)
+        await receiver.setLocalDescription(await receiver.createAnswer())
+        await sender.setRemoteDescription(receiver.localDescription)
+        async with asyncio.timeout(20):
+            await opened.wait()
+        yield result
+    finally:
+        await sender.close()
+        await receiver.close()
+
+
+def count_sacks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A one-element list counting SACK chunks received by any association."""
+    seen = [0]
+    original = RTCSctpTransport._receive_sack_chunk
+
+    async def counting(self: RTCSctpTransport, chunk: object) -> None:
+        seen[0] += 1
+        await original(self, chunk)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RTCSctpTransport, "_receive_sack_chunk", counting)
+    return seen
+
+
+async def burst(count: int) -> tuple[list[str], int]:
+    """`count` messages sent at once: what arrived, and the data packets they took."""
+    async with link() as chat:
+        sent_before = chat.association._local_tsn
+        for i in range(count):
+            chat.channel.send(f"message {i}")
+        await chat.wait_for(count, timeout=20)
+        async with asyncio.timeout(5):  # the last SACK (at most the delay) empties the queue
+            while chat.association._sent_queue:
+                await asyncio.sleep(0.001)
+        packets = (chat.association._local_tsn - sent_before) % 2**32
+        return chat.received, packets
+
+
+def test_a_burst_arrives_whole_in_order_with_half_the_sacks_or_fewer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = count_sacks(monkeypatch)
+    expected = [f"message {i}" for i in range(300)]
+
+    sctp_acks.install(0)
+    received, packets = asyncio.run(burst(300))
+    per_packet = seen[0]
+    assert received == expected
+    assert per_packet >= packets, "aiortc's own rule: a SACK for every packet"
+
+    seen[0] = 0
+    assert sctp_acks.install(0.02) == 0.02
+    received, packets = asyncio.run(burst(300))
+    assert received == expected
+    assert 0 < seen[0] <= packets * 0.55 + 5, (seen[0], packets, per_packet)
+
+
+def test_a_lone_message_is_acknowledged_within_the_delay_and_never_sent_twice() -> None:
+    sctp_acks.install(0.05)
+
+    async def lone() -> tuple[list[float], list[int]]:
+        async with link() as chat:
+            chunks, waits = [], []
+            for i in range(6):  # each alone: the one before is acknowledged first
+                chat.channel.send(f"alone {i}")
+                async with asyncio.timeout(5):  # the channel sends from a task of its own
+                    while not chat.association._sent_queue:
+                        await asyncio.sleep(0.001)
+                chunk = chat.association._sent_queue[-1]
+                chunks.append(chunk)
+                async with asyncio.timeout(0.9):  # aiortc retransmits after 1 s at the soonest
+                    while chat.association._sent_queue:
+                        await asyncio.sleep(0.001)
+                waits.append(time.time() - chunk._sent_time)  # aiortc's own clock for it
+            await chat.wait_for(6, timeout=5)
+            assert chat.received == [f"alone {i}" for i in range(6)]
+            return waits, [chunk._sent_count for chunk in chunks]
+
+    waits, sent_counts = asyncio.run(lone())
+    assert sent_counts == [1] * 6
+    # Each SACK waited for a second packet that never came, then for the delay (the first
+    # message's packet was the second after the channel's opening, acknowledged at once).
+    assert all(0.04 <= waited < 0.9 for waited in waits[1:]), waits
+
+
+def test_a_lost_packet_is_sent_again_soon_and_nothing_is_lost_or_doubled() -> None:
+    sctp_acks.install(0.2)
+
+    async def lossy() -> tuple[list[str], float, int]:
+        async with link() as chat:
+            dtls = chat.association.transport
+            send = dtls._send_data
+            data_packets = [0]
+
+            async def dropping_the_fifth(data: bytes) -> None:
+                if len(data) > 12 and data[12] == DATA_CHUNK:
+                    data_packets[0] += 1
+                    if data_packets[0] == 5:
+                        return
+                await send(data)
+
+            dtls._send_data = dropping_the_fifth  # type: ignore[method-assign]
+            for i in range(40):
+                chat.channel.send(f"message {i}")
+            took = await chat.wait_for(40, timeout=10)
+            return chat.received, took, data_packets[0]
+
+    received, took, packets = asyncio.run(lossy())
+    assert received == [f"message {i}" for i in range(40)]
+    assert packets > 40, "the lost packet was sent again"
+    # A fast retransmit on the gap's SACKs; a timer (aiortc's T3: 1 s at least) would be slower.
+    assert took < 0.9, f"the lost packet took {took:.2f} s to arrive again"
