@@ -30,6 +30,7 @@ import os
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from typing import Final
 
 from aiortc.rtcsctptransport import RTCSctpTransport
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 
 SACK_DELAY: Final = 0.02
 """Seconds a lone packet's SACK may wait for a second packet to acknowledge with it."""
+
+WRITTEN_FOR: Final = "1.16.0"
+"""The aiortc version whose `RTCSctpTransport` internals this module was written against
+(requirements.txt pins it)."""
 
 _original_send_sack: Final[Callable[[RTCSctpTransport], Awaitable[None]]] = (
     RTCSctpTransport._send_sack)
@@ -70,6 +75,12 @@ def install(delay: float | None = None) -> float:
     if delay is None:
         setting = os.environ.get("GIBBERISH_SCTP_SACK_DELAY_MS")
         delay = SACK_DELAY if setting is None else float(setting) / 1000
+    if delay > 0 and version("aiortc") != WRITTEN_FOR:
+        # It reads aiortc's private state (`_sack_needed`, `_sack_misordered`, ...): another
+        # version keeps its own rule rather than risk a SACK never sent.
+        log.warning("aiortc %s is not %s: SCTP acknowledges every packet, as aiortc does",
+                    version("aiortc"), WRITTEN_FOR)
+        delay = 0.0
     if delay <= 0:
         _delay = None
         RTCSctpTransport._send_sack = _original_send_sack  # type: ignore[method-assign,assignment]
