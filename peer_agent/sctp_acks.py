@@ -87,6 +87,7 @@ def install(delay: float | None = None) -> float:
         return 0.0
     _delay = delay
     RTCSctpTransport._send_sack = _send_sack_delayed  # type: ignore[method-assign,assignment]
+    log.info("SCTP: a SACK for every second packet, or for a lone one after %g ms", delay * 1000)
     return delay
 
 

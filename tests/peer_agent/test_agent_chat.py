@@ -27,6 +27,14 @@ def test_each_link_says_it_goes_host_to_host_on_loopback(trio: list[AgentProcess
             assert peer["connect_ms"] > 0
 
 
+def test_each_agent_delays_its_sctp_acknowledgements(trio: list[AgentProcess]) -> None:
+    """peer_agent/sctp_acks.py is on in the agent process (tests/peer_agent/test_sctp_acks.py
+    checks what it does on real aiortc channels)."""
+    for agent in trio:
+        said = agent.log_path.read_text()
+        assert "SCTP: a SACK for every second packet, or for a lone one after 20 ms" in said
+
+
 def test_a_message_reaches_every_peer_in_the_same_order(trio: list[AgentProcess]) -> None:
     alice, bob, carol = trio
     alice.send("one from alice")
