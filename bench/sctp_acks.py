@@ -1,8 +1,9 @@
 """SCTP's acknowledgements on the data channels (issue 16): aiortc's SACK for every packet
 against the agent's delayed SACKs (peer_agent/sctp_acks.py: one for every second packet, or
-after SACK_DELAY), in the bare mesh of bench.mesh (aiortc data channels between N peers in one
-process, ICE pinned to 127.0.0.1, no signing, storage or UI), so that nothing but the SCTP
-layer differs. The two ways alternate, round after round, in one process.
+after SACK_DELAY, carried by an outgoing DATA packet when one leaves meanwhile), in the bare
+mesh of bench.mesh (aiortc data channels between N peers in one process, ICE pinned to
+127.0.0.1, no signing, storage or UI), so that nothing but the SCTP layer differs. The two ways
+alternate, round after round, in one process.
 
     .venv/bin/python -m bench.sctp_acks [--peers 4] [--senders 4] [--messages 1000]
                                         [--idle 100] [--rounds 3] [--no-write]
@@ -103,8 +104,9 @@ def report(ways: list[Way], args: argparse.Namespace) -> str:
         "The baseline is aiortc's own rule, a SACK for every packet that carries data, sent "
         "at once; the agent's (`peer_agent/sctp_acks.py`) sends one for every second packet, "
         f"or {sctp_acks.SACK_DELAY * 1000:.0f} ms after a lone one, and at once on a gap or "
-        f"a duplicate. The two alternate, {args.rounds} rounds; medians of the rounds, each "
-        "round's figure in brackets. "
+        "a duplicate, in the packet of a message leaving meanwhile when there is one. The two "
+        f"alternate, {args.rounds} rounds; medians of the rounds, each round's figure in "
+        "brackets. "
         f"{machine('aiortc')}; 1-minute load average {os.getloadavg()[0]:.1f} at the end.",
         "",
         f"| figure | {base.name} | {new.name} | new ÷ baseline |",

@@ -15,10 +15,15 @@ order or twice (a gap or a duplicate, so that the sender's fast retransmit is no
 - otherwise the second packet not acknowledged yet sends it, and a first one arms a timer of
   `SACK_DELAY` seconds that sends it if no second packet came.
 
+and `RTCSctpTransport._send_chunk` (aiortc puts one chunk in each packet) so that a DATA chunk
+leaving while a delayed SACK waits carries the SACK in front of it, in one packet: in a
+conversation, where both sides write, nearly every SACK rides on a message.
+
 `SACK_DELAY` is far shorter than the RFC's 200 ms: a bulk sender (a catch-up) whose congestion
 window is full waits for the SACK of an odd last packet, and the sender's retransmission timer
 (at least 1 s in aiortc) is never reached. Nothing else in aiortc changes: the SACK's contents
-are built by aiortc's own `_send_sack` when it leaves. The agent installs it at start
+are built by aiortc's own `_send_sack` when it leaves, and a bundled packet is serialised as
+aiortc's `serialize_packet` does one of a single chunk. The agent installs it at start
 (`peer_agent.__main__`); `GIBBERISH_SCTP_SACK_DELAY_MS=0` turns it off (every packet acknowledged
 at once, as aiortc does), which the benchmarks use as the baseline."""
 
@@ -31,9 +36,11 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
+from struct import pack
 from typing import Final
 
-from aiortc.rtcsctptransport import RTCSctpTransport
+from aiortc.rtcsctptransport import Chunk, DataChunk, RTCSctpTransport, SackChunk
+from google_crc32c import value as crc32c
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +51,14 @@ WRITTEN_FOR: Final = "1.16.0"
 """The aiortc version whose `RTCSctpTransport` internals this module was written against
 (requirements.txt pins it)."""
 
+BUNDLE_MAX: Final = 1000
+"""Bytes of user data a DATA chunk may carry and still take a waiting SACK along in its packet
+(a full chunk, 1,200 bytes, leaves alone: the packet stays within the size aiortc keeps to)."""
+
 _original_send_sack: Final[Callable[[RTCSctpTransport], Awaitable[None]]] = (
     RTCSctpTransport._send_sack)
+_original_send_chunk: Final[Callable[[RTCSctpTransport, Chunk], Awaitable[None]]] = (
+    RTCSctpTransport._send_chunk)
 
 
 @dataclass
@@ -55,6 +68,9 @@ class _Pending:
     packets: int = 0
     timer: asyncio.TimerHandle | None = None
     sending: set[asyncio.Task[None]] = field(default_factory=set)
+    taking: bool = False
+    """aiortc is building the SACK for a DATA packet to carry: it is taken, not sent."""
+    taken: SackChunk | None = None
 
     def cancel(self) -> None:
         if self.timer is not None:
@@ -84,9 +100,11 @@ def install(delay: float | None = None) -> float:
     if delay <= 0:
         _delay = None
         RTCSctpTransport._send_sack = _original_send_sack  # type: ignore[method-assign,assignment]
+        RTCSctpTransport._send_chunk = _original_send_chunk  # type: ignore[method-assign,assignment]
         return 0.0
     _delay = delay
     RTCSctpTransport._send_sack = _send_sack_delayed  # type: ignore[method-assign,assignment]
+    RTCSctpTransport._send_chunk = _send_chunk_bundling  # type: ignore[method-assign,assignment]
     log.info("SCTP: a SACK for every second packet, or for a lone one after %g ms", delay * 1000)
     return delay
 
@@ -130,3 +148,40 @@ async def _send_now(transport: RTCSctpTransport) -> None:
         await _original_send_sack(transport)
     except ConnectionError as exc:  # the DTLS transport closed meanwhile: nothing to acknowledge
         log.debug("delayed SACK not sent: %s", exc)
+
+
+async def _send_chunk_bundling(transport: RTCSctpTransport, chunk: Chunk) -> None:
+    """aiortc's `_send_chunk` (one chunk per packet), except that a DATA chunk leaving while
+    a delayed SACK waits takes the SACK along, in front of it in the same packet (RFC 9260
+    section 6.2: a SACK may ride on outgoing DATA; control chunks come first, section 6.10)."""
+    pending = _pending.get(transport)
+    if pending is None:
+        await _original_send_chunk(transport, chunk)
+        return
+    if pending.taking and isinstance(chunk, SackChunk):
+        pending.taken = chunk
+        return
+    if (not isinstance(chunk, DataChunk) or pending.timer is None
+            or not transport._sack_needed or len(chunk.user_data) > BUNDLE_MAX):
+        await _original_send_chunk(transport, chunk)
+        return
+    pending.taking = True
+    try:
+        await _original_send_sack(transport)  # builds the SACK; its `_send_chunk` is taken
+    finally:
+        pending.taking = False
+    sack, pending.taken = pending.taken, None
+    pending.cancel()
+    if sack is None:  # nothing was built after all
+        await _original_send_chunk(transport, chunk)
+        return
+    await transport.transport._send_data(_packet(transport, bytes(sack) + bytes(chunk)))
+
+
+def _packet(transport: RTCSctpTransport, chunks: bytes) -> bytes:
+    """An SCTP packet of `chunks` (each padded already), as aiortc's `serialize_packet` makes
+    one of a single chunk: common header, CRC32c over the whole."""
+    header = pack("!HHL", transport._local_port, transport._remote_port,
+                  transport._remote_verification_tag)
+    checksum = crc32c(header + b"\x00\x00\x00\x00" + chunks)
+    return header + pack("<L", checksum) + chunks

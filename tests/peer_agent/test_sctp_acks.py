@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
@@ -38,6 +39,7 @@ class Link:
     receiver: RTCPeerConnection
     channel: RTCDataChannel
     received: list[str] = field(default_factory=list)
+    echoed: list[str] = field(default_factory=list)
 
     @property
     def association(self) -> RTCSctpTransport:
@@ -54,7 +56,8 @@ class Link:
 
 
 @asynccontextmanager
-async def link() -> AsyncIterator[Link]:
+async def link(echo: bool = False) -> AsyncIterator[Link]:
+    """A linked pair; with `echo`, the receiver sends each message back as it arrives."""
     sender = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     receiver = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     channel = sender.createDataChannel("chat")
@@ -62,9 +65,15 @@ async def link() -> AsyncIterator[Link]:
     channel.on("open", opened.set)
     result = Link(sender, receiver, channel)
 
+    channel.on("message", lambda data: result.echoed.append(data))
+
     @receiver.on("datachannel")
     def on_channel(remote: RTCDataChannel) -> None:
-        remote.on("message", lambda data: result.received.append(data))
+        def on_message(data: str) -> None:
+            result.received.append(data)
+            if echo:
+                remote.send(data)
+        remote.on("message", on_message)
 
     try:
         await sender.setLocalDescription(await sender.createOffer())
@@ -179,3 +188,38 @@ def test_a_lost_packet_is_sent_again_soon_and_nothing_is_lost_or_doubled() -> No
     assert packets > 40, "the lost packet was sent again"
     # A fast retransmit on the gap's SACKs; a timer (aiortc's T3: 1 s at least) would be slower.
     assert took < 0.9, f"the lost packet took {took:.2f} s to arrive again"
+
+
+def test_a_conversation_carries_its_sacks_in_its_data_packets() -> None:
+    """Messages both ways: each side's SACK rides on its next message instead of leaving in a
+    packet of its own (a SACK per packet is two datagrams per message)."""
+
+    async def conversation(messages: int) -> tuple[list[str], list[str], float]:
+        async with link(echo=True) as chat:
+            sent = [0]
+            for pc in (chat.sender, chat.receiver):
+                assert pc.sctp is not None
+                dtls = pc.sctp.transport
+                send = dtls._send_data
+
+                async def counted(data: bytes, send: Any = send) -> None:
+                    sent[0] += 1
+                    await send(data)
+
+                dtls._send_data = counted  # type: ignore[method-assign]
+            for i in range(messages):  # one at a time: the next when the echo is back
+                chat.channel.send(f"turn {i}")
+                async with asyncio.timeout(10):
+                    while len(chat.echoed) <= i:
+                        await asyncio.sleep(0.0005)
+            return chat.received, chat.echoed, sent[0] / (2 * messages)
+
+    sctp_acks.install(0.05)
+    received, echoed, per_message = asyncio.run(conversation(100))
+    expected = [f"turn {i}" for i in range(100)]
+    assert received == expected and echoed == expected
+    assert per_message < 1.2, f"{per_message:.2f} datagrams per message"
+
+    sctp_acks.install(0)
+    _, _, alone = asyncio.run(conversation(100))
+    assert alone >= 1.9, f"aiortc's own rule: {alone:.2f} datagrams per message"
