@@ -22,8 +22,8 @@ conversation, where both sides write, nearly every SACK rides on a message.
 `SACK_DELAY` is far shorter than the RFC's 200 ms: a bulk sender (a catch-up) whose congestion
 window is full waits for the SACK of an odd last packet, and the sender's retransmission timer
 (at least 1 s in aiortc) is never reached. Nothing else in aiortc changes: the SACK's contents
-are built by aiortc's own `_send_sack` when it leaves, and a bundled packet is serialised as
-aiortc's `serialize_packet` does one of a single chunk. The agent installs it at start
+are built by aiortc's own `_send_sack` when it leaves, and a bundled packet is serialised by
+aiortc's own `serialize_packet`. The agent installs it at start
 (`peer_agent.__main__`); `GIBBERISH_SCTP_SACK_DELAY_MS=0` turns it off (every packet acknowledged
 at once, as aiortc does), which the benchmarks use as the baseline."""
 
@@ -36,11 +36,15 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
-from struct import pack
-from typing import Final
+from typing import Final, cast
 
-from aiortc.rtcsctptransport import Chunk, DataChunk, RTCSctpTransport, SackChunk
-from google_crc32c import value as crc32c
+from aiortc.rtcsctptransport import (
+    Chunk,
+    DataChunk,
+    RTCSctpTransport,
+    SackChunk,
+    serialize_packet,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +113,6 @@ def install(delay: float | None = None) -> float:
     return delay
 
 
-def delay_in_effect() -> float:
-    """The delay SACKs may wait in this process, in seconds (0: one per packet, at once)."""
-    return _delay or 0.0
-
-
 async def _send_sack_delayed(transport: RTCSctpTransport) -> None:
     """aiortc's `_send_sack`, called once per packet that needs acknowledging."""
     pending = _pending.get(transport)
@@ -179,9 +178,8 @@ async def _send_chunk_bundling(transport: RTCSctpTransport, chunk: Chunk) -> Non
 
 
 def _packet(transport: RTCSctpTransport, chunks: bytes) -> bytes:
-    """An SCTP packet of `chunks` (each padded already), as aiortc's `serialize_packet` makes
-    one of a single chunk: common header, CRC32c over the whole."""
-    header = pack("!HHL", transport._local_port, transport._remote_port,
-                  transport._remote_verification_tag)
-    checksum = crc32c(header + b"\x00\x00\x00\x00" + chunks)
-    return header + pack("<L", checksum) + chunks
+    """An SCTP packet of `chunks` (each padded already): aiortc's `serialize_packet` takes any
+    value whose bytes are the chunks, and puts them behind the common header and CRC32c."""
+    assert transport._remote_port is not None  # known once the association is up
+    return serialize_packet(transport._local_port, transport._remote_port,
+                            transport._remote_verification_tag, cast(Chunk, chunks))

@@ -9,12 +9,12 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
 from aiortc.rtcsctptransport import RTCSctpTransport
 
+from bench.sctp_acks import counting
 from peer_agent import sctp_acks
 from peer_agent.ice import pin_ice_hosts
 
@@ -88,19 +88,6 @@ async def link(echo: bool = False) -> AsyncIterator[Link]:
         await receiver.close()
 
 
-def count_sacks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """A one-element list counting SACK chunks received by any association."""
-    seen = [0]
-    original = RTCSctpTransport._receive_sack_chunk
-
-    async def counting(self: RTCSctpTransport, chunk: object) -> None:
-        seen[0] += 1
-        await original(self, chunk)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(RTCSctpTransport, "_receive_sack_chunk", counting)
-    return seen
-
-
 async def burst(count: int) -> tuple[list[str], int]:
     """`count` messages sent at once: what arrived, and the data packets they took."""
     async with link() as chat:
@@ -115,22 +102,21 @@ async def burst(count: int) -> tuple[list[str], int]:
         return chat.received, packets
 
 
-def test_a_burst_arrives_whole_in_order_with_half_the_sacks_or_fewer(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = count_sacks(monkeypatch)
+def test_a_burst_arrives_whole_in_order_with_half_the_sacks_or_fewer() -> None:
     expected = [f"message {i}" for i in range(300)]
 
     sctp_acks.install(0)
-    received, packets = asyncio.run(burst(300))
-    per_packet = seen[0]
+    with counting() as counts:
+        received, packets = asyncio.run(burst(300))
+    per_packet = counts["sacks"]
     assert received == expected
     assert per_packet >= packets, "aiortc's own rule: a SACK for every packet"
 
-    seen[0] = 0
     assert sctp_acks.install(0.02) == 0.02
-    received, packets = asyncio.run(burst(300))
+    with counting() as counts:
+        received, packets = asyncio.run(burst(300))
     assert received == expected
-    assert 0 < seen[0] <= packets * 0.55 + 5, (seen[0], packets, per_packet)
+    assert 0 < counts["sacks"] <= packets * 0.55 + 5, (counts["sacks"], packets, per_packet)
 
 
 def test_a_lone_message_is_acknowledged_within_the_delay_and_never_sent_twice() -> None:
@@ -194,32 +180,26 @@ def test_a_conversation_carries_its_sacks_in_its_data_packets() -> None:
     """Messages both ways: each side's SACK rides on its next message instead of leaving in a
     packet of its own (a SACK per packet is two datagrams per message)."""
 
-    async def conversation(messages: int) -> tuple[list[str], list[str], float]:
+    async def conversation(messages: int) -> tuple[list[str], list[str]]:
         async with link(echo=True) as chat:
-            sent = [0]
-            for pc in (chat.sender, chat.receiver):
-                assert pc.sctp is not None
-                dtls = pc.sctp.transport
-                send = dtls._send_data
-
-                async def counted(data: bytes, send: Any = send) -> None:
-                    sent[0] += 1
-                    await send(data)
-
-                dtls._send_data = counted  # type: ignore[method-assign]
             for i in range(messages):  # one at a time: the next when the echo is back
                 chat.channel.send(f"turn {i}")
                 async with asyncio.timeout(10):
                     while len(chat.echoed) <= i:
                         await asyncio.sleep(0.0005)
-            return chat.received, chat.echoed, sent[0] / (2 * messages)
+            return chat.received, chat.echoed
+
+    def datagrams_per_message(messages: int) -> tuple[list[str], list[str], float]:
+        with counting() as counts:  # every DTLS record either side sends
+            received, echoed = asyncio.run(conversation(messages))
+        return received, echoed, counts["datagrams"] / (2 * messages)
 
     sctp_acks.install(0.05)
-    received, echoed, per_message = asyncio.run(conversation(100))
+    received, echoed, per_message = datagrams_per_message(100)
     expected = [f"turn {i}" for i in range(100)]
     assert received == expected and echoed == expected
     assert per_message < 1.2, f"{per_message:.2f} datagrams per message"
 
     sctp_acks.install(0)
-    _, _, alone = asyncio.run(conversation(100))
+    _, _, alone = datagrams_per_message(100)
     assert alone >= 1.9, f"aiortc's own rule: {alone:.2f} datagrams per message"
